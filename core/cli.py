@@ -31,14 +31,15 @@ def _cmd_backbones(args: argparse.Namespace) -> int:
     rows = []
     for spec in backbones.listed_specs():
         rows.append([
-            spec.display_name,
+            spec.name,
+            "" if spec.alpha is None else f"{spec.alpha:g}",
             f"{spec.input_size}x{spec.input_size}",
             f"{spec.param_count():,}",
             spec.entry.preprocessing,
             spec.weights_source(),
             "yes" if spec.weights_available() else "no",
         ])
-    print(format_table(rows, ["backbone", "input", "params (no top)", "preprocessing", "ImageNet weights from", "available here"]))
+    print(format_table(rows, ["backbone", "alpha", "input", "params (no top)", "preprocessing", "ImageNet weights from", "available here"]))
     missing = [s for s in backbones.listed_specs() if not s.weights_available()]
     if missing:
         print()
