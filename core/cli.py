@@ -8,6 +8,7 @@ clear line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from typing import Sequence
 
@@ -64,6 +65,74 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_audit)
 
 
+# --- run / experiment ----------------------------------------------------------
+
+def parse_overrides(items: Sequence[str]) -> dict:
+    """``["stage1.epochs=5", "augment.views=0"]`` -> nested dict (values parsed as JSON when possible)."""
+    import json
+
+    out: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set expects KEY=VALUE, got '{item}'")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from core import config as config_mod
+    from core.runner import execute
+
+    overrides = parse_overrides(args.set or [])
+    overrides.update(weights=args.weights, seed=args.seed, method=args.method)
+    cfg = config_mod.resolve(args.data, args.backbone, args.preset, overrides)
+    execute(cfg, args.artifacts, emit=_emit)
+    return 0
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="train and evaluate one backbone on one dataset (resumes an interrupted run)")
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--backbone", required=True, help="registry name, e.g. EfficientNetLite0 or MobileNetV2@0.35")
+    p.add_argument("--preset", default="full", help="quick (minutes, subsampled) or full (default)")
+    p.add_argument("--weights", default="imagenet", choices=["imagenet", "none"],
+                   help="imagenet (transfer learning, default) or none (same architecture from scratch)")
+    p.add_argument("--method", default="finetune", choices=["finetune", "logreg", "linear_svm", "knn"],
+                   help="finetune the network (default) or a scikit-learn baseline on frozen embeddings")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--artifacts", default=None, help="results folder (default: artifacts/ in the repo)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set stage1.epochs=5 --set augment.views=0 (repeatable)")
+    p.set_defaults(func=_cmd_run)
+
+
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from core.experiment import run_experiment
+
+    return run_experiment(args.file, artifacts=args.artifacts, dry_run=args.dry_run, emit=_emit)
+
+
+def _add_experiment(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("experiment", help="run a grid from a TOML file, skipping complete runs and resuming others")
+    p.add_argument("file", help="experiment file, e.g. experiments/study.toml")
+    p.add_argument("--artifacts", default=None, help="results folder (default: the file's, else artifacts/)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and their state without running")
+    p.set_defaults(func=_cmd_experiment)
+
+
+def _emit(line: str) -> None:
+    print(line, flush=True)
+
+
 # --- entry point ---------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_backbones(sub)
     _add_audit(sub)
+    _add_run(sub)
+    _add_experiment(sub)
     return parser
 
 
@@ -89,5 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            print(f"error: the disk is full ({exc.filename or 'writing results'}); free some space and run the "
+                  "same command again to resume", file=sys.stderr)
+            return 3
+        raise

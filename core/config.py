@@ -1,0 +1,134 @@
+"""Run settings: every choice the original study tuned by hand, with defaults and presets.
+
+A :class:`RunConfig` is resolved once (preset, then explicit overrides) and stored
+in the run folder as ``config.json``; the run id is a hash of it, so the same
+settings always land in the same folder and an interrupted run is found again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class AugmentConfig:
+    """Input augmentation as a fixed number of cached augmented views per training image."""
+
+    views: int = 2  # augmented copies per training image (0 = none), computed once and cached
+    flip: bool = True  # random horizontal flip
+    rotation_deg: float = 10.0
+    zoom: float = 0.1  # random zoom in/out up to this fraction
+    brightness: float = 0.1  # random brightness change up to this fraction of 255
+    contrast: float = 0.1
+    seed: int = 1234  # the views are data, not training randomness: fixed across training seeds
+
+
+@dataclass
+class StageConfig:
+    """One training stage."""
+
+    epochs: int
+    learning_rate: float
+    optimizer: str = "adam"
+    patience: int = 5  # early stopping on validation loss, best weights restored
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a run's result."""
+
+    dataset: str  # dataset folder
+    backbone: str  # registry name, optionally Name@alpha
+    weights: str = "imagenet"  # "imagenet" or "none" (train the same architecture from scratch)
+    method: str = "finetune"  # "finetune" (network) or a classical baseline on frozen embeddings:
+    #                           "logreg", "linear_svm", "knn"
+    seed: int = 0
+    preset: str = "full"
+    # data
+    split_seed: int = 42  # fixed across training seeds, so every run of a dataset shares its test set
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    max_train_per_class: int | None = None  # subsampling (quick preset)
+    max_eval_per_class: int | None = None
+    input_size: int | None = None  # None: the backbone's native size
+    batch_size: int = 32
+    class_weights: bool = True  # "balanced" weights against class imbalance
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # head on the pooled backbone output
+    head_hidden_units: int = 0  # 0: a single softmax layer after dropout
+    head_dropout: float = 0.2
+    # stage 1: new head on the frozen backbone, trained from cached backbone outputs
+    stage1: StageConfig = field(default_factory=lambda: StageConfig(epochs=40, learning_rate=1e-3, patience=5))
+    # stage 2: fine-tune the top of the backbone (BatchNorm stays frozen)
+    stage2: StageConfig = field(default_factory=lambda: StageConfig(epochs=15, learning_rate=1e-5, patience=3))
+    unfreeze_layers: int = 20  # layers counted from the top of the backbone
+    # from scratch (weights="none"): one stage, every layer trainable
+    scratch: StageConfig = field(default_factory=lambda: StageConfig(epochs=30, learning_rate=1e-3, patience=6))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, with the schema version."""
+        return {"schema_version": SCHEMA_VERSION, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        """Inverse of :meth:`to_dict` (unknown keys are an error)."""
+        data = {k: v for k, v in data.items() if k != "schema_version"}
+        nested = {"augment": AugmentConfig, "stage1": StageConfig, "stage2": StageConfig, "scratch": StageConfig}
+        for key, kind in nested.items():
+            if key in data and isinstance(data[key], dict):
+                data[key] = kind(**data[key])
+        return cls(**data)
+
+    def run_id(self) -> str:
+        """Short, stable id derived from every setting that changes the result."""
+        identity = self.to_dict()
+        identity.pop("dataset")  # the folder may move; the dataset fingerprint is recorded separately
+        text = json.dumps(identity, sort_keys=True)
+        tag = "scratch" if self.weights == "none" else "imagenet"
+        if self.method != "finetune":
+            tag = f"{tag}-{self.method}"
+        return f"{self.preset}-{tag}-s{self.seed}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # A few minutes on a 2-core CPU: subsampled data, few epochs.
+    "quick": {
+        "max_train_per_class": 40,
+        "max_eval_per_class": 20,
+        "augment": {"views": 1},
+        "stage1": {"epochs": 10, "learning_rate": 1e-3, "patience": 3},
+        "stage2": {"epochs": 2, "learning_rate": 1e-5, "patience": 2},
+        "scratch": {"epochs": 3, "learning_rate": 1e-3, "patience": 3},
+    },
+    "full": {},
+}
+
+
+def resolve(dataset: str, backbone: str, preset: str = "full", overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Defaults, then the preset, then explicit overrides (nested dicts merge)."""
+    if preset not in PRESETS:
+        from core.errors import UserError
+
+        raise UserError(f"unknown preset '{preset}'; choose one of: {', '.join(PRESETS)}")
+    data = RunConfig(dataset=dataset, backbone=backbone, preset=preset).to_dict()
+    for layer in (PRESETS[preset], overrides or {}):
+        _merge(data, layer)
+    return RunConfig.from_dict(data)
+
+
+def _merge(target: dict[str, Any], layer: dict[str, Any]) -> None:
+    for key, value in layer.items():
+        if key not in target:
+            from core.errors import UserError
+
+            raise UserError(f"unknown setting '{key}'")
+        if isinstance(value, dict) and isinstance(target[key], dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value

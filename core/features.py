@@ -1,0 +1,205 @@
+"""Backbone outputs computed once and cached on disk.
+
+Stage 1 trains the new head on the frozen backbone, whose output for a given image
+(and augmented view) never changes: it is computed once and cached, keyed by the
+dataset fingerprint, backbone, weights, input size, preprocessing and view. Stage 2
+fine-tunes only the top of the backbone, so the output of the frozen lower part (the
+"boundary" activation at the cut layer) is cached the same way and stage 2 runs only
+the upper layers. Baselines (scikit-learn on frozen embeddings) reuse the pooled
+outputs. Caches grow incrementally: a quick run's subset is reused by a full run.
+
+Cache files are ``.npz`` (loaded with ``allow_pickle=False``), written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from core.augment import apply_view, view_params
+from core.backbones import BackboneSpec
+from core.config import AugmentConfig
+from core.pipeline import preprocess
+from core.results import REPO_ROOT
+from core.storage import atomic_write_bytes
+
+FEATURE_VERSION = 1
+Progress = Callable[[int, int], None]
+
+
+def cache_root() -> Path:
+    """Where cached features live: ``$STUDY_CACHE`` or ``cache/`` in the repo (git-ignored)."""
+    return Path(os.environ.get("STUDY_CACHE") or REPO_ROOT / "cache")
+
+
+@dataclass(frozen=True)
+class FeatureKey:
+    """Everything that determines a backbone's output for an image."""
+
+    dataset_fingerprint: str
+    backbone: str
+    weights: str
+    input_size: int
+    preprocessing: str
+    cut_layer: str | None
+    view: int
+    augment: tuple = ()
+
+    def digest(self) -> str:
+        data = {**self.__dict__, "version": FEATURE_VERSION}
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=list).encode()).hexdigest()[:16]
+
+    def path(self) -> Path:
+        return cache_root() / "features" / self.backbone / f"{self.digest()}-v{self.view}.npz"
+
+
+def augment_tuple(cfg: AugmentConfig) -> tuple:
+    return (cfg.flip, cfg.rotation_deg, cfg.zoom, cfg.brightness, cfg.contrast, cfg.seed)
+
+
+def _load(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        return {}
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+class FeatureExtractor:
+    """A frozen backbone that returns pooled outputs and, optionally, a cut-layer activation."""
+
+    def __init__(self, base, spec: BackboneSpec, input_size: int, cut_layer: str | None = None):
+        from core.tfkeras import keras
+
+        self.spec = spec
+        self.input_size = input_size
+        self.cut_layer = cut_layer
+        pooled = keras.layers.GlobalAveragePooling2D(name="feature_pool")(base.output)
+        outputs = [pooled] + ([base.get_layer(cut_layer).output] if cut_layer else [])
+        self.model = keras.Model(base.input, outputs)
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        out = self.model(batch, training=False)
+        if self.cut_layer:
+            return np.asarray(out[0]), np.asarray(out[1])
+        pooled = out[0] if isinstance(out, (list, tuple)) else out
+        return np.asarray(pooled), None
+
+
+def _decode_views(abs_paths: Sequence[str], rel_ids: Sequence[str], view: int, cfg: AugmentConfig,
+                  size: int, mode: str) -> np.ndarray:
+    from core.data import load_image
+
+    images = []
+    for path, rel in zip(abs_paths, rel_ids):
+        image = load_image(path, size=(size, size)).astype(np.float32)
+        images.append(apply_view(image, view_params(rel, view, cfg)))
+    return preprocess(np.stack(images).astype(np.float32), mode).astype(np.float32)
+
+
+def compute(extractor: FeatureExtractor, key: FeatureKey, root: Path, ids: Sequence[str],
+            augment: AugmentConfig, batch_size: int = 32, progress: Progress | None = None) -> dict[str, np.ndarray]:
+    """Return cached outputs for ``ids`` (relative paths), computing the missing ones.
+
+    The result has ``ids`` (in the requested order), ``pooled`` and, with a cut
+    layer, ``boundary`` (float16). New rows are added to the cache file atomically
+    after every chunk, so an interrupted extraction resumes where it stopped.
+    """
+    path = key.path()
+    cached = _load(path)
+    have = {str(i): n for n, i in enumerate(cached.get("ids", []))}
+    missing = [i for i in dict.fromkeys(ids) if i not in have]
+    if missing:
+        cached = _extract_missing(extractor, key, root, missing, cached, augment, batch_size, progress)
+        have = {str(i): n for n, i in enumerate(cached["ids"])}
+    rows = np.array([have[i] for i in ids], dtype=np.int64)
+    out = {"ids": np.asarray(list(ids)), "pooled": cached["pooled"][rows]}
+    if "boundary" in cached:
+        out["boundary"] = cached["boundary"][rows]
+    return out
+
+
+def _extract_missing(extractor, key, root, missing, cached, augment, batch_size, progress):
+    mode = extractor.spec.entry.preprocessing
+    chunks = [missing[i:i + batch_size] for i in range(0, len(missing), batch_size)]
+    new_ids, new_pooled, new_boundary = [], [], []
+    flush_every = max(1, 2000 // batch_size)
+    done = 0
+
+    def decode(chunk):
+        return _decode_views([str(root / c) for c in chunk], chunk, key.view, augment, key.input_size, mode)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:  # decode the next batch while this one runs
+        future = pool.submit(decode, chunks[0])
+        for n, chunk in enumerate(chunks):
+            batch = future.result()
+            if n + 1 < len(chunks):
+                future = pool.submit(decode, chunks[n + 1])
+            pooled, boundary = extractor(batch)
+            new_ids.extend(chunk)
+            new_pooled.append(pooled.astype(np.float32))
+            if boundary is not None:
+                new_boundary.append(boundary.astype(np.float16))
+            done += len(chunk)
+            if progress:
+                progress(done, len(missing))
+            if (n + 1) % flush_every == 0 or n + 1 == len(chunks):
+                cached = _merge(cached, new_ids, new_pooled, new_boundary)
+                _save(key.path(), cached)
+                new_ids, new_pooled, new_boundary = [], [], []
+    return cached
+
+
+def _merge(cached, ids, pooled, boundary):
+    if not ids:
+        return cached
+    merged = {
+        "ids": np.concatenate([cached.get("ids", np.array([], dtype=str)).astype(str), np.asarray(ids, dtype=str)]),
+        "pooled": np.concatenate([cached["pooled"], *pooled]) if "pooled" in cached else np.concatenate(pooled),
+    }
+    if boundary:
+        merged["boundary"] = np.concatenate([cached["boundary"], *boundary]) if "boundary" in cached \
+            else np.concatenate(boundary)
+    return merged
+
+
+class Throughput:
+    """Progress printer with rate and ETA for long loops."""
+
+    def __init__(self, label: str, emit: Callable[[str], None], every_s: float = 5.0):
+        self.label, self.emit, self.every_s = label, emit, every_s
+        self.start = time.monotonic()
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last < self.every_s:
+            return
+        self.last = now
+        rate = done / max(now - self.start, 1e-9)
+        eta = (total - done) / rate if rate > 0 else float("nan")
+        self.emit(f"{self.label}: {done}/{total} images, {rate:.1f}/s, ETA {format_seconds(eta)}")
+
+
+def format_seconds(seconds: float) -> str:
+    """``75`` -> ``1m15s``."""
+    if seconds != seconds:  # NaN
+        return "?"
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")

@@ -1,0 +1,180 @@
+"""One run end to end: data, training (or a baseline), evaluation, stored results.
+
+:func:`execute` is what ``python -m core run`` and ``python -m core experiment`` call.
+It is idempotent: a complete run is skipped, an interrupted one resumes from its
+checkpoints, and nothing counts as a result until ``complete.json`` is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from core import data as data_mod
+from core.backbones import BackboneSpec, get_spec
+from core.config import RunConfig
+from core.errors import DatasetError, UserError
+from core.runs import RunFolder, dataset_slug
+from core.storage import atomic_write_json, atomic_write_text
+
+Emit = Callable[[str], None]
+METHODS = ("finetune", "logreg", "linear_svm", "knn")
+
+
+@dataclass
+class PreparedData:
+    """The dataset as a run sees it: classes, ids and labels per split."""
+
+    root: Path
+    classes: list[str]
+    fingerprint: str
+    split: data_mod.SplitAssignment
+    ids: dict[str, list[str]]  # split -> relative paths
+    labels: dict[str, np.ndarray]  # split -> class indices
+    skipped: list[tuple[str, str]]
+
+    def abs_paths(self, split: str) -> list[str]:
+        return [str(self.root / p) for p in self.ids[split]]
+
+
+def prepare_data(config: RunConfig, emit: Emit) -> PreparedData:
+    """Discover, validate, fingerprint and split the dataset; subsample for quick runs."""
+    emit(f"data: scanning {config.dataset}")
+    index = data_mod.discover(config.dataset)
+    if index.skipped:
+        emit(f"data: skipped {len(index.skipped)} unreadable files (e.g. {index.skipped[0][0]}: {index.skipped[0][1]})")
+    if len(index.classes) < 2:
+        raise DatasetError(f"{config.dataset} has {len(index.classes)} class folder(s) with images; a classifier needs at least 2")
+    split = data_mod.make_splits(index, config.val_fraction, config.test_fraction, config.split_seed)
+    fingerprint = data_mod.fingerprint(index)
+    split.dataset_fingerprint = fingerprint
+    class_index = {c: i for i, c in enumerate(index.classes)}
+    ids, labels = {}, {}
+    for name in ("train", "val", "test"):
+        pairs = split.labelled(name)
+        cap = config.max_train_per_class if name == "train" else config.max_eval_per_class
+        if cap:
+            pairs = _subsample(pairs, cap, config.split_seed)
+        ids[name] = [p for p, _ in pairs]
+        labels[name] = np.array([class_index[lab] for _, lab in pairs], dtype=np.int64)
+        if not pairs:
+            raise DatasetError(f"the {name} split of {config.dataset} is empty")
+    emit("data: " + ", ".join(f"{k} {len(v)}" for k, v in ids.items()) + f" images, {len(index.classes)} classes")
+    return PreparedData(index.root, list(index.classes), fingerprint, split, ids, labels, list(index.skipped))
+
+
+def _subsample(pairs: list[tuple[str, str]], cap: int, seed: int) -> list[tuple[str, str]]:
+    rng = np.random.default_rng(seed)
+    by_class: dict[str, list[tuple[str, str]]] = {}
+    for pair in pairs:
+        by_class.setdefault(pair[1], []).append(pair)
+    kept = []
+    for label in sorted(by_class):
+        items = by_class[label]
+        pick = sorted(rng.choice(len(items), size=min(cap, len(items)), replace=False))
+        kept.extend(items[i] for i in pick)
+    return sorted(kept)
+
+
+def validate_config(config: RunConfig) -> BackboneSpec:
+    """Check a config before any work; returns the backbone spec."""
+    spec = get_spec(config.backbone)
+    if config.weights not in ("imagenet", "none"):
+        raise UserError(f"weights must be 'imagenet' or 'none', not '{config.weights}'")
+    if config.method not in METHODS:
+        raise UserError(f"unknown method '{config.method}'; choose one of: {', '.join(METHODS)}")
+    if config.method != "finetune" and config.weights != "imagenet":
+        raise UserError("baselines on frozen embeddings need ImageNet weights (--weights imagenet)")
+    root = Path(config.dataset).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"data folder not found: {config.dataset}")
+    if config.weights == "imagenet" and not spec.weights_available():
+        from core.errors import WeightsUnavailableError
+
+        raise WeightsUnavailableError(spec.missing_weights_message())
+    return spec
+
+
+def execute(config: RunConfig, artifacts_root: str | Path | None = None, emit: Emit = print) -> RunFolder:
+    """Run (or resume, or skip if complete) one configured run; returns its folder."""
+    spec = validate_config(config)
+    run = RunFolder.for_config(config, artifacts_root)
+    if run.is_complete():
+        emit(f"complete already: {run.path}")
+        return run
+    resuming = run.start(config)
+    try:
+        run.event("resumed" if resuming else "started", run=str(run.path))
+        emit(f"{'resuming' if resuming else 'starting'} {run.path}")
+        started = time.time()
+        data = prepare_data(config, emit)
+        split_file = _store_split(run, data)
+        if config.method == "finetune":
+            from core import transfer
+
+            outcome = transfer.train_and_predict(config, spec, data, run, emit)
+        else:
+            from core import baselines
+
+            outcome = baselines.train_and_predict(config, spec, data, run, emit)
+        metrics = _store_results(run, config, data, outcome, started, split_file)
+        headline = {k: metrics[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}
+        run.event("complete", metrics=headline)
+        emit(f"done: accuracy {headline['accuracy']:.4f}, balanced accuracy {headline['balanced_accuracy']:.4f}, "
+             f"macro-F1 {headline['macro_f1']:.4f} -> {run.path}")
+        return run
+    except BaseException as exc:
+        run.event("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        run.unlock()
+
+
+def _store_split(run: RunFolder, data: PreparedData) -> str:
+    """The dataset's split, shared by all runs with the same split seed and data."""
+    split_dir = run.path.parent.parent / "splits"
+    name = f"split-seed{data.split.seed}-{data.fingerprint[:12]}.json"
+    if not (split_dir / name).is_file():
+        atomic_write_json(split_dir / name, {"schema_version": 1, **data.split.to_dict()})
+    return f"../../splits/{name}"
+
+
+def _store_results(run: RunFolder, config: RunConfig, data: PreparedData, outcome: dict, started: float,
+                   split_file: str) -> dict:
+    from core import evaluation, provenance
+
+    probs = outcome["test_probs"]
+    metrics = evaluation.evaluate(data.labels["test"], probs, data.classes, seed=config.seed)
+    run.write_json("metrics.json", metrics)
+    atomic_write_text(run.file("predictions.csv"), predictions_csv(data.ids["test"], data.labels["test"], probs, data.classes))
+    prov = {
+        "schema_version": 1,
+        **provenance.collect(),
+        "dataset": {"path": str(Path(config.dataset)), "slug": dataset_slug(config.dataset),
+                    "fingerprint": data.fingerprint, "classes": data.classes,
+                    "split_file": split_file, "split_seed": config.split_seed,
+                    "counts": {k: len(v) for k, v in data.ids.items()}, "skipped_files": len(data.skipped)},
+        "timings_s": outcome.get("timings", {}),
+        "wall_time_s": round(time.time() - started, 1),
+        "details": outcome.get("details", {}),
+    }
+    run.write_json("provenance.json", prov)
+    run.mark_complete({"accuracy": metrics["accuracy"], "balanced_accuracy": metrics["balanced_accuracy"],
+                       "macro_f1": metrics["macro_f1"]})
+    return metrics
+
+
+def predictions_csv(ids: list[str], labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> str:
+    """Per-sample predictions: id, true label, predicted label, one probability column per class."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["id", "true", "pred"] + [f"p_{c}" for c in classes])
+    for i, y, p in zip(ids, labels, probs):
+        writer.writerow([i, classes[int(y)], classes[int(np.argmax(p))]] + [f"{v:.6g}" for v in p])
+    return buf.getvalue()
