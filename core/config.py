@@ -66,10 +66,10 @@ class RunConfig:
     # stage 1: new head on the frozen backbone, trained from cached backbone outputs
     stage1: StageConfig = field(default_factory=lambda: StageConfig(epochs=40, learning_rate=1e-3, patience=5))
     # stage 2: fine-tune the top of the backbone (BatchNorm stays frozen)
-    stage2: StageConfig = field(default_factory=lambda: StageConfig(epochs=15, learning_rate=1e-5, patience=3))
+    stage2: StageConfig = field(default_factory=lambda: StageConfig(epochs=15, learning_rate=1e-4, patience=3))
     unfreeze_layers: int = 20  # layers counted from the top of the backbone
     # from scratch (weights="none"): one stage, every layer trainable
-    scratch: StageConfig = field(default_factory=lambda: StageConfig(epochs=30, learning_rate=1e-3, patience=6))
+    scratch: StageConfig = field(default_factory=lambda: StageConfig(epochs=20, learning_rate=1e-3, patience=5))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, with the schema version."""
@@ -103,7 +103,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "max_eval_per_class": 20,
         "augment": {"views": 1},
         "stage1": {"epochs": 10, "learning_rate": 1e-3, "patience": 3},
-        "stage2": {"epochs": 2, "learning_rate": 1e-5, "patience": 2},
+        "stage2": {"epochs": 2, "learning_rate": 1e-4, "patience": 2},
         "scratch": {"epochs": 3, "learning_rate": 1e-3, "patience": 3},
     },
     "full": {},
