@@ -129,6 +129,32 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_experiment)
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from core.compare import compare_dataset
+    from core.results import artifacts_dir
+
+    folder = Path(args.dataset)
+    if not folder.is_dir():
+        folder = Path(args.artifacts or artifacts_dir()) / args.dataset
+    result = compare_dataset(folder, alpha=args.alpha)
+    rows = [[p["a"], p["b"], p["n_common"], p["n01"], p["n10"],
+             "" if p["p_holm"] is None else f"{p['p_holm']:.4g}", "yes" if p["significant"] else "no"]
+            for p in result["pairs"]]
+    print(format_table(rows, ["run A", "run B", "n", "A wrong, B right", "A right, B wrong", "p (Holm)", "significant"]))
+    print(f"\nwritten to {folder / 'mcnemar.json'}")
+    return 0
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="McNemar's test between every pair of complete runs of a dataset")
+    p.add_argument("dataset", help="dataset folder under artifacts/ (e.g. flower_photos) or its path")
+    p.add_argument("--artifacts", default=None)
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.set_defaults(func=_cmd_compare)
+
+
 def _emit(line: str) -> None:
     print(line, flush=True)
 
@@ -147,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_audit(sub)
     _add_run(sub)
     _add_experiment(sub)
+    _add_compare(sub)
     return parser
 
 

@@ -13,6 +13,7 @@ Cache files are ``.npz`` (loaded with ``allow_pickle=False``), written atomicall
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -32,7 +33,7 @@ from core.pipeline import preprocess
 from core.results import REPO_ROOT
 from core.storage import atomic_write_bytes
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 Progress = Callable[[int, int], None]
 
 
@@ -115,28 +116,32 @@ def compute(extractor: FeatureExtractor, key: FeatureKey, root: Path, ids: Seque
             augment: AugmentConfig, batch_size: int = 32, progress: Progress | None = None) -> dict[str, np.ndarray]:
     """Return cached outputs for ``ids`` (relative paths), computing the missing ones.
 
-    The result has ``ids`` (in the requested order), ``pooled`` and, with a cut
-    layer, ``boundary`` (float16). New rows are added to the cache file atomically
-    after every chunk, so an interrupted extraction resumes where it stopped.
+    The result has ``ids`` (in the requested order), ``pooled`` and, when the key
+    has a cut layer, ``boundary`` (float16). Pooled outputs are stored apart from
+    boundary activations, so runs with and without a cut layer share them. New rows
+    are added to the cache files atomically every ~2000 images, so an interrupted
+    extraction resumes where it stopped.
     """
-    path = key.path()
-    cached = _load(path)
-    have = {str(i): n for n, i in enumerate(cached.get("ids", []))}
-    missing = [i for i in dict.fromkeys(ids) if i not in have]
+    stores = {"pooled": dataclasses.replace(key, cut_layer=None)}
+    if key.cut_layer:
+        stores["boundary"] = key
+    cached = {name: _load(k.path()) for name, k in stores.items()}
+    have = {name: {str(i): n for n, i in enumerate(c.get("ids", []))} for name, c in cached.items()}
+    missing = [i for i in dict.fromkeys(ids) if any(i not in h for h in have.values())]
     if missing:
-        cached = _extract_missing(extractor, key, root, missing, cached, augment, batch_size, progress)
-        have = {str(i): n for n, i in enumerate(cached["ids"])}
-    rows = np.array([have[i] for i in ids], dtype=np.int64)
-    out = {"ids": np.asarray(list(ids)), "pooled": cached["pooled"][rows]}
-    if "boundary" in cached:
-        out["boundary"] = cached["boundary"][rows]
+        cached = _extract_missing(extractor, key, stores, root, missing, cached, augment, batch_size, progress)
+        have = {name: {str(i): n for n, i in enumerate(c["ids"])} for name, c in cached.items()}
+    out = {"ids": np.asarray(list(ids))}
+    for name in stores:
+        rows = np.array([have[name][i] for i in ids], dtype=np.int64)
+        out[name] = cached[name]["values"][rows]
     return out
 
 
-def _extract_missing(extractor, key, root, missing, cached, augment, batch_size, progress):
+def _extract_missing(extractor, key, stores, root, missing, cached, augment, batch_size, progress):
     mode = extractor.spec.entry.preprocessing
     chunks = [missing[i:i + batch_size] for i in range(0, len(missing), batch_size)]
-    new_ids, new_pooled, new_boundary = [], [], []
+    pending = {name: ([], []) for name in stores}
     flush_every = max(1, 2000 // batch_size)
     done = 0
 
@@ -150,31 +155,35 @@ def _extract_missing(extractor, key, root, missing, cached, augment, batch_size,
             if n + 1 < len(chunks):
                 future = pool.submit(decode, chunks[n + 1])
             pooled, boundary = extractor(batch)
-            new_ids.extend(chunk)
-            new_pooled.append(pooled.astype(np.float32))
+            outputs = {"pooled": pooled.astype(np.float32)}
             if boundary is not None:
-                new_boundary.append(boundary.astype(np.float16))
+                outputs["boundary"] = boundary.astype(np.float16)
+            for name in stores:
+                pending[name][0].extend(chunk)
+                pending[name][1].append(outputs[name])
             done += len(chunk)
             if progress:
                 progress(done, len(missing))
             if (n + 1) % flush_every == 0 or n + 1 == len(chunks):
-                cached = _merge(cached, new_ids, new_pooled, new_boundary)
-                _save(key.path(), cached)
-                new_ids, new_pooled, new_boundary = [], [], []
+                for name, store_key in stores.items():
+                    cached[name] = _merge(cached[name], *pending[name])
+                    _save(store_key.path(), cached[name])
+                pending = {name: ([], []) for name in stores}
     return cached
 
 
-def _merge(cached, ids, pooled, boundary):
-    if not ids:
+def _merge(cached: dict, ids: list[str], values: list[np.ndarray]) -> dict:
+    """Add rows for ids the store does not hold yet."""
+    known = set(cached.get("ids", np.array([], dtype=str)).astype(str).tolist())
+    keep = [n for n, i in enumerate(ids) if i not in known]
+    if not keep:
         return cached
-    merged = {
-        "ids": np.concatenate([cached.get("ids", np.array([], dtype=str)).astype(str), np.asarray(ids, dtype=str)]),
-        "pooled": np.concatenate([cached["pooled"], *pooled]) if "pooled" in cached else np.concatenate(pooled),
-    }
-    if boundary:
-        merged["boundary"] = np.concatenate([cached["boundary"], *boundary]) if "boundary" in cached \
-            else np.concatenate(boundary)
-    return merged
+    new_values = np.concatenate(values)[keep]
+    new_ids = np.asarray([ids[n] for n in keep], dtype=str)
+    if "ids" not in cached:
+        return {"ids": new_ids, "values": new_values}
+    return {"ids": np.concatenate([cached["ids"].astype(str), new_ids]),
+            "values": np.concatenate([cached["values"], new_values])}
 
 
 class Throughput:

@@ -79,8 +79,9 @@ def freeze_backbone(base) -> None:
 
 def unfreeze_top(base, n_layers: int) -> list[str]:
     """Unfreeze the top ``n_layers`` of the backbone except BatchNorm; return their names."""
-    freeze_backbone(base)
-    base.trainable = True
+    base.trainable = True  # tf_keras: this also sets every sub-layer trainable...
+    for layer in base.layers:
+        layer.trainable = False  # ...so freeze them all again before choosing the top ones
     unfrozen = []
     for layer in base.layers[max(0, len(base.layers) - n_layers):]:
         if is_batchnorm(layer) or not layer.weights:

@@ -15,3 +15,47 @@ def keras_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("KERAS_HOME", str(home / ".keras"))
     return home / ".keras" / "models"
+
+
+def make_image_dataset(root, classes=("red", "green", "blue"), per_class=12, size=48, seed=0, layout="flat"):
+    """A small class-per-folder PNG dataset whose classes differ in colour (learnable)."""
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    palette = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40), (40, 200, 200)]
+    root = Path(root)
+    for c, name in enumerate(classes):
+        for i in range(per_class):
+            split = ""
+            if layout == "predefined":
+                split = "test/" if i % 4 == 0 else "train/"
+            folder = root / f"{split}{name}"
+            folder.mkdir(parents=True, exist_ok=True)
+            pixels = np.clip(rng.normal(0, 40, (size, size, 3)) + np.array(palette[c % len(palette)]), 0, 255)
+            Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{name}_{i}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def lite0_home(tmp_path_factory):
+    """A Keras cache holding converted EfficientNet-Lite0 weights, shared by the session.
+
+    Sets HOME and KERAS_HOME (also for subprocesses) and a fresh feature cache.
+    """
+    home = tmp_path_factory.mktemp("lite0home")
+    models = home / ".keras" / "models"
+    models.mkdir(parents=True)
+    saved = {k: os.environ.get(k) for k in ("HOME", "KERAS_HOME", "STUDY_CACHE")}
+    os.environ.update(HOME=str(home), KERAS_HOME=str(home / ".keras"), STUDY_CACHE=str(home / "cache"))
+    from core import efficientnet_lite
+
+    efficientnet_lite.convert_weights("EfficientNetLite0", models)
+    yield home
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

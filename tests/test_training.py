@@ -1,0 +1,210 @@
+"""The training core on tiny generated data: runs, resume after kill -9, cache reuse, errors."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_image_dataset
+from core import config as config_mod
+from core import features
+from core.cli import main as cli_main
+from core.runner import execute
+from core.runs import RunFolder
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = {"input_size": 64, "augment": {"views": 1}, "max_train_per_class": None, "max_eval_per_class": None,
+        "stage1": {"epochs": 3}, "stage2": {"epochs": 1}, "scratch": {"epochs": 1}, "batch_size": 16}
+
+
+def tiny_config(dataset, **extra):
+    overrides = json.loads(json.dumps(TINY))
+    for key, value in extra.items():
+        if isinstance(value, dict):
+            overrides.setdefault(key, {}).update(value)
+        else:
+            overrides[key] = value
+    return config_mod.resolve(str(dataset), "EfficientNetLite0", "quick", overrides)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_image_dataset(tmp_path_factory.mktemp("data") / "colours", per_class=12)
+
+
+def test_two_stage_run_writes_a_complete_run_folder(lite0_home, dataset, tmp_path):
+    run = execute(tiny_config(dataset), tmp_path / "art", emit=lambda line: None)
+    assert run.is_complete() and not run.state_dir.exists()
+    for name in ("config.json", "provenance.json", "history.csv", "events.jsonl", "metrics.json",
+                 "predictions.csv", "model.keras"):
+        assert run.file(name).is_file(), name
+    history = run.read_history()
+    assert [(r["stage"], r["epoch"]) for r in history] == [("stage1", "1"), ("stage1", "2"), ("stage1", "3"),
+                                                            ("stage2", "1")]
+    metrics = json.loads(run.file("metrics.json").read_text())
+    assert metrics["accuracy"] > 0.5  # colours are easy, even at 64 px
+    prov = json.loads(run.file("provenance.json").read_text())
+    assert prov["dataset"]["fingerprint"] and prov["machine"]["cores"] >= 1
+    assert "tf-keras" in prov["libraries"] and "git_commit" in prov["code"]
+    assert prov["details"]["feature_cut_layer"]  # stage 2 ran on cached activations
+    with open(run.file("predictions.csv"), newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == metrics["n"] and set(rows[0]) >= {"id", "true", "pred", "p_red", "p_green", "p_blue"}
+    split_file = run.path / prov["dataset"]["split_file"]
+    assert split_file.resolve().is_file()
+
+
+def test_cached_features_are_reused_by_other_seeds_and_baselines(lite0_home, dataset, tmp_path, monkeypatch):
+    first = execute(tiny_config(dataset, seed=0), tmp_path / "art", emit=lambda line: None)
+    calls = []
+    original = features.FeatureExtractor.__call__
+
+    def counting(self, batch):
+        calls.append(len(batch))
+        return original(self, batch)
+
+    monkeypatch.setattr(features.FeatureExtractor, "__call__", counting)
+    execute(tiny_config(dataset, seed=1), tmp_path / "art", emit=lambda line: None)
+    assert calls == []  # another seed: every backbone output comes from the cache
+    execute(tiny_config(dataset, method="logreg"), tmp_path / "art", emit=lambda line: None)
+    # The baseline also needs the test split's pooled outputs, which training never extracts.
+    n_test = json.loads(first.file("provenance.json").read_text())["dataset"]["counts"]["test"]
+    assert sum(calls) == n_test
+
+
+def test_scratch_run_trains_the_same_architecture(lite0_home, dataset, tmp_path):
+    run = execute(tiny_config(dataset, weights="none"), tmp_path / "art", emit=lambda line: None)
+    assert run.is_complete()
+    assert {r["stage"] for r in run.read_history()} == {"scratch"}
+    assert "scratch" in run.path.name
+
+
+def test_kill_minus_nine_then_rerun_resumes_and_finishes(lite0_home, dataset, tmp_path):
+    art = tmp_path / "art"
+    cmd = [sys.executable, "-m", "core", "run", "--data", str(dataset), "--backbone", "EfficientNetLite0",
+           "--preset", "quick", "--artifacts", str(art), "--set", "input_size=64", "--set", "augment.views=0",
+           "--set", "stage1.epochs=60", "--set", "stage1.patience=60", "--set", "stage2.epochs=0",
+           "--set", "max_train_per_class=null", "--set", "max_eval_per_class=null"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    events = None
+    while time.time() < deadline:
+        found = list(art.glob("*/*/*/events.jsonl"))
+        if found and sum('"epoch"' in line for line in found[0].read_text().splitlines()) >= 3:
+            events = found[0]
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert events is not None, "the run never reached epoch 3"
+    run = RunFolder(events.parent)
+    assert not run.is_complete() and not run.file("metrics.json").exists()
+    assert run.state_dir.is_dir()
+
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "resuming" in out.stdout
+    assert run.is_complete()
+    epochs = [int(r["epoch"]) for r in run.read_history() if r["stage"] == "stage1"]
+    assert epochs == list(range(1, len(epochs) + 1))  # no gap, no duplicate after the resume
+    kinds = [json.loads(line)["event"] for line in run.file("events.jsonl").read_text().splitlines()]
+    assert kinds[0] == "started" and "resumed" in kinds and kinds[-1] == "complete"
+
+
+def test_cut_layer_model_matches_the_full_classifier(lite0_home):
+    from core import training
+    from core.backbones import build_backbone
+    from core.tfkeras import keras
+
+    base = build_backbone("EfficientNetLite0", None, (64, 64, 3))
+    classifier = training.build_classifier(base, training.build_head_layers(3, tiny_config("x")))
+    unfrozen = training.unfreeze_top(base, 20)
+    assert unfrozen and not any(training.is_batchnorm(base.get_layer(n)) for n in unfrozen)
+    assert all(not layer.trainable for layer in base.layers if training.is_batchnorm(layer))
+    cut = training.find_cut_layer(base, unfrozen[0])
+    names = [layer.name for layer in base.layers]
+    assert names.index(cut) < names.index(unfrozen[0])
+    x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype("float32")
+    lower = keras.Model(base.input, base.get_layer(cut).output)
+    upper = keras.Model(base.get_layer(cut).output, classifier.output)
+    np.testing.assert_allclose(upper(lower(x)), classifier(x), rtol=1e-4, atol=1e-5)
+
+
+def test_class_weights_balance_the_classes():
+    from core.training import class_weights
+
+    w = class_weights(np.array([0] * 90 + [1] * 10), 3)
+    assert set(w) == {0, 1} and w[1] == pytest.approx(9 * w[0])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--backbone", "ResNet9000"], "known backbones"),
+    (["--data", "/nonexistent/folder"], "not found"),
+])
+def test_cli_errors_are_one_line(lite0_home, dataset, capsys, args, message):
+    base = {"--data": str(dataset), "--backbone": "EfficientNetLite0"}
+    for flag, value in zip(args[::2], args[1::2]):
+        base[flag] = value
+    argv = ["run"] + [x for kv in base.items() for x in kv]
+    assert cli_main(argv) != 0
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_error_for_a_class_too_small_to_split(lite0_home, tmp_path, capsys):
+    data = make_image_dataset(tmp_path / "d", per_class=6)
+    for extra in list((data / "blue").iterdir())[1:]:
+        extra.unlink()
+    assert cli_main(["run", "--data", str(data), "--backbone", "EfficientNetLite0", "--artifacts", str(tmp_path)]) != 0
+    err = capsys.readouterr().err
+    assert "blue" in err and "Traceback" not in err
+
+
+def test_cli_error_for_missing_weights(keras_home, dataset, capsys):
+    assert cli_main(["run", "--data", str(dataset), "--backbone", "VGG19"]) != 0
+    err = capsys.readouterr().err
+    assert "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5" in err and "Traceback" not in err
+
+
+def test_cli_reports_a_full_disk(lite0_home, dataset, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import core.runner
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x"))
+
+    monkeypatch.setattr(core.runner, "execute", full)
+    assert cli_main(["run", "--data", str(dataset), "--backbone", "EfficientNetLite0"]) == 3
+    assert "disk is full" in capsys.readouterr().err
+
+
+def test_experiment_grid_skips_complete_runs_and_compare(lite0_home, dataset, tmp_path, capsys):
+    art = tmp_path / "art"
+    grid = tmp_path / "grid.toml"
+    grid.write_text(f"""
+artifacts = "{art}"
+[[grid]]
+datasets = ["{dataset}"]
+backbones = ["EfficientNetLite0"]
+methods = ["logreg", "knn"]
+seeds = [0]
+preset = "quick"
+set = {{ "input_size" = 64 }}
+""")
+    assert cli_main(["experiment", str(grid)]) == 0
+    assert cli_main(["experiment", str(grid)]) == 0
+    out = capsys.readouterr().out
+    assert "2 runs in" in out and "2 complete, 0 to do" in out
+    log = [json.loads(line) for line in (art / "experiment_log.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and all("wall_time_s" in e for e in log)
+    assert cli_main(["compare", "colours", "--artifacts", str(art)]) == 0
+    result = json.loads((art / "colours" / "mcnemar.json").read_text())
+    assert len(result["pairs"]) == 1 and len(result["names"]) == 2
