@@ -1,10 +1,37 @@
-"""Entry point of the report app: routing only; each page draws itself."""
+"""Entry point of the report app: routing and the shared sidebar; each page draws itself."""
 
 import streamlit as st
 
+from pages.common import load_datasets, load_runs, results_token
+
 st.set_page_config(page_title="Transfer-learning study", layout="wide")
 
-pages = [
-    st.Page("pages/overview.py", title="Overview", default=True),
-]
-st.navigation(pages).run()
+pages = {
+    "Report": [
+        st.Page("pages/overview.py", title="Overview", default=True),
+        st.Page("pages/data.py", title="Data and audit"),
+        st.Page("pages/training.py", title="Training curves"),
+        st.Page("pages/per_class.py", title="Per-class results"),
+        st.Page("pages/roc_pr.py", title="ROC and PR"),
+        st.Page("pages/calibration.py", title="Calibration"),
+        st.Page("pages/deployment.py", title="Deployment"),
+        st.Page("pages/significance.py", title="Significance"),
+        st.Page("pages/methods.py", title="Methods and reproducibility"),
+        st.Page("pages/export.py", title="Export"),
+    ],
+}
+navigation = st.navigation(pages)
+
+token = results_token()
+names = load_datasets(token)
+with st.sidebar:
+    if names:
+        st.selectbox("Dataset", names, key="dataset")
+        runs = load_runs(st.session_state["dataset"], token)
+        if not runs.empty:
+            st.multiselect("Backbone", sorted(runs["backbone"].unique()), key="f_backbone", placeholder="all")
+            st.multiselect("Weights", sorted(runs["weights"].unique()), key="f_weights", placeholder="all")
+            st.multiselect("Method", sorted(runs["method"].unique()), key="f_method", placeholder="all")
+    else:
+        st.caption("No results yet.")
+navigation.run()

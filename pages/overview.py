@@ -1,23 +1,58 @@
-"""Overview: what was compared and which model wins (empty state until runs exist)."""
+"""Overview: the question, the leaderboard with CIs, a constrained recommendation, the headline chart."""
 
+import altair as alt
 import streamlit as st
 
-from core.results import artifacts_dir, complete_runs
+from core import report
+from pages.common import dataset_notes, empty_state, selected_runs
 
-st.title("Transfer learning for image classification: which backbone, in which form?")
+st.title("Which ImageNet backbone, in which form, for your images?")
 st.write(
-    "ImageNet-pretrained backbones are fine-tuned on your image datasets and compared on "
-    "accuracy, calibration, confidence intervals and deployment cost (model size, TFLite "
-    "variants, latency)."
+    "ImageNet-pretrained backbones are fine-tuned on each dataset (a new head on the frozen backbone, then "
+    "the top layers fine-tuned) and compared with the same architectures trained from scratch and with "
+    "classical classifiers on frozen embeddings. Every number below comes from a stored run: held-out test "
+    "split, 95% bootstrap confidence intervals, and the cost of deploying each model."
 )
 
-runs = complete_runs()
-if not runs:
-    st.info(
-        f"No results yet: `{artifacts_dir()}` holds no complete run. Produce some with the CLI, e.g.\n\n"
-        "```\npython -m core backbones              # which backbones have ImageNet weights here\n"
-        "python -m core audit DATA_DIR          # duplicates and leakage across splits\n```\n\n"
-        "then reload this page."
-    )
+dataset, runs = selected_runs()
+if dataset is None or runs.empty:
+    empty_state()
+    st.stop()
+
+st.subheader(f"Leaderboard: {dataset}")
+st.caption(f"{len(runs)} complete runs; test split of {int(runs['n_test'].max())} images. "
+           "Metrics: value [95% bootstrap CI].")
+notes = dataset_notes(dataset)
+if notes:
+    st.warning(notes)
+st.dataframe(report.leaderboard(runs), hide_index=True, width="stretch")
+
+st.subheader("Recommendation under your constraints")
+sized = runs.dropna(subset=["int8_mb"]) if "int8_mb" in runs else runs.iloc[0:0]
+c1, c2, c3 = st.columns(3)
+metric = c1.selectbox("Rank by", list(report.METRICS), index=1, format_func=report.METRIC_LABELS.get)
+max_mb = c2.number_input("Max model size (MB, full-int8 TFLite)", min_value=0.0, value=0.0, step=0.5,
+                         help="0 = no limit")
+max_ms = c3.number_input("Max latency (ms, int8, 1 thread)", min_value=0.0, value=0.0, step=1.0, help="0 = no limit")
+if max_mb or max_ms:
+    best = report.recommend(runs, max_mb or None, max_ms or None, metric)
+    if best is None:
+        st.error("No deployed run fits these limits." if not sized.empty else
+                 "No run has deployment measurements yet (`python -m core deploy RUN_DIR`).")
+    else:
+        st.success(f"**{best['label']}**: {report.METRIC_LABELS[metric]} "
+                   f"{report.format_ci(best[metric], best[f'{metric}_low'], best[f'{metric}_high'])}, "
+                   f"int8 {best['int8_mb']:.2f} MB, {best['int8_latency_ms']:.1f} ms")
 else:
-    st.write(f"{len(runs)} complete runs in `{artifacts_dir()}`.")
+    best = runs.sort_values(metric, ascending=False).iloc[0]
+    st.success(f"Without limits: **{best['label']}**, {report.METRIC_LABELS[metric]} "
+               f"{report.format_ci(best[metric], best[f'{metric}_low'], best[f'{metric}_high'])}.")
+
+st.subheader("Headline")
+chosen = report.METRIC_LABELS[metric]
+base = alt.Chart(runs).encode(y=alt.Y("label:N", sort="-x", title=None))
+bars = base.mark_point(filled=True, size=80).encode(
+    x=alt.X(f"{metric}:Q", title=f"{chosen} (test, 95% CI)", scale=alt.Scale(zero=False)),
+    color=alt.Color("method:N", title="method"), tooltip=["label", metric, f"{metric}_low", f"{metric}_high"])
+errors = base.mark_rule().encode(x=f"{metric}_low:Q", x2=f"{metric}_high:Q")
+st.altair_chart((errors + bars).properties(height=max(120, 28 * len(runs))), width="stretch")

@@ -1,0 +1,290 @@
+"""Load stored results into tables for the report app and the README (no TensorFlow).
+
+Everything here reads files under ``artifacts/`` written by the rest of ``core`` and
+returns plain pandas DataFrames or dicts: the pages only draw what this module gives.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from core.results import COMPLETE_MARKER, artifacts_dir, complete_runs
+
+METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")
+METRIC_LABELS = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro-F1",
+                 "macro_auc": "Macro AUC"}
+
+
+def _read(path: Path) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def datasets(root: Path | None = None) -> list[str]:
+    """Dataset folders under artifacts/ that hold a complete run or an audit."""
+    root = Path(root or artifacts_dir())
+    if not root.is_dir():
+        return []
+    found = {r.parent.parent.name for r in complete_runs(root)}
+    found |= {p.parent.name for p in root.glob("*/audit.json")}
+    return sorted(found)
+
+
+def run_label(row: dict) -> str:
+    """A short human label: backbone, method or weights, seed."""
+    kind = row["method"] if row["method"] != "finetune" else ("scratch" if row["weights"] == "none" else "transfer")
+    return f"{row['backbone']} · {kind} · {row['preset']} · seed {row['seed']}"
+
+
+def runs_table(dataset: str, root: Path | None = None) -> pd.DataFrame:
+    """One row per complete run of a dataset: settings, headline metrics with CIs, costs."""
+    root = Path(root or artifacts_dir())
+    rows = []
+    for run in complete_runs(root):
+        if run.parent.parent.name != dataset:
+            continue
+        cfg = _read(run / "config.json")
+        metrics = _read(run / "metrics.json")
+        prov = _read(run / "provenance.json")
+        row = {
+            "dataset": dataset, "backbone": cfg["backbone"], "run_id": run.name, "path": str(run),
+            "weights": cfg["weights"], "method": cfg.get("method", "finetune"), "preset": cfg["preset"],
+            "seed": cfg["seed"], "n_test": metrics["n"], "ece": metrics["calibration"]["ece"],
+            "wall_time_s": sum(prov.get("timings_s", {}).values()) or None,
+            "git_commit": (prov.get("code") or {}).get("git_commit"),
+        }
+        boot = metrics["bootstrap"]["metrics"]
+        for m in METRICS:
+            value = metrics["roc"]["macro_auc"] if m == "macro_auc" else metrics[m]
+            row[m] = value
+            row[f"{m}_low"] = boot.get(m, {}).get("low")
+            row[f"{m}_high"] = boot.get(m, {}).get("high")
+        row.update(_deployment_summary(run))
+        row["label"] = run_label(row)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    return df.sort_values(["accuracy", "macro_f1"], ascending=False, ignore_index=True)
+
+
+def _deployment_summary(run: Path) -> dict:
+    """Sizes and latency from deploy/deployment.json when the run was deployed."""
+    path = run / "deploy" / "deployment.json"
+    out = {"keras_mb": None, "tflite_f32_mb": None, "int8_mb": None, "int8_accuracy": None, "latency_ms": None,
+           "int8_latency_ms": None}
+    if not path.is_file():
+        return out
+    variants = {v["name"]: v for v in _read(path).get("variants", [])}
+
+    def mb(name):
+        v = variants.get(name)
+        return v["bytes"] / 1e6 if v and v.get("status") == "ok" and v.get("bytes") else None
+
+    def latency(name):
+        v = variants.get(name) or {}
+        return ((v.get("latency") or {}).get("threads_1") or {}).get("median_ms")
+
+    out.update(keras_mb=mb("keras"), tflite_f32_mb=mb("tflite_float32"), int8_mb=mb("tflite_int8_full"),
+               latency_ms=latency("tflite_float32"), int8_latency_ms=latency("tflite_int8_full"),
+               int8_accuracy=((variants.get("tflite_int8_full") or {}).get("metrics") or {}).get("accuracy"))
+    return out
+
+
+def leaderboard(df: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard shown to readers: metrics as 'value [low, high]' strings plus costs."""
+    if df.empty:
+        return df
+    out = pd.DataFrame({"Run": df["label"]})
+    for m in METRICS:
+        out[METRIC_LABELS[m]] = [format_ci(v, lo, hi) for v, lo, hi in zip(df[m], df[f"{m}_low"], df[f"{m}_high"])]
+    out["ECE"] = df["ece"].map(lambda v: "" if v is None else f"{v:.3f}")
+    out["Size (MB, TFLite f32)"] = df["tflite_f32_mb"].map(_fmt_num)
+    out["int8 size (MB)"] = df["int8_mb"].map(_fmt_num)
+    out["Latency (ms, 1 thread)"] = df["latency_ms"].map(_fmt_num)
+    return out
+
+
+def format_ci(value, low, high) -> str:
+    """``0.938 [0.918, 0.956]``; empty when undefined."""
+    if value is None or value != value:
+        return ""
+    if low is None or high is None or low != low:
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _fmt_num(v) -> str:
+    return "" if v is None or v != v else f"{v:.2f}"
+
+
+def recommend(df: pd.DataFrame, max_mb: float | None, max_ms: float | None,
+              metric: str = "balanced_accuracy") -> pd.Series | None:
+    """The best run by ``metric`` whose int8 size and latency fit the limits (None if none fits)."""
+    if df.empty:
+        return None
+    ok = pd.Series(True, index=df.index)
+    if max_mb is not None:
+        ok &= df["int8_mb"].notna() & (df["int8_mb"] <= max_mb)
+    if max_ms is not None:
+        ok &= df["int8_latency_ms"].notna() & (df["int8_latency_ms"] <= max_ms)
+    fitting = df[ok]
+    return None if fitting.empty else fitting.sort_values(metric, ascending=False).iloc[0]
+
+
+def history(run_path: str | Path) -> pd.DataFrame:
+    """Epoch history with a global epoch counter across stages."""
+    path = Path(run_path) / "history.csv"
+    if not path.is_file():
+        return pd.DataFrame()
+    df = pd.read_csv(path)
+    df["step"] = range(1, len(df) + 1)
+    return df
+
+
+def metrics(run_path: str | Path) -> dict:
+    return _read(Path(run_path) / "metrics.json")
+
+
+def config(run_path: str | Path) -> dict:
+    return _read(Path(run_path) / "config.json")
+
+
+def provenance(run_path: str | Path) -> dict:
+    return _read(Path(run_path) / "provenance.json")
+
+
+def predictions(run_path: str | Path) -> pd.DataFrame:
+    return pd.read_csv(Path(run_path) / "predictions.csv")
+
+
+def deployment(run_path: str | Path) -> dict | None:
+    path = Path(run_path) / "deploy" / "deployment.json"
+    return _read(path) if path.is_file() else None
+
+
+def audit(dataset: str, root: Path | None = None) -> dict | None:
+    path = Path(root or artifacts_dir()) / dataset / "audit.json"
+    return _read(path) if path.is_file() else None
+
+
+def mcnemar(dataset: str, root: Path | None = None) -> dict | None:
+    path = Path(root or artifacts_dir()) / dataset / "mcnemar.json"
+    return _read(path) if path.is_file() else None
+
+
+def split_counts(dataset: str, root: Path | None = None) -> pd.DataFrame:
+    """Images per split and class from the dataset's stored split(s) (long format)."""
+    files = sorted((Path(root or artifacts_dir()) / dataset / "splits").glob("split-*.json"))
+    if not files:
+        return pd.DataFrame()
+    split = _read(files[0])
+    df = pd.DataFrame(split["items"])
+    return df.groupby(["split", "label"]).size().rename("images").reset_index()
+
+
+def reproduce_command(cfg: dict) -> str:
+    """The CLI command that recreates a run (defaults of its preset left out)."""
+    from core import config as config_mod
+
+    default = config_mod.resolve(cfg["dataset"], cfg["backbone"], cfg["preset"]).to_dict()
+    parts = ["python -m core run", f"--data {cfg['dataset']}", f"--backbone {cfg['backbone']}",
+             f"--preset {cfg['preset']}", f"--weights {cfg['weights']}", f"--seed {cfg['seed']}"]
+    if cfg.get("method", "finetune") != "finetune":
+        parts.append(f"--method {cfg['method']}")
+    for key, value in _flat(cfg).items():
+        if key in {"dataset", "backbone", "preset", "weights", "seed", "method", "schema_version"}:
+            continue
+        if _flat(default).get(key) != value:
+            parts.append(f"--set {key}={json.dumps(value)}")
+    return " ".join(parts)
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def ci_svg(df: pd.DataFrame, metric: str = "balanced_accuracy", width: int = 720) -> str:
+    """A self-contained SVG dot-and-interval chart of one metric for every run."""
+    rows = df.dropna(subset=[metric]).sort_values(metric)
+    if rows.empty:
+        return ""
+    lows = rows[f"{metric}_low"].fillna(rows[metric])
+    highs = rows[f"{metric}_high"].fillna(rows[metric])
+    lo, hi = float(lows.min()), float(highs.max())
+    pad = max((hi - lo) * 0.05, 0.005)
+    lo, hi = max(0.0, lo - pad), min(1.0, hi + pad)
+    left, row_h = 330, 22
+    height = row_h * len(rows) + 40
+
+    def x(v: float) -> float:
+        return left + (width - left - 20) * (v - lo) / (hi - lo)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">']
+    for i, (_, r) in enumerate(rows.iterrows()):
+        y = 20 + i * row_h
+        low = r[f"{metric}_low"] if r[f"{metric}_low"] == r[f"{metric}_low"] and r[f"{metric}_low"] is not None else r[metric]
+        high = r[f"{metric}_high"] if r[f"{metric}_high"] == r[f"{metric}_high"] and r[f"{metric}_high"] is not None else r[metric]
+        parts.append(f'<text x="{left - 8}" y="{y + 4}" text-anchor="end">{_esc(r["label"])}</text>')
+        parts.append(f'<line x1="{x(low):.1f}" x2="{x(high):.1f}" y1="{y}" y2="{y}" stroke="#555"/>')
+        parts.append(f'<circle cx="{x(r[metric]):.1f}" cy="{y}" r="4" fill="#1f77b4"/>')
+    axis_y = height - 12
+    for v in (lo, (lo + hi) / 2, hi):
+        parts.append(f'<text x="{x(v):.1f}" y="{axis_y}" text-anchor="middle">{v:.3f}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _esc(text: str) -> str:
+    import html
+
+    return html.escape(str(text))
+
+
+def static_html(dataset: str, root: Path | None = None) -> str:
+    """A self-contained HTML report of a dataset: leaderboard, CI chart, audit verdict, provenance."""
+    import html
+
+    df = runs_table(dataset, root)
+    audit_report = audit(dataset, root)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(dataset)}: transfer-learning study</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
+             "font-size:13px}td,th{border:1px solid #ccc;padding:4px 6px}th{background:#f3f3f3}</style></head><body>",
+             f"<h1>Transfer-learning study: {html.escape(dataset)}</h1>"]
+    if df.empty:
+        parts.append("<p>No complete runs.</p>")
+    else:
+        parts.append(f"<p>{len(df)} complete runs, test split of {int(df['n_test'].max())} images. "
+                     "Metrics: value [95% bootstrap CI].</p>")
+        parts.append(leaderboard(df).to_html(index=False, escape=True))
+        parts.append("<h2>Balanced accuracy with 95% CI</h2>")
+        parts.append(ci_svg(df, "balanced_accuracy"))
+    if audit_report:
+        v = audit_report["verdict"]
+        parts.append("<h2>Data audit</h2><ul>")
+        for key in ("leakage_pairs", "conflicting_label_pairs", "within_split_pairs", "corrupt_files", "imbalance_ratio"):
+            parts.append(f"<li>{key.replace('_', ' ')}: {html.escape(str(v.get(key)))}</li>")
+        parts.append("</ul>")
+    if not df.empty:
+        parts.append("<h2>Provenance</h2>")
+        parts.append(df[["label", "run_id", "git_commit", "wall_time_s"]].to_html(index=False, escape=True))
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def all_metrics(dataset: str, root: Path | None = None) -> dict:
+    """Every complete run's config and metrics of a dataset, for a JSON download."""
+    df = runs_table(dataset, root)
+    return {"dataset": dataset, "runs": [{"run": f"{r['backbone']}/{r['run_id']}", "config": config(r["path"]),
+                                          "metrics": metrics(r["path"])} for _, r in df.iterrows()]}

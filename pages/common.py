@@ -1,0 +1,124 @@
+"""Shared by the report pages: cached loads of stored results, the sidebar, empty states.
+
+Only reads files through :mod:`core.report`; never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core import report
+from core.results import COMPLETE_MARKER, artifacts_dir
+
+
+def results_token() -> str:
+    """Changes whenever a run completes or a result file is rewritten: the cache key of every load."""
+    root = artifacts_dir()
+    if not root.is_dir():
+        return "none"
+    stamps = [p.stat().st_mtime_ns for p in root.glob(f"*/*/*/{COMPLETE_MARKER}")]
+    stamps += [p.stat().st_mtime_ns for p in root.glob("*/*.json")]
+    stamps += [p.stat().st_mtime_ns for p in root.glob("*/*/*/deploy/deployment.json")]
+    return f"{root}:{len(stamps)}:{max(stamps, default=0)}"
+
+
+@st.cache_data(show_spinner=False)
+def load_datasets(token: str) -> list[str]:
+    return report.datasets()
+
+
+@st.cache_data(show_spinner=False)
+def load_runs(dataset: str, token: str) -> pd.DataFrame:
+    return report.runs_table(dataset)
+
+
+@st.cache_data(show_spinner=False)
+def load_metrics(path: str, token: str) -> dict:
+    return report.metrics(path)
+
+
+@st.cache_data(show_spinner=False)
+def load_history(path: str, token: str) -> pd.DataFrame:
+    return report.history(path)
+
+
+@st.cache_data(show_spinner=False)
+def load_predictions(path: str, token: str) -> pd.DataFrame:
+    return report.predictions(path)
+
+
+@st.cache_data(show_spinner=False)
+def load_json(kind: str, key: str, token: str):
+    loaders = {"audit": report.audit, "mcnemar": report.mcnemar, "config": report.config,
+               "provenance": report.provenance, "deployment": report.deployment}
+    return loaders[kind](key)
+
+
+@st.cache_data(show_spinner=False)
+def load_split_counts(dataset: str, token: str) -> pd.DataFrame:
+    return report.split_counts(dataset)
+
+
+def dataset_notes(dataset: str) -> str | None:
+    """Free-text caveats for a dataset (``artifacts/<dataset>/dataset_notes.md``), if any."""
+    path = artifacts_dir() / dataset / "dataset_notes.md"
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+def empty_state(what: str = "results") -> None:
+    st.info(
+        f"No {what} yet: `{artifacts_dir()}` holds no complete run. Produce some with the CLI, e.g.\n\n"
+        "```\npython -m core backbones                       # which backbones have ImageNet weights here\n"
+        "python -m core audit DATA_DIR                   # duplicates and leakage across splits\n"
+        "python -m core run --data DATA_DIR --backbone EfficientNetLite0 --preset quick\n```\n\n"
+        "then reload this page."
+    )
+
+
+def current_dataset() -> str | None:
+    """The dataset chosen in the sidebar (the first one before any choice), or None."""
+    names = load_datasets(results_token())
+    chosen = st.session_state.get("dataset")
+    return chosen if chosen in names else (names[0] if names else None)
+
+
+def selected_runs() -> tuple[str | None, pd.DataFrame]:
+    """The dataset chosen in the sidebar and its runs after the sidebar filters."""
+    dataset = current_dataset()
+    if not dataset:
+        return None, pd.DataFrame()
+    df = load_runs(dataset, results_token())
+    if df.empty:
+        return dataset, df
+    for column, key in (("backbone", "f_backbone"), ("weights", "f_weights"), ("method", "f_method")):
+        chosen = st.session_state.get(key)
+        if chosen:
+            df = df[df[column].isin(chosen)]
+    return dataset, df.reset_index(drop=True)
+
+
+def pick_runs(df: pd.DataFrame, label: str, default: int = 2, key: str | None = None) -> pd.DataFrame:
+    """A multiselect of runs by label; returns the chosen rows."""
+    labels = df["label"].tolist()
+    chosen = st.multiselect(label, labels, default=labels[:default], key=key)
+    return df[df["label"].isin(chosen)]
+
+
+def pick_run(df: pd.DataFrame, label: str, key: str | None = None) -> pd.Series | None:
+    labels = df["label"].tolist()
+    if not labels:
+        return None
+    choice = st.selectbox(label, labels, key=key)
+    return df[df["label"] == choice].iloc[0]
+
+
+def dataset_root(run_path: str) -> Path | None:
+    """The run's dataset folder if it exists on this machine (images are never in artifacts)."""
+    cfg = load_json("config", run_path, results_token())
+    root = Path(cfg["dataset"]).expanduser()
+    if not root.is_absolute():
+        root = Path(__file__).resolve().parent.parent / root
+    return root if root.is_dir() else None

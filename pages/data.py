@@ -1,0 +1,70 @@
+"""Data: class balance per split, the audit (duplicates, leakage, conflicting labels, corrupt files)."""
+
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from pages.common import current_dataset, dataset_notes, empty_state, load_json, load_split_counts, results_token
+
+st.title("Data and leakage audit")
+dataset = current_dataset()
+if not dataset:
+    empty_state("datasets")
+    st.stop()
+notes = dataset_notes(dataset)
+if notes:
+    st.warning(notes)
+token = results_token()
+audit = load_json("audit", dataset, token)
+counts = load_split_counts(dataset, token)
+if counts.empty and audit:
+    per_split = audit["counts"]["per_split"]
+    counts = pd.DataFrame([{"split": s, "label": c, "images": n} for s, d in per_split.items() for c, n in d.items()])
+if not counts.empty:
+    st.subheader("Class balance per split")
+    chart = alt.Chart(counts).mark_bar().encode(
+        x=alt.X("images:Q"), y=alt.Y("split:N", sort=["train", "val", "test"]), color="label:N",
+        tooltip=["split", "label", "images"])
+    st.altair_chart(chart.properties(height=160), width="stretch")
+    st.dataframe(counts.pivot(index="label", columns="split", values="images").fillna(0).astype(int), width="stretch")
+
+st.subheader("Audit")
+if not audit:
+    st.info(f"No audit stored for {dataset}: run `python -m core audit DATA_DIR --out artifacts/{dataset}/audit.json`.")
+    st.stop()
+verdict = audit["verdict"]
+c = st.columns(5)
+c[0].metric("Leakage pairs (across splits)", verdict["leakage_pairs"])
+c[1].metric("Conflicting-label pairs", verdict["conflicting_label_pairs"])
+c[2].metric("Duplicates within a split", verdict["within_split_pairs"])
+c[3].metric("Corrupt files", verdict["corrupt_files"])
+ratio = verdict.get("imbalance_ratio")
+c[4].metric("Imbalance (largest/smallest)", "∞" if ratio is None else f"{ratio:.1f}×")
+for message in verdict.get("messages", []):
+    (st.error if verdict["leakage"] else st.info)(message)
+st.caption(f"Perceptual hash: {audit['hash']['bits']}-bit pHash over all 8 flips/rotations, near-duplicate "
+           f"threshold {audit['hash']['threshold']} bits; exact: {audit['hash']['exact']}. Split seed "
+           f"{audit['split']['seed']} ({', '.join(f'{k}: {v}' for k, v in audit['split']['sources'].items())}).")
+
+pairs = pd.DataFrame(audit["duplicates"]["pairs"])
+if not pairs.empty:
+    relation = st.selectbox("Pairs", ["cross_split", "cross_class", "within_split"],
+                            format_func={"cross_split": "across splits (leakage)", "cross_class": "across classes",
+                                         "within_split": "within a split"}.get)
+    shown = pairs[pairs["relation"] == relation]
+    st.dataframe(shown[["a", "split_a", "label_a", "b", "split_b", "label_b", "kind", "distance"]],
+                 hide_index=True, width="stretch")
+    root = Path(audit["dataset"]["root"])
+    if not shown.empty and root.is_dir():
+        st.caption("The first flagged pairs, side by side:")
+        for _, p in shown.head(6).iterrows():
+            a, b = st.columns(2)
+            a.image(str(root / p["a"]), caption=f"{p['split_a']} · {p['label_a']} · {p['a']}", width=220)
+            b.image(str(root / p["b"]), caption=f"{p['split_b']} · {p['label_b']} · distance {p['distance']}", width=220)
+    elif not shown.empty:
+        st.caption("Thumbnails need the dataset on this machine (datasets are not copied into the artifacts).")
+if audit["corrupt"]:
+    st.subheader("Unreadable files")
+    st.dataframe(pd.DataFrame(audit["corrupt"]), hide_index=True, width="stretch")

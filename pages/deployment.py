@@ -1,0 +1,50 @@
+"""Deployment: size, accuracy change and latency of every variant; Pareto fronts across runs."""
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from pages.common import empty_state, load_json, pick_run, results_token, selected_runs
+
+st.title("Deployment cost")
+dataset, runs = selected_runs()
+if runs.empty:
+    empty_state()
+    st.stop()
+token = results_token()
+rows = []
+for _, run in runs.iterrows():
+    dep = load_json("deployment", run["path"], token)
+    for v in (dep or {}).get("variants", []):
+        lat = ((v.get("latency") or {}).get("threads_1") or {}).get("median_ms")
+        rows.append({"run": run["label"], "variant": v["name"], "status": v.get("status"), "reason": v.get("reason"),
+                     "MB": (v.get("bytes") or 0) / 1e6 or None, "gzip MB": (v.get("gzip_bytes") or 0) / 1e6 or None,
+                     "accuracy": (v.get("metrics") or {}).get("accuracy"),
+                     "Δ accuracy": (v.get("delta_vs_parent") or {}).get("accuracy"),
+                     "latency ms (1 thread)": lat,
+                     "latency ms (all cores)": ((v.get("latency") or {}).get("threads_all") or {}).get("median_ms"),
+                     "fraction of peak": v.get("fraction_of_peak")})
+if not rows:
+    st.info("No run has deployment measurements yet: `python -m core deploy RUN_DIR`.")
+    st.stop()
+variants = pd.DataFrame(rows)
+run = pick_run(runs[runs["label"].isin(variants["run"])], "Run")
+st.dataframe(variants[variants["run"] == run["label"]].drop(columns=["run"]), hide_index=True, width="stretch")
+ok = variants[(variants["status"] == "ok") & variants["accuracy"].notna()]
+st.subheader("Accuracy against size and latency, all runs and variants")
+st.caption("Up and to the left is better; points on the front are not beaten on both axes by any other.")
+for x, title in (("gzip MB", "gzip size (MB, log)"), ("latency ms (1 thread)", "median latency, 1 thread (ms, log)")):
+    data = ok.dropna(subset=[x]).copy()
+    if data.empty:
+        continue
+    data = data.sort_values(x)
+    data["pareto"] = data["accuracy"] >= data["accuracy"].cummax()
+    points = alt.Chart(data).mark_point(filled=True).encode(
+        x=alt.X(f"{x}:Q", scale=alt.Scale(type="log"), title=title), y=alt.Y("accuracy:Q", scale=alt.Scale(zero=False)),
+        color="variant:N", shape="run:N", tooltip=["run", "variant", x, "accuracy"])
+    front = alt.Chart(data[data["pareto"]]).mark_line(color="black", strokeDash=[3, 3]).encode(x=f"{x}:Q", y="accuracy:Q")
+    st.altair_chart((points + front).properties(height=360), width="stretch")
+unsupported = variants[variants["status"] != "ok"]
+if not unsupported.empty:
+    st.subheader("Variants that could not be made")
+    st.dataframe(unsupported[["run", "variant", "status", "reason"]], hide_index=True, width="stretch")

@@ -1,0 +1,23 @@
+"""Export: the leaderboard and tables as CSV, all metrics as JSON, a self-contained HTML report."""
+
+import json
+
+import streamlit as st
+
+from core import report
+from pages.common import empty_state, selected_runs
+
+st.title("Export")
+dataset, runs = selected_runs()
+if runs.empty:
+    empty_state()
+    st.stop()
+st.download_button("Leaderboard (CSV)", report.leaderboard(runs).to_csv(index=False), f"{dataset}_leaderboard.csv",
+                   "text/csv")
+st.download_button("All runs, raw numbers (CSV)", runs.drop(columns=["path"]).to_csv(index=False),
+                   f"{dataset}_runs.csv", "text/csv")
+st.download_button("All metrics (JSON)", json.dumps(report.all_metrics(dataset), indent=1),
+                   f"{dataset}_metrics.json", "application/json")
+st.download_button("Static HTML report", report.static_html(dataset), f"{dataset}_report.html", "text/html")
+st.caption("The HTML report is one file with no external resources: leaderboard, confidence-interval chart, "
+           "audit verdict and provenance.")

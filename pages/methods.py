@@ -1,0 +1,37 @@
+"""Methods and reproducibility: settings, provenance, environment, the command behind each run."""
+
+import json
+
+import streamlit as st
+
+from core import report
+from pages.common import empty_state, load_json, pick_run, results_token, selected_runs
+
+st.title("Methods and reproducibility")
+dataset, runs = selected_runs()
+if runs.empty:
+    empty_state()
+    st.stop()
+run = pick_run(runs, "Run")
+token = results_token()
+cfg = load_json("config", run["path"], token)
+prov = load_json("provenance", run["path"], token)
+st.subheader("Reproduce this run")
+st.code(report.reproduce_command(cfg), language="bash")
+st.caption("Run from the repository root at commit "
+           f"`{(prov.get('code') or {}).get('git_commit') or 'unknown'}` with the pinned requirements; "
+           "the run id hashes every setting, so the command lands in the same folder.")
+left, right = st.columns(2)
+with left:
+    st.subheader("Settings")
+    st.json(cfg, expanded=False)
+    st.subheader("Training details")
+    st.json(prov.get("details", {}), expanded=False)
+with right:
+    st.subheader("Data")
+    st.json(prov.get("dataset", {}), expanded=False)
+    st.subheader("Machine and libraries")
+    st.json({"machine": prov.get("machine"), "libraries": prov.get("libraries"), "code": prov.get("code"),
+             "timings_s": prov.get("timings_s")}, expanded=False)
+st.subheader("All runs")
+st.dataframe(runs[["label", "run_id", "git_commit", "wall_time_s"]], hide_index=True, width="stretch")

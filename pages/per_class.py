@@ -1,0 +1,55 @@
+"""Per-class results: confusion matrices side by side, per-class metrics, misclassified images."""
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from pages.common import dataset_root, empty_state, load_metrics, load_predictions, pick_runs, results_token, selected_runs
+
+st.title("Per-class results")
+dataset, runs = selected_runs()
+if runs.empty:
+    empty_state()
+    st.stop()
+chosen = pick_runs(runs, "Runs (side by side)", default=2)
+normalised = st.toggle("Normalise rows (recall per true class)", value=True)
+columns = st.columns(max(1, len(chosen)))
+for col, (_, run) in zip(columns, chosen.iterrows()):
+    m = load_metrics(run["path"], results_token())
+    cm = m["confusion_matrix"]
+    values = cm["normalized"] if normalised else cm["counts"]
+    cells = [{"true": t, "predicted": p, "value": values[i][j], "count": cm["counts"][i][j]}
+             for i, t in enumerate(cm["labels"]) for j, p in enumerate(cm["labels"])]
+    df = pd.DataFrame(cells)
+    base = alt.Chart(df).encode(x=alt.X("predicted:N", sort=cm["labels"]), y=alt.Y("true:N", sort=cm["labels"]))
+    heat = base.mark_rect().encode(color=alt.Color("value:Q", scale=alt.Scale(scheme="blues"), legend=None),
+                                   tooltip=["true", "predicted", "count", "value"])
+    text = base.mark_text().encode(text=alt.Text("value:Q", format=".2f" if normalised else "d"))
+    with col:
+        st.markdown(f"**{run['label']}**")
+        st.altair_chart((heat + text).properties(height=300), width="stretch")
+        table = pd.DataFrame(m["per_class"])[["class", "precision", "recall", "f1", "support"]]
+        st.dataframe(table.round(3), hide_index=True, width="stretch")
+
+st.subheader("Misclassified test images")
+if chosen.empty:
+    st.stop()
+run = chosen.iloc[0]
+preds = load_predictions(run["path"], results_token())
+wrong = preds[preds["true"] != preds["pred"]]
+c1, c2 = st.columns(2)
+true_class = c1.selectbox("True class", sorted(preds["true"].unique()))
+pred_class = c2.selectbox("Predicted as", sorted(preds["true"].unique()), index=0)
+cell = wrong[(wrong["true"] == true_class) & (wrong["pred"] == pred_class)]
+st.caption(f"{run['label']}: {len(cell)} test images of '{true_class}' predicted as '{pred_class}'.")
+root = dataset_root(run["path"])
+if cell.empty:
+    st.stop()
+if root is None:
+    st.info("The dataset's images are not on this machine (datasets are never copied into the artifacts); "
+            "their paths:")
+    st.dataframe(cell[["id"]], hide_index=True)
+else:
+    cols = st.columns(6)
+    for i, (_, row) in enumerate(cell.head(24).iterrows()):
+        cols[i % 6].image(str(root / row["id"]), caption=row["id"].split("/")[-1], width="stretch")
