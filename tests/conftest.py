@@ -59,3 +59,31 @@ def lite0_home(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+TINY_RUN = {"input_size": 64, "augment": {"views": 1}, "max_train_per_class": None, "max_eval_per_class": None,
+            "stage1": {"epochs": 3}, "stage2": {"epochs": 1}, "scratch": {"epochs": 1}, "batch_size": 16}
+
+
+@pytest.fixture(scope="session")
+def tiny_artifacts(tmp_path_factory, lite0_home):
+    """A real artifacts folder made by the product's own code: two datasets, runs, audit, comparison."""
+    import copy
+
+    from core import audit, config
+    from core.compare import compare_dataset
+    from core.runner import execute
+
+    base = tmp_path_factory.mktemp("study")
+    art = base / "artifacts"
+    colours = make_image_dataset(base / "data" / "colours", per_class=12)
+    shades = make_image_dataset(base / "data" / "shades", classes=("dark", "light"), per_class=12, seed=3,
+                                layout="predefined")
+    for data in (colours, shades):
+        for method in ("finetune", "logreg"):
+            overrides = copy.deepcopy(TINY_RUN)
+            overrides["method"] = method
+            execute(config.resolve(str(data), "EfficientNetLite0", "quick", overrides), art, emit=lambda line: None)
+        audit.write_report(audit.audit_dataset(data), art / data.name / "audit.json")
+        compare_dataset(art / data.name)
+    return art

@@ -1,3 +1,5 @@
+"""The report app: every page renders on real (tiny) results and on none, without TensorFlow."""
+
 import json
 import os
 import subprocess
@@ -5,25 +7,80 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+PAGES = ["overview", "data", "training", "per_class", "roc_pr", "calibration", "deployment", "significance",
+         "methods", "export"]
 
 _PROBE = """
 import json, sys
 from streamlit.testing.v1 import AppTest
-at = AppTest.from_file("streamlit_app.py", default_timeout=60).run()
-print(json.dumps({
-    "exception": [str(e.value) for e in at.exception],
-    "info": [i.value for i in at.info],
-    "tensorflow_loaded": "tensorflow" in sys.modules,
-}))
+pages = %r
+at = AppTest.from_file("streamlit_app.py", default_timeout=120).run()
+out = {"datasets": [o for s in at.sidebar.selectbox if s.label == "Dataset" for o in s.options], "pages": {}}
+def grab(at):
+    return {"exception": [str(e.value) for e in at.exception], "error": [str(e.value) for e in at.error],
+            "info": [i.value for i in at.info], "markdown": [m.value for m in at.markdown],
+            "success": [s.value for s in at.success], "dataframes": [d.value.to_dict("list") for d in at.dataframe],
+            "titles": [t.value for t in at.title], "code": [c.value for c in at.code],
+            "subheaders": [h.value for h in at.subheader]}
+for page in pages:
+    at.switch_page(f"pages/{page}.py").run()
+    out["pages"][page] = grab(at)
+if len(out["datasets"]) > 1:
+    at = AppTest.from_file("streamlit_app.py", default_timeout=120).run()
+    at.sidebar.selectbox[0].select(out["datasets"][1]).run()
+    out["switched"] = grab(at)
+out["tensorflow_loaded"] = "tensorflow" in sys.modules
+print(json.dumps(out, default=str))
 """
 
 
-def test_app_opens_with_empty_state_and_without_tensorflow(tmp_path):
-    # A fresh interpreter, so that TensorFlow imported by other tests cannot hide an import by the app.
-    env = dict(os.environ, STUDY_ARTIFACTS=str(tmp_path / "no-artifacts"))
-    out = subprocess.run([sys.executable, "-c", _PROBE], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result["exception"] == []
-    assert any("No results yet" in text for text in result["info"])
+def render(artifacts: Path) -> dict:
+    """Render every page in a fresh interpreter (so TensorFlow imported by other tests cannot hide one)."""
+    env = dict(os.environ, STUDY_ARTIFACTS=str(artifacts))
+    out = subprocess.run([sys.executable, "-c", _PROBE % PAGES], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_every_page_shows_an_empty_state_without_results(tmp_path):
+    result = render(tmp_path / "no-artifacts")
     assert result["tensorflow_loaded"] is False
+    for page, content in result["pages"].items():
+        assert content["exception"] == [], page
+        assert any("No " in text for text in content["info"]), page
+
+
+def test_every_page_renders_real_results_without_tensorflow(tiny_artifacts):
+    result = render(tiny_artifacts)
+    assert result["tensorflow_loaded"] is False
+    assert result["datasets"] == ["colours", "shades"]
+    for page, content in result["pages"].items():
+        assert content["exception"] == [], (page, content["exception"])
+        assert content["error"] == [], (page, content["error"])
+    overview = result["pages"]["overview"]
+    leaderboard = overview["dataframes"][0]
+    # The leaderboard lists every complete run of the dataset: the network and the baseline.
+    assert len(leaderboard["Run"]) == 2
+    assert any("transfer" in run for run in leaderboard["Run"]) and any("logreg" in run for run in leaderboard["Run"])
+    assert all("[" in cell for cell in leaderboard["Accuracy"])  # value [low, high]
+    audit = result["pages"]["data"]
+    assert not any("No audit" in text for text in audit["info"])
+    significance = result["pages"]["significance"]
+    assert significance["dataframes"] and len(significance["dataframes"][0]["A"]) == 1
+    assert any(c.startswith("python -m core run") for c in result["pages"]["methods"]["code"])
+    # Switching the dataset shows the other dataset's runs.
+    switched = result["switched"]
+    assert switched["exception"] == [], switched
+    assert "Leaderboard: shades" in switched["subheaders"]
+    assert len(switched["dataframes"][0]["Run"]) == 2
+
+
+def test_static_html_report_is_self_contained(tiny_artifacts, monkeypatch):
+    from core import report
+
+    monkeypatch.setenv("STUDY_ARTIFACTS", str(tiny_artifacts))
+    html = report.static_html("colours")
+    assert html.startswith("<!doctype html>") and "<svg" in html
+    assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in html
+    assert "EfficientNetLite0" in html
