@@ -50,7 +50,7 @@ else:
 
 st.subheader("Headline")
 chosen = report.METRIC_LABELS[metric]
-base = alt.Chart(runs).encode(y=alt.Y("label:N", sort="-x", title=None))
+base = alt.Chart(runs).encode(y=alt.Y("label:N", sort="-x", title=None, axis=alt.Axis(labelLimit=420)))
 bars = base.mark_point(filled=True, size=80).encode(
     x=alt.X(f"{metric}:Q", title=f"{chosen} (test, 95% CI)", scale=alt.Scale(zero=False)),
     color=alt.Color("method:N", title="method"), tooltip=["label", metric, f"{metric}_low", f"{metric}_high"])
