@@ -19,6 +19,9 @@ pages = {
         st.Page("pages/methods.py", title="Methods and reproducibility"),
         st.Page("pages/export.py", title="Export"),
     ],
+    "Do it yourself": [
+        st.Page("pages/train.py", title="Train"),
+    ],
 }
 navigation = st.navigation(pages)
 

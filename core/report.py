@@ -288,3 +288,25 @@ def all_metrics(dataset: str, root: Path | None = None) -> dict:
     df = runs_table(dataset, root)
     return {"dataset": dataset, "runs": [{"run": f"{r['backbone']}/{r['run_id']}", "config": config(r["path"]),
                                           "metrics": metrics(r["path"])} for _, r in df.iterrows()]}
+
+
+def estimate_seconds(backbone: str, preset: str, weights: str, n_images: int, root: Path | None = None) -> float | None:
+    """Wall time of a run estimated from complete runs of the same kind stored here (None if none).
+
+    Scales the median seconds per image of earlier runs of this backbone, preset and
+    weights (all their recorded stage timings) by the new dataset's image count.
+    """
+    per_image = []
+    for run in complete_runs(Path(root or artifacts_dir())):
+        cfg = _read(run / "config.json")
+        if (cfg["backbone"], cfg["preset"], cfg["weights"], cfg.get("method")) != (backbone, preset, weights, "finetune"):
+            continue
+        prov = _read(run / "provenance.json")
+        images = sum((prov.get("dataset") or {}).get("counts", {}).values())
+        seconds = sum(prov.get("timings_s", {}).values())
+        if images and seconds:
+            per_image.append(seconds / images)
+    if not per_image:
+        return None
+    per_image.sort()
+    return per_image[len(per_image) // 2] * n_images

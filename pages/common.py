@@ -62,6 +62,18 @@ def load_split_counts(dataset: str, token: str) -> pd.DataFrame:
     return report.split_counts(dataset)
 
 
+def training_disabled() -> bool:
+    """True on a shared deployment: STUDY_DISABLE_TRAINING=1 or ``disable_training = true`` in st.secrets."""
+    import os
+
+    if os.environ.get("STUDY_DISABLE_TRAINING", "").strip().lower() in {"1", "true", "yes"}:
+        return True
+    try:
+        return bool(st.secrets.get("disable_training", False))
+    except Exception:  # noqa: BLE001 - no secrets file at all is the normal local case
+        return False
+
+
 def dataset_notes(dataset: str) -> str | None:
     """Free-text caveats for a dataset (``artifacts/<dataset>/dataset_notes.md``), if any."""
     path = artifacts_dir() / dataset / "dataset_notes.md"

@@ -1,0 +1,175 @@
+"""Train: launch runs as a background job and watch them live."""
+
+import json
+import os
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from core import backbones, jobs, report
+from core.results import REPO_ROOT, artifacts_dir
+from pages.common import training_disabled
+
+st.title("Train")
+if training_disabled():
+    st.info("Training is switched off on this shared app (a visitor must not start hour-long jobs). To train, "
+            "run the app on your own machine: `pip install -r requirements.txt && streamlit run streamlit_app.py`, "
+            "or use the CLI: `python -m core run --data DATA_DIR --backbone EfficientNetLite0 --preset quick`.")
+    st.stop()
+
+
+def data_roots() -> list[Path]:
+    roots = [Path(p) for p in os.environ.get("STUDY_DATA_ROOTS", "").split(os.pathsep) if p]
+    roots += [REPO_ROOT / "data", REPO_ROOT.parent / "shared" / "data"]
+    return [r for r in roots if r.is_dir()]
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def dataset_choices() -> list[str]:
+    return sorted(str(d) for r in data_roots() for d in r.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+@st.cache_data(show_spinner=False)
+def image_count(folder: str) -> int:
+    from core.data import discover
+
+    return len(discover(folder, validate=False).records)
+
+
+@st.fragment(run_every=2)
+def live(job_id: str) -> None:
+    status = jobs.job_status(job_id)
+    if status is None:
+        st.warning("The job's files are gone.")
+        return
+    st.markdown(f"**{status.spec['description']}**: {status.state}")
+    for run_dir in status.spec.get("run_dirs", []):
+        run_dir = Path(run_dir)
+        events = _events(run_dir)
+        last = next((e for e in reversed(events) if e["event"] == "epoch"), None)
+        complete = (run_dir / "complete.json").is_file()
+        label = f"{run_dir.parent.name} / {run_dir.name}"
+        if complete:
+            st.success(f"{label}: complete")
+        elif last:
+            m = last["metrics"]
+            st.write(f"{label}: {last['stage']} epoch {last['epoch']}/{last['epochs']}, val_acc "
+                     f"{m['val_accuracy']:.3f}, val_loss {m['val_loss']:.4f}, stage ETA ≤ {last['eta_s']:.0f} s")
+        elif events:
+            st.write(f"{label}: {events[-1]['event']}…")
+        history = report.history(run_dir)
+        if not history.empty:
+            long = history.melt(id_vars=["step", "stage"], value_vars=["accuracy", "val_accuracy"])
+            st.altair_chart(alt.Chart(long).mark_line(point=True).encode(
+                x=alt.X("step:Q", title="epoch"), y=alt.Y("value:Q", title="accuracy"), color="variable:N",
+                tooltip=["stage", "step", "variable", "value"]).properties(height=220), width="stretch")
+    st.code(status.log_tail or "(no output yet)", language="text")
+    if status.state == "running":
+        if st.button("Cancel", type="secondary"):
+            with st.spinner("Stopping the job…"):
+                jobs.cancel_job(job_id)
+            st.rerun(scope="app")
+    else:
+        st.cache_data.clear()  # new results must show in the report pages
+        st.rerun(scope="app")
+
+
+def _events(run_dir: Path) -> list[dict]:
+    path = run_dir / "events.jsonl"
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return out
+
+
+running = jobs.current_job()
+if running:
+    live(running)
+    st.stop()
+
+recent = jobs.list_jobs()[:1]
+if recent:
+    last = recent[0]
+    message = {"succeeded": st.success, "cancelled": st.warning}.get(last.state, st.error)
+    message(f"Last job, {last.spec['description']}: {last.state}"
+            + ("" if last.state in ("succeeded", "cancelled") else f" (exit code {last.returncode}); its log:")
+            + (" The results are in the report pages." if last.state == "succeeded" else "")
+            + (" The run folders are left resumable: start the same runs to continue." if last.state == "cancelled" else ""))
+    if last.state not in ("succeeded",):
+        st.code(last.log_tail or "(no output)", language="text")
+
+choices = dataset_choices()
+folder = st.selectbox("Dataset folder", choices + ["other…"], help="Folders under the data roots "
+                      "(data/ in the repo, ../shared/data, and $STUDY_DATA_ROOTS)")
+if folder == "other…" or not choices:
+    folder = st.text_input("Path of a class-per-folder image dataset")
+names = [s.name for s in backbones.listed_specs()]
+available = {s.name for s in backbones.listed_specs() if s.weights_available()}
+chosen = st.multiselect("Backbones", names, default=[n for n in ["EfficientNetLite0"] if n in names],
+                        format_func=lambda n: n if n in available else f"{n} (no ImageNet weights here)")
+c1, c2, c3 = st.columns(3)
+weights = c1.radio("Weights", ["imagenet", "none"], format_func={"imagenet": "ImageNet (transfer)",
+                                                                   "none": "from scratch"}.get)
+preset = c2.radio("Preset", ["quick", "full"])
+seed = c3.number_input("Seed", min_value=0, value=0, step=1)
+with st.expander("Main settings"):
+    s1 = st.number_input("Stage 1 epochs (max)", 1, 200, 10 if preset == "quick" else 40)
+    s2 = st.number_input("Stage 2 epochs (max, 0 = no fine-tuning)", 0, 100, 2 if preset == "quick" else 15)
+    unfreeze = st.number_input("Layers unfrozen in stage 2", 1, 500, 20)
+    views = st.number_input("Augmented views per training image", 0, 10, 1 if preset == "quick" else 2)
+overrides = {"stage1.epochs": s1, "stage2.epochs": s2, "unfreeze_layers": unfreeze, "augment.views": views}
+
+if folder and chosen:
+    if not Path(folder).is_dir():
+        st.error(f"Data folder not found: {folder}")
+        st.stop()
+    missing = [n for n in chosen if weights == "imagenet" and n not in available]
+    if missing:
+        st.error(" ".join(backbones.get_spec(n).missing_weights_message() for n in missing))
+        st.stop()
+    try:
+        n_images = image_count(folder)
+    except Exception as exc:  # noqa: BLE001 - shown to the user as a message
+        st.error(str(exc))
+        st.stop()
+    estimates = [report.estimate_seconds(n, preset, weights, n_images) for n in chosen]
+    if all(e is not None for e in estimates):
+        st.caption(f"{n_images} images. Estimated time: about {sum(estimates) / 60:.0f} min (from earlier runs "
+                   "stored here, scaled by image count).")
+    else:
+        st.caption(f"{n_images} images. No estimate yet for some choices: no earlier run of that backbone and "
+                   "preset is stored here (a quick run takes about a minute per backbone on a 2-core CPU).")
+    if st.button("Start training", type="primary"):
+        from core import config as config_mod
+        from core.runs import RunFolder
+
+        layer = {"weights": weights, "seed": int(seed)}
+        from core.cli import parse_overrides
+
+        layer.update(parse_overrides([f"{k}={json.dumps(v)}" for k, v in overrides.items()]))
+        run_dirs = [str(RunFolder.for_config(config_mod.resolve(folder, n, preset, json.loads(json.dumps(layer))),
+                                             artifacts_dir()).path) for n in chosen]
+        toml = (f'artifacts = {json.dumps(str(artifacts_dir()))}\n\n[[grid]]\ndatasets = [{json.dumps(folder)}]\n'
+                f"backbones = {json.dumps(chosen)}\nweights = [{json.dumps(weights)}]\nseeds = [{int(seed)}]\n"
+                f"preset = {json.dumps(preset)}\nset = {{ " + ", ".join(f'"{k}" = {json.dumps(v)}' for k, v in overrides.items()) + " }\n")
+        try:
+            jobs.start_job(["experiment", "{job}/experiment.toml"],
+                           f"{', '.join(chosen)} on {Path(folder).name} ({preset}, {weights})",
+                           run_dirs=run_dirs, files={"experiment.toml": toml})
+        except jobs.JobRunningError as exc:
+            st.error(str(exc))
+        else:
+            st.rerun()
+
+finished = [s for s in jobs.list_jobs()[:5] if s.state != "running"]
+if finished:
+    st.subheader("Recent jobs")
+    st.dataframe(pd.DataFrame([{"job": s.job_id, "what": s.spec["description"], "state": s.state,
+                                "exit code": s.returncode} for s in finished]), hide_index=True, width="stretch")
