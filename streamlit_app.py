@@ -21,6 +21,7 @@ pages = {
     ],
     "Do it yourself": [
         st.Page("pages/train.py", title="Train"),
+        st.Page("pages/try.py", title="Try the models"),
     ],
 }
 navigation = st.navigation(pages)

@@ -32,10 +32,23 @@ def dataset_choices() -> list[str]:
 
 
 @st.cache_data(show_spinner=False)
-def image_count(folder: str) -> int:
+def class_counts(folder: str) -> dict[str, int]:
+    from collections import Counter
+
     from core.data import discover
 
-    return len(discover(folder, validate=False).records)
+    return dict(Counter(r.label for r in discover(folder, validate=False).records))
+
+
+def images_used(counts: dict[str, int], preset: str) -> int:
+    """Images a run of this preset will read (quick runs subsample each class)."""
+    from core import config as config_mod
+
+    cfg = config_mod.resolve(".", "EfficientNetLite0", preset)
+    if not cfg.max_train_per_class:
+        return sum(counts.values())
+    cap = cfg.max_train_per_class + 2 * (cfg.max_eval_per_class or 0)
+    return sum(min(n, cap) for n in counts.values())
 
 
 @st.fragment(run_every=2)
@@ -135,17 +148,19 @@ if folder and chosen:
         st.error(" ".join(backbones.get_spec(n).missing_weights_message() for n in missing))
         st.stop()
     try:
-        n_images = image_count(folder)
+        counts = class_counts(folder)
+        n_images = images_used(counts, preset)
     except Exception as exc:  # noqa: BLE001 - shown to the user as a message
         st.error(str(exc))
         st.stop()
     estimates = [report.estimate_seconds(n, preset, weights, n_images) for n in chosen]
     if all(e is not None for e in estimates):
-        st.caption(f"{n_images} images. Estimated time: about {sum(estimates) / 60:.0f} min (from earlier runs "
-                   "stored here, scaled by image count).")
+        st.caption(f"{sum(counts.values())} images in {len(counts)} classes; this preset uses {n_images}. Estimated "
+                   f"time: about {max(1, round(sum(estimates) / 60))} min (from earlier runs stored here, scaled by "
+                   "image count).")
     else:
-        st.caption(f"{n_images} images. No estimate yet for some choices: no earlier run of that backbone and "
-                   "preset is stored here (a quick run takes about a minute per backbone on a 2-core CPU).")
+        st.caption(f"{sum(counts.values())} images in {len(counts)} classes; this preset uses {n_images}. No "
+                   "estimate yet for some choices: no earlier run of that backbone and preset is stored here.")
     if st.button("Start training", type="primary"):
         from core import config as config_mod
         from core.runs import RunFolder

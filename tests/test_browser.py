@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PAGES = {"overview": "", "data": "data", "training": "training", "per_class": "per_class", "roc_pr": "roc_pr",
          "calibration": "calibration", "deployment": "deployment", "significance": "significance",
-         "methods": "methods", "export": "export"}
+         "methods": "methods", "train": "train", "try": "try", "export": "export"}
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt-get install chromium)")
 
@@ -81,4 +81,4 @@ def test_every_page_in_a_real_browser(app_server, tmp_path):
             assert (shots / f"{name}.png").stat().st_size > 10_000, name
         headline = page.locator("h1").first.inner_text()
         browser.close()
-    assert headline == "Export"
+    assert headline == "Export"  # the last page visited

@@ -1,0 +1,112 @@
+"""Predictions on new images with the stored models (LiteRT; no TensorFlow).
+
+Used by the app's Try page: find every TFLite variant written by ``python -m core
+deploy`` for a dataset's runs, check and decode uploaded files, and run each variant
+on an image with the backbone's own preprocessing, timing every call.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from core.backbones import get_spec
+from core.data import open_image
+from core.errors import ImageDecodeError, UserError
+from core.pipeline import preprocess
+from core.results import artifacts_dir, complete_runs
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_PIXELS = 40_000_000
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """One runnable model file of a complete run."""
+
+    run_dir: Path
+    run_label: str
+    variant: str  # e.g. tflite_int8_full, or "keras"
+    path: Path
+    backbone: str
+    input_size: int
+    preprocessing: str
+    classes: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return f"{self.run_label} · {self.variant}"
+
+
+def _run_info(run: Path) -> tuple[str, int, str, tuple[str, ...], str]:
+    cfg = json.loads((run / "config.json").read_text())
+    prov = json.loads((run / "provenance.json").read_text())
+    spec = get_spec(cfg["backbone"])
+    kind = "scratch" if cfg["weights"] == "none" else "transfer"
+    label = f"{cfg['backbone']} · {kind} · {cfg['preset']} · seed {cfg['seed']}"
+    return cfg["backbone"], cfg.get("input_size") or spec.input_size, spec.entry.preprocessing, \
+        tuple(prov["dataset"]["classes"]), label
+
+
+def stored_models(dataset: str, root: Path | None = None) -> tuple[list[StoredModel], list[StoredModel]]:
+    """(TFLite variants, Keras models) of every complete network run of ``dataset``."""
+    lite, keras_models = [], []
+    for run in complete_runs(Path(root or artifacts_dir())):
+        if run.parent.parent.name != dataset:
+            continue
+        cfg = json.loads((run / "config.json").read_text())
+        if cfg.get("method", "finetune") != "finetune":
+            continue
+        backbone, size, mode, classes, label = _run_info(run)
+        for path in sorted((run / "deploy").glob("*.tflite")):
+            lite.append(StoredModel(run, label, path.stem, path, backbone, size, mode, classes))
+        if (run / "model.keras").is_file():
+            keras_models.append(StoredModel(run, label, "keras", run / "model.keras", backbone, size, mode, classes))
+    return lite, keras_models
+
+
+def decode_upload(name: str, content: bytes) -> np.ndarray:
+    """Check and decode an uploaded file: an RGB uint8 array, or a clear :class:`UserError`."""
+    if not content:
+        raise UserError(f"{name} is empty")
+    if len(content) > MAX_UPLOAD_BYTES:
+        raise UserError(f"{name} is {len(content) / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 2**20:.0f} MB")
+    try:
+        with Image.open(__import__("io").BytesIO(content)) as probe:
+            w, h = probe.size
+    except Exception:  # noqa: BLE001 - Pillow raises many types on non-images
+        raise UserError(f"{name} is not an image Pillow can read (JPEG, PNG, WebP, BMP, TIFF, GIF, ...)") from None
+    if w * h > MAX_PIXELS:
+        raise UserError(f"{name} is {w}x{h} pixels; the limit is {MAX_PIXELS / 1e6:.0f} megapixels")
+    try:
+        return np.array(open_image(name, content=content), dtype=np.uint8)
+    except ImageDecodeError as exc:
+        raise UserError(f"{name}: {exc.reason if hasattr(exc, 'reason') else exc}") from None
+
+
+def model_input(image: np.ndarray, model: StoredModel) -> np.ndarray:
+    """Resize (bilinear, like training) and preprocess one image into a float32 batch of 1."""
+    resized = Image.fromarray(image).resize((model.input_size, model.input_size), Image.Resampling.BILINEAR)
+    return preprocess(np.asarray(resized, dtype=np.float32)[None], model.preprocessing).astype(np.float32)
+
+
+_LOADED: dict[str, object] = {}
+
+
+def predict_lite(model: StoredModel, image: np.ndarray, threads: int = 1) -> tuple[np.ndarray, float]:
+    """Class probabilities and the wall time (ms) of one LiteRT call."""
+    from core.latency import LiteModel
+
+    key = f"{model.path}:{model.path.stat().st_mtime_ns}:{threads}"
+    if key not in _LOADED:
+        _LOADED[key] = LiteModel(model.path.read_bytes(), threads=threads)
+    lite = _LOADED[key]
+    x = model_input(image, model)
+    started = time.perf_counter()
+    probs = lite.predict(x)[0]
+    return probs, (time.perf_counter() - started) * 1000.0

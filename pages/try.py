@@ -1,0 +1,90 @@
+"""Try the models: upload images (or pick test images), every stored variant predicts, Grad-CAM explains."""
+
+from collections import Counter
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from core import predict
+from core.errors import UserError
+from pages.common import current_dataset, dataset_root, results_token
+
+st.title("Try the models")
+dataset = current_dataset()
+if not dataset:
+    st.info("No results yet: train a model first (Train page or `python -m core run`).")
+    st.stop()
+
+
+@st.cache_data(show_spinner=False)
+def models(dataset: str, token: str):
+    return predict.stored_models(dataset)
+
+
+lite_models, keras_models = models(dataset, results_token())
+if not lite_models and not keras_models:
+    st.info(f"No stored model for {dataset} yet: train one, then `python -m core deploy RUN_DIR` writes its "
+            "TFLite variants.")
+    st.stop()
+
+images: list[tuple[str, object]] = []
+uploads = st.file_uploader("Upload images", accept_multiple_files=True,
+                           help=f"JPEG, PNG, WebP, BMP, TIFF, GIF…, up to {predict.MAX_UPLOAD_BYTES // 2**20} MB each")
+for upload in uploads or []:
+    try:
+        images.append((upload.name, predict.decode_upload(upload.name, upload.getvalue())))
+    except UserError as exc:
+        st.error(str(exc))
+source = (keras_models or lite_models)[0]
+root = dataset_root(str(source.run_dir))
+if root is not None:
+    from core.report import predictions
+
+    test_ids = predictions(source.run_dir)["id"].tolist()
+    picked = st.multiselect("…or pick test images of the dataset", test_ids, max_selections=4)
+    for rel in picked:
+        images.append((rel, predict.decode_upload(rel, (root / rel).read_bytes())))
+if not images:
+    st.caption(f"{len(lite_models)} TFLite variants and {len(keras_models)} Keras models of {dataset} are ready.")
+    st.stop()
+
+chosen_lite = st.multiselect("TFLite variants (LiteRT)", [m.label for m in lite_models],
+                             default=[m.label for m in lite_models][:6])
+for name, image in images:
+    st.divider()
+    left, right = st.columns([1, 2])
+    left.image(image, caption=name, width="stretch")
+    rows = []
+    for m in (m for m in lite_models if m.label in chosen_lite):
+        probs, ms = predict.predict_lite(m, image)
+        top = int(probs.argmax())
+        rows.append({"model": m.label, "prediction": m.classes[top], "probability": float(probs[top]),
+                     "latency ms": round(ms, 2), **{c: float(p) for c, p in zip(m.classes, probs)}})
+    if rows:
+        table = pd.DataFrame(rows)
+        votes = Counter(table["prediction"])
+        winner, count = votes.most_common(1)[0]
+        right.markdown(f"**{winner}** by {count} of {len(table)} models"
+                       + ("" if count == len(table) else f" (others: {', '.join(k for k in votes if k != winner)})"))
+        classes = list(lite_models[0].classes)
+        long = table.melt(id_vars=["model"], value_vars=classes, var_name="class", value_name="p")
+        right.altair_chart(alt.Chart(long).mark_bar().encode(
+            x=alt.X("p:Q", title="probability", scale=alt.Scale(domain=[0, 1])), y=alt.Y("model:N", title=None),
+            color="class:N", tooltip=["model", "class", "p"]).properties(height=24 * len(table) + 40), width="stretch")
+        right.dataframe(table[["model", "prediction", "probability", "latency ms"]], hide_index=True, width="stretch")
+
+    if keras_models:
+        with st.expander(f"Grad-CAM for {name}", expanded=len(images) == 1):
+            km = next(m for m in keras_models if m.label == st.selectbox(
+                "Keras model", [m.label for m in keras_models], key=f"cam-model-{name}"))
+            klass = st.selectbox("Explain class", ["predicted"] + list(km.classes), key=f"cam-class-{name}")
+            with st.spinner("Loading TensorFlow and computing Grad-CAM…"):
+                from core import gradcam
+
+                index = None if klass == "predicted" else list(km.classes).index(klass)
+                cam, index, layer, probs = gradcam.gradcam(km.path, predict.model_input(image, km), index)
+            st.image(gradcam.overlay(image, cam), width=420)
+            st.caption(f"Grad-CAM of '{km.classes[index]}' (p = {probs[index]:.3f}) by {km.run_label}: gradients at "
+                       f"layer '{layer}', the last feature map before pooling ({cam.shape[0]}×{cam.shape[1]}). "
+                       "Red: most evidence for the class.")
