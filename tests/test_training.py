@@ -36,7 +36,8 @@ def tiny_config(dataset, **extra):
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    return make_image_dataset(tmp_path_factory.mktemp("data") / "colours", per_class=12)
+    # Its own pixels (seed), so no other test module has warmed the feature cache for it.
+    return make_image_dataset(tmp_path_factory.mktemp("data") / "colours", per_class=12, seed=11)
 
 
 def test_two_stage_run_writes_a_complete_run_folder(lite0_home, dataset, tmp_path):
