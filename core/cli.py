@@ -155,8 +155,75 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_compare)
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from core import report
+
+    if args.readme:
+        changed = report.update_readme(Path(args.readme), Path(args.artifacts) if args.artifacts else None)
+        print(f"{args.readme}: results section {'updated' if changed else 'already current'}")
+    else:
+        print(report.markdown_results(Path(args.artifacts) if args.artifacts else None))
+    return 0
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="leaderboard tables of every dataset as Markdown, from the stored runs")
+    p.add_argument("--readme", default=None, help="rewrite the results section of this README in place")
+    p.add_argument("--artifacts", default=None)
+    p.set_defaults(func=_cmd_report)
+
+
 def _emit(line: str) -> None:
     print(line, flush=True)
+
+
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from core import deploy
+
+    if args.architecture:
+        if args.run_dir or not args.out:
+            raise UserError("--architecture measures a backbone without a run: give --out DIR and no RUN_DIR")
+        doc = deploy.deploy_architecture(args.architecture, args.classes, args.out, emit=_emit,
+                                         input_size=args.input_size, threads=args.threads, runs=args.runs,
+                                         only=args.only)
+        where = Path(args.out) / deploy.RESULT_FILE
+    else:
+        if not args.run_dir:
+            raise UserError("give a run folder (RUN_DIR) or --architecture NAME --out DIR")
+        doc = deploy.deploy_run(args.run_dir, emit=_emit, threads=args.threads, runs=args.runs, only=args.only)
+        where = Path(args.run_dir) / deploy.DEPLOY_DIR / deploy.RESULT_FILE
+    rows, headers = deploy.table_rows(doc)
+    print()
+    print(format_table(rows, headers))
+    problems = [v for v in doc["variants"] if v["status"] != "ok"]
+    if doc.get("kind") == "architecture":
+        print(f"accuracy not measured: {(doc.get('parent') or {}).get('metrics_reason')}")
+    for v in problems:
+        print(f"{v['name']}: {v['status']}: {v['reason']}")
+    for v in doc["variants"]:
+        for warning in v.get("warnings") or []:
+            print(f"{v['name']}: warning: {warning}")
+    print(f"\nwritten to {where}")
+    return 1 if any(v["status"] == "failed" for v in problems) else 0
+
+
+def _add_deploy(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("deploy", help="TFLite and tfmot-compressed variants of a run's model: size, test accuracy "
+                                      "(LiteRT), latency; results in RUN_DIR/deploy/ (resumes)")
+    p.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="a complete run folder with model.keras")
+    p.add_argument("--threads", type=int, default=None, help="'all cores' thread count for latency (default: every core)")
+    p.add_argument("--runs", type=int, default=None, help="timed batch-1 runs per latency figure (default 50)")
+    p.add_argument("--only", nargs="+", metavar="VARIANT", help="measure only these variants, e.g. tflite_int8_full")
+    p.add_argument("--architecture", metavar="BACKBONE",
+                   help="measure sizes and latency of a backbone + head with random weights (no run, no accuracy)")
+    p.add_argument("--classes", type=int, default=5, help="with --architecture: classes of the head (default 5)")
+    p.add_argument("--input-size", type=int, default=None, help="with --architecture: input side in pixels")
+    p.add_argument("--out", default=None, help="with --architecture: the folder for the results")
+    p.set_defaults(func=_cmd_deploy)
 
 
 # --- entry point ---------------------------------------------------------------
@@ -174,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_experiment(sub)
     _add_compare(sub)
+    _add_report(sub)
+    _add_deploy(sub)
     return parser
 
 

@@ -310,3 +310,47 @@ def estimate_seconds(backbone: str, preset: str, weights: str, n_images: int, ro
         return None
     per_image.sort()
     return per_image[len(per_image) // 2] * n_images
+
+
+def markdown_results(root: Path | None = None) -> str:
+    """The README "Results" tables for every dataset, generated from the stored runs."""
+    root = Path(root or artifacts_dir())
+    lines = []
+    for dataset in datasets(root):
+        df = runs_table(dataset, root)
+        if df.empty:
+            continue
+        lines.append(f"### {dataset}\n")
+        lines.append(f"{len(df)} complete runs; test split of {int(df['n_test'].max())} images; "
+                     "value [95% bootstrap CI].\n")
+        board = leaderboard(df)
+        lines.append("| " + " | ".join(board.columns) + " |")
+        lines.append("|" + "---|" * len(board.columns))
+        for _, row in board.iterrows():
+            lines.append("| " + " | ".join(str(v) for v in row.values) + " |")
+        lines.append("")
+    log = root / "experiment_log.jsonl"
+    if log.is_file():
+        entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        total = sum(e.get("wall_time_s", 0) for e in entries)
+        lines.append(f"Machine time of the study so far: {total / 3600:.1f} h over {len(entries)} "
+                     "`experiment` invocations (artifacts/experiment_log.jsonl).\n")
+    return "\n".join(lines)
+
+
+README_BEGIN = "<!-- results:begin (python -m core report --readme README.md) -->"
+README_END = "<!-- results:end -->"
+
+
+def update_readme(readme: Path, root: Path | None = None) -> bool:
+    """Replace the text between the results markers of ``readme``; True if it changed."""
+    text = readme.read_text(encoding="utf-8")
+    if README_BEGIN not in text or README_END not in text:
+        raise ValueError(f"{readme} has no results markers ({README_BEGIN} ... {README_END})")
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    new = f"{head}{README_BEGIN}\n{markdown_results(root)}\n{README_END}{tail}"
+    if new != text:
+        readme.write_text(new, encoding="utf-8")
+        return True
+    return False

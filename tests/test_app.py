@@ -84,3 +84,18 @@ def test_static_html_report_is_self_contained(tiny_artifacts, monkeypatch):
     assert html.startswith("<!doctype html>") and "<svg" in html
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in html
     assert "EfficientNetLite0" in html
+
+
+def test_readme_results_are_generated_from_the_runs(tiny_artifacts, tmp_path, capsys):
+    from core import report
+    from core.cli import main
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.README_BEGIN}\nstale\n{report.README_END}\noutro\n")
+    assert main(["report", "--readme", str(readme), "--artifacts", str(tiny_artifacts)]) == 0
+    text = readme.read_text()
+    assert "stale" not in text and text.startswith("intro\n") and text.endswith("outro\n")
+    assert "### colours" in text and "### shades" in text
+    assert text.count("EfficientNetLite0 · transfer") == 2 and "logreg" in text
+    assert main(["report", "--readme", str(readme), "--artifacts", str(tiny_artifacts)]) == 0
+    assert "already current" in capsys.readouterr().out
