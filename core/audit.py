@@ -26,13 +26,14 @@ dihedral variants are derived from the one DCT (a flip multiplies frequency ``k`
 ``(-1)**k``, a transpose transposes the block), which equals hashing the flipped or
 rotated 64x64 image with imagehash, 8x cheaper.
 
-Default threshold (``DEFAULT_THRESHOLD`` = 40 of 256 bits), tuned on the two study
-datasets: flipped / rotated / brightness- and contrast-changed copies and
-re-encoded JPEGs land at 0-20 bits; distinct flower photos are >= 70 apart
-(nearest neighbour); distinct brain-MRI slices, which all look alike, have their
-nearest neighbour at ~50-110 bits, with a thin tail of genuinely
-near-identical slices below 40. 64-bit hashes (``hash_size=8``) cannot separate
-these: distinct MRI slices fall to 2-6 of 64 bits.
+Default threshold (``DEFAULT_THRESHOLD`` = 24 of 256 bits). Flipped, rotated,
+brightness- and contrast-changed copies and re-encoded JPEGs land at 0-20 bits;
+distinct flower photos are >= 70 apart. Brain-MRI slices all look alike: on the
+Alzheimer set, pairs up to 25 bits never join images of different labels (adjacent
+slices of one scan), while from ~30 bits pairs with different labels appear, i.e.
+distinct patients, so a looser threshold would flag look-alikes as duplicates.
+64-bit hashes (``hash_size=8``) cannot separate these: distinct MRI slices fall to
+2-6 of 64 bits.
 
 Only numpy, Pillow, scipy and scikit-learn are used (never TensorFlow).
 """
@@ -56,7 +57,7 @@ from core.storage import atomic_write_json
 SCHEMA_VERSION = 1
 HASH_SIZE = 16
 HIGHFREQ_FACTOR = 4
-DEFAULT_THRESHOLD = 40
+DEFAULT_THRESHOLD = 24
 DRAFT_SIZE = (128, 128)
 MAX_PAIRS = 2_000_000  # more pairs than this means the threshold is far too loose
 MAX_LISTED_PAIRS = 20_000  # pairs written out in full; counts always cover all pairs

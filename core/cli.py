@@ -56,12 +56,43 @@ def _add_backbones(sub: argparse._SubParsersAction) -> None:
 # --- audit ---------------------------------------------------------------------
 
 def _cmd_audit(args: argparse.Namespace) -> int:
-    raise UserError("the audit command is not implemented yet")
+    from pathlib import Path
+
+    from core import audit
+
+    progress = _AuditProgress()
+    threshold = audit.DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    report = audit.audit_dataset(args.root, seed=args.seed, near_threshold=threshold, progress=progress)
+    out = Path(args.out) if args.out else audit.default_report_path(args.root)
+    audit.write_report(report, out)
+    print(audit.format_summary(report))
+    print(f"\nreport written to {out}")
+    return 0
+
+
+class _AuditProgress:
+    """Progress of the slow audit stages on stderr, at most every few seconds."""
+
+    def __init__(self, every_s: float = 3.0):
+        import time
+
+        self._time, self.every_s, self.last = time.monotonic, every_s, 0.0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = self._time()
+        if done < total and now - self.last < self.every_s:
+            return
+        self.last = now
+        print(f"{stage}: {done}/{total}", file=sys.stderr, flush=True)
 
 
 def _add_audit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("audit", help="audit an image dataset: duplicates, leakage across splits, conflicting labels, corrupt files, imbalance")
     p.add_argument("root", help="dataset folder (ROOT/<class>/... or ROOT/train|test/<class>/...)")
+    p.add_argument("--out", default=None, help="JSON report path (default: ./audit_<folder name>.json)")
+    p.add_argument("--seed", type=int, default=42, help="split seed when the dataset has no predefined split")
+    p.add_argument("--threshold", type=int, default=None,
+                   help="near-duplicate threshold in bits of the 256-bit perceptual hash (default 24)")
     p.set_defaults(func=_cmd_audit)
 
 

@@ -1,0 +1,132 @@
+"""Dataset discovery, decoding of awkward files, fingerprints and splits, on generated data."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import make_image_dataset
+from core import data
+from core.errors import DatasetError, ImageDecodeError
+
+
+def save(path, array, **kwargs):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, **kwargs)
+    return path
+
+
+def test_discovers_class_folders_and_ignores_side_files(tmp_path):
+    root = make_image_dataset(tmp_path / "ds", per_class=5)
+    (root / "LICENSE.txt").write_text("licence")
+    (root / ".hidden").mkdir()
+    (root / "red" / ".DS_Store").write_text("x")
+    index = data.discover(root)
+    assert index.layout == data.LAYOUT_CLASS_FOLDERS
+    assert index.classes == ["blue", "green", "red"]
+    assert len(index.records) == 15 and index.skipped == []
+    assert all(r.split is None and "/" in r.path for r in index.records)
+
+
+def test_discovers_predefined_splits_and_keeps_them(tmp_path):
+    root = make_image_dataset(tmp_path / "ds", per_class=8, layout="predefined")
+    index = data.discover(root)
+    assert index.layout == data.LAYOUT_PREDEFINED and index.splits() == ["train", "test"]
+    split = data.make_splits(index, val_fraction=0.25, seed=1)
+    for path, _, s in split.items:
+        if path.startswith("test/"):
+            assert s == "test"  # the predefined test split is kept
+        else:
+            assert s in ("train", "val")  # validation is carved from train only
+    counts = split.counts()
+    assert all(n >= 1 for n in counts["val"].values())
+    assert split.sources["val"] == "stratified from train" and split.sources["test"] == "predefined"
+
+
+def test_stratified_splits_are_deterministic_per_seed(tmp_path):
+    index = data.discover(make_image_dataset(tmp_path / "ds", per_class=20))
+    a = data.make_splits(index, 0.15, 0.15, seed=42)
+    b = data.make_splits(index, 0.15, 0.15, seed=42)
+    c = data.make_splits(index, 0.15, 0.15, seed=7)
+    assert a.items == b.items and a.items != c.items
+    counts = a.counts()
+    assert {counts["test"][k] for k in counts["test"]} == {3}  # 15% of 20 per class, stratified
+    assert sum(sum(v.values()) for v in counts.values()) == 60
+    assert data.SplitAssignment.from_dict(a.to_dict()).items == a.items
+
+
+def test_a_class_too_small_to_split_is_named(tmp_path):
+    root = make_image_dataset(tmp_path / "ds", per_class=10)
+    for extra in sorted((root / "blue").iterdir())[2:]:
+        extra.unlink()
+    with pytest.raises(DatasetError, match="blue"):
+        data.make_splits(data.discover(root))
+
+
+def test_empty_class_and_missing_root_are_reported(tmp_path):
+    root = make_image_dataset(tmp_path / "ds", per_class=4)
+    (root / "empty").mkdir()
+    index = data.discover(root)
+    assert "empty" not in index.classes
+    assert any("empty" in p for p in index.problems)
+    with pytest.raises(DatasetError, match="not found|does not exist|no such"):
+        data.discover(tmp_path / "missing")
+    (tmp_path / "flat").mkdir()
+    with pytest.raises(DatasetError):
+        data.discover(tmp_path / "flat")
+
+
+def test_bad_files_are_skipped_with_a_reason(tmp_path):
+    root = make_image_dataset(tmp_path / "ds", per_class=4)
+    (root / "red" / "text.jpg").write_text("not an image at all")
+    (root / "red" / "zero.png").write_bytes(b"")
+    good = (root / "green" / "green_0.png").read_bytes()
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, "JPEG")
+    (root / "blue" / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    (root / "blue" / "notes.txt").write_text("a side file inside a class folder")
+    index = data.discover(root)
+    skipped = dict(index.skipped)
+    assert {"red/text.jpg", "red/zero.png", "blue/truncated.jpg"} <= set(skipped)
+    assert "empty" in skipped["red/zero.png"]
+    assert all(reason for reason in skipped.values())
+    assert len(index.records) == 12 and good
+
+
+def test_load_image_handles_awkward_modes(tmp_path):
+    rgb = np.random.default_rng(1).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    grey = save(tmp_path / "grey.png", rgb[..., 0])
+    assert data.load_image(grey).shape == (20, 30, 3)
+    rgba = np.dstack([rgb, np.full((20, 30), 255, np.uint8)])
+    np.testing.assert_array_equal(data.load_image(save(tmp_path / "rgba.png", rgba)), rgb)
+    pal = Image.fromarray(rgb).convert("P")
+    pal.save(tmp_path / "pal.png")
+    assert data.load_image(tmp_path / "pal.png").shape == (20, 30, 3)
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    assert data.load_image(tmp_path / "cmyk.jpg").shape == (20, 30, 3)
+    sixteen = (np.linspace(0, 65535, 600).reshape(20, 30)).astype(np.uint16)
+    Image.fromarray(sixteen).save(tmp_path / "16bit.png")
+    out = data.load_image(tmp_path / "16bit.png")
+    assert out.max() == 255 and out.min() == 0  # scaled by bit depth, not clipped
+    assert abs(int(out[10, 15, 0]) - round(int(sixteen[10, 15]) * 255 / 65535)) <= 1
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    img = Image.fromarray(np.zeros((10, 40, 3), np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when shown
+    img.save(tmp_path / "rotated.jpg", exif=exif)
+    assert data.load_image(tmp_path / "rotated.jpg").shape == (40, 10, 3)
+    with pytest.raises(ImageDecodeError):
+        (tmp_path / "bad.png").write_bytes(b"\x89PNG junk")
+        data.load_image(tmp_path / "bad.png")
+
+
+def test_fingerprint_changes_with_content_not_with_location(tmp_path):
+    a = make_image_dataset(tmp_path / "a", per_class=3)
+    b = make_image_dataset(tmp_path / "b", per_class=3)
+    fa, fb = data.fingerprint(data.discover(a)), data.fingerprint(data.discover(b))
+    assert fa == fb  # same files, another folder
+    save(a / "red" / "red_0.png", np.zeros((8, 8, 3), np.uint8))
+    assert data.fingerprint(data.discover(a)) != fb
