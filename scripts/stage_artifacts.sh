@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Stage the results that are finished: complete run folders (not their deploy/ while a
+# deployment is running elsewhere: pass --with-deploy to include it), audits, splits,
+# comparisons, notes and the experiment log. Partial runs are never staged.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+with_deploy=${1:-}
+for marker in artifacts/*/*/*/complete.json; do
+    [ -e "$marker" ] || continue
+    run=$(dirname "$marker")
+    for f in config.json provenance.json history.csv events.jsonl metrics.json predictions.csv complete.json; do
+        if [ -f "$run/$f" ]; then git add "$run/$f"; fi
+    done
+    # Deployment: the measurements, and only the TFLite files the Try page runs (float16 and
+    # full-integer int8); the other variants are measured but not kept (size budget).
+    if [ "$with_deploy" = "--with-deploy" ] && [ -f "$run/deploy/deployment.json" ]; then
+        git add "$run/deploy/deployment.json"
+        for f in "$run"/deploy/tflite_float16.tflite "$run"/deploy/tflite_int8_full.tflite; do
+            if [ -f "$f" ]; then git add -f "$f"; fi
+        done
+    fi
+done
+git add artifacts/*/audit.json artifacts/*/splits artifacts/*/dataset_notes.md 2>/dev/null || true
+git add artifacts/*/mcnemar.json artifacts/experiment_log.jsonl 2>/dev/null || true
