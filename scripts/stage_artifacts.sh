@@ -20,5 +20,7 @@ for marker in artifacts/*/*/*/complete.json; do
         done
     fi
 done
-git add artifacts/*/audit.json artifacts/*/splits artifacts/*/dataset_notes.md 2>/dev/null || true
-git add artifacts/*/mcnemar.json artifacts/experiment_log.jsonl 2>/dev/null || true
+for f in artifacts/*/audit.json artifacts/*/splits artifacts/*/dataset_notes.md artifacts/*/mcnemar.json \
+         artifacts/experiment_log.jsonl; do
+    if [ -e "$f" ]; then git add "$f"; fi
+done
