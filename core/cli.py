@@ -126,7 +126,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.set or [])
     overrides.update(weights=args.weights, seed=args.seed, method=args.method)
     cfg = config_mod.resolve(args.data, args.backbone, args.preset, overrides)
-    execute(cfg, args.artifacts, emit=_emit)
+    execute(cfg, args.artifacts, emit=_emit, deploy=args.deploy)
     return 0
 
 
@@ -143,13 +143,14 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--artifacts", default=None, help="results folder (default: artifacts/ in the repo)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a setting, e.g. --set stage1.epochs=5 --set augment.views=0 (repeatable)")
+    p.add_argument("--deploy", action="store_true", help="measure the deployment variants right after training")
     p.set_defaults(func=_cmd_run)
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
     from core.experiment import run_experiment
 
-    return run_experiment(args.file, artifacts=args.artifacts, dry_run=args.dry_run, emit=_emit)
+    return run_experiment(args.file, artifacts=args.artifacts, dry_run=args.dry_run, emit=_emit, deploy=args.deploy)
 
 
 def _add_experiment(sub: argparse._SubParsersAction) -> None:
@@ -157,6 +158,7 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", help="experiment file, e.g. experiments/study.toml")
     p.add_argument("--artifacts", default=None, help="results folder (default: the file's, else artifacts/)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their state without running")
+    p.add_argument("--deploy", action="store_true", help="measure each network run's deployment variants after it")
     p.set_defaults(func=_cmd_experiment)
 
 

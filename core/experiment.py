@@ -69,7 +69,8 @@ def load_grid(path: str | Path) -> tuple[list[config_mod.RunConfig], str | None]
     return configs, spec.get("artifacts")
 
 
-def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool = False, emit: Emit = print) -> int:
+def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool = False, emit: Emit = print,
+                   deploy: bool = False) -> int:
     """Run every run of the grid; returns 0 if all are complete, 1 if some failed."""
     from core.runner import execute
 
@@ -87,11 +88,11 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
     failures = []
     try:
         for i, (cfg, folder) in enumerate(states, 1):
-            if folder.is_complete():
+            if folder.is_complete() and not deploy:
                 continue
             emit(f"[{i}/{len(states)}] {cfg.dataset} {cfg.backbone} weights={cfg.weights} method={cfg.method} seed={cfg.seed}")
             try:
-                execute(cfg, root, emit)
+                execute(cfg, root, emit, deploy=deploy)
             except UserError as exc:
                 failures.append((cfg, str(exc)))
                 emit(f"  failed: {exc}")

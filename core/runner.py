@@ -101,13 +101,36 @@ def validate_config(config: RunConfig) -> BackboneSpec:
     return spec
 
 
-def execute(config: RunConfig, artifacts_root: str | Path | None = None, emit: Emit = print) -> RunFolder:
-    """Run (or resume, or skip if complete) one configured run; returns its folder."""
+def execute(config: RunConfig, artifacts_root: str | Path | None = None, emit: Emit = print,
+            deploy: bool = False) -> RunFolder:
+    """Run (or resume, or skip if complete) one configured run; returns its folder.
+
+    With ``deploy`` a network run's deployment variants are measured right after
+    training (``python -m core deploy``; resumable, measured variants are kept).
+    """
     spec = validate_config(config)
     run = RunFolder.for_config(config, artifacts_root)
     if run.is_complete():
         emit(f"complete already: {run.path}")
+        if deploy:
+            _deploy(run, config, emit)
         return run
+    _train(run, config, spec, emit)
+    if deploy:
+        _deploy(run, config, emit)
+    return run
+
+
+def _deploy(run: RunFolder, config: RunConfig, emit: Emit) -> None:
+    if config.method != "finetune":
+        return  # baselines are scikit-learn models: nothing to convert
+    from core.deploy import deploy_run
+
+    emit(f"deploying {run.path}")
+    deploy_run(run.path, emit=emit)
+
+
+def _train(run: RunFolder, config: RunConfig, spec: BackboneSpec, emit: Emit) -> None:
     resuming = run.start(config)
     try:
         run.event("resumed" if resuming else "started", run=str(run.path))
@@ -128,7 +151,6 @@ def execute(config: RunConfig, artifacts_root: str | Path | None = None, emit: E
         run.event("complete", metrics=headline)
         emit(f"done: accuracy {headline['accuracy']:.4f}, balanced accuracy {headline['balanced_accuracy']:.4f}, "
              f"macro-F1 {headline['macro_f1']:.4f} -> {run.path}")
-        return run
     except BaseException as exc:
         run.event("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", error=f"{type(exc).__name__}: {exc}")
         raise

@@ -138,6 +138,8 @@ with st.expander("Main settings"):
     unfreeze = st.number_input("Layers unfrozen in stage 2", 1, 500, 20)
     views = st.number_input("Augmented views per training image", 0, 10, 1 if preset == "quick" else 2)
 overrides = {"stage1.epochs": s1, "stage2.epochs": s2, "unfreeze_layers": unfreeze, "augment.views": views}
+deploy = st.checkbox("Then measure deployment variants (TFLite float/int8, pruning, clustering, QAT; adds minutes)",
+                     value=True, help="Needed for the Try page's LiteRT predictions and the Deployment page")
 
 if folder and chosen:
     if not Path(folder).is_dir():
@@ -175,7 +177,7 @@ if folder and chosen:
                 f"backbones = {json.dumps(chosen)}\nweights = [{json.dumps(weights)}]\nseeds = [{int(seed)}]\n"
                 f"preset = {json.dumps(preset)}\nset = {{ " + ", ".join(f'"{k}" = {json.dumps(v)}' for k, v in overrides.items()) + " }\n")
         try:
-            jobs.start_job(["experiment", "{job}/experiment.toml"],
+            jobs.start_job(["experiment", "{job}/experiment.toml"] + (["--deploy"] if deploy else []),
                            f"{', '.join(chosen)} on {Path(folder).name} ({preset}, {weights})",
                            run_dirs=run_dirs, files={"experiment.toml": toml})
         except jobs.JobRunningError as exc:
