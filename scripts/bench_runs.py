@@ -45,6 +45,8 @@ def main() -> int:
         for prov_file in sorted((artifacts_dir() / dataset_slug(data) / args.backbone).glob("full-*/provenance.json")):
             if not (prov_file.parent / "complete.json").is_file():
                 continue
+            if json.loads((prov_file.parent / "config.json").read_text()).get("method", "finetune") != "finetune":
+                continue  # baselines: no network training to time
             prov = json.loads(prov_file.read_text())
             timings = prov["timings_s"]
             rows.append({"dataset": dataset_slug(data), "run": prov_file.parent.name, "quick_s": round(quick, 1),
