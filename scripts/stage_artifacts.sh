@@ -15,6 +15,7 @@ for marker in artifacts/*/*/*/complete.json; do
     # full-integer int8); the other variants are measured but not kept (size budget).
     if [ "$with_deploy" = "--with-deploy" ] && [ -f "$run/deploy/deployment.json" ]; then
         git add "$run/deploy/deployment.json"
+        if [ -f "$run/deploy/predictions.csv" ]; then git add "$run/deploy/predictions.csv"; fi
         for f in "$run"/deploy/tflite_float16.tflite "$run"/deploy/tflite_int8_full.tflite; do
             if [ -f "$f" ]; then git add -f "$f"; fi
         done
