@@ -90,16 +90,9 @@ def live(job_id: str) -> None:
 
 
 def _events(run_dir: Path) -> list[dict]:
-    path = run_dir / "events.jsonl"
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    return out
+    from core.runs import RunFolder
+
+    return RunFolder(run_dir).read_events()
 
 
 running = jobs.current_job()
