@@ -14,6 +14,25 @@ from core import report
 from core.results import COMPLETE_MARKER, artifacts_dir
 
 
+def _route_through_main_script() -> None:
+    """Make sure pages are reached through ``st.navigation`` in streamlit_app.py.
+
+    On a freshly started server Streamlit still assumes its legacy pages-folder mode
+    (a ``pages/`` folder exists) until the main script has called ``st.navigation``
+    once. If the very first visitor opens a page's URL directly (a shared link to
+    /try, say), Streamlit would run that file on its own, with an auto-generated
+    menu and no sidebar. Leave that mode and rerun, so the main script routes.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_route_through_main_script()
+
+
 def results_token() -> str:
     """Changes whenever a run completes or a result file is rewritten: the cache key of every load."""
     root = artifacts_dir()

@@ -18,9 +18,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-PAGES = {"overview": "", "data": "data", "training": "training", "per_class": "per_class", "roc_pr": "roc_pr",
+# A deep link first: a fresh server must still route through streamlit_app.py's navigation.
+PAGES = {"try": "try", "overview": "", "data": "data", "training": "training", "per_class": "per_class", "roc_pr": "roc_pr",
          "calibration": "calibration", "deployment": "deployment", "significance": "significance",
-         "methods": "methods", "train": "train", "try": "try", "export": "export"}
+         "methods": "methods", "train": "train", "export": "export"}
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt-get install chromium)")
 
@@ -77,6 +78,9 @@ def test_every_page_in_a_real_browser(app_server, tmp_path):
             page.wait_for_timeout(500)
             assert page.locator('[data-testid="stException"]').count() == 0, name
             assert page.locator('[data-testid="stAlertContentError"]').count() == 0, name
+            nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
+            assert "Overview" in nav and "Try the models" in nav, (name, nav)  # st.navigation's menu
+            assert page.get_by_text("Dataset", exact=True).count() >= 1, name  # the shared sidebar
             page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
             assert (shots / f"{name}.png").stat().st_size > 10_000, name
         headline = page.locator("h1").first.inner_text()
