@@ -49,8 +49,11 @@ if not images:
     st.caption(f"{len(lite_models)} TFLite variants and {len(keras_models)} Keras models of {dataset} are ready.")
     st.stop()
 
-chosen_lite = st.multiselect("TFLite variants (LiteRT)", [m.label for m in lite_models],
-                             default=[m.label for m in lite_models][:6])
+preferred = ("tflite_int8_full", "tflite_float16", "tflite_float32", "qat_int8")
+ordered = sorted(lite_models, key=lambda m: (preferred.index(m.variant) if m.variant in preferred else len(preferred),
+                                             m.label))
+chosen_lite = st.multiselect("TFLite variants (LiteRT)", [m.label for m in ordered],
+                             default=[m.label for m in ordered][:4])
 for name, image in images:
     st.divider()
     left, right = st.columns([1, 2])
@@ -70,7 +73,8 @@ for name, image in images:
         classes = list(lite_models[0].classes)
         long = table.melt(id_vars=["model"], value_vars=classes, var_name="class", value_name="p")
         right.altair_chart(alt.Chart(long).mark_bar().encode(
-            x=alt.X("p:Q", title="probability", scale=alt.Scale(domain=[0, 1])), y=alt.Y("model:N", title=None),
+            x=alt.X("p:Q", title="probability", scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y("model:N", title=None, axis=alt.Axis(labelLimit=360)),
             color="class:N", tooltip=["model", "class", "p"]).properties(height=24 * len(table) + 40), width="stretch")
         right.dataframe(table[["model", "prediction", "probability", "latency ms"]], hide_index=True, width="stretch")
 
