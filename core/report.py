@@ -329,12 +329,11 @@ def markdown_results(root: Path | None = None) -> str:
         for _, row in board.iterrows():
             lines.append("| " + " | ".join(str(v) for v in row.values) + " |")
         lines.append("")
-    log = root / "experiment_log.jsonl"
-    if log.is_file():
-        entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-        total = sum(e.get("wall_time_s", 0) for e in entries)
-        lines.append(f"Machine time of the study so far: {total / 3600:.1f} h over {len(entries)} "
-                     "`experiment` invocations (artifacts/experiment_log.jsonl).\n")
+    seconds = 0.0
+    for run in complete_runs(root):
+        seconds += sum(_read(run / "provenance.json").get("timings_s", {}).values())
+    lines.append(f"Machine time of the complete runs: {seconds / 3600:.1f} h (sum of the stage timings each run "
+                 "recorded; interrupted attempts and deployment measurements not counted).\n")
     return "\n".join(lines)
 
 
