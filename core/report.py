@@ -100,7 +100,7 @@ def leaderboard(df: pd.DataFrame) -> pd.DataFrame:
     """The leaderboard shown to readers: metrics as 'value [low, high]' strings plus costs."""
     if df.empty:
         return df
-    out = pd.DataFrame({"Run": df["label"]})
+    out = pd.DataFrame({"Run": df["label"], "Test images": df["n_test"].astype(int)})
     for m in METRICS:
         out[METRIC_LABELS[m]] = [format_ci(v, lo, hi) for v, lo, hi in zip(df[m], df[f"{m}_low"], df[f"{m}_high"])]
     out["ECE"] = df["ece"].map(lambda v: "" if v is None else f"{v:.3f}")
@@ -321,8 +321,8 @@ def markdown_results(root: Path | None = None) -> str:
         if df.empty:
             continue
         lines.append(f"### {dataset}\n")
-        lines.append(f"{len(df)} complete runs; test split of {int(df['n_test'].max())} images; "
-                     "value [95% bootstrap CI].\n")
+        lines.append(f"{len(df)} complete runs; the full test split has {int(df['n_test'].max())} images "
+                     "(quick runs use a subsample); value [95% bootstrap CI].\n")
         board = leaderboard(df)
         lines.append("| " + " | ".join(board.columns) + " |")
         lines.append("|" + "---|" * len(board.columns))
