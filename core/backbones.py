@@ -17,7 +17,7 @@ Nothing here imports TensorFlow until a model is actually built.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 

@@ -79,7 +79,7 @@ import numpy as np
 from core import compression
 from core import latency as lat
 from core.errors import UserError
-from core.storage import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from core.storage import atomic_save, atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 
 Emit = Callable[[str], None]
 SCHEMA_VERSION = 1
@@ -800,9 +800,7 @@ def deploy_architecture(backbone: str, num_classes: int, out_dir: str | os.PathL
         base = build_backbone(spec, None, (size, size, 3))
         head = training.build_head_layers(num_classes, RunConfig(dataset="", backbone=spec.name))
         model = training.build_classifier(base, head)
-        tmp = out / ".model.tmp.keras"
-        model.save(str(tmp))
-        os.replace(tmp, model_path)
+        atomic_save(model_path, model.save)
         keras.backend.clear_session()
     reason = NO_WEIGHTS_REASON if not spec.weights_available() else \
         "architecture measured with random weights (no trained classifier): accuracy not measured"

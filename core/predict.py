@@ -7,7 +7,7 @@ on an image with the backbone's own preprocessing, timing every call.
 
 from __future__ import annotations
 
-import json
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,7 @@ from core.data import open_image
 from core.errors import ImageDecodeError, UserError
 from core.pipeline import preprocess
 from core.results import artifacts_dir, complete_runs
+from core.storage import read_json
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 40_000_000
@@ -44,8 +45,8 @@ class StoredModel:
 
 
 def _run_info(run: Path) -> tuple[str, int, str, tuple[str, ...], str]:
-    cfg = json.loads((run / "config.json").read_text())
-    prov = json.loads((run / "provenance.json").read_text())
+    cfg = read_json(run / "config.json")
+    prov = read_json(run / "provenance.json")
     spec = get_spec(cfg["backbone"])
     kind = "scratch" if cfg["weights"] == "none" else "transfer"
     label = f"{cfg['backbone']} · {kind} · {cfg['preset']} · seed {cfg['seed']}"
@@ -59,8 +60,7 @@ def stored_models(dataset: str, root: Path | None = None) -> tuple[list[StoredMo
     for run in complete_runs(Path(root or artifacts_dir())):
         if run.parent.parent.name != dataset:
             continue
-        cfg = json.loads((run / "config.json").read_text())
-        if cfg.get("method", "finetune") != "finetune":
+        if read_json(run / "config.json").get("method", "finetune") != "finetune":
             continue
         backbone, size, mode, classes, label = _run_info(run)
         for path in sorted((run / "deploy").glob("*.tflite")):
@@ -77,7 +77,7 @@ def decode_upload(name: str, content: bytes) -> np.ndarray:
     if len(content) > MAX_UPLOAD_BYTES:
         raise UserError(f"{name} is {len(content) / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES / 2**20:.0f} MB")
     try:
-        with Image.open(__import__("io").BytesIO(content)) as probe:
+        with Image.open(io.BytesIO(content)) as probe:
             w, h = probe.size
     except Exception:  # noqa: BLE001 - Pillow raises many types on non-images
         raise UserError(f"{name} is not an image Pillow can read (JPEG, PNG, WebP, BMP, TIFF, GIF, ...)") from None
@@ -86,7 +86,7 @@ def decode_upload(name: str, content: bytes) -> np.ndarray:
     try:
         return np.array(open_image(name, content=content), dtype=np.uint8)
     except ImageDecodeError as exc:
-        raise UserError(f"{name}: {exc.reason if hasattr(exc, 'reason') else exc}") from None
+        raise UserError(f"{name}: {exc.reason}") from None
 
 
 def model_input(image: np.ndarray, model: StoredModel) -> np.ndarray:

@@ -6,23 +6,17 @@ returns plain pandas DataFrames or dicts: the pages only draw what this module g
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from core.results import COMPLETE_MARKER, artifacts_dir, complete_runs
+from core.results import artifacts_dir, complete_runs
+from core.storage import read_json
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")
 METRIC_LABELS = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro-F1",
                  "macro_auc": "Macro AUC"}
-
-
-def _read(path: Path) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
 
 
 def datasets(root: Path | None = None) -> list[str]:
@@ -48,9 +42,9 @@ def runs_table(dataset: str, root: Path | None = None) -> pd.DataFrame:
     for run in complete_runs(root):
         if run.parent.parent.name != dataset:
             continue
-        cfg = _read(run / "config.json")
-        metrics = _read(run / "metrics.json")
-        prov = _read(run / "provenance.json")
+        cfg = read_json(run / "config.json")
+        metrics = read_json(run / "metrics.json")
+        prov = read_json(run / "provenance.json")
         row = {
             "dataset": dataset, "backbone": cfg["backbone"], "run_id": run.name, "path": str(run),
             "weights": cfg["weights"], "method": cfg.get("method", "finetune"), "preset": cfg["preset"],
@@ -80,7 +74,7 @@ def _deployment_summary(run: Path) -> dict:
            "int8_latency_ms": None}
     if not path.is_file():
         return out
-    variants = {v["name"]: v for v in _read(path).get("variants", [])}
+    variants = {v["name"]: v for v in read_json(path).get("variants", [])}
 
     def mb(name):
         v = variants.get(name)
@@ -148,15 +142,15 @@ def history(run_path: str | Path) -> pd.DataFrame:
 
 
 def metrics(run_path: str | Path) -> dict:
-    return _read(Path(run_path) / "metrics.json")
+    return read_json(Path(run_path) / "metrics.json")
 
 
 def config(run_path: str | Path) -> dict:
-    return _read(Path(run_path) / "config.json")
+    return read_json(Path(run_path) / "config.json")
 
 
 def provenance(run_path: str | Path) -> dict:
-    return _read(Path(run_path) / "provenance.json")
+    return read_json(Path(run_path) / "provenance.json")
 
 
 def predictions(run_path: str | Path) -> pd.DataFrame:
@@ -165,17 +159,17 @@ def predictions(run_path: str | Path) -> pd.DataFrame:
 
 def deployment(run_path: str | Path) -> dict | None:
     path = Path(run_path) / "deploy" / "deployment.json"
-    return _read(path) if path.is_file() else None
+    return read_json(path) if path.is_file() else None
 
 
 def audit(dataset: str, root: Path | None = None) -> dict | None:
     path = Path(root or artifacts_dir()) / dataset / "audit.json"
-    return _read(path) if path.is_file() else None
+    return read_json(path) if path.is_file() else None
 
 
 def mcnemar(dataset: str, root: Path | None = None) -> dict | None:
     path = Path(root or artifacts_dir()) / dataset / "mcnemar.json"
-    return _read(path) if path.is_file() else None
+    return read_json(path) if path.is_file() else None
 
 
 def split_counts(dataset: str, root: Path | None = None) -> pd.DataFrame:
@@ -183,7 +177,7 @@ def split_counts(dataset: str, root: Path | None = None) -> pd.DataFrame:
     files = sorted((Path(root or artifacts_dir()) / dataset / "splits").glob("split-*.json"))
     if not files:
         return pd.DataFrame()
-    split = _read(files[0])
+    split = read_json(files[0])
     df = pd.DataFrame(split["items"])
     return df.groupby(["split", "label"]).size().rename("images").reset_index()
 
@@ -298,10 +292,10 @@ def estimate_seconds(backbone: str, preset: str, weights: str, n_images: int, ro
     """
     per_image = []
     for run in complete_runs(Path(root or artifacts_dir())):
-        cfg = _read(run / "config.json")
+        cfg = read_json(run / "config.json")
         if (cfg["backbone"], cfg["preset"], cfg["weights"], cfg.get("method")) != (backbone, preset, weights, "finetune"):
             continue
-        prov = _read(run / "provenance.json")
+        prov = read_json(run / "provenance.json")
         images = sum((prov.get("dataset") or {}).get("counts", {}).values())
         seconds = sum(prov.get("timings_s", {}).values())
         if images and seconds:
@@ -331,7 +325,7 @@ def markdown_results(root: Path | None = None) -> str:
         lines.append("")
     seconds = 0.0
     for run in complete_runs(root):
-        seconds += sum(_read(run / "provenance.json").get("timings_s", {}).values())
+        seconds += sum(read_json(run / "provenance.json").get("timings_s", {}).values())
     lines.append(f"Machine time of the complete runs: {seconds / 3600:.1f} h (sum of the stage timings each run "
                  "recorded; interrupted attempts and deployment measurements not counted).\n")
     return "\n".join(lines)

@@ -10,7 +10,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -30,6 +30,25 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        raise
+    return path
+
+
+def atomic_save(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Let ``write(tmp_path)`` produce the file (a Keras save, say), then rename it over ``path``.
+
+    The temporary name keeps every suffix (``.weights.h5``, ``.keras``): savers pick the
+    format from them.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffixes = "".join(path.suffixes)
+    tmp = path.with_name(f".{path.name[: len(path.name) - len(suffixes)]}.tmp{suffixes}")
+    try:
+        write(str(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

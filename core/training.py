@@ -12,12 +12,9 @@ killed run resumes at the last finished epoch (the optimiser's moments restart).
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -25,7 +22,7 @@ import numpy as np
 from core.config import RunConfig, StageConfig
 from core.features import format_seconds
 from core.runs import RunFolder
-from core.storage import atomic_write_json, read_json
+from core.storage import atomic_save, atomic_write_json, read_json
 
 Emit = Callable[[str], None]
 
@@ -191,8 +188,6 @@ def train_stage(model, stage_name: str, stage: StageConfig, train: Callable[[int
         else:
             fit_args.update(x=x)
         fit_args["validation_data"] = val
-        if not isinstance(val, tuple):
-            fit_args["validation_data"] = val
         hist = model.fit(**fit_args).history
         seconds = time.monotonic() - started
         row = {
@@ -201,10 +196,10 @@ def train_stage(model, stage_name: str, stage: StageConfig, train: Callable[[int
             "val_loss": float(hist["val_loss"][-1]), "val_accuracy": float(hist["val_accuracy"][-1]),
             "learning_rate": float(stage.learning_rate), "seconds": round(seconds, 3),
         }
-        _save_weights(model, last_w)
+        atomic_save(last_w, model.save_weights)
         improved = state["best_val_loss"] is None or row["val_loss"] < state["best_val_loss"]
         if improved:
-            _save_weights(model, best_w)
+            atomic_save(best_w, model.save_weights)
             state.update(best_val_loss=row["val_loss"], best_epoch=epoch + 1, wait=0)
         else:
             state["wait"] += 1
@@ -229,12 +224,6 @@ def train_stage(model, stage_name: str, stage: StageConfig, train: Callable[[int
     state.update(done=True, stopped_early=stopped_early)
     atomic_write_json(state_file, state)
     return StageResult(state["rows"], state["best_epoch"], state["best_val_loss"], stopped_early, state["seconds"])
-
-
-def _save_weights(model, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.weights.h5")
-    model.save_weights(str(tmp))
-    os.replace(tmp, path)
 
 
 def stage_rows_for_resume(run: RunFolder, stage_names: list[str]) -> list[dict]:

@@ -19,7 +19,6 @@ and saved as ``model.keras``.
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
@@ -30,6 +29,7 @@ from core.backbones import BackboneSpec, build_backbone
 from core.config import RunConfig
 from core.pipeline import make_dataset
 from core.runs import RunFolder
+from core.storage import atomic_save
 
 
 def train_and_predict(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit) -> dict:
@@ -46,7 +46,7 @@ def train_and_predict(config: RunConfig, spec: BackboneSpec, data, run: RunFolde
         started = time.monotonic()
         probs = predict_images(classifier, spec, config, data.abs_paths("test"))
         timings["test_inference"] = round(time.monotonic() - started, 2)
-        _save_model(classifier, run)
+        atomic_save(run.file("model.keras"), classifier.save)
         return {"test_probs": probs, "timings": timings, "details": details}
     finally:
         keras.backend.clear_session()  # free the graph and weights before the next run
@@ -56,12 +56,6 @@ def predict_images(model, spec: BackboneSpec, config: RunConfig, paths: list[str
     """Class probabilities of ``model`` for image files, batch by batch."""
     ds = make_dataset(paths, None, spec, batch_size=config.batch_size, input_size=config.input_size)
     return np.asarray(model.predict(ds, verbose=0), dtype=np.float64)
-
-
-def _save_model(model, run: RunFolder) -> None:
-    tmp = run.file(".model.tmp.keras")
-    model.save(str(tmp))
-    os.replace(tmp, run.file("model.keras"))
 
 
 def _views(config: RunConfig) -> list[int]:

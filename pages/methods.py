@@ -1,6 +1,5 @@
 """Methods and reproducibility: settings, provenance, environment, the command behind each run."""
 
-import json
 
 import streamlit as st
 

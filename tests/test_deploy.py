@@ -53,7 +53,7 @@ def _fake_train_and_predict(config, spec, data, run, emit):
     from core.data import load_image
     from core.pipeline import preprocess
     from core.tfkeras import keras
-    from core.transfer import _save_model
+    from core.storage import atomic_save
 
     def images(split):
         return preprocess(np.stack([load_image(p, size=(SIZE, SIZE)) for p in data.abs_paths(split)])
@@ -66,7 +66,7 @@ def _fake_train_and_predict(config, spec, data, run, emit):
     probs = np.asarray(model.predict(images("test"), verbose=0), dtype=np.float64)
     for layer in model.layers[:-1]:  # saved as transfer learning leaves it: the backbone frozen
         layer.trainable = False
-    _save_model(model, run)
+    atomic_save(run.file("model.keras"), model.save)
     return {"test_probs": probs, "timings": {}, "details": {"network": "tiny test model"}}
 
 
