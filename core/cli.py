@@ -98,32 +98,11 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
 
 # --- run / experiment ----------------------------------------------------------
 
-def parse_overrides(items: Sequence[str]) -> dict:
-    """``["stage1.epochs=5", "augment.views=0"]`` -> nested dict (values parsed as JSON when possible)."""
-    import json
-
-    out: dict = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--set expects KEY=VALUE, got '{item}'")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return out
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     from core import config as config_mod
     from core.runner import execute
 
-    overrides = parse_overrides(args.set or [])
+    overrides = config_mod.parse_overrides(args.set or [])
     overrides.update(weights=args.weights, seed=args.seed, method=args.method)
     cfg = config_mod.resolve(args.data, args.backbone, args.preset, overrides)
     execute(cfg, args.artifacts, emit=_emit, deploy=args.deploy)

@@ -122,6 +122,34 @@ def resolve(dataset: str, backbone: str, preset: str = "full", overrides: dict[s
     return RunConfig.from_dict(data)
 
 
+def nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """``{"stage1.epochs": 5}`` -> ``{"stage1": {"epochs": 5}}``."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["stage1.epochs=5", "augment.views=0"]`` -> nested dict (values parsed as JSON when possible)."""
+    flat = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            from core.errors import UserError
+
+            raise UserError(f"--set expects KEY=VALUE, got '{item}'")
+        try:
+            flat[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            flat[key] = raw
+    return nest(flat)
+
+
 def _merge(target: dict[str, Any], layer: dict[str, Any]) -> None:
     for key, value in layer.items():
         if key not in target:

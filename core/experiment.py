@@ -21,6 +21,7 @@ total machine time of a study run in several sittings is on record.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import time
@@ -40,30 +41,33 @@ def load_grid(path: str | Path) -> tuple[list[config_mod.RunConfig], str | None]
     path = Path(path)
     if not path.is_file():
         raise UserError(f"experiment file not found: {path}")
+    return parse_grid(path.read_text(encoding="utf-8"), str(path))
+
+
+def parse_grid(text: str, where: str = "experiment") -> tuple[list[config_mod.RunConfig], str | None]:
+    """The run configs of experiment TOML text, in order, and its artifacts folder."""
     try:
-        spec = tomllib.loads(path.read_text(encoding="utf-8"))
+        spec = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path} is not valid TOML: {exc}") from None
+        raise UserError(f"{where} is not valid TOML: {exc}") from None
     grids = spec.get("grid")
     if not grids:
-        raise UserError(f"{path} has no [[grid]] section")
+        raise UserError(f"{where} has no [[grid]] section")
     configs = []
     for n, grid in enumerate(grids, 1):
         unknown = set(grid) - {"datasets", "backbones", "weights", "methods", "seeds", "preset", "set"}
         if unknown:
-            raise UserError(f"{path}: grid {n} has unknown keys: {', '.join(sorted(unknown))}")
+            raise UserError(f"{where}: grid {n} has unknown keys: {', '.join(sorted(unknown))}")
         for key in ("datasets", "backbones"):
             if not grid.get(key):
-                raise UserError(f"{path}: grid {n} needs '{key}'")
-        from core.cli import parse_overrides
-
-        overrides = parse_overrides([f"{k}={json.dumps(v)}" for k, v in grid.get("set", {}).items()])
+                raise UserError(f"{where}: grid {n} needs '{key}'")
+        overrides = config_mod.nest(grid.get("set", {}))
         combos = itertools.product(grid["datasets"], grid["backbones"], grid.get("weights", ["imagenet"]),
                                    grid.get("methods", ["finetune"]), grid.get("seeds", [0]))
         for dataset, backbone, weights, method, seed in combos:
             if method != "finetune" and weights != "imagenet":
                 continue  # baselines exist only on ImageNet embeddings
-            layer = json.loads(json.dumps(overrides))
+            layer = copy.deepcopy(overrides)
             layer.update(weights=weights, method=method, seed=seed)
             configs.append(config_mod.resolve(dataset, backbone, grid.get("preset", "full"), layer))
     return configs, spec.get("artifacts")

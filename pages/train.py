@@ -116,8 +116,9 @@ folder = st.selectbox("Dataset folder", choices + ["other…"], help="Folders un
                       "(data/ in the repo, ../shared/data, and $STUDY_DATA_ROOTS)")
 if folder == "other…" or not choices:
     folder = st.text_input("Path of a class-per-folder image dataset")
-names = [s.name for s in backbones.listed_specs()]
-available = {s.name for s in backbones.listed_specs() if s.weights_available()}
+specs = backbones.listed_specs()
+names = [s.name for s in specs]
+available = {s.name for s in specs if s.weights_available()}
 chosen = st.multiselect("Backbones", names, default=[n for n in ["EfficientNetLite0"] if n in names],
                         format_func=lambda n: n if n in available else f"{n} (no ImageNet weights here)")
 c1, c2, c3 = st.columns(3)
@@ -157,18 +158,13 @@ if folder and chosen:
         st.caption(f"{sum(counts.values())} images in {len(counts)} classes; this preset uses {n_images}. No "
                    "estimate yet for some choices: no earlier run of that backbone and preset is stored here.")
     if st.button("Start training", type="primary"):
-        from core import config as config_mod
+        from core.experiment import parse_grid
         from core.runs import RunFolder
 
-        layer = {"weights": weights, "seed": int(seed)}
-        from core.cli import parse_overrides
-
-        layer.update(parse_overrides([f"{k}={json.dumps(v)}" for k, v in overrides.items()]))
-        run_dirs = [str(RunFolder.for_config(config_mod.resolve(folder, n, preset, json.loads(json.dumps(layer))),
-                                             artifacts_dir()).path) for n in chosen]
         toml = (f'artifacts = {json.dumps(str(artifacts_dir()))}\n\n[[grid]]\ndatasets = [{json.dumps(folder)}]\n'
                 f"backbones = {json.dumps(chosen)}\nweights = [{json.dumps(weights)}]\nseeds = [{int(seed)}]\n"
                 f"preset = {json.dumps(preset)}\nset = {{ " + ", ".join(f'"{k}" = {json.dumps(v)}' for k, v in overrides.items()) + " }\n")
+        run_dirs = [str(RunFolder.for_config(c, artifacts_dir()).path) for c in parse_grid(toml, "the Train page")[0]]
         try:
             jobs.start_job(["experiment", "{job}/experiment.toml"] + (["--deploy"] if deploy else []),
                            f"{', '.join(chosen)} on {Path(folder).name} ({preset}, {weights})",
