@@ -160,3 +160,30 @@ def _merge(target: dict[str, Any], layer: dict[str, Any]) -> None:
             _merge(target[key], value)
         else:
             target[key] = value
+
+
+def reproduce_command(cfg: dict[str, Any], deploy: bool = False) -> str:
+    """The CLI command that recreates a run from its config dict (preset defaults left out)."""
+    default = resolve(cfg["dataset"], cfg["backbone"], cfg["preset"]).to_dict()
+    parts = ["python -m core run", f"--data {cfg['dataset']}", f"--backbone {cfg['backbone']}",
+             f"--preset {cfg['preset']}", f"--weights {cfg['weights']}", f"--seed {cfg['seed']}"]
+    if cfg.get("method", "finetune") != "finetune":
+        parts.append(f"--method {cfg['method']}")
+    for key, value in _flat(cfg).items():
+        if key in {"dataset", "backbone", "preset", "weights", "seed", "method", "schema_version"}:
+            continue
+        if _flat(default).get(key) != value:
+            parts.append(f"--set {key}={json.dumps(value)}")
+    if deploy:
+        parts.append("--deploy")
+    return " ".join(parts)
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

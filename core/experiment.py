@@ -11,10 +11,19 @@ Example::
     methods = ["finetune"]             # and/or "logreg", "linear_svm", "knn"
     seeds = [0, 1, 2]
     preset = "full"
+    deploy = true                      # measure the deployment variants of each run
     set = { "stage1.epochs" = 40 }     # overrides, as with `run --set`
 
 Every combination is one run. Complete runs are skipped, interrupted ones resume,
-and a run that fails (missing weights, bad data) is reported and the grid goes on.
+and a run that fails (bad data, say) is reported and the grid goes on.
+
+A run whose ImageNet weights are not on this machine cannot be trained; it is recorded
+in ``<artifacts>/<dataset>/unavailable.json`` (backbone, reason, the command that fills
+it in) so the report can say so, and with ``deploy`` its architecture is still measured
+(sizes, TFLite variants, latency with random weights) under
+``<artifacts>/architectures/<backbone>/``. Such runs are listed as waiting for weights,
+not as failures.
+
 Each invocation appends its wall time to ``<artifacts>/experiment_log.jsonl``, so the
 total machine time of a study run in several sittings is on record.
 """
@@ -24,28 +33,44 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import os
 import time
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from core import config as config_mod
-from core.errors import UserError
-from core.runs import RunFolder
+from core.errors import UserError, WeightsUnavailableError
+from core.runs import RunFolder, dataset_slug
+from core.storage import atomic_write_json, read_json
 
 Emit = Callable[[str], None]
 
 
-def load_grid(path: str | Path) -> tuple[list[config_mod.RunConfig], str | None]:
-    """The run configs of an experiment file, in order, and its artifacts folder."""
+GRID_KEYS = {"datasets", "backbones", "weights", "methods", "seeds", "preset", "set", "deploy"}
+UNAVAILABLE_FILE = "unavailable.json"
+ARCHITECTURES_DIR = "architectures"
+
+
+@dataclass
+class PlannedRun:
+    """One run of a grid and whether the grid asks for its deployment variants."""
+
+    config: config_mod.RunConfig
+    deploy: bool = False
+
+
+def load_grid(path: str | Path) -> tuple[list[PlannedRun], str | None]:
+    """The runs of an experiment file, in order, and its artifacts folder."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"experiment file not found: {path}")
     return parse_grid(path.read_text(encoding="utf-8"), str(path))
 
 
-def parse_grid(text: str, where: str = "experiment") -> tuple[list[config_mod.RunConfig], str | None]:
-    """The run configs of experiment TOML text, in order, and its artifacts folder."""
+def parse_grid(text: str, where: str = "experiment") -> tuple[list[PlannedRun], str | None]:
+    """The runs of experiment TOML text, in order, and its artifacts folder."""
     try:
         spec = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -55,12 +80,15 @@ def parse_grid(text: str, where: str = "experiment") -> tuple[list[config_mod.Ru
         raise UserError(f"{where} has no [[grid]] section")
     configs = []
     for n, grid in enumerate(grids, 1):
-        unknown = set(grid) - {"datasets", "backbones", "weights", "methods", "seeds", "preset", "set"}
+        unknown = set(grid) - GRID_KEYS
         if unknown:
             raise UserError(f"{where}: grid {n} has unknown keys: {', '.join(sorted(unknown))}")
         for key in ("datasets", "backbones"):
             if not grid.get(key):
                 raise UserError(f"{where}: grid {n} needs '{key}'")
+        deploy = grid.get("deploy", False)
+        if not isinstance(deploy, bool):
+            raise UserError(f"{where}: grid {n}: 'deploy' must be true or false")
         overrides = config_mod.nest(grid.get("set", {}))
         combos = itertools.product(grid["datasets"], grid["backbones"], grid.get("weights", ["imagenet"]),
                                    grid.get("methods", ["finetune"]), grid.get("seeds", [0]))
@@ -69,55 +97,133 @@ def parse_grid(text: str, where: str = "experiment") -> tuple[list[config_mod.Ru
                 continue  # baselines exist only on ImageNet embeddings
             layer = copy.deepcopy(overrides)
             layer.update(weights=weights, method=method, seed=seed)
-            configs.append(config_mod.resolve(dataset, backbone, grid.get("preset", "full"), layer))
+            configs.append(PlannedRun(config_mod.resolve(dataset, backbone, grid.get("preset", "full"), layer), deploy))
     return configs, spec.get("artifacts")
 
 
 def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool = False, emit: Emit = print,
                    deploy: bool = False) -> int:
-    """Run every run of the grid; returns 0 if all are complete, 1 if some failed."""
+    """Run every run of the grid; returns 0 unless a run failed.
+
+    ``deploy`` measures the deployment variants of every network run, on top of the
+    grids that ask for it. Runs waiting for ImageNet weights are not failures: they are
+    recorded (see the module docstring) and listed at the end.
+    """
     from core.runner import execute
 
-    configs, file_artifacts = load_grid(path)
-    root = artifacts or file_artifacts
-    states = [(c, RunFolder.for_config(c, root)) for c in configs]
-    done = sum(f.is_complete() for _, f in states)
-    emit(f"{len(configs)} runs in {path}: {done} complete, {len(configs) - done} to do")
+    planned, file_artifacts = load_grid(path)
+    root = Path(artifacts or file_artifacts or _default_root())
+    states = [(p.config, p.deploy or deploy, RunFolder.for_config(p.config, root)) for p in planned]
+    done = sum(f.is_complete() for _, _, f in states)
+    emit(f"{len(states)} runs in {path}: {done} complete, {len(states) - done} to do")
     if dry_run:
-        for c, f in states:
+        for c, wants_deploy, f in states:
             state = "complete" if f.is_complete() else ("partial" if f.exists() else "new")
-            emit(f"  {state:8s} {c.backbone:18s} {c.weights:8s} {c.method:10s} seed {c.seed}  {f.path}")
+            emit(f"  {state:8s} {c.backbone:18s} {c.weights:8s} {c.method:10s} seed {c.seed}"
+                 f"{'  +deploy' if wants_deploy else ''}  {f.path}")
         return 0
     started = time.time()
-    failures = []
+    failures, waiting = [], []
     try:
-        for i, (cfg, folder) in enumerate(states, 1):
-            if folder.is_complete() and not deploy:
+        for i, (cfg, wants_deploy, folder) in enumerate(states, 1):
+            if folder.is_complete() and not wants_deploy:
                 continue
             emit(f"[{i}/{len(states)}] {cfg.dataset} {cfg.backbone} weights={cfg.weights} method={cfg.method} seed={cfg.seed}")
             try:
-                execute(cfg, root, emit, deploy=deploy)
+                execute(cfg, root, emit, deploy=wants_deploy)
+                _forget_unavailable(root, cfg, folder)
+            except WeightsUnavailableError as exc:
+                waiting.append((cfg, str(exc)))
+                emit(f"  waiting for weights: {exc}")
+                architecture = _measure_architecture(cfg, root, emit) if wants_deploy else None
+                _record_unavailable(root, cfg, folder, str(exc), architecture)
             except UserError as exc:
                 failures.append((cfg, str(exc)))
                 emit(f"  failed: {exc}")
+            # Logged after every run, so a sitting that is killed still counts up to its last run.
+            _log_time(root, path, started, len(states), failures, finished=False)
     finally:
-        _log_time(root, path, started, len(configs), failures)
+        _log_time(root, path, started, len(states), failures, finished=True)
+    if waiting:
+        emit(f"{len(waiting)} runs wait for ImageNet weights that are not on this machine "
+             f"(recorded in {UNAVAILABLE_FILE} beside each dataset's runs):")
+        for cfg, _ in waiting:
+            emit(f"  {cfg.backbone} on {cfg.dataset}")
     if failures:
         emit(f"{len(failures)} runs failed:")
         for cfg, why in failures:
             emit(f"  {cfg.backbone} {cfg.weights} {cfg.method} seed {cfg.seed}: {why}")
         return 1
-    emit("all runs complete")
+    emit("all runs complete" if not waiting else "all other runs complete")
     return 0
 
 
-def _log_time(root, path, started: float, n_runs: int, failures: list) -> None:
-    from core.provenance import machine
+def _default_root() -> Path:
     from core.results import artifacts_dir
 
-    log = Path(root or artifacts_dir()) / "experiment_log.jsonl"
+    return artifacts_dir()
+
+
+def _measure_architecture(cfg: config_mod.RunConfig, root: Path, emit: Emit) -> str | None:
+    """Sizes and latency of the backbone + head with random weights, once per backbone."""
+    from core import data as data_mod
+    from core.deploy import deploy_architecture
+
+    out = root / ARCHITECTURES_DIR / cfg.backbone
+    emit(f"  measuring the architecture instead (random weights): {out}")
+    try:
+        classes = len(data_mod.discover(cfg.dataset).classes)
+        deploy_architecture(cfg.backbone, max(classes, 2), out, emit=emit, input_size=cfg.input_size)
+    except UserError as exc:
+        emit(f"  architecture measurement failed: {exc}")
+        return None
+    return out.relative_to(root).as_posix()
+
+
+def _unavailable_path(root: Path, cfg: config_mod.RunConfig) -> Path:
+    return root / dataset_slug(cfg.dataset) / UNAVAILABLE_FILE
+
+
+def _read_unavailable(path: Path) -> dict:
+    return read_json(path) if path.is_file() else {"schema_version": 1, "runs": []}
+
+
+def _record_unavailable(root: Path, cfg: config_mod.RunConfig, folder: RunFolder, reason: str,
+                        architecture: str | None) -> None:
+    path = _unavailable_path(root, cfg)
+    doc = _read_unavailable(path)
+    run_dir = folder.path.relative_to(root).as_posix()
+    doc["runs"] = [r for r in doc["runs"] if r["run_dir"] != run_dir]
+    doc["runs"].append({
+        "run_dir": run_dir, "backbone": cfg.backbone, "weights": cfg.weights, "method": cfg.method,
+        "preset": cfg.preset, "seed": cfg.seed, "reason": reason, "architecture": architecture,
+        "command": config_mod.reproduce_command(cfg.to_dict(), deploy=True),
+        "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    })
+    atomic_write_json(path, doc)
+
+
+def _forget_unavailable(root: Path, cfg: config_mod.RunConfig, folder: RunFolder) -> None:
+    """Once a run has completed (the weights turned up), it no longer waits."""
+    path = _unavailable_path(root, cfg)
+    if not path.is_file():
+        return
+    doc = _read_unavailable(path)
+    run_dir = folder.path.relative_to(root).as_posix()
+    kept = [r for r in doc["runs"] if r["run_dir"] != run_dir]
+    if len(kept) != len(doc["runs"]):
+        doc["runs"] = kept
+        atomic_write_json(path, doc)
+
+
+def _log_time(root, path, started: float, n_runs: int, failures: list, finished: bool) -> None:
+    """Append this sitting's wall time so far; readers keep the last entry of each sitting."""
+    from core.provenance import machine
+
+    log = Path(root) / "experiment_log.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
     entry = {"file": str(path), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+             "sitting": f"{started:.3f}-{os.getpid()}", "finished": finished,
              "wall_time_s": round(time.time() - started, 1), "runs": n_runs, "failed": len(failures),
              "machine": machine()}
     with open(log, "a", encoding="utf-8") as fh:

@@ -20,12 +20,13 @@ METRIC_LABELS = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy
 
 
 def datasets(root: Path | None = None) -> list[str]:
-    """Dataset folders under artifacts/ that hold a complete run or an audit."""
+    """Dataset folders under artifacts/ that hold a complete run, an audit or runs waiting for weights."""
     root = Path(root or artifacts_dir())
     if not root.is_dir():
         return []
     found = {r.parent.parent.name for r in complete_runs(root)}
     found |= {p.parent.name for p in root.glob("*/audit.json")}
+    found |= {p.parent.name for p in root.glob("*/unavailable.json")}
     return sorted(found)
 
 
@@ -70,12 +71,11 @@ def runs_table(dataset: str, root: Path | None = None) -> pd.DataFrame:
 def _deployment_summary(run: Path) -> dict:
     """Sizes and latency from deploy/deployment.json when the run was deployed."""
     path = run / "deploy" / "deployment.json"
-    out = {"keras_mb": None, "tflite_f32_mb": None, "int8_mb": None, "int8_accuracy": None, "latency_ms": None,
-           "int8_latency_ms": None}
-    if not path.is_file():
-        return out
-    variants = {v["name"]: v for v in read_json(path).get("variants", [])}
+    variants = {v["name"]: v for v in read_json(path).get("variants", [])} if path.is_file() else {}
+    return _variant_summary(variants)
 
+
+def _variant_summary(variants: dict[str, dict]) -> dict:
     def mb(name):
         v = variants.get(name)
         return v["bytes"] / 1e6 if v and v.get("status") == "ok" and v.get("bytes") else None
@@ -84,10 +84,86 @@ def _deployment_summary(run: Path) -> dict:
         v = variants.get(name) or {}
         return ((v.get("latency") or {}).get("threads_1") or {}).get("median_ms")
 
-    out.update(keras_mb=mb("keras"), tflite_f32_mb=mb("tflite_float32"), int8_mb=mb("tflite_int8_full"),
-               latency_ms=latency("tflite_float32"), int8_latency_ms=latency("tflite_int8_full"),
-               int8_accuracy=((variants.get("tflite_int8_full") or {}).get("metrics") or {}).get("accuracy"))
-    return out
+    return {"keras_mb": mb("keras"), "tflite_f32_mb": mb("tflite_float32"), "f16_mb": mb("tflite_float16"),
+            "int8_mb": mb("tflite_int8_full"), "latency_ms": latency("tflite_float32"),
+            "int8_latency_ms": latency("tflite_int8_full"),
+            "int8_accuracy": ((variants.get("tflite_int8_full") or {}).get("metrics") or {}).get("accuracy")}
+
+
+def architectures(root: Path | None = None) -> pd.DataFrame:
+    """Backbones measured without a run (random weights): sizes, FLOPs and latency per backbone."""
+    root = Path(root or artifacts_dir())
+    rows = []
+    for path in sorted(root.glob("architectures/*/deployment.json")):
+        doc = read_json(path)
+        summary = _variant_summary({v["name"]: v for v in doc.get("variants", [])})
+        rows.append({"backbone": doc["backbone"], "input_size": doc.get("input_size"),
+                     "classes": len(doc.get("classes") or []) or None,
+                     "gflops": (doc.get("flops") or {}).get("gflops"),
+                     "accuracy_reason": (doc.get("parent") or {}).get("metrics_reason"),
+                     "measured_at": doc.get("updated_at"), "path": str(path.parent), **summary})
+    return pd.DataFrame(rows)
+
+
+def waiting_runs(dataset: str, root: Path | None = None) -> pd.DataFrame:
+    """Runs of a dataset the study could not train here (no ImageNet weights), with their architecture costs.
+
+    From ``<dataset>/unavailable.json`` (written by ``python -m core experiment``); a run
+    completed since then is left out.
+    """
+    root = Path(root or artifacts_dir())
+    path = root / dataset / "unavailable.json"
+    if not path.is_file():
+        return pd.DataFrame()
+    arch = architectures(root)
+    costs = {r["backbone"]: r for r in arch.to_dict("records")} if not arch.empty else {}
+    rows = []
+    for entry in read_json(path).get("runs", []):
+        if (root / entry["run_dir"] / "complete.json").is_file():
+            continue
+        cost = costs.get(entry["backbone"], {})
+        rows.append({**entry, **{k: cost.get(k) for k in ("tflite_f32_mb", "int8_mb", "latency_ms", "int8_latency_ms",
+                                                          "gflops")}})
+    return pd.DataFrame(rows)
+
+
+def waiting_table(waiting: pd.DataFrame) -> pd.DataFrame:
+    """The rows readers see for runs waiting for weights: what is known, and the command that fills them in."""
+    if waiting.empty:
+        return waiting
+    return pd.DataFrame({
+        "Backbone": waiting["backbone"],
+        "Accuracy": [f"not measured: ImageNet weights were not available when these artifacts were made "
+                     f"({str(t)[:10]})" for t in waiting["recorded_at"]],
+        "Size (MB, TFLite f32)": waiting["tflite_f32_mb"].map(_fmt_num),
+        "int8 size (MB)": waiting["int8_mb"].map(_fmt_num),
+        "Latency (ms, 1 thread)": waiting["latency_ms"].map(_fmt_num),
+        "Fill in with": waiting["command"],
+    })
+
+
+def seed_spread(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """Seed-to-seed spread of every backbone/method with two or more seeds (same preset), next to the CI width.
+
+    The bootstrap CI is about the test sample; the seed spread is about training
+    randomness (head init, augmentation, batch order): both belong in a comparison.
+    """
+    if df.empty:
+        return pd.DataFrame()
+    rows = []
+    for (backbone, method, weights, preset), group in df.groupby(["backbone", "method", "weights", "preset"]):
+        if group["seed"].nunique() < 2:
+            continue
+        values = group[metric].astype(float)
+        widths = (group[f"{metric}_high"] - group[f"{metric}_low"]).astype(float)
+        kind = method if method != "finetune" else ("scratch" if weights == "none" else "transfer")
+        rows.append({"Backbone": backbone, "Kind": kind, "Preset": preset,
+                     "Seeds": ", ".join(str(s) for s in sorted(group["seed"])),
+                     f"Mean {METRIC_LABELS[metric].lower()}": f"{values.mean():.3f}",
+                     "SD across seeds": f"{values.std(ddof=1):.3f}",
+                     "Range": f"{values.min():.3f} to {values.max():.3f}",
+                     "Mean 95% CI width": f"{widths.mean():.3f}"})
+    return pd.DataFrame(rows)
 
 
 def leaderboard(df: pd.DataFrame) -> pd.DataFrame:
@@ -180,33 +256,6 @@ def split_counts(dataset: str, root: Path | None = None) -> pd.DataFrame:
     split = read_json(files[0])
     df = pd.DataFrame(split["items"])
     return df.groupby(["split", "label"]).size().rename("images").reset_index()
-
-
-def reproduce_command(cfg: dict) -> str:
-    """The CLI command that recreates a run (defaults of its preset left out)."""
-    from core import config as config_mod
-
-    default = config_mod.resolve(cfg["dataset"], cfg["backbone"], cfg["preset"]).to_dict()
-    parts = ["python -m core run", f"--data {cfg['dataset']}", f"--backbone {cfg['backbone']}",
-             f"--preset {cfg['preset']}", f"--weights {cfg['weights']}", f"--seed {cfg['seed']}"]
-    if cfg.get("method", "finetune") != "finetune":
-        parts.append(f"--method {cfg['method']}")
-    for key, value in _flat(cfg).items():
-        if key in {"dataset", "backbone", "preset", "weights", "seed", "method", "schema_version"}:
-            continue
-        if _flat(default).get(key) != value:
-            parts.append(f"--set {key}={json.dumps(value)}")
-    return " ".join(parts)
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def ci_svg(df: pd.DataFrame, metric: str = "balanced_accuracy", width: int = 720) -> str:
@@ -306,28 +355,84 @@ def estimate_seconds(backbone: str, preset: str, weights: str, n_images: int, ro
     return per_image[len(per_image) // 2] * n_images
 
 
+def architecture_table(arch: pd.DataFrame) -> pd.DataFrame:
+    """Readers' table of the architecture measurements (random weights: no accuracy)."""
+    if arch.empty:
+        return arch
+    return pd.DataFrame({
+        "Backbone": arch["backbone"], "Input": arch["input_size"].map(lambda v: f"{v}x{v}"),
+        "GFLOPs": arch["gflops"].map(lambda v: "" if v is None or v != v else f"{v:.2f}"),
+        "Keras (MB)": arch["keras_mb"].map(_fmt_num), "TFLite f32 (MB)": arch["tflite_f32_mb"].map(_fmt_num),
+        "f16 (MB)": arch["f16_mb"].map(_fmt_num), "int8 (MB)": arch["int8_mb"].map(_fmt_num),
+        "f32 latency (ms, 1 thread)": arch["latency_ms"].map(_fmt_num),
+        "int8 latency (ms, 1 thread)": arch["int8_latency_ms"].map(_fmt_num),
+    })
+
+
+def machine_time(root: Path | None = None) -> dict:
+    """Machine time on record, in seconds: training stages, deployment measurements, experiment sittings."""
+    root = Path(root or artifacts_dir())
+    training = sum(sum(read_json(run / "provenance.json").get("timings_s", {}).values()) for run in complete_runs(root))
+    deployment = 0.0
+    for path in list(root.glob("*/*/*/deploy/deployment.json")) + list(root.glob("architectures/*/deployment.json")):
+        for v in read_json(path).get("variants", []):
+            timings = v.get("timings_s") or {}
+            deployment += timings.get("total", sum(timings.values()))
+    sittings: dict[str, float] = {}
+    log = root / "experiment_log.jsonl"
+    if log.is_file():
+        for n, line in enumerate(log.read_text(encoding="utf-8").splitlines()):
+            if line.strip():
+                entry = json.loads(line)
+                # One entry per run finished in a sitting: its last (largest) wall time counts.
+                key = entry.get("sitting") or f"line-{n}"
+                sittings[key] = max(sittings.get(key, 0.0), entry.get("wall_time_s", 0.0))
+    return {"training_s": training, "deployment_s": deployment, "experiment_sittings_s": sum(sittings.values()),
+            "sittings": len(sittings)}
+
+
+def _markdown_table(df: pd.DataFrame) -> list[str]:
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    for _, row in df.iterrows():
+        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row.values) + " |")
+    return lines + [""]
+
+
 def markdown_results(root: Path | None = None) -> str:
     """The README "Results" tables for every dataset, generated from the stored runs."""
     root = Path(root or artifacts_dir())
     lines = []
     for dataset in datasets(root):
         df = runs_table(dataset, root)
-        if df.empty:
+        waiting = waiting_runs(dataset, root)
+        if df.empty and waiting.empty:
             continue
         lines.append(f"### {dataset}\n")
-        lines.append(f"{len(df)} complete runs; the full test split has {int(df['n_test'].max())} images "
-                     "(quick runs use a subsample); value [95% bootstrap CI].\n")
-        board = leaderboard(df)
-        lines.append("| " + " | ".join(board.columns) + " |")
-        lines.append("|" + "---|" * len(board.columns))
-        for _, row in board.iterrows():
-            lines.append("| " + " | ".join(str(v) for v in row.values) + " |")
-        lines.append("")
-    seconds = 0.0
-    for run in complete_runs(root):
-        seconds += sum(read_json(run / "provenance.json").get("timings_s", {}).values())
-    lines.append(f"Machine time of the complete runs: {seconds / 3600:.1f} h (sum of the stage timings each run "
-                 "recorded; interrupted attempts and deployment measurements not counted).\n")
+        if not df.empty:
+            lines.append(f"{len(df)} complete runs; the full test split has {int(df['n_test'].max())} images "
+                         "(quick runs use a subsample); value [95% bootstrap CI].\n")
+            lines += _markdown_table(leaderboard(df))
+        spread = seed_spread(df)
+        if not spread.empty:
+            lines.append("Seed-to-seed spread (training randomness), next to the bootstrap CI width (test-sample "
+                         "randomness):\n")
+            lines += _markdown_table(spread)
+        if not waiting.empty:
+            lines.append("Not trained here: the backbone's ImageNet weights were not on this machine. Sizes and "
+                         "latency come from the architecture with random weights; the command fills in the row "
+                         "on a machine that has the weights.\n")
+            lines += _markdown_table(waiting_table(waiting))
+    arch = architectures(root)
+    if not arch.empty:
+        lines.append("### Architectures measured without trained weights\n")
+        lines.append("Backbone + classification head with random weights (`python -m core deploy --architecture "
+                     "NAME`): sizes, FLOPs and median batch-1 latency on this machine; no accuracy.\n")
+        lines += _markdown_table(architecture_table(arch))
+    t = machine_time(root)
+    lines.append(f"Machine time on record: training {t['training_s'] / 3600:.1f} h (stage timings of the complete "
+                 f"runs), deployment measurements {t['deployment_s'] / 3600:.1f} h; the experiment sittings logged "
+                 f"in experiment_log.jsonl ({t['sittings']}) add up to {t['experiment_sittings_s'] / 3600:.1f} h (each "
+                 "sitting logs after every run; time after a sitting's last logged run is missing).\n")
     return "\n".join(lines)
 
 

@@ -41,6 +41,7 @@ def results_token() -> str:
     stamps = [p.stat().st_mtime_ns for p in root.glob(f"*/*/*/{COMPLETE_MARKER}")]
     stamps += [p.stat().st_mtime_ns for p in root.glob("*/*.json")]
     stamps += [p.stat().st_mtime_ns for p in root.glob("*/*/*/deploy/deployment.json")]
+    stamps += [p.stat().st_mtime_ns for p in root.glob("architectures/*/deployment.json")]
     return f"{root}:{len(stamps)}:{max(stamps, default=0)}"
 
 
@@ -52,6 +53,16 @@ def load_datasets(token: str) -> list[str]:
 @st.cache_data(show_spinner=False)
 def load_runs(dataset: str, token: str) -> pd.DataFrame:
     return report.runs_table(dataset)
+
+
+@st.cache_data(show_spinner=False)
+def load_waiting(dataset: str, token: str) -> pd.DataFrame:
+    return report.waiting_runs(dataset)
+
+
+@st.cache_data(show_spinner=False)
+def load_architectures(token: str) -> pd.DataFrame:
+    return report.architectures()
 
 
 @st.cache_data(show_spinner=False)

@@ -4,14 +4,29 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from pages.common import empty_state, load_json, pick_run, results_token, selected_runs
+from core import report
+from pages.common import empty_state, load_architectures, load_json, pick_run, results_token, selected_runs
 
 st.title("Deployment cost")
 dataset, runs = selected_runs()
+token = results_token()
+
+
+def show_architectures() -> None:
+    arch = load_architectures(token)
+    if arch.empty:
+        return
+    st.subheader("Backbones measured without trained weights")
+    st.caption("Backbone + head with random weights, because their ImageNet weights were not available: the size "
+               "and speed of each form are real measurements, accuracy is not (`python -m core deploy "
+               "--architecture NAME`).")
+    st.dataframe(report.architecture_table(arch), hide_index=True, width="stretch")
+
+
 if runs.empty:
     empty_state()
+    show_architectures()
     st.stop()
-token = results_token()
 rows = []
 for _, run in runs.iterrows():
     dep = load_json("deployment", run["path"], token)
@@ -26,6 +41,7 @@ for _, run in runs.iterrows():
                      "fraction of peak": v.get("fraction_of_peak")})
 if not rows:
     st.info("No run has deployment measurements yet: `python -m core deploy RUN_DIR`.")
+    show_architectures()
     st.stop()
 variants = pd.DataFrame(rows)
 run = pick_run(runs[runs["label"].isin(variants["run"])], "Run")
@@ -48,3 +64,4 @@ unsupported = variants[variants["status"] != "ok"]
 if not unsupported.empty:
     st.subheader("Variants that could not be made")
     st.dataframe(unsupported[["run", "variant", "status", "reason"]], hide_index=True, width="stretch")
+show_architectures()

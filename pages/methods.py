@@ -3,7 +3,7 @@
 
 import streamlit as st
 
-from core import report
+from core.config import reproduce_command
 from pages.common import empty_state, load_json, pick_run, results_token, selected_runs
 
 st.title("Methods and reproducibility")
@@ -16,7 +16,7 @@ token = results_token()
 cfg = load_json("config", run["path"], token)
 prov = load_json("provenance", run["path"], token)
 st.subheader("Reproduce this run")
-st.code(report.reproduce_command(cfg), language="bash")
+st.code(reproduce_command(cfg), language="bash")
 st.caption("Run from the repository root at commit "
            f"`{(prov.get('code') or {}).get('git_commit') or 'unknown'}` with the pinned requirements; "
            "the run id hashes every setting, so the command lands in the same folder.")

@@ -4,7 +4,7 @@ import altair as alt
 import streamlit as st
 
 from core import report
-from pages.common import dataset_notes, empty_state, selected_runs
+from pages.common import dataset_notes, empty_state, load_waiting, results_token, selected_runs
 
 st.title("Which ImageNet backbone, in which form, for your images?")
 st.write(
@@ -15,8 +15,22 @@ st.write(
 )
 
 dataset, runs = selected_runs()
+waiting = load_waiting(dataset, results_token()) if dataset else None
+
+
+def show_waiting() -> None:
+    if waiting is None or waiting.empty:
+        return
+    st.subheader("Not trained here: ImageNet weights unavailable")
+    st.caption("These backbones are part of the study, but their ImageNet weights were not on the machine that made "
+               "these artifacts. Their size and latency come from the architecture with random weights (Deployment "
+               "page); the command in each row fills in the accuracy on a machine that has the weights.")
+    st.dataframe(report.waiting_table(waiting), hide_index=True, width="stretch")
+
+
 if dataset is None or runs.empty:
     empty_state()
+    show_waiting()
     st.stop()
 
 st.subheader(f"Leaderboard: {dataset}")
@@ -26,6 +40,12 @@ notes = dataset_notes(dataset)
 if notes:
     st.warning(notes)
 st.dataframe(report.leaderboard(runs), hide_index=True, width="stretch")
+spread = report.seed_spread(runs)
+if not spread.empty:
+    st.caption("Seed-to-seed spread (training randomness) next to the bootstrap CI width (which test images were "
+               "drawn): a difference between backbones smaller than both is not evidence.")
+    st.dataframe(spread, hide_index=True, width="stretch")
+show_waiting()
 
 st.subheader("Recommendation under your constraints")
 sized = runs.dropna(subset=["int8_mb"]) if "int8_mb" in runs else runs.iloc[0:0]

@@ -164,7 +164,7 @@ if folder and chosen:
         toml = (f'artifacts = {json.dumps(str(artifacts_dir()))}\n\n[[grid]]\ndatasets = [{json.dumps(folder)}]\n'
                 f"backbones = {json.dumps(chosen)}\nweights = [{json.dumps(weights)}]\nseeds = [{int(seed)}]\n"
                 f"preset = {json.dumps(preset)}\nset = {{ " + ", ".join(f'"{k}" = {json.dumps(v)}' for k, v in overrides.items()) + " }\n")
-        run_dirs = [str(RunFolder.for_config(c, artifacts_dir()).path) for c in parse_grid(toml, "the Train page")[0]]
+        run_dirs = [str(RunFolder.for_config(p.config, artifacts_dir()).path) for p in parse_grid(toml, "the Train page")[0]]
         try:
             jobs.start_job(["experiment", "{job}/experiment.toml"] + (["--deploy"] if deploy else []),
                            f"{', '.join(chosen)} on {Path(folder).name} ({preset}, {weights})",

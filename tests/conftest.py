@@ -67,11 +67,16 @@ TINY_RUN = {"input_size": 64, "augment": {"views": 1}, "max_train_per_class": No
 
 @pytest.fixture(scope="session")
 def tiny_artifacts(tmp_path_factory, lite0_home):
-    """A real artifacts folder made by the product's own code: two datasets, runs, audit, comparison."""
+    """A real artifacts folder made by the product's own code: two datasets, runs, audit, comparison.
+
+    colours also has a second seed of its network run, and a backbone whose ImageNet
+    weights are missing (recorded by an experiment, architecture measured).
+    """
     import copy
 
-    from core import audit, config
+    from core import audit, config, deploy
     from core.compare import compare_dataset
+    from core.experiment import run_experiment
     from core.runner import execute
 
     base = tmp_path_factory.mktemp("study")
@@ -85,5 +90,16 @@ def tiny_artifacts(tmp_path_factory, lite0_home):
             overrides["method"] = method
             execute(config.resolve(str(data), "EfficientNetLite0", "quick", overrides), art, emit=lambda line: None)
         audit.write_report(audit.audit_dataset(data), art / data.name / "audit.json")
+    execute(config.resolve(str(colours), "EfficientNetLite0", "quick", {**copy.deepcopy(TINY_RUN), "seed": 1}), art,
+            emit=lambda line: None)
+    for data in (colours, shades):
         compare_dataset(art / data.name)
+    grid = base / "waiting.toml"
+    grid.write_text(f'artifacts = "{art}"\n[[grid]]\ndatasets = ["{colours}"]\nbackbones = ["MobileNetV3Small"]\n'
+                    'preset = "quick"\ndeploy = true\nset = { "input_size" = 64 }\n')
+    real = deploy.deploy_architecture
+    with pytest.MonkeyPatch.context() as patch:  # two real variants instead of the full plan (minutes)
+        patch.setattr(deploy, "deploy_architecture",
+                      lambda *a, **k: real(*a, **k, only=["keras", "tflite_float32"]))
+        assert run_experiment(grid, emit=lambda line: None) == 0
     return art

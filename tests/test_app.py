@@ -60,14 +60,22 @@ def test_every_page_renders_real_results_without_tensorflow(tiny_artifacts):
         assert content["error"] == [], (page, content["error"])
     overview = result["pages"]["overview"]
     leaderboard = overview["dataframes"][0]
-    # The leaderboard lists every complete run of the dataset: the network and the baseline.
-    assert len(leaderboard["Run"]) == 2
+    # The leaderboard lists every complete run of the dataset: the network (2 seeds) and the baseline.
+    assert len(leaderboard["Run"]) == 3
     assert any("transfer" in run for run in leaderboard["Run"]) and any("logreg" in run for run in leaderboard["Run"])
     assert all("[" in cell for cell in leaderboard["Accuracy"])  # value [low, high]
+    spread = next(df for df in overview["dataframes"] if "SD across seeds" in df)
+    assert spread["Seeds"] == ["0, 1"]
+    waiting = next(df for df in overview["dataframes"] if "Fill in with" in df)
+    assert waiting["Backbone"] == ["MobileNetV3Small"] and "not measured" in waiting["Accuracy"][0]
+    assert "--backbone MobileNetV3Small" in waiting["Fill in with"][0]
+    deployment = result["pages"]["deployment"]
+    arch = next(df for df in deployment["dataframes"] if "GFLOPs" in df)
+    assert arch["Backbone"] == ["MobileNetV3Small"] and float(arch["TFLite f32 (MB)"][0]) > 0
     audit = result["pages"]["data"]
     assert not any("No audit" in text for text in audit["info"])
     significance = result["pages"]["significance"]
-    assert significance["dataframes"] and len(significance["dataframes"][0]["A"]) == 1
+    assert significance["dataframes"] and len(significance["dataframes"][0]["A"]) == 3  # 3 runs: 3 pairs
     assert any(c.startswith("python -m core run") for c in result["pages"]["methods"]["code"])
     # Switching the dataset shows the other dataset's runs.
     switched = result["switched"]
@@ -96,6 +104,7 @@ def test_readme_results_are_generated_from_the_runs(tiny_artifacts, tmp_path, ca
     text = readme.read_text()
     assert "stale" not in text and text.startswith("intro\n") and text.endswith("outro\n")
     assert "### colours" in text and "### shades" in text
-    assert text.count("EfficientNetLite0 · transfer") == 2 and "logreg" in text
+    assert text.count("EfficientNetLite0 · transfer") == 3 and "logreg" in text
+    assert "SD across seeds" in text and "not measured: ImageNet weights were not available" in text
     assert main(["report", "--readme", str(readme), "--artifacts", str(tiny_artifacts)]) == 0
     assert "already current" in capsys.readouterr().out

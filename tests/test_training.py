@@ -204,7 +204,65 @@ set = {{ "input_size" = 64 }}
     out = capsys.readouterr().out
     assert "2 runs in" in out and "2 complete, 0 to do" in out
     log = [json.loads(line) for line in (art / "experiment_log.jsonl").read_text().splitlines()]
-    assert len(log) == 2 and all("wall_time_s" in e for e in log)
+    # The first sitting logs after each of its 2 runs and at its end; the second only at its end.
+    assert [e["finished"] for e in log] == [False, False, True, True] and all("wall_time_s" in e for e in log)
+    assert len({e["sitting"] for e in log}) == 2
     assert cli_main(["compare", "colours", "--artifacts", str(art)]) == 0
     result = json.loads((art / "colours" / "mcnemar.json").read_text())
     assert len(result["pairs"]) == 1 and len(result["names"]) == 2
+
+
+def test_experiment_records_runs_waiting_for_weights_and_measures_their_architecture(
+        lite0_home, dataset, tmp_path, capsys, monkeypatch):
+    from core import deploy, report
+
+    measured = []
+    real = deploy.deploy_architecture
+
+    def two_variants(*args, **kwargs):  # the full plan takes minutes; two real variants show the wiring
+        measured.append(args[0])
+        return real(*args, **kwargs, only=["keras", "tflite_float32"])
+
+    monkeypatch.setattr(deploy, "deploy_architecture", two_variants)
+    art = tmp_path / "art"
+    grid = tmp_path / "grid.toml"
+    grid.write_text(f"""
+artifacts = "{art}"
+[[grid]]
+datasets = ["{dataset}"]
+backbones = ["MobileNetV3Small"]
+preset = "quick"
+deploy = true
+set = {{ "input_size" = 64 }}
+""")
+    assert cli_main(["experiment", str(grid)]) == 0  # waiting for weights is not a failure
+    out = capsys.readouterr().out
+    assert "1 runs wait for ImageNet weights" in out and "MobileNetV3Small" in out
+    assert measured == ["MobileNetV3Small"]
+    waiting = json.loads((art / "colours" / "unavailable.json").read_text())["runs"]
+    assert len(waiting) == 1 and waiting[0]["architecture"] == "architectures/MobileNetV3Small"
+    assert "MobileNetV3Small" in waiting[0]["reason"] and "--backbone MobileNetV3Small" in waiting[0]["command"]
+    assert waiting[0]["command"].endswith("--deploy")
+    arch = json.loads((art / "architectures" / "MobileNetV3Small" / "deployment.json").read_text())
+    assert arch["input_size"] == 64 and len(arch["classes"]) == 3
+
+    rows = report.waiting_runs("colours", art)
+    assert list(rows["backbone"]) == ["MobileNetV3Small"] and rows["tflite_f32_mb"].iloc[0] > 0
+    text = report.markdown_results(art)
+    assert "not measured: ImageNet weights were not available" in text and waiting[0]["command"] in text
+    assert "### Architectures measured without trained weights" in text
+
+    # A second sitting records the run once, not twice, and keeps the measured architecture.
+    assert cli_main(["experiment", str(grid)]) == 0
+    assert len(json.loads((art / "colours" / "unavailable.json").read_text())["runs"]) == 1
+
+
+def test_grid_deploy_must_be_a_boolean(tmp_path):
+    from core.errors import UserError
+    from core.experiment import parse_grid
+
+    with pytest.raises(UserError, match="'deploy' must be true or false"):
+        parse_grid('[[grid]]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\ndeploy = "yes"\n')
+    runs, _ = parse_grid('[[grid]]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\nseeds = [0, 1]\n'
+                         '[[grid]]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\ndeploy = true\n')
+    assert [r.deploy for r in runs] == [False, False, True]
