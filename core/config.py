@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,18 +163,21 @@ def _merge(target: dict[str, Any], layer: dict[str, Any]) -> None:
             target[key] = value
 
 
-def reproduce_command(cfg: dict[str, Any], deploy: bool = False) -> str:
-    """The CLI command that recreates a run from its config dict (preset defaults left out)."""
+def reproduce_command(cfg: dict[str, Any], deploy: bool = False, artifacts: str | None = None) -> str:
+    """The shell command that recreates a run from its config dict (preset defaults left out)."""
     default = resolve(cfg["dataset"], cfg["backbone"], cfg["preset"]).to_dict()
-    parts = ["python -m core run", f"--data {cfg['dataset']}", f"--backbone {cfg['backbone']}",
-             f"--preset {cfg['preset']}", f"--weights {cfg['weights']}", f"--seed {cfg['seed']}"]
+    q = shlex.quote
+    parts = ["python -m core run", f"--data {q(cfg['dataset'])}", f"--backbone {q(cfg['backbone'])}",
+             f"--preset {q(cfg['preset'])}", f"--weights {q(cfg['weights'])}", f"--seed {cfg['seed']}"]
     if cfg.get("method", "finetune") != "finetune":
         parts.append(f"--method {cfg['method']}")
     for key, value in _flat(cfg).items():
         if key in {"dataset", "backbone", "preset", "weights", "seed", "method", "schema_version"}:
             continue
         if _flat(default).get(key) != value:
-            parts.append(f"--set {key}={json.dumps(value)}")
+            parts.append(f"--set {q(f'{key}={json.dumps(value)}')}")
+    if artifacts:
+        parts.append(f"--artifacts {q(artifacts)}")
     if deploy:
         parts.append("--deploy")
     return " ".join(parts)

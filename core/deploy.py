@@ -793,7 +793,7 @@ def deploy_architecture(backbone: str, num_classes: int, out_dir: str | os.PathL
     out.mkdir(parents=True, exist_ok=True)
     model_path = out / "model.keras"
     size = input_size or spec.input_size
-    if not model_path.is_file() or _stored_size(model_path.parent) not in (None, size):
+    if not model_path.is_file() or _stored_shape(out) not in (None, (size, num_classes)):
         emit(f"deploy: building {spec.name} + head ({num_classes} classes, {size} px) with random weights")
         keras.backend.clear_session()
         keras.utils.set_random_seed(seed)
@@ -812,14 +812,16 @@ def deploy_architecture(backbone: str, num_classes: int, out_dir: str | os.PathL
         _clear()
 
 
-def _stored_size(out: Path) -> int | None:
+def _stored_shape(out: Path) -> tuple[int, int] | None:
+    """(input size, classes) of a stored architecture measurement, if any."""
     path = out / RESULT_FILE
     if not path.is_file():
         return None
     try:
-        return read_json(path).get("input_size")
+        doc = read_json(path)
     except ValueError:
         return None
+    return doc.get("input_size"), len(doc.get("classes") or [])
 
 
 def _options(options: DeployOptions | None, threads: int | None, runs: int | None) -> DeployOptions:

@@ -135,8 +135,11 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
             except WeightsUnavailableError as exc:
                 waiting.append((cfg, str(exc)))
                 emit(f"  waiting for weights: {exc}")
-                architecture = _measure_architecture(cfg, root, emit) if wants_deploy else None
-                _record_unavailable(root, cfg, folder, str(exc), architecture)
+                _record_unavailable(root, cfg, folder, str(exc), wants_deploy)
+                if wants_deploy:
+                    problem = _measure_architecture(cfg, root, emit)
+                    if problem:
+                        failures.append((cfg, f"architecture measurement failed: {problem}"))
             except UserError as exc:
                 failures.append((cfg, str(exc)))
                 emit(f"  failed: {exc}")
@@ -165,19 +168,31 @@ def _default_root() -> Path:
 
 
 def _measure_architecture(cfg: config_mod.RunConfig, root: Path, emit: Emit) -> str | None:
-    """Sizes and latency of the backbone + head with random weights, once per backbone."""
-    from core import data as data_mod
-    from core.deploy import deploy_architecture
+    """Sizes and latency of the backbone + head with random weights; returns a problem or None.
 
-    out = root / ARCHITECTURES_DIR / cfg.backbone
+    One measurement per backbone: a second dataset resumes the stored one (its head's
+    class count barely changes the size) unless the input size differs.
+    """
+    from core import data as data_mod
+    from core.deploy import RESULT_FILE, deploy_architecture
+
+    out = _architecture_dir(root, cfg)
     emit(f"  measuring the architecture instead (random weights): {out}")
     try:
-        classes = len(data_mod.discover(cfg.dataset).classes)
+        stored = read_json(out / RESULT_FILE) if (out / RESULT_FILE).is_file() else {}
+        if stored.get("input_size") == cfg.input_size and stored.get("classes"):
+            classes = len(stored["classes"])
+        else:
+            classes = len(data_mod.discover(cfg.dataset, validate=False).classes)
         deploy_architecture(cfg.backbone, max(classes, 2), out, emit=emit, input_size=cfg.input_size)
-    except UserError as exc:
-        emit(f"  architecture measurement failed: {exc}")
-        return None
-    return out.relative_to(root).as_posix()
+    except Exception as exc:  # noqa: BLE001 - one backbone's measurement must not stop the study
+        emit(f"  architecture measurement failed: {type(exc).__name__}: {exc}")
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _architecture_dir(root: Path, cfg: config_mod.RunConfig) -> Path:
+    return root / ARCHITECTURES_DIR / cfg.backbone
 
 
 def _unavailable_path(root: Path, cfg: config_mod.RunConfig) -> Path:
@@ -189,18 +204,29 @@ def _read_unavailable(path: Path) -> dict:
 
 
 def _record_unavailable(root: Path, cfg: config_mod.RunConfig, folder: RunFolder, reason: str,
-                        architecture: str | None) -> None:
+                        measured: bool) -> None:
     path = _unavailable_path(root, cfg)
     doc = _read_unavailable(path)
     run_dir = folder.path.relative_to(root).as_posix()
     doc["runs"] = [r for r in doc["runs"] if r["run_dir"] != run_dir]
     doc["runs"].append({
         "run_dir": run_dir, "backbone": cfg.backbone, "weights": cfg.weights, "method": cfg.method,
-        "preset": cfg.preset, "seed": cfg.seed, "reason": reason, "architecture": architecture,
-        "command": config_mod.reproduce_command(cfg.to_dict(), deploy=True),
+        "preset": cfg.preset, "seed": cfg.seed, "reason": reason,
+        "architecture": _architecture_dir(root, cfg).relative_to(root).as_posix() if measured else None,
+        "command": config_mod.reproduce_command(cfg.to_dict(), deploy=True, artifacts=_explicit_root(root)),
         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
     atomic_write_json(path, doc)
+
+
+def _explicit_root(root: Path) -> str | None:
+    """The --artifacts a command needs to write where this study writes (None: the default)."""
+    default = _default_root()
+    try:
+        same = root.resolve() == default.resolve()
+    except OSError:
+        same = False
+    return None if same else str(root)
 
 
 def _forget_unavailable(root: Path, cfg: config_mod.RunConfig, folder: RunFolder) -> None:

@@ -6,6 +6,7 @@ returns plain pandas DataFrames or dicts: the pages only draw what this module g
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def runs_table(dataset: str, root: Path | None = None) -> pd.DataFrame:
             "dataset": dataset, "backbone": cfg["backbone"], "run_id": run.name, "path": str(run),
             "weights": cfg["weights"], "method": cfg.get("method", "finetune"), "preset": cfg["preset"],
             "seed": cfg["seed"], "n_test": metrics["n"], "ece": metrics["calibration"]["ece"],
+            "settings_key": _settings_key(cfg),
             "wall_time_s": sum(prov.get("timings_s", {}).values()) or None,
             "git_commit": (prov.get("code") or {}).get("git_commit"),
         }
@@ -66,6 +68,12 @@ def runs_table(dataset: str, root: Path | None = None) -> pd.DataFrame:
     if df.empty:
         return df
     return df.sort_values(["accuracy", "macro_f1"], ascending=False, ignore_index=True)
+
+
+def _settings_key(cfg: dict) -> str:
+    """Identifies a run's settings apart from its seed: runs sharing it differ only by seed."""
+    rest = {k: v for k, v in cfg.items() if k not in ("seed", "dataset")}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _deployment_summary(run: Path) -> dict:
@@ -151,7 +159,8 @@ def seed_spread(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
     if df.empty:
         return pd.DataFrame()
     rows = []
-    for (backbone, method, weights, preset), group in df.groupby(["backbone", "method", "weights", "preset"]):
+    for (backbone, method, weights, preset, _), group in df.groupby(
+            ["backbone", "method", "weights", "preset", "settings_key"]):
         if group["seed"].nunique() < 2:
             continue
         values = group[metric].astype(float)
@@ -382,11 +391,13 @@ def machine_time(root: Path | None = None) -> dict:
     log = root / "experiment_log.jsonl"
     if log.is_file():
         for n, line in enumerate(log.read_text(encoding="utf-8").splitlines()):
-            if line.strip():
+            try:
                 entry = json.loads(line)
-                # One entry per run finished in a sitting: its last (largest) wall time counts.
-                key = entry.get("sitting") or f"line-{n}"
-                sittings[key] = max(sittings.get(key, 0.0), entry.get("wall_time_s", 0.0))
+            except ValueError:
+                continue  # blank, or cut short by a killed sitting
+            # One entry per run finished in a sitting: its last (largest) wall time counts.
+            key = entry.get("sitting") or f"line-{n}"
+            sittings[key] = max(sittings.get(key, 0.0), entry.get("wall_time_s", 0.0))
     return {"training_s": training, "deployment_s": deployment, "experiment_sittings_s": sum(sittings.values()),
             "sittings": len(sittings)}
 
@@ -430,7 +441,8 @@ def markdown_results(root: Path | None = None) -> str:
         lines += _markdown_table(architecture_table(arch))
     t = machine_time(root)
     lines.append(f"Machine time on record: training {t['training_s'] / 3600:.1f} h (stage timings of the complete "
-                 f"runs), deployment measurements {t['deployment_s'] / 3600:.1f} h; the experiment sittings logged "
+                 f"runs), deployment measurements {t['deployment_s'] / 3600:.1f} h (per-variant timings); the experiment "
+                 "sittings logged "
                  f"in experiment_log.jsonl ({t['sittings']}) add up to {t['experiment_sittings_s'] / 3600:.1f} h (each "
                  "sitting logs after every run; time after a sitting's last logged run is missing).\n")
     return "\n".join(lines)

@@ -122,9 +122,14 @@ def empty_state(what: str = "results") -> None:
 
 def current_dataset() -> str | None:
     """The dataset chosen in the sidebar (the first one before any choice), or None."""
-    names = load_datasets(results_token())
+    token = results_token()
+    names = load_datasets(token)
     chosen = st.session_state.get("dataset")
-    return chosen if chosen in names else (names[0] if names else None)
+    if chosen in names:
+        return chosen
+    # Open on a dataset with results, not one that only has runs waiting for weights.
+    with_runs = [n for n in names if not load_runs(n, token).empty]
+    return (with_runs or names or [None])[0]
 
 
 def selected_runs() -> tuple[str | None, pd.DataFrame]:

@@ -108,3 +108,47 @@ def test_readme_results_are_generated_from_the_runs(tiny_artifacts, tmp_path, ca
     assert "SD across seeds" in text and "not measured: ImageNet weights were not available" in text
     assert main(["report", "--readme", str(readme), "--artifacts", str(tiny_artifacts)]) == 0
     assert "already current" in capsys.readouterr().out
+
+
+def test_seed_spread_pools_only_runs_that_differ_by_seed():
+    import pandas as pd
+
+    from core import report
+
+    def row(seed, acc, key):
+        return {"backbone": "B", "method": "finetune", "weights": "imagenet", "preset": "full", "seed": seed,
+                "settings_key": key, "accuracy": acc, "accuracy_low": acc - 0.02, "accuracy_high": acc + 0.02}
+
+    df = pd.DataFrame([row(0, 0.90, "a"), row(1, 0.92, "a"), row(2, 0.94, "a"), row(0, 0.50, "other settings")])
+    spread = report.seed_spread(df)
+    assert len(spread) == 1 and spread["Seeds"].iloc[0] == "0, 1, 2"
+    assert spread["Mean accuracy"].iloc[0] == "0.920" and spread["SD across seeds"].iloc[0] == "0.020"
+    assert spread["Mean 95% CI width"].iloc[0] == "0.040"
+
+
+def test_machine_time_keeps_the_last_entry_of_each_sitting_and_skips_a_cut_line(tmp_path):
+    from core import report
+
+    lines = [{"sitting": "s1", "wall_time_s": 100.0}, {"sitting": "s1", "wall_time_s": 250.0},
+             {"sitting": "s2", "wall_time_s": 50.0}]
+    (tmp_path / "experiment_log.jsonl").write_text(
+        "".join(json.dumps(e) + "\n" for e in lines) + '{"sitting": "s3", "wall_ti')
+    t = report.machine_time(tmp_path)
+    assert t["experiment_sittings_s"] == 300.0 and t["sittings"] == 2
+
+
+def test_reproduce_command_round_trips_through_the_shell(tmp_path):
+    import shlex
+
+    from core import config as config_mod
+    from core.cli import build_parser
+
+    cfg = config_mod.resolve(str(tmp_path / "my data"), "MobileNetV2@0.35", "full",
+                             {"stage1": {"optimizer": "sgd"}, "seed": 3})
+    command = config_mod.reproduce_command(cfg.to_dict(), deploy=True, artifacts=str(tmp_path / "out dir"))
+    args = build_parser().parse_args(shlex.split(command)[3:])
+    assert args.data == str(tmp_path / "my data") and args.seed == 3 and args.deploy
+    assert args.artifacts == str(tmp_path / "out dir")
+    again = config_mod.resolve(args.data, args.backbone, args.preset,
+                               {**config_mod.parse_overrides(args.set), "seed": args.seed})
+    assert again.run_id() == cfg.run_id()
