@@ -1,0 +1,81 @@
+"""The results committed under artifacts/: complete, within budget, shown by the app, and what the README says."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from test_app import REPO, render
+
+ARTIFACTS = REPO / "artifacts"
+RUN_FILES = ("config.json", "provenance.json", "events.jsonl", "metrics.json", "predictions.csv")
+
+
+def committed_files() -> list[Path]:
+    """The files git tracks under artifacts/ (every file there when git is not available)."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-z", "artifacts"], cwd=REPO, capture_output=True, check=True)
+        return [REPO / name for name in out.stdout.decode().split("\0") if name]
+    except (OSError, subprocess.CalledProcessError):
+        return [p for p in ARTIFACTS.rglob("*") if p.is_file()]
+
+
+pytestmark = pytest.mark.skipif(not ARTIFACTS.is_dir(), reason="no committed artifacts")
+
+
+def test_artifacts_stay_within_the_size_budget():
+    total = sum(p.stat().st_size for p in committed_files() if p.is_file())
+    assert total < 80e6, f"artifacts/ holds {total / 1e6:.1f} MB of committed files; the budget is 80 MB"
+
+
+def test_every_committed_run_is_complete_and_consistent():
+    committed = {p.relative_to(REPO) for p in committed_files()}
+    markers = [p for p in committed if p.name == "complete.json" and len(p.parts) == 5]
+    assert markers, "no complete run is committed"
+    for marker in markers:
+        run = REPO / marker.parent
+        for name in RUN_FILES:
+            assert marker.parent / name in committed, f"{run} lacks {name}"
+        config = json.loads((run / "config.json").read_text())
+        if config["method"] == "finetune":
+            assert marker.parent / "history.csv" in committed, f"{run} lacks history.csv"
+        metrics = json.loads((run / "metrics.json").read_text())
+        rows = (run / "predictions.csv").read_text().strip().splitlines()
+        assert len(rows) - 1 == metrics["n"], run
+        prov = json.loads((run / "provenance.json").read_text())
+        assert prov["code"]["git_commit"] and prov["dataset"]["fingerprint"] and prov["machine"]["cores"], run
+
+
+@pytest.fixture(scope="module")
+def committed_copy(tmp_path_factory):
+    """The committed result files alone (no model files), so uncommitted local runs cannot interfere."""
+    root = tmp_path_factory.mktemp("committed") / "artifacts"
+    for path in committed_files():
+        if path.suffix in {".tflite", ".keras"} or not path.is_file():
+            continue
+        target = root / path.relative_to(ARTIFACTS)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    return root
+
+
+def test_readme_results_are_the_report_of_the_committed_artifacts(committed_copy):
+    from core import report
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split(report.README_BEGIN, 1)[1].split(report.README_END, 1)[0]
+    assert section.strip() == report.markdown_results(committed_copy).strip(), (
+        "README results are stale: run `python -m core report --readme README.md`")
+
+
+def test_every_page_renders_the_committed_results_without_tensorflow(committed_copy):
+    result = render(committed_copy)
+    assert result["tensorflow_loaded"] is False
+    assert {"flower_photos", "alzheimer_mri"} <= set(result["datasets"])
+    for page, content in result["pages"].items():
+        assert content["exception"] == [], (page, content["exception"])
+        # The Data page reports the audit's findings (leakage, imbalance) as errors, on purpose.
+        assert page == "data" or content["error"] == [], (page, content["error"])
+    assert len(result["pages"]["overview"]["dataframes"][0]["Run"]) >= 5
