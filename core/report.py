@@ -67,7 +67,8 @@ def runs_table(dataset: str, root: Path | None = None) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if df.empty:
         return df
-    return df.sort_values(["accuracy", "macro_f1"], ascending=False, ignore_index=True)
+    # Runs on the whole test split first: a subsampled (quick) run's score is not comparable.
+    return df.sort_values(["n_test", "accuracy", "macro_f1"], ascending=False, ignore_index=True)
 
 
 def _settings_key(cfg: dict) -> str:
@@ -186,6 +187,7 @@ def leaderboard(df: pd.DataFrame) -> pd.DataFrame:
     out["Size (MB, TFLite f32)"] = df["tflite_f32_mb"].map(_fmt_num)
     out["int8 size (MB)"] = df["int8_mb"].map(_fmt_num)
     out["Latency (ms, 1 thread)"] = df["latency_ms"].map(_fmt_num)
+    out["int8 latency (ms)"] = df["int8_latency_ms"].map(_fmt_num)
     return out
 
 

@@ -79,3 +79,9 @@ def test_every_page_renders_the_committed_results_without_tensorflow(committed_c
         # The Data page reports the audit's findings (leakage, imbalance) as errors, on purpose.
         assert page == "data" or content["error"] == [], (page, content["error"])
     assert len(result["pages"]["overview"]["dataframes"][0]["Run"]) >= 5
+    for dataset in ("flower_photos", "alzheimer_mri"):
+        from core import report
+
+        board = report.leaderboard(report.runs_table(dataset, committed_copy))
+        # Runs on the whole test split come first: a quick run's subsample score is not comparable.
+        assert list(board["Test images"]) == sorted(board["Test images"], reverse=True)
