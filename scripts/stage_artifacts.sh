@@ -21,7 +21,11 @@ for marker in artifacts/*/*/*/complete.json; do
         done
     fi
 done
+# Architecture measurements (no trained weights): the measurements only, no model files.
+for f in artifacts/architectures/*/deployment.json; do
+    if [ -e "$f" ]; then git add "$f"; fi
+done
 for f in artifacts/*/audit.json artifacts/*/splits artifacts/*/dataset_notes.md artifacts/*/mcnemar.json \
-         artifacts/experiment_log.jsonl; do
+         artifacts/*/unavailable.json artifacts/experiment_log.jsonl; do
     if [ -e "$f" ]; then git add "$f"; fi
 done
