@@ -118,7 +118,10 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
     emit(f"{len(states)} runs in {path}: {done} complete, {len(states) - done} to do")
     if dry_run:
         for c, wants_deploy, f in states:
-            state = "complete" if f.is_complete() else ("partial" if f.exists() else "new")
+            waits = f.path.relative_to(root).as_posix() in {
+                r["run_dir"] for r in _read_unavailable(_unavailable_path(root, c))["runs"]}
+            state = ("complete" if f.is_complete() else "partial" if f.exists() else
+                     "waiting" if waits else "new")
             emit(f"  {state:8s} {c.backbone:18s} {c.weights:8s} {c.method:10s} seed {c.seed}"
                  f"{'  +deploy' if wants_deploy else ''}  {f.path}")
         return 0

@@ -252,6 +252,8 @@ set = {{ "input_size" = 64 }}
     assert "not measured: ImageNet weights were not available" in text and waiting[0]["command"] in text
     assert "### Architectures measured without trained weights" in text
 
+    assert cli_main(["experiment", str(grid), "--dry-run"]) == 0
+    assert "waiting  MobileNetV3Small" in capsys.readouterr().out
     # A second sitting records the run once, not twice, and keeps the measured architecture.
     assert cli_main(["experiment", str(grid)]) == 0
     assert len(json.loads((art / "colours" / "unavailable.json").read_text())["runs"]) == 1
