@@ -29,3 +29,6 @@ for f in artifacts/*/audit.json artifacts/*/splits artifacts/*/dataset_notes.md 
          artifacts/*/unavailable.json artifacts/experiment_log.jsonl; do
     if [ -e "$f" ]; then git add "$f"; fi
 done
+# The README's results are the report of exactly these artifacts (tests/test_committed_artifacts.py).
+python -m core report --readme README.md
+git add README.md
