@@ -13,7 +13,9 @@ for marker in artifacts/*/*/*/complete.json; do
     done
     # Deployment: the measurements, and only the TFLite files the Try page runs (float16 and
     # full-integer int8); the other variants are measured but not kept (size budget).
-    if [ "$with_deploy" = "--with-deploy" ] && [ -f "$run/deploy/deployment.json" ]; then
+    # A run whose lock is held is being deployed right now: its deployment.json is partial.
+    if [ "$with_deploy" = "--with-deploy" ] && [ -f "$run/deploy/deployment.json" ] \
+        && { [ ! -e "$run/.lock" ] || flock -n "$run/.lock" true; }; then
         git add "$run/deploy/deployment.json"
         if [ -f "$run/deploy/predictions.csv" ]; then git add "$run/deploy/predictions.csv"; fi
         for f in "$run"/deploy/tflite_float16.tflite "$run"/deploy/tflite_int8_full.tflite; do
