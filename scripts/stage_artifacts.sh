@@ -31,6 +31,10 @@ for f in artifacts/*/audit.json artifacts/*/splits artifacts/*/dataset_notes.md 
          artifacts/*/unavailable.json artifacts/experiment_log.jsonl; do
     if [ -e "$f" ]; then git add "$f"; fi
 done
-# The README's results are the report of exactly these artifacts (tests/test_committed_artifacts.py).
-python -m core report --readme README.md
+# The README's results are the report of exactly the staged artifacts (tests/test_committed_artifacts.py),
+# not of what else lies in artifacts/ (a deployment in progress, say).
+staged=$(mktemp -d)
+trap 'rm -rf "$staged"' EXIT
+git ls-files -z artifacts | grep -zv -e '\.tflite$' -e '\.keras$' | xargs -0 git checkout-index --prefix="$staged/" --
+python -m core report --readme README.md --artifacts "$staged/artifacts"
 git add README.md
