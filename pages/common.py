@@ -104,6 +104,15 @@ def training_disabled() -> bool:
         return False
 
 
+def table_section(title: str, caption: str, table: pd.DataFrame | None) -> None:
+    """A subheader, a caption and a table; nothing at all when there is no table."""
+    if table is None or table.empty:
+        return
+    st.subheader(title)
+    st.caption(caption)
+    st.dataframe(table, hide_index=True, width="stretch")
+
+
 def dataset_notes(dataset: str) -> str | None:
     """Free-text caveats for a dataset (``artifacts/<dataset>/dataset_notes.md``), if any."""
     path = artifacts_dir() / dataset / "dataset_notes.md"

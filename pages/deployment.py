@@ -5,7 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from core import report
-from pages.common import empty_state, load_architectures, load_json, pick_run, results_token, selected_runs
+from pages.common import (empty_state, load_architectures, load_json, pick_run, results_token, selected_runs,
+                          table_section)
 
 st.title("Deployment cost")
 dataset, runs = selected_runs()
@@ -13,14 +14,10 @@ token = results_token()
 
 
 def show_architectures() -> None:
-    arch = load_architectures(token)
-    if arch.empty:
-        return
-    st.subheader("Backbones measured without trained weights")
-    st.caption("Backbone + head with random weights, because their ImageNet weights were not available: the size "
-               "and speed of each form are real measurements, accuracy is not (`python -m core deploy "
-               "--architecture NAME`).")
-    st.dataframe(report.architecture_table(arch), hide_index=True, width="stretch")
+    table_section("Backbones measured without trained weights",
+                  "Backbone + head with random weights, because their ImageNet weights were not available: the size "
+                  "and speed of each form are real measurements, accuracy is not (`python -m core deploy "
+                  "--architecture NAME`).", report.architecture_table(load_architectures(token)))
 
 
 if runs.empty:

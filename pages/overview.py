@@ -4,7 +4,7 @@ import altair as alt
 import streamlit as st
 
 from core import report
-from pages.common import dataset_notes, empty_state, load_waiting, results_token, selected_runs
+from pages.common import dataset_notes, empty_state, load_waiting, results_token, selected_runs, table_section
 
 st.title("Which ImageNet backbone, in which form, for your images?")
 st.write(
@@ -19,13 +19,11 @@ waiting = load_waiting(dataset, results_token()) if dataset else None
 
 
 def show_waiting() -> None:
-    if waiting is None or waiting.empty:
-        return
-    st.subheader("Not trained here: ImageNet weights unavailable")
-    st.caption("These backbones are part of the study, but their ImageNet weights were not on the machine that made "
-               "these artifacts. Their size and latency come from the architecture with random weights (Deployment "
-               "page); the command in each row fills in the accuracy on a machine that has the weights.")
-    st.dataframe(report.waiting_table(waiting), hide_index=True, width="stretch")
+    table_section("Not trained here: ImageNet weights unavailable",
+                  "These backbones are part of the study, but their ImageNet weights were not on the machine that "
+                  "made these artifacts. Their size and latency come from the architecture with random weights "
+                  "(Deployment page); the command in each row fills in the accuracy on a machine that has the "
+                  "weights.", None if waiting is None else report.waiting_table(waiting))
 
 
 if dataset is None or runs.empty:
