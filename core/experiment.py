@@ -51,6 +51,8 @@ Emit = Callable[[str], None]
 GRID_KEYS = {"datasets", "backbones", "weights", "methods", "seeds", "preset", "set", "deploy"}
 UNAVAILABLE_FILE = "unavailable.json"
 ARCHITECTURES_DIR = "architectures"
+ARCHITECTURE_VARIANTS = ("keras", "tflite_float32", "tflite_float16", "tflite_int8_dynamic", "tflite_int8_full",
+                         "tflite_int8_per_tensor")
 
 
 @dataclass
@@ -174,7 +176,10 @@ def _measure_architecture(cfg: config_mod.RunConfig, root: Path, emit: Emit) -> 
     """Sizes and latency of the backbone + head with random weights; returns a problem or None.
 
     One measurement per backbone: a second dataset resumes the stored one (its head's
-    class count barely changes the size) unless the input size differs.
+    class count barely changes the size) unless the input size differs. Only the
+    conversion variants (:data:`ARCHITECTURE_VARIANTS`): pruning, clustering and QAT
+    fine-tune trained weights, so on random ones they say nothing a study needs, and
+    they would triple the time of the large backbones.
     """
     from core import data as data_mod
     from core.deploy import RESULT_FILE, deploy_architecture
@@ -187,7 +192,8 @@ def _measure_architecture(cfg: config_mod.RunConfig, root: Path, emit: Emit) -> 
             classes = len(stored["classes"])
         else:
             classes = len(data_mod.discover(cfg.dataset, validate=False).classes)
-        deploy_architecture(cfg.backbone, max(classes, 2), out, emit=emit, input_size=cfg.input_size)
+        deploy_architecture(cfg.backbone, max(classes, 2), out, emit=emit, input_size=cfg.input_size,
+                            only=ARCHITECTURE_VARIANTS)
     except Exception as exc:  # noqa: BLE001 - one backbone's measurement must not stop the study
         emit(f"  architecture measurement failed: {type(exc).__name__}: {exc}")
         return f"{type(exc).__name__}: {exc}"

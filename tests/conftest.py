@@ -100,6 +100,6 @@ def tiny_artifacts(tmp_path_factory, lite0_home):
     real = deploy.deploy_architecture
     with pytest.MonkeyPatch.context() as patch:  # two real variants instead of the full plan (minutes)
         patch.setattr(deploy, "deploy_architecture",
-                      lambda *a, **k: real(*a, **k, only=["keras", "tflite_float32"]))
+                      lambda *a, **k: real(*a, **{**k, "only": ["keras", "tflite_float32"]}))
         assert run_experiment(grid, emit=lambda line: None) == 0
     return art

@@ -219,9 +219,10 @@ def test_experiment_records_runs_waiting_for_weights_and_measures_their_architec
     measured = []
     real = deploy.deploy_architecture
 
-    def two_variants(*args, **kwargs):  # the full plan takes minutes; two real variants show the wiring
+    def two_variants(*args, **kwargs):  # the conversion variants take a minute; two real ones show the wiring
         measured.append(args[0])
-        return real(*args, **kwargs, only=["keras", "tflite_float32"])
+        assert "tflite_int8_full" in kwargs["only"] and "pruned_50" not in kwargs["only"]
+        return real(*args, **{**kwargs, "only": ["keras", "tflite_float32"]})
 
     monkeypatch.setattr(deploy, "deploy_architecture", two_variants)
     art = tmp_path / "art"
