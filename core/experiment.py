@@ -182,17 +182,19 @@ def _measure_architecture(cfg: config_mod.RunConfig, root: Path, emit: Emit) -> 
     they would triple the time of the large backbones.
     """
     from core import data as data_mod
+    from core.backbones import get_spec
     from core.deploy import RESULT_FILE, deploy_architecture
 
     out = _architecture_dir(root, cfg)
     emit(f"  measuring the architecture instead (random weights): {out}")
     try:
+        size = cfg.input_size or get_spec(cfg.backbone).input_size
         stored = read_json(out / RESULT_FILE) if (out / RESULT_FILE).is_file() else {}
-        if stored.get("input_size") == cfg.input_size and stored.get("classes"):
+        if stored.get("input_size") == size and stored.get("classes"):
             classes = len(stored["classes"])
         else:
             classes = len(data_mod.discover(cfg.dataset, validate=False).classes)
-        deploy_architecture(cfg.backbone, max(classes, 2), out, emit=emit, input_size=cfg.input_size,
+        deploy_architecture(cfg.backbone, max(classes, 2), out, emit=emit, input_size=size,
                             only=ARCHITECTURE_VARIANTS)
     except Exception as exc:  # noqa: BLE001 - one backbone's measurement must not stop the study
         emit(f"  architecture measurement failed: {type(exc).__name__}: {exc}")

@@ -258,6 +258,28 @@ set = {{ "input_size" = 64 }}
     # A second sitting records the run once, not twice, and keeps the measured architecture.
     assert cli_main(["experiment", str(grid)]) == 0
     assert len(json.loads((art / "colours" / "unavailable.json").read_text())["runs"]) == 1
+    assert "building" not in capsys.readouterr().out
+
+
+def test_a_second_dataset_reuses_the_architecture_measured_for_the_first(
+        lite0_home, dataset, tmp_path, capsys, monkeypatch):
+    from core import deploy
+
+    real = deploy.deploy_architecture
+    monkeypatch.setattr(deploy, "deploy_architecture",
+                        lambda *a, **k: real(*a, **{**k, "only": ["keras", "tflite_float32"]}))
+    two_classes = make_image_dataset(tmp_path / "two", classes=("red", "blue"), per_class=6, seed=5)
+    art = tmp_path / "art"
+    grid = tmp_path / "grid.toml"
+    # No input size set: the backbone's native size (MobileNetV3Small: 224), as in the study.
+    grid.write_text(f'artifacts = "{art}"\n[[grid]]\ndatasets = ["{dataset}", "{two_classes}"]\n'
+                    'backbones = ["MobileNetV3Small"]\npreset = "quick"\ndeploy = true\n')
+    assert cli_main(["experiment", str(grid)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("deploy: building") == 1  # measured once, for the first dataset (3 classes)
+    arch = json.loads((art / "architectures" / "MobileNetV3Small" / "deployment.json").read_text())
+    assert arch["input_size"] == 224 and len(arch["classes"]) == 3
+    assert (art / "two" / "unavailable.json").is_file()
 
 
 def test_grid_deploy_must_be_a_boolean(tmp_path):
