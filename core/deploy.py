@@ -525,7 +525,12 @@ class _Deployment:
         for i, v in enumerate(todo, 1):
             self.emit(f"[{i}/{len(todo)}] {v.name}")
             t = time.monotonic()
-            record = self._measure(v, doc)
+            with _InterruptGuard() as guard:
+                record = self._measure(v, doc)
+            if guard.interrupted:
+                # Ctrl-C reached a converter callback, which swallowed it: the variant may be
+                # half-calibrated, so it is not recorded (the next run measures it again).
+                raise KeyboardInterrupt
             record["timings_s"]["total"] = round(time.monotonic() - t, 1)
             timings[v.name] = record["timings_s"]["total"]
             records[v.name] = record
@@ -704,6 +709,38 @@ class _Deployment:
         first = eff["threads_1"] or {}
         record["achieved_gflops_per_s"] = first.get("achieved_gflops_per_s")
         record["fraction_of_peak"] = first.get("fraction_of_peak")
+
+
+class _InterruptGuard:
+    """Remembers a SIGINT while it is active, besides raising KeyboardInterrupt as usual.
+
+    The TFLite converter calls Python (the representative dataset) from C++ and swallows
+    exceptions raised there, a KeyboardInterrupt included; the flag survives. Outside
+    the main thread (no signal handlers there), or where SIGINT is ignored, it does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        self.interrupted = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> "_InterruptGuard":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _warnings(record: dict, pred: np.ndarray, k: int, v: Variant) -> list[str]:

@@ -11,6 +11,7 @@ import csv
 import gzip
 import json
 import shutil
+import time
 import zlib
 
 import numpy as np
@@ -246,6 +247,32 @@ def test_architecture_without_weights_gets_sizes_and_latency_but_no_accuracy(tmp
     assert v["tflite_int8_full"]["latency"]["threads_1"]["runs"] == 3
     assert v["pruned_80"]["settings"]["achieved_sparsity"] == pytest.approx(0.8, abs=0.05)
     assert v["pruned_80"]["settings"]["fine_tune"]["epochs"] == 0
+
+
+def test_ctrl_c_swallowed_inside_a_conversion_still_stops_and_drops_the_variant(run_copy, monkeypatch):
+    """The TFLite converter swallows a KeyboardInterrupt raised in its representative-dataset callback."""
+    import os
+    import signal
+
+    real = deploy._Deployment._measure
+
+    def swallowing_measure(self, v, doc):
+        record = real(self, v, doc)
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives while the converter calls Python...
+            time.sleep(1)
+        except KeyboardInterrupt:
+            pass  # ...and the converter swallows it
+        return record
+
+    monkeypatch.setattr(deploy._Deployment, "_measure", swallowing_measure)
+    with pytest.raises(KeyboardInterrupt):
+        deploy.deploy_run(run_copy, emit=lambda line: None, options=FAST, only=["tflite_float16"])
+    stored = json.loads((run_copy / "deploy" / "deployment.json").read_text())
+    assert "tflite_float16" not in _by_name(stored)  # half-done work is not a result
+    monkeypatch.setattr(deploy._Deployment, "_measure", real)
+    doc = deploy.deploy_run(run_copy, emit=lambda line: None, options=FAST, only=["tflite_float16"])
+    assert _by_name(doc)["tflite_float16"]["status"] == "ok"
 
 
 def test_cli_errors_are_one_line(tmp_path, run_copy, capsys):
