@@ -31,10 +31,14 @@ def datasets(root: Path | None = None) -> list[str]:
     return sorted(found)
 
 
+def run_kind(method: str, weights: str) -> str:
+    """'transfer', 'scratch', or the baseline's name."""
+    return method if method != "finetune" else ("scratch" if weights == "none" else "transfer")
+
+
 def run_label(row: dict) -> str:
-    """A short human label: backbone, method or weights, seed."""
-    kind = row["method"] if row["method"] != "finetune" else ("scratch" if row["weights"] == "none" else "transfer")
-    return f"{row['backbone']} · {kind} · {row['preset']} · seed {row['seed']}"
+    """A short human label: backbone, kind, preset, seed."""
+    return f"{row['backbone']} · {run_kind(row['method'], row['weights'])} · {row['preset']} · seed {row['seed']}"
 
 
 def runs_table(dataset: str, root: Path | None = None) -> pd.DataFrame:
@@ -63,6 +67,7 @@ def runs_table(dataset: str, root: Path | None = None) -> pd.DataFrame:
             row[f"{m}_high"] = boot.get(m, {}).get("high")
         row.update(_deployment_summary(run))
         row["label"] = run_label(row)
+        row["kind"] = run_kind(row["method"], row["weights"])
         rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty:
@@ -166,8 +171,7 @@ def seed_spread(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
             continue
         values = group[metric].astype(float)
         widths = (group[f"{metric}_high"] - group[f"{metric}_low"]).astype(float)
-        kind = method if method != "finetune" else ("scratch" if weights == "none" else "transfer")
-        rows.append({"Backbone": backbone, "Kind": kind, "Preset": preset,
+        rows.append({"Backbone": backbone, "Kind": run_kind(method, weights), "Preset": preset,
                      "Seeds": ", ".join(str(s) for s in sorted(group["seed"])),
                      f"Mean {METRIC_LABELS[metric].lower()}": f"{values.mean():.3f}",
                      "SD across seeds": f"{values.std(ddof=1):.3f}",

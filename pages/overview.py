@@ -68,9 +68,10 @@ else:
 
 st.subheader("Headline")
 chosen = report.METRIC_LABELS[metric]
-base = alt.Chart(runs).encode(y=alt.Y("label:N", sort="-x", title=None, axis=alt.Axis(labelLimit=420)))
+base = alt.Chart(runs).encode(y=alt.Y("label:N", sort=alt.EncodingSortField(field=metric, order="descending"),
+                                      title=None, axis=alt.Axis(labelLimit=420, labelOverlap=False)))
 bars = base.mark_point(filled=True, size=80).encode(
     x=alt.X(f"{metric}:Q", title=f"{chosen} (test, 95% CI)", scale=alt.Scale(zero=False)),
-    color=alt.Color("method:N", title="method"), tooltip=["label", metric, f"{metric}_low", f"{metric}_high"])
+    color=alt.Color("kind:N", title="kind"), tooltip=["label", metric, f"{metric}_low", f"{metric}_high"])
 errors = base.mark_rule().encode(x=f"{metric}_low:Q", x2=f"{metric}_high:Q")
 st.altair_chart((errors + bars).properties(height=max(120, 28 * len(runs))), width="stretch")

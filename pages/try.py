@@ -74,7 +74,7 @@ for name, image in images:
         long = table.melt(id_vars=["model"], value_vars=classes, var_name="class", value_name="p")
         right.altair_chart(alt.Chart(long).mark_bar().encode(
             x=alt.X("p:Q", title="probability", scale=alt.Scale(domain=[0, 1])),
-            y=alt.Y("model:N", title=None, axis=alt.Axis(labelLimit=360)),
+            y=alt.Y("model:N", title=None, axis=alt.Axis(labelLimit=360, labelOverlap=False)),
             color="class:N", tooltip=["model", "class", "p"]).properties(height=24 * len(table) + 40), width="stretch")
         right.dataframe(table[["model", "prediction", "probability", "latency ms"]], hide_index=True, width="stretch")
 
