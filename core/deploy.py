@@ -719,12 +719,16 @@ class _InterruptGuard:
     the main thread (no signal handlers there), or where SIGINT is ignored, it does nothing.
     """
 
+    _UNSET = object()
+
     def __init__(self) -> None:
         self.interrupted = False
-        self._previous = None
+        self._previous = self._UNSET
 
     def _handle(self, signum, frame) -> None:
         self.interrupted = True
+        if callable(self._previous):
+            self._previous(signum, frame)  # a caller's own handler still runs
         raise KeyboardInterrupt
 
     def __enter__(self) -> "_InterruptGuard":
@@ -739,8 +743,9 @@ class _InterruptGuard:
     def __exit__(self, *exc) -> None:
         import signal
 
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        if self._previous is not self._UNSET:
+            # None: the previous handler was not installed from Python; the default is the safe choice.
+            signal.signal(signal.SIGINT, self._previous if self._previous is not None else signal.SIG_DFL)
 
 
 def _warnings(record: dict, pred: np.ndarray, k: int, v: Variant) -> list[str]:
@@ -815,12 +820,11 @@ def deploy_architecture(backbone: str, num_classes: int, out_dir: str | os.PathL
     which is ``null`` with the reason. Pruning and clustering are applied without
     fine-tune, QAT converts its untrained wrapper, full-integer calibration uses synthetic
     images (all recorded). ``out_dir`` receives deployment.json, ``model.keras`` (built
-    once, reused when resuming) and the TFLite files.
+    once, reused when resuming) and the TFLite files. Raises
+    :class:`~core.runs.RunLockedError` while another process measures the same folder.
     """
-    from core import training
-    from core.backbones import build_backbone, get_spec
-    from core.config import RunConfig
-    from core.tfkeras import keras
+    from core.backbones import get_spec
+    from core.runs import RunFolder
 
     options = _options(options, threads, runs)
     spec = get_spec(backbone)
@@ -828,8 +832,23 @@ def deploy_architecture(backbone: str, num_classes: int, out_dir: str | os.PathL
         raise DeployError("a classifier needs at least 2 classes")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    lock = RunFolder(out)
+    lock.lock()  # one measurement at a time; staging skips a folder being measured
+    try:
+        return _measure_architecture(spec, num_classes, out, size=input_size or spec.input_size, seed=seed,
+                                     options=options, emit=emit, only=only)
+    finally:
+        lock.unlock()
+
+
+def _measure_architecture(spec, num_classes: int, out: Path, size: int, seed: int, options: DeployOptions,
+                          emit: Emit, only: Sequence[str] | None) -> dict:
+    from core import training
+    from core.backbones import build_backbone
+    from core.config import RunConfig
+    from core.tfkeras import keras
+
     model_path = out / "model.keras"
-    size = input_size or spec.input_size
     if not model_path.is_file() or _stored_shape(out) not in (None, (size, num_classes)):
         emit(f"deploy: building {spec.name} + head ({num_classes} classes, {size} px) with random weights")
         keras.backend.clear_session()

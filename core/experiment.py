@@ -189,7 +189,10 @@ def _measure_architecture(cfg: config_mod.RunConfig, root: Path, emit: Emit) -> 
     emit(f"  measuring the architecture instead (random weights): {out}")
     try:
         size = cfg.input_size or get_spec(cfg.backbone).input_size
-        stored = read_json(out / RESULT_FILE) if (out / RESULT_FILE).is_file() else {}
+        try:
+            stored = read_json(out / RESULT_FILE) if (out / RESULT_FILE).is_file() else {}
+        except ValueError:
+            stored = {}  # unreadable: measured afresh
         if stored.get("input_size") == size and stored.get("classes"):
             classes = len(stored["classes"])
         else:

@@ -188,8 +188,8 @@ def _wrapper(folder: str, args: list[str]) -> int:
     """Run the CLI in this process and record its exit code (the job's process)."""
     from core.cli import main
 
-    # A process started from a background shell (`streamlit run ... &`, nohup, CI) inherits
-    # SIGINT as ignored, and Python keeps it so: Cancel would then wait and kill instead of
+    # A process started from a non-interactive shell's background (`streamlit run ... &` in a
+    # script, CI) inherits SIGINT as ignored, and Python keeps it so: Cancel would then wait and kill instead of
     # letting the run record its interruption. The job always wants KeyboardInterrupt.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     code = 1

@@ -22,7 +22,8 @@ for marker in artifacts/*/*/*/complete.json; do
             [ -f "$f" ] || continue
             if git ls-files --error-unmatch "$f" >/dev/null 2>&1; then git add -f "$f"; continue; fi
             # Budget: artifacts/ stays under 80 MB; a model file that would pass 75 MB is measured, not kept.
-            committed=$(git ls-files -z artifacts | xargs -0 du -cb | tail -n 1 | cut -f 1)
+            committed=$(git ls-files -s artifacts | awk '{print $2}' | git cat-file --batch-check='%(objectsize)' \
+                        | awk '{n += $1} END {print n + 0}')
             if [ $((committed + $(stat -c %s "$f"))) -lt 75000000 ]; then
                 git add -f "$f"
             else
@@ -31,9 +32,12 @@ for marker in artifacts/*/*/*/complete.json; do
         done
     fi
 done
-# Architecture measurements (no trained weights): the measurements only, no model files.
+# Architecture measurements (no trained weights): the measurements only, no model files;
+# not while one is being measured (its lock is held).
 for f in artifacts/architectures/*/deployment.json; do
-    if [ -e "$f" ]; then git add "$f"; fi
+    [ -e "$f" ] || continue
+    lock="$(dirname "$f")/.lock"
+    if [ ! -e "$lock" ] || flock -n "$lock" true; then git add "$f"; fi
 done
 for f in artifacts/*/audit.json artifacts/*/splits artifacts/*/dataset_notes.md artifacts/*/mcnemar.json \
          artifacts/*/unavailable.json artifacts/experiment_log.jsonl; do
@@ -43,6 +47,7 @@ done
 # not of what else lies in artifacts/ (a deployment in progress, say).
 staged=$(mktemp -d)
 trap 'rm -rf "$staged"' EXIT
-git ls-files -z artifacts | grep -zv -e '\.tflite$' -e '\.keras$' | xargs -0 git checkout-index --prefix="$staged/" --
+{ git ls-files -z artifacts | grep -zv -e '\.tflite$' -e '\.keras$' || [ $? -eq 1 ]; } \
+    | xargs -0r git checkout-index --prefix="$staged/" --
 python -m core report --readme README.md --artifacts "$staged/artifacts"
 git add README.md

@@ -50,15 +50,22 @@ def test_every_committed_run_is_complete_and_consistent():
 
 @pytest.fixture(scope="module")
 def committed_copy(tmp_path_factory):
-    """The committed result files alone (no model files), so uncommitted local runs cannot interfere."""
-    root = tmp_path_factory.mktemp("committed") / "artifacts"
-    for path in committed_files():
-        if path.suffix in {".tflite", ".keras"} or not path.is_file():
-            continue
-        target = root / path.relative_to(ARTIFACTS)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
-    return root
+    """The committed result files alone, as git holds them (no model files).
+
+    Taken from git's index, like scripts/stage_artifacts.sh does, so that a sitting still
+    appending to a tracked file locally cannot make these tests disagree with CI.
+    """
+    base = tmp_path_factory.mktemp("committed")
+    names = [p.relative_to(REPO).as_posix() for p in committed_files() if p.suffix not in {".tflite", ".keras"}]
+    try:
+        subprocess.run(["git", "checkout-index", f"--prefix={base}/", "--", *names], cwd=REPO, check=True,
+                       capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        for name in names:  # no git: the files as they are
+            target = base / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, target)
+    return base / "artifacts"
 
 
 def test_readme_results_are_the_report_of_the_committed_artifacts(committed_copy):
