@@ -266,8 +266,13 @@ def test_ctrl_c_swallowed_inside_a_conversion_still_stops_and_drops_the_variant(
         return record
 
     monkeypatch.setattr(deploy._Deployment, "_measure", swallowing_measure)
-    with pytest.raises(KeyboardInterrupt):
-        deploy.deploy_run(run_copy, emit=lambda line: None, options=FAST, only=["tflite_float16"])
+    # Python's own Ctrl-C handling, even where the test runner inherited SIGINT as ignored (CI).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            deploy.deploy_run(run_copy, emit=lambda line: None, options=FAST, only=["tflite_float16"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
     stored = json.loads((run_copy / "deploy" / "deployment.json").read_text())
     assert "tflite_float16" not in _by_name(stored)  # half-done work is not a result
     monkeypatch.setattr(deploy._Deployment, "_measure", real)
