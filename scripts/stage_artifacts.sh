@@ -18,7 +18,7 @@ for marker in artifacts/*/*/*/complete.json; do
         && { [ ! -e "$run/.lock" ] || flock -n "$run/.lock" true; }; then
         git add "$run/deploy/deployment.json"
         if [ -f "$run/deploy/predictions.csv" ]; then git add "$run/deploy/predictions.csv"; fi
-        for f in "$run"/deploy/tflite_float16.tflite "$run"/deploy/tflite_int8_full.tflite; do
+        for f in "$run"/deploy/tflite_int8_full.tflite "$run"/deploy/tflite_float16.tflite; do
             [ -f "$f" ] || continue
             if git ls-files --error-unmatch "$f" >/dev/null 2>&1; then git add -f "$f"; continue; fi
             # Budget: artifacts/ stays under 80 MB; a model file that would pass 75 MB is measured, not kept.
