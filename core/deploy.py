@@ -636,24 +636,21 @@ class _Deployment:
             record["timings_s"]["convert"] = round(time.monotonic() - t, 1)
             return content
         opt = self.opt
-        if v.family == "pruned":
-            tune = self.fine_tune(doc, opt.prune_epochs, opt.prune_learning_rate)
-            self.emit(f"{v.name}: pruning to {v.param:.0%} sparsity"
-                      + (f", fine-tune {tune.epochs} epoch(s) on {len(tune.x)} training images" if tune.epochs else ""))
-            model, details = compression.prune(self.model(fresh=True), v.param, tune, v.name, self.emit,
-                                               opt.prune_batchnorm)
-        elif v.family == "clustered":
-            tune = self.fine_tune(doc, opt.cluster_epochs, opt.cluster_learning_rate)
-            self.emit(f"{v.name}: clustering weights into {v.param} clusters"
-                      + (f", fine-tune {tune.epochs} epoch(s) on {len(tune.x)} training images" if tune.epochs else ""))
-            model, details = compression.cluster(self.model(fresh=True), v.param, tune, v.name, self.emit,
-                                                 opt.cluster_batchnorm)
-        else:
-            tune = self.fine_tune(doc, opt.qat_epochs, opt.qat_learning_rate)
-            self.emit(f"{v.name}: quantisation-aware training"
-                      + (f", {tune.epochs} epoch(s) on {len(tune.x)} training images" if tune.epochs else
-                         " wrapper without training (no data)"))
-            model, details = compression.quantize_aware(self.model(fresh=True), tune, v.name, self.emit)
+        # family -> fine-tune epochs, learning rate, what is done, how (lazily: v.param differs per family)
+        epochs, learning_rate, what, compress = {
+            "pruned": (opt.prune_epochs, opt.prune_learning_rate, lambda: f"pruning to {v.param:.0%} sparsity",
+                       lambda m, tune: compression.prune(m, v.param, tune, v.name, self.emit, opt.prune_batchnorm)),
+            "clustered": (opt.cluster_epochs, opt.cluster_learning_rate,
+                          lambda: f"clustering weights into {v.param} clusters",
+                          lambda m, tune: compression.cluster(m, v.param, tune, v.name, self.emit,
+                                                              opt.cluster_batchnorm)),
+            "qat": (opt.qat_epochs, opt.qat_learning_rate, lambda: "quantisation-aware training",
+                    lambda m, tune: compression.quantize_aware(m, tune, v.name, self.emit)),
+        }[v.family]
+        tune = self.fine_tune(doc, epochs, learning_rate)
+        self.emit(f"{v.name}: {what()}" + (f", fine-tune {tune.epochs} epoch(s) on {len(tune.x)} training images"
+                                           if tune.epochs else ", no fine-tune (no training data)"))
+        model, details = compress(self.model(fresh=True), tune)
         record["settings"] = details
         record["timings_s"]["compress"] = round(time.monotonic() - t, 1)
         t = time.monotonic()
