@@ -186,19 +186,20 @@ def test_cli_reports_a_full_disk(lite0_home, dataset, tmp_path, capsys, monkeypa
     assert "disk is full" in capsys.readouterr().err
 
 
-def test_experiment_grid_skips_complete_runs_and_compare(lite0_home, dataset, tmp_path, capsys):
+def write_grid(tmp_path, datasets, backbones, **keys) -> tuple[Path, Path]:
+    """An experiment file writing into tmp_path/art: one grid, quick preset, extra keys as TOML values."""
     art = tmp_path / "art"
+    lines = [f'artifacts = "{art}"', "[[grid]]", f"datasets = {json.dumps([str(d) for d in datasets])}",
+             f"backbones = {json.dumps(backbones)}", 'preset = "quick"']
+    lines += [f"{key} = {value}" for key, value in keys.items()]
     grid = tmp_path / "grid.toml"
-    grid.write_text(f"""
-artifacts = "{art}"
-[[grid]]
-datasets = ["{dataset}"]
-backbones = ["EfficientNetLite0"]
-methods = ["logreg", "knn"]
-seeds = [0]
-preset = "quick"
-set = {{ "input_size" = 64 }}
-""")
+    grid.write_text("\n".join(lines) + "\n")
+    return grid, art
+
+
+def test_experiment_grid_skips_complete_runs_and_compare(lite0_home, dataset, tmp_path, capsys):
+    grid, art = write_grid(tmp_path, [dataset], ["EfficientNetLite0"], methods='["logreg", "knn"]', seeds="[0]",
+                           set='{ "input_size" = 64 }')
     assert cli_main(["experiment", str(grid)]) == 0
     assert cli_main(["experiment", str(grid)]) == 0
     out = capsys.readouterr().out
@@ -225,17 +226,7 @@ def test_experiment_records_runs_waiting_for_weights_and_measures_their_architec
         return real(*args, **{**kwargs, "only": ["keras", "tflite_float32"]})
 
     monkeypatch.setattr(deploy, "deploy_architecture", two_variants)
-    art = tmp_path / "art"
-    grid = tmp_path / "grid.toml"
-    grid.write_text(f"""
-artifacts = "{art}"
-[[grid]]
-datasets = ["{dataset}"]
-backbones = ["MobileNetV3Small"]
-preset = "quick"
-deploy = true
-set = {{ "input_size" = 64 }}
-""")
+    grid, art = write_grid(tmp_path, [dataset], ["MobileNetV3Small"], deploy="true", set='{ "input_size" = 64 }')
     assert cli_main(["experiment", str(grid)]) == 0  # waiting for weights is not a failure
     out = capsys.readouterr().out
     assert "1 runs wait for ImageNet weights" in out and "MobileNetV3Small" in out
@@ -269,11 +260,8 @@ def test_a_second_dataset_reuses_the_architecture_measured_for_the_first(
     monkeypatch.setattr(deploy, "deploy_architecture",
                         lambda *a, **k: real(*a, **{**k, "only": ["keras", "tflite_float32"]}))
     two_classes = make_image_dataset(tmp_path / "two", classes=("red", "blue"), per_class=6, seed=5)
-    art = tmp_path / "art"
-    grid = tmp_path / "grid.toml"
     # No input size set: the backbone's native size (MobileNetV3Small: 224), as in the study.
-    grid.write_text(f'artifacts = "{art}"\n[[grid]]\ndatasets = ["{dataset}", "{two_classes}"]\n'
-                    'backbones = ["MobileNetV3Small"]\npreset = "quick"\ndeploy = true\n')
+    grid, art = write_grid(tmp_path, [dataset, two_classes], ["MobileNetV3Small"], deploy="true")
     assert cli_main(["experiment", str(grid)]) == 0
     out = capsys.readouterr().out
     assert out.count("deploy: building") == 1  # measured once, for the first dataset (3 classes)
