@@ -42,6 +42,7 @@ from typing import Callable
 
 from core import config as config_mod
 from core.errors import UserError, WeightsUnavailableError
+from core.results import artifacts_dir
 from core.runs import RunFolder, dataset_slug
 from core.storage import atomic_write_json, read_json
 
@@ -114,14 +115,15 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
     from core.runner import execute
 
     planned, file_artifacts = load_grid(path)
-    root = Path(artifacts or file_artifacts or _default_root())
+    root = Path(artifacts or file_artifacts or artifacts_dir())
     states = [(p.config, p.deploy or deploy, RunFolder.for_config(p.config, root)) for p in planned]
     done = sum(f.is_complete() for _, _, f in states)
     emit(f"{len(states)} runs in {path}: {done} complete, {len(states) - done} to do")
     if dry_run:
+        waiting_dirs = {r["run_dir"] for path in {_unavailable_path(root, c) for c, _, _ in states}
+                        for r in _read_unavailable(path)["runs"]}
         for c, wants_deploy, f in states:
-            waits = f.path.relative_to(root).as_posix() in {
-                r["run_dir"] for r in _read_unavailable(_unavailable_path(root, c))["runs"]}
+            waits = f.path.relative_to(root).as_posix() in waiting_dirs
             state = ("complete" if f.is_complete() else "partial" if f.exists() else
                      "waiting" if waits else "new")
             emit(f"  {state:8s} {c.backbone:18s} {c.weights:8s} {c.method:10s} seed {c.seed}"
@@ -164,12 +166,6 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
         return 1
     emit("all runs complete" if not waiting else "all other runs complete")
     return 0
-
-
-def _default_root() -> Path:
-    from core.results import artifacts_dir
-
-    return artifacts_dir()
 
 
 def _measure_architecture(cfg: config_mod.RunConfig, root: Path, emit: Emit) -> str | None:
@@ -235,7 +231,7 @@ def _record_unavailable(root: Path, cfg: config_mod.RunConfig, folder: RunFolder
 
 def _explicit_root(root: Path) -> str | None:
     """The --artifacts a command needs to write where this study writes (None: the default)."""
-    default = _default_root()
+    default = artifacts_dir()
     try:
         same = root.resolve() == default.resolve()
     except OSError:
