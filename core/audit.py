@@ -52,6 +52,7 @@ from PIL import Image
 
 from core import data
 from core.errors import DatasetError, UserError
+from core.formatting import format_table
 from core.storage import atomic_write_json
 
 SCHEMA_VERSION = 1
@@ -400,15 +401,13 @@ def default_report_path(root: str | os.PathLike) -> Path:
 
 def format_summary(report: dict[str, Any], examples: int = 5) -> str:
     """A readable multi-line summary of a report for the terminal."""
-    from core.cli import format_table
-
     ds, dup, verdict = report["dataset"], report["duplicates"], report["verdict"]
     lines = [f"Dataset {ds['name']} ({ds['root']})",
              f"  layout {ds['layout']}, {ds['images']} images, {len(ds['classes'])} classes, "
              f"fingerprint {ds['fingerprint'][:12]}",
              f"  split seed {report['split']['seed']}: " +
              ", ".join(f"{s} {src}" for s, src in report["split"]["sources"].items()), ""]
-    lines += _counts_table(report, format_table) + [""]
+    lines += _counts_table(report) + [""]
     h = report["hash"]
     lines.append(f"Duplicates (pHash {h['bits']} bits, flips/rotations included, threshold {h['threshold']}): "
                  f"{dup['pairs_total']} pair(s) in {dup['clusters_total']} cluster(s)")
@@ -435,7 +434,7 @@ def format_summary(report: dict[str, Any], examples: int = 5) -> str:
     return "\n".join(lines)
 
 
-def _counts_table(report: dict[str, Any], format_table: Callable[..., str]) -> list[str]:
+def _counts_table(report: dict[str, Any]) -> list[str]:
     per_split = report["counts"]["per_split"]
     splits = [s for s in per_split if sum(per_split[s].values())]
     rows = [[c] + [per_split[s].get(c, 0) for s in splits] + [n]
