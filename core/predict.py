@@ -19,6 +19,7 @@ from core.backbones import get_spec
 from core.data import open_image
 from core.errors import ImageDecodeError, UserError
 from core.pipeline import preprocess
+from core.report import run_labels
 from core.results import artifacts_dir, complete_runs
 from core.storage import read_json
 
@@ -44,25 +45,17 @@ class StoredModel:
         return f"{self.run_label} · {self.variant}"
 
 
-def _run_info(run: Path) -> tuple[str, int, str, tuple[str, ...], str]:
-    cfg = read_json(run / "config.json")
-    prov = read_json(run / "provenance.json")
-    spec = get_spec(cfg["backbone"])
-    kind = "scratch" if cfg["weights"] == "none" else "transfer"
-    label = f"{cfg['backbone']} · {kind} · {cfg['preset']} · seed {cfg['seed']}"
-    return cfg["backbone"], cfg.get("input_size") or spec.input_size, spec.entry.preprocessing, \
-        tuple(prov["dataset"]["classes"]), label
-
-
 def stored_models(dataset: str, root: Path | None = None) -> tuple[list[StoredModel], list[StoredModel]]:
     """(TFLite variants, Keras models) of every complete network run of ``dataset``."""
+    runs = [r for r in complete_runs(Path(root or artifacts_dir()))
+            if r.parent.parent.name == dataset
+            and read_json(r / "config.json").get("method", "finetune") == "finetune"]
+    configs = [read_json(r / "config.json") for r in runs]
     lite, keras_models = [], []
-    for run in complete_runs(Path(root or artifacts_dir())):
-        if run.parent.parent.name != dataset:
-            continue
-        if read_json(run / "config.json").get("method", "finetune") != "finetune":
-            continue
-        backbone, size, mode, classes, label = _run_info(run)
+    for run, cfg, label in zip(runs, configs, run_labels(configs)):
+        spec = get_spec(cfg["backbone"])
+        backbone, size, mode = cfg["backbone"], cfg.get("input_size") or spec.input_size, spec.entry.preprocessing
+        classes = tuple(read_json(run / "provenance.json")["dataset"]["classes"])
         for path in sorted((run / "deploy").glob("*.tflite")):
             lite.append(StoredModel(run, label, path.stem, path, backbone, size, mode, classes))
         if (run / "model.keras").is_file():

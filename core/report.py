@@ -36,19 +36,46 @@ def run_kind(method: str, weights: str) -> str:
     return method if method != "finetune" else ("scratch" if weights == "none" else "transfer")
 
 
-def run_label(row: dict) -> str:
-    """A short human label: backbone, kind, preset, seed."""
-    return f"{row['backbone']} · {run_kind(row['method'], row['weights'])} · {row['preset']} · seed {row['seed']}"
+def run_labels(configs: list[dict]) -> list[str]:
+    """Short human labels (backbone · kind · preset · seed), one per run config, unique among them.
+
+    Runs that would share a label (same backbone, kind, preset and seed, other settings
+    different) get the settings that tell them apart appended, e.g. ``scratch.epochs=40``.
+    """
+    labels = [f"{c['backbone']} · {run_kind(c.get('method', 'finetune'), c['weights'])} · {c['preset']} · seed {c['seed']}"
+              for c in configs]
+    flat = [_flatten({k: v for k, v in c.items() if k != "dataset"}) for c in configs]
+    for label in set(labels):
+        members = [i for i, lab in enumerate(labels) if lab == label]
+        if len(members) < 2:
+            continue
+        keys = sorted({k for i in members for k in flat[i]})
+        differing = [k for k in keys if len({json.dumps(flat[i].get(k)) for i in members}) > 1]
+        for i in members:
+            extra = ", ".join(f"{k}={flat[i].get(k)}" for k in differing[:3]) + (", ..." if len(differing) > 3 else "")
+            labels[i] = f"{label} · {extra}" if extra else labels[i]
+    return labels
+
+
+def _flatten(cfg: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def runs_table(dataset: str, root: Path | None = None) -> pd.DataFrame:
     """One row per complete run of a dataset: settings, headline metrics with CIs, costs."""
     root = Path(root or artifacts_dir())
-    rows = []
+    rows, configs = [], []
     for run in complete_runs(root):
         if run.parent.parent.name != dataset:
             continue
         cfg = read_json(run / "config.json")
+        configs.append(cfg)
         metrics = read_json(run / "metrics.json")
         prov = read_json(run / "provenance.json")
         row = {
@@ -66,9 +93,10 @@ def runs_table(dataset: str, root: Path | None = None) -> pd.DataFrame:
             row[f"{m}_low"] = boot.get(m, {}).get("low")
             row[f"{m}_high"] = boot.get(m, {}).get("high")
         row.update(_deployment_summary(run))
-        row["label"] = run_label(row)
         row["kind"] = run_kind(row["method"], row["weights"])
         rows.append(row)
+    for row, label in zip(rows, run_labels(configs)):
+        row["label"] = label
     df = pd.DataFrame(rows)
     if df.empty:
         return df

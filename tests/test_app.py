@@ -126,6 +126,22 @@ def test_seed_spread_pools_only_runs_that_differ_by_seed():
     assert spread["Mean 95% CI width"].iloc[0] == "0.040"
 
 
+def test_run_labels_tell_apart_runs_that_differ_only_in_settings():
+    from core import config as config_mod
+    from core import report
+
+    base = config_mod.resolve("data", "EfficientNetLite0", "full", {"weights": "none"}).to_dict()
+    longer = config_mod.resolve("data", "EfficientNetLite0", "full",
+                                {"weights": "none", "scratch": {"epochs": 40}}).to_dict()
+    other_seed = config_mod.resolve("data", "EfficientNetLite0", "full", {"weights": "none", "seed": 1}).to_dict()
+    moved = {**base, "dataset": "/elsewhere/data"}  # the same settings read from another path
+    labels = report.run_labels([base, longer, other_seed])
+    assert labels[0] == "EfficientNetLite0 · scratch · full · seed 0 · scratch.epochs=20"
+    assert labels[1] == "EfficientNetLite0 · scratch · full · seed 0 · scratch.epochs=40"
+    assert labels[2] == "EfficientNetLite0 · scratch · full · seed 1"
+    assert report.run_labels([base, moved]) == ["EfficientNetLite0 · scratch · full · seed 0"] * 2
+
+
 def test_machine_time_keeps_the_last_entry_of_each_sitting_and_skips_a_cut_line(tmp_path):
     from core import report
 
