@@ -171,10 +171,10 @@ def reproduce_command(cfg: dict[str, Any], deploy: bool = False, artifacts: str 
              f"--preset {q(cfg['preset'])}", f"--weights {q(cfg['weights'])}", f"--seed {cfg['seed']}"]
     if cfg.get("method", "finetune") != "finetune":
         parts.append(f"--method {cfg['method']}")
-    for key, value in _flat(cfg).items():
+    for key, value in flatten(cfg).items():
         if key in {"dataset", "backbone", "preset", "weights", "seed", "method", "schema_version"}:
             continue
-        if _flat(default).get(key) != value:
+        if flatten(default).get(key) != value:
             parts.append(f"--set {q(f'{key}={json.dumps(value)}')}")
     if artifacts:
         parts.append(f"--artifacts {q(artifacts)}")
@@ -183,11 +183,12 @@ def reproduce_command(cfg: dict[str, Any], deploy: bool = False, artifacts: str 
     return " ".join(parts)
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as dotted keys: ``{'scratch': {'epochs': 20}}`` -> ``{'scratch.epochs': 20}``."""
     out = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out

@@ -42,7 +42,7 @@ from typing import Callable
 
 from core import config as config_mod
 from core.errors import UserError, WeightsUnavailableError
-from core.results import artifacts_dir
+from core.results import DEFAULT_ARTIFACTS, artifacts_dir
 from core.runs import RunFolder, dataset_slug
 from core.storage import atomic_write_json, read_json
 
@@ -230,8 +230,12 @@ def _record_unavailable(root: Path, cfg: config_mod.RunConfig, folder: RunFolder
 
 
 def _explicit_root(root: Path) -> str | None:
-    """The --artifacts a command needs to write where this study writes (None: the default)."""
-    default = artifacts_dir()
+    """The --artifacts a command needs to write where this study writes (None: the repo's artifacts/).
+
+    Compared with the repo default, not ``$STUDY_ARTIFACTS``: whoever runs the recorded
+    command later may not have that variable set.
+    """
+    default = DEFAULT_ARTIFACTS
     try:
         same = root.resolve() == default.resolve()
     except OSError:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from core import config as config_mod
 from core.results import artifacts_dir, complete_runs
 from core.storage import read_json
 
@@ -44,7 +45,7 @@ def run_labels(configs: list[dict]) -> list[str]:
     """
     labels = [f"{c['backbone']} · {run_kind(c.get('method', 'finetune'), c['weights'])} · {c['preset']} · seed {c['seed']}"
               for c in configs]
-    flat = [_flatten({k: v for k, v in c.items() if k != "dataset"}) for c in configs]
+    flat = [config_mod.flatten({k: v for k, v in c.items() if k != "dataset"}) for c in configs]
     for label in set(labels):
         members = [i for i, lab in enumerate(labels) if lab == label]
         if len(members) < 2:
@@ -55,16 +56,6 @@ def run_labels(configs: list[dict]) -> list[str]:
             extra = ", ".join(f"{k}={flat[i].get(k)}" for k in differing[:3]) + (", ..." if len(differing) > 3 else "")
             labels[i] = f"{label} · {extra}" if extra else labels[i]
     return labels
-
-
-def _flatten(cfg: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in cfg.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def runs_table(dataset: str, root: Path | None = None) -> pd.DataFrame:

@@ -10,12 +10,13 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ARTIFACTS = REPO_ROOT / "artifacts"
 COMPLETE_MARKER = "complete.json"
 
 
 def artifacts_dir() -> Path:
     """The artifacts folder: ``$STUDY_ARTIFACTS`` if set, else ``artifacts/`` in the repo."""
-    return Path(os.environ.get("STUDY_ARTIFACTS") or REPO_ROOT / "artifacts")
+    return Path(os.environ.get("STUDY_ARTIFACTS") or DEFAULT_ARTIFACTS)
 
 
 def complete_runs(root: Path | None = None) -> list[Path]:

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shlex
 import signal
 import subprocess
 import sys
@@ -227,6 +228,8 @@ def test_experiment_records_runs_waiting_for_weights_and_measures_their_architec
 
     monkeypatch.setattr(deploy, "deploy_architecture", two_variants)
     grid, art = write_grid(tmp_path, [dataset], ["MobileNetV3Small"], deploy="true", set='{ "input_size" = 64 }')
+    # The recorded command must name the artifacts folder even when only this session's env points there.
+    monkeypatch.setenv("STUDY_ARTIFACTS", str(art))
     assert cli_main(["experiment", str(grid)]) == 0  # waiting for weights is not a failure
     out = capsys.readouterr().out
     assert "1 runs wait for ImageNet weights" in out and "MobileNetV3Small" in out
@@ -234,7 +237,7 @@ def test_experiment_records_runs_waiting_for_weights_and_measures_their_architec
     waiting = json.loads((art / "colours" / "unavailable.json").read_text())["runs"]
     assert len(waiting) == 1 and waiting[0]["architecture"] == "architectures/MobileNetV3Small"
     assert "MobileNetV3Small" in waiting[0]["reason"] and "--backbone MobileNetV3Small" in waiting[0]["command"]
-    assert waiting[0]["command"].endswith("--deploy")
+    assert waiting[0]["command"].endswith(f"--artifacts {shlex.quote(str(art))} --deploy")
     arch = json.loads((art / "architectures" / "MobileNetV3Small" / "deployment.json").read_text())
     assert arch["input_size"] == 64 and len(arch["classes"]) == 3
 
