@@ -56,11 +56,20 @@ def stored_models(dataset: str, root: Path | None = None) -> tuple[list[StoredMo
         spec = get_spec(cfg["backbone"])
         backbone, size, mode = cfg["backbone"], cfg.get("input_size") or spec.input_size, spec.entry.preprocessing
         classes = tuple(read_json(run / "provenance.json")["dataset"]["classes"])
-        for path in sorted((run / "deploy").glob("*.tflite")):
+        for path in _measured_tflite_files(run):
             lite.append(StoredModel(run, label, path.stem, path, backbone, size, mode, classes))
         if (run / "model.keras").is_file():
             keras_models.append(StoredModel(run, label, "keras", run / "model.keras", backbone, size, mode, classes))
     return lite, keras_models
+
+
+def _measured_tflite_files(run: Path) -> list[Path]:
+    """The run's kept TFLite files whose deployment measurement succeeded (a failed variant may leave its file)."""
+    path = run / "deploy" / "deployment.json"
+    if not path.is_file():
+        return []
+    ok = {v["name"] for v in read_json(path).get("variants", []) if v.get("status") == "ok"}
+    return [f for f in sorted((run / "deploy").glob("*.tflite")) if f.stem in ok]
 
 
 def decode_upload(name: str, content: bytes) -> np.ndarray:
@@ -72,6 +81,8 @@ def decode_upload(name: str, content: bytes) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(content)) as probe:
             w, h = probe.size
+    except Image.DecompressionBombError:
+        raise UserError(f"{name} is larger than the limit of {MAX_PIXELS / 1e6:.0f} megapixels") from None
     except Exception:  # noqa: BLE001 - Pillow raises many types on non-images
         raise UserError(f"{name} is not an image Pillow can read (JPEG, PNG, WebP, BMP, TIFF, GIF, ...)") from None
     if w * h > MAX_PIXELS:

@@ -264,7 +264,26 @@ def provenance(run_path: str | Path) -> dict:
 
 
 def predictions(run_path: str | Path) -> pd.DataFrame:
-    return pd.read_csv(Path(run_path) / "predictions.csv")
+    """Per-image predictions; class names stay strings (a class called 'None' or 'NA' is not missing)."""
+    return pd.read_csv(Path(run_path) / "predictions.csv", dtype={"id": str, "true": str, "pred": str},
+                       keep_default_na=False)
+
+
+def confusion_cells(metrics: dict, normalised: bool) -> pd.DataFrame:
+    """The confusion matrix of a run's metrics as one row per (true, predicted) class name.
+
+    ``value`` is the row-normalised share (recall per true class) or the count; a class
+    with no test images has no normalised row, so its cells are empty, not zero.
+    """
+    cm, names = metrics["confusion_matrix"], metrics["classes"]
+    rows = []
+    for i, true in enumerate(names):
+        for j, pred in enumerate(names):
+            count = cm["counts"][i][j]
+            share = cm["normalized"][i][j] if cm["normalized"][i] is not None else None
+            rows.append({"true": true, "predicted": pred, "count": count,
+                         "value": share if normalised else count})
+    return pd.DataFrame(rows)
 
 
 def deployment(run_path: str | Path) -> dict | None:

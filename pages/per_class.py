@@ -4,6 +4,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from core import report
 from pages.common import dataset_root, empty_state, load_metrics, load_predictions, pick_runs, results_token, selected_runs
 
 st.title("Per-class results")
@@ -16,15 +17,13 @@ normalised = st.toggle("Normalise rows (recall per true class)", value=True)
 columns = st.columns(max(1, len(chosen)))
 for col, (_, run) in zip(columns, chosen.iterrows()):
     m = load_metrics(run["path"], results_token())
-    cm = m["confusion_matrix"]
-    values = cm["normalized"] if normalised else cm["counts"]
-    cells = [{"true": t, "predicted": p, "value": values[i][j], "count": cm["counts"][i][j]}
-             for i, t in enumerate(cm["labels"]) for j, p in enumerate(cm["labels"])]
-    df = pd.DataFrame(cells)
-    base = alt.Chart(df).encode(x=alt.X("predicted:N", sort=cm["labels"]), y=alt.Y("true:N", sort=cm["labels"]))
+    names = m["classes"]
+    df = report.confusion_cells(m, normalised)
+    base = alt.Chart(df).encode(x=alt.X("predicted:N", sort=names), y=alt.Y("true:N", sort=names))
     heat = base.mark_rect().encode(color=alt.Color("value:Q", scale=alt.Scale(scheme="blues"), legend=None),
                                    tooltip=["true", "predicted", "count", "value"])
-    text = base.mark_text().encode(text=alt.Text("value:Q", format=".2f" if normalised else "d"))
+    text = base.transform_filter("isValid(datum.value)").mark_text().encode(
+        text=alt.Text("value:Q", format=".2f" if normalised else "d"))
     with col:
         st.markdown(f"**{run['label']}**")
         st.altair_chart((heat + text).properties(height=300), width="stretch")
@@ -37,9 +36,13 @@ if chosen.empty:
 run = chosen.iloc[0]
 preds = load_predictions(run["path"], results_token())
 wrong = preds[preds["true"] != preds["pred"]]
+classes = load_metrics(run["path"], results_token())["classes"]
 c1, c2 = st.columns(2)
-true_class = c1.selectbox("True class", sorted(preds["true"].unique()))
-pred_class = c2.selectbox("Predicted as", sorted(preds["true"].unique()), index=0)
+true_class = c1.selectbox("True class", classes)
+# Open on the most frequent confusion of the chosen true class, not on the empty diagonal cell.
+confused = wrong[wrong["true"] == true_class]["pred"].value_counts()
+pred_class = c2.selectbox("Predicted as", classes,
+                          index=classes.index(confused.index[0]) if not confused.empty else 0)
 cell = wrong[(wrong["true"] == true_class) & (wrong["pred"] == pred_class)]
 st.caption(f"{run['label']}: {len(cell)} test images of '{true_class}' predicted as '{pred_class}'.")
 root = dataset_root(run["path"])

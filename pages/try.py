@@ -54,35 +54,38 @@ ordered = sorted(lite_models, key=lambda m: (preferred.index(m.variant) if m.var
                                              m.label))
 chosen_lite = st.multiselect("TFLite variants (LiteRT)", [m.label for m in ordered],
                              default=[m.label for m in ordered][:4])
-for name, image in images:
+for position, (name, image) in enumerate(images):
     st.divider()
     left, right = st.columns([1, 2])
     left.image(image, caption=name, width="stretch")
-    rows = []
+    rows, probabilities = [], []
     for m in (m for m in lite_models if m.label in chosen_lite):
-        probs, ms = predict.predict_lite(m, image)
+        try:
+            probs, ms = predict.predict_lite(m, image)
+        except Exception as exc:  # noqa: BLE001 - one broken model file must not take the page down
+            right.warning(f"{m.label} could not run: {exc}")
+            continue
         top = int(probs.argmax())
         rows.append({"model": m.label, "prediction": m.classes[top], "probability": float(probs[top]),
-                     "latency ms": round(ms, 2), **{c: float(p) for c, p in zip(m.classes, probs)}})
+                     "latency ms": round(ms, 2)})
+        probabilities += [{"model": m.label, "class": c, "p": float(p)} for c, p in zip(m.classes, probs)]
     if rows:
         table = pd.DataFrame(rows)
         votes = Counter(table["prediction"])
         winner, count = votes.most_common(1)[0]
         right.markdown(f"**{winner}** by {count} of {len(table)} models"
                        + ("" if count == len(table) else f" (others: {', '.join(k for k in votes if k != winner)})"))
-        classes = list(lite_models[0].classes)
-        long = table.melt(id_vars=["model"], value_vars=classes, var_name="class", value_name="p")
-        right.altair_chart(alt.Chart(long).mark_bar().encode(
+        right.altair_chart(alt.Chart(pd.DataFrame(probabilities)).mark_bar().encode(
             x=alt.X("p:Q", title="probability", scale=alt.Scale(domain=[0, 1])),
             y=alt.Y("model:N", title=None, axis=alt.Axis(labelLimit=360, labelOverlap=False)),
             color="class:N", tooltip=["model", "class", "p"]).properties(height=24 * len(table) + 40), width="stretch")
-        right.dataframe(table[["model", "prediction", "probability", "latency ms"]], hide_index=True, width="stretch")
+        right.dataframe(table, hide_index=True, width="stretch")
 
     if keras_models:
         with st.expander(f"Grad-CAM for {name}", expanded=len(images) == 1):
             km = next(m for m in keras_models if m.label == st.selectbox(
-                "Keras model", [m.label for m in keras_models], key=f"cam-model-{name}"))
-            klass = st.selectbox("Explain class", ["predicted"] + list(km.classes), key=f"cam-class-{name}")
+                "Keras model", [m.label for m in keras_models], key=f"cam-model-{position}"))
+            klass = st.selectbox("Explain class", ["predicted"] + list(km.classes), key=f"cam-class-{position}")
             with st.spinner("Loading TensorFlow and computing Grad-CAM…"):
                 from core import gradcam
 

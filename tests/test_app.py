@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 PAGES = ["overview", "data", "training", "per_class", "roc_pr", "calibration", "deployment", "significance",
          "methods", "export"]
@@ -168,3 +170,61 @@ def test_reproduce_command_round_trips_through_the_shell(tmp_path):
     again = config_mod.resolve(args.data, args.backbone, args.preset,
                                {**config_mod.parse_overrides(args.set), "seed": args.seed})
     assert again.run_id() == cfg.run_id()
+
+
+def test_confusion_cells_use_class_names_and_leave_a_class_without_test_images_empty():
+    from core import report
+
+    metrics = {"classes": ["None", "sea lion"],
+               "confusion_matrix": {"labels": [0, 1], "counts": [[0, 0], [1, 3]], "normalized": [None, [0.25, 0.75]]}}
+    cells = report.confusion_cells(metrics, normalised=True)
+    assert set(cells["true"]) == {"None", "sea lion"}
+    empty_row = cells[cells["true"] == "None"]
+    assert empty_row["value"].isna().all() and list(empty_row["count"]) == [0, 0]
+    assert cells[(cells["true"] == "sea lion") & (cells["predicted"] == "sea lion")]["value"].item() == 0.75
+    assert list(report.confusion_cells(metrics, normalised=False)["value"]) == [0, 0, 1, 3]
+
+
+def test_predictions_keep_class_names_that_look_like_missing_values(tmp_path):
+    from core import report
+
+    (tmp_path / "predictions.csv").write_text("id,true,pred,p_None,p_NA\nNone/a.png,None,NA,0.4,0.6\n"
+                                              "NA/b.png,NA,NA,0.1,0.9\n")
+    preds = report.predictions(tmp_path)
+    assert list(preds["true"]) == ["None", "NA"] and list(preds["pred"]) == ["NA", "NA"]
+    assert (preds["true"] != preds["pred"]).tolist() == [True, False]
+
+
+def test_try_page_offers_only_variants_whose_measurement_succeeded(tmp_path):
+    from core.predict import stored_models
+
+    run = tmp_path / "pets" / "EfficientNetLite0" / "quick-imagenet-s0-x"
+    (run / "deploy").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"backbone": "EfficientNetLite0", "weights": "imagenet",
+                                                 "preset": "quick", "seed": 0, "method": "finetune"}))
+    (run / "provenance.json").write_text(json.dumps({"dataset": {"classes": ["cat", "dog"]}}))
+    (run / "complete.json").write_text("{}")
+    for name in ("tflite_float16", "tflite_int8_full", "tflite_float32"):  # float32: measured, file not kept
+        (run / "deploy" / f"{name}.tflite").write_bytes(b"not checked here")
+    (run / "deploy" / "tflite_float32.tflite").unlink()
+    (run / "deploy" / "deployment.json").write_text(json.dumps({"variants": [
+        {"name": "tflite_float16", "status": "ok"}, {"name": "tflite_int8_full", "status": "failed"},
+        {"name": "tflite_float32", "status": "ok"}]}))
+    lite, _ = stored_models("pets", tmp_path)
+    assert [m.variant for m in lite] == ["tflite_float16"]
+
+
+def test_an_upload_past_pillows_bomb_limit_gets_the_pixel_limit_message(monkeypatch):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from core import predict
+    from core.errors import UserError
+
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((80, 80, 3), np.uint8)).save(buf, format="PNG")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 6400 pixels > 2x the limit: Pillow refuses to open
+    with pytest.raises(UserError, match="larger than the limit"):
+        predict.decode_upload("huge.png", buf.getvalue())
