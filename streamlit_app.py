@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.common import load_datasets, load_runs, results_token
+from pages.common import current_dataset, load_datasets, load_runs, results_token
 
 st.set_page_config(page_title="Transfer-learning study", layout="wide")
 
@@ -30,7 +30,8 @@ token = results_token()
 names = load_datasets(token)
 with st.sidebar:
     if names:
-        st.selectbox("Dataset", names, key="dataset")
+        # Open on a dataset that has results (current_dataset), not simply the first name.
+        st.selectbox("Dataset", names, index=names.index(current_dataset()), key="dataset")
         runs = load_runs(st.session_state["dataset"], token)
         if not runs.empty:
             st.multiselect("Backbone", sorted(runs["backbone"].unique()), key="f_backbone", placeholder="all")

@@ -53,8 +53,14 @@ def run_labels(configs: list[dict]) -> list[str]:
         keys = sorted({k for i in members for k in flat[i]})
         differing = [k for k in keys if len({json.dumps(flat[i].get(k)) for i in members}) > 1]
         for i in members:
-            extra = ", ".join(f"{k}={flat[i].get(k)}" for k in differing[:3]) + (", ..." if len(differing) > 3 else "")
+            extra = ", ".join(f"{k}={flat[i].get(k)}" for k in differing)
             labels[i] = f"{label} · {extra}" if extra else labels[i]
+    # Identical settings (the same run made twice): number them so no two rows share a label.
+    seen: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] > 1:
+            labels[i] = f"{label} · #{seen[label]}"
     return labels
 
 

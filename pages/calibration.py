@@ -12,7 +12,7 @@ st.write("Does a predicted confidence of 90% mean right 90% of the time? Points 
          "weighted by how many test images fall in each.")
 dataset, runs = selected_runs()
 if runs.empty:
-    empty_state()
+    empty_state(dataset)
     st.stop()
 chosen = pick_runs(runs, "Runs", default=3)
 rows, summary = [], []

@@ -119,14 +119,22 @@ def dataset_notes(dataset: str) -> str | None:
     return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
-def empty_state(what: str = "results") -> None:
-    st.info(
-        f"No {what} yet: `{artifacts_dir()}` holds no complete run. Produce some with the CLI, e.g.\n\n"
-        "```\npython -m core backbones                       # which backbones have ImageNet weights here\n"
-        "python -m core audit DATA_DIR                   # duplicates and leakage across splits\n"
-        "python -m core run --data DATA_DIR --backbone EfficientNetLite0 --preset quick\n```\n\n"
-        "then reload this page."
-    )
+def empty_state(dataset: str | None = None, what: str = "results") -> None:
+    """Why there is nothing to show: a missing folder, a dataset without runs, or filters hiding them all."""
+    root = artifacts_dir()
+    how = ("Produce some with the CLI, e.g.\n\n"
+           "```\npython -m core backbones                       # which backbones have ImageNet weights here\n"
+           "python -m core audit DATA_DIR                   # duplicates and leakage across splits\n"
+           "python -m core run --data DATA_DIR --backbone EfficientNetLite0 --preset quick\n```\n\n"
+           "then reload this page.")
+    if not root.is_dir():
+        st.info(f"No {what} yet: the results folder `{root}` does not exist (check `STUDY_ARTIFACTS`). {how}")
+    elif dataset and not load_runs(dataset, results_token()).empty:
+        st.info(f"The sidebar filters hide every run of **{dataset}**: clear them to see its results.")
+    elif dataset:
+        st.info(f"No complete run of **{dataset}** yet in `{root}`. {how}")
+    else:
+        st.info(f"No {what} yet: `{root}` holds no complete run. {how}")
 
 
 def current_dataset() -> str | None:

@@ -11,7 +11,7 @@ from pages.common import current_dataset, dataset_notes, empty_state, load_json,
 st.title("Data and leakage audit")
 dataset = current_dataset()
 if not dataset:
-    empty_state("datasets")
+    empty_state(what="datasets")
     st.stop()
 notes = dataset_notes(dataset)
 if notes:

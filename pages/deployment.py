@@ -21,7 +21,7 @@ def show_architectures() -> None:
 
 
 if runs.empty:
-    empty_state()
+    empty_state(dataset)
     show_architectures()
     st.stop()
 rows = []

@@ -10,7 +10,7 @@ from pages.common import empty_state, selected_runs
 st.title("Export")
 dataset, runs = selected_runs()
 if runs.empty:
-    empty_state()
+    empty_state(dataset)
     st.stop()
 st.download_button("Leaderboard (CSV)", report.leaderboard(runs).to_csv(index=False), f"{dataset}_leaderboard.csv",
                    "text/csv")

@@ -9,7 +9,7 @@ from pages.common import empty_state, load_json, pick_run, results_token, select
 st.title("Methods and reproducibility")
 dataset, runs = selected_runs()
 if runs.empty:
-    empty_state()
+    empty_state(dataset)
     st.stop()
 run = pick_run(runs, "Run")
 token = results_token()

@@ -27,7 +27,7 @@ def show_waiting() -> None:
 
 
 if dataset is None or runs.empty:
-    empty_state()
+    empty_state(dataset)
     show_waiting()
     st.stop()
 

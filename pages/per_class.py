@@ -10,7 +10,7 @@ from pages.common import dataset_root, empty_state, load_metrics, load_predictio
 st.title("Per-class results")
 dataset, runs = selected_runs()
 if runs.empty:
-    empty_state()
+    empty_state(dataset)
     st.stop()
 chosen = pick_runs(runs, "Runs (side by side)", default=2)
 normalised = st.toggle("Normalise rows (recall per true class)", value=True)

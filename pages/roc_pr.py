@@ -9,7 +9,7 @@ from pages.common import empty_state, load_metrics, pick_runs, results_token, se
 st.title("ROC and precision–recall")
 dataset, runs = selected_runs()
 if runs.empty:
-    empty_state()
+    empty_state(dataset)
     st.stop()
 chosen = pick_runs(runs, "Runs (overlaid)", default=2)
 if chosen.empty:

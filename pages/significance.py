@@ -11,7 +11,7 @@ st.write("McNemar's test compares two classifiers on the same test images, using
          "exactly one of them is right. p-values are Holm-corrected for the number of pairs.")
 dataset, runs = selected_runs()
 if runs.empty:
-    empty_state()
+    empty_state(dataset)
     st.stop()
 result = load_json("mcnemar", dataset, results_token())
 if not result:

@@ -9,7 +9,7 @@ from pages.common import empty_state, load_history, pick_runs, results_token, se
 st.title("Training curves")
 dataset, runs = selected_runs()
 if runs.empty:
-    empty_state()
+    empty_state(dataset)
     st.stop()
 chosen = pick_runs(runs, "Runs", default=3)
 metric = st.radio("Metric", ["loss", "accuracy"], horizontal=True)

@@ -141,7 +141,13 @@ def test_run_labels_tell_apart_runs_that_differ_only_in_settings():
     assert labels[0] == "EfficientNetLite0 · scratch · full · seed 0 · scratch.epochs=20"
     assert labels[1] == "EfficientNetLite0 · scratch · full · seed 0 · scratch.epochs=40"
     assert labels[2] == "EfficientNetLite0 · scratch · full · seed 1"
-    assert report.run_labels([base, moved]) == ["EfficientNetLite0 · scratch · full · seed 0"] * 2
+    assert report.run_labels([base, moved]) == ["EfficientNetLite0 · scratch · full · seed 0",
+                                                "EfficientNetLite0 · scratch · full · seed 0 · #2"]
+    # Four settings changed (the Train page's four knobs): every difference is named, so labels stay unique.
+    knobs = [{"augment": {"views": v}, "stage1": {"epochs": e1}, "stage2": {"epochs": e2}, "unfreeze_layers": u}
+             for v, e1, e2, u in [(1, 10, 2, 20), (1, 10, 2, 40), (2, 20, 5, 20)]]
+    four = report.run_labels([config_mod.resolve("data", "EfficientNetLite0", "quick", k).to_dict() for k in knobs])
+    assert len(set(four)) == 3 and "unfreeze_layers=40" in four[1]
 
 
 def test_machine_time_keeps_the_last_entry_of_each_sitting_and_skips_a_cut_line(tmp_path):
@@ -228,3 +234,21 @@ def test_an_upload_past_pillows_bomb_limit_gets_the_pixel_limit_message(monkeypa
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 6400 pixels > 2x the limit: Pillow refuses to open
     with pytest.raises(UserError, match="larger than the limit"):
         predict.decode_upload("huge.png", buf.getvalue())
+
+
+def test_the_app_opens_on_a_dataset_with_results_not_the_first_name(tiny_artifacts, tmp_path, monkeypatch):
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    art = tmp_path / "artifacts"
+    shutil.copytree(tiny_artifacts, art)
+    (art / "aaa").mkdir()  # sorts first; only a (now empty) record of runs waiting for weights
+    (art / "aaa" / "unavailable.json").write_text(json.dumps({"runs": []}))
+    monkeypatch.setenv("STUDY_ARTIFACTS", str(art))
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=120).run()
+    assert not at.exception
+    assert at.sidebar.selectbox[0].options[0] == "aaa" and at.sidebar.selectbox[0].value == "colours"
+    assert "Leaderboard: colours" in [h.value for h in at.subheader]
+    at.sidebar.selectbox[0].select("aaa").run()
+    assert any("No complete run of **aaa** yet" in i.value for i in at.info)
