@@ -6,6 +6,7 @@ returns plain pandas DataFrames or dicts: the pages only draw what this module g
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -80,7 +81,8 @@ def runs_table(dataset: str, root: Path | None = None) -> pd.DataFrame:
             "weights": cfg["weights"], "method": cfg.get("method", "finetune"), "preset": cfg["preset"],
             "seed": cfg["seed"], "n_test": metrics["n"], "ece": metrics["calibration"]["ece"],
             "settings_key": _settings_key(cfg),
-            "wall_time_s": sum(prov.get("timings_s", {}).values()) or None,
+            "wall_time_s": prov.get("wall_time_s") or sum(prov.get("timings_s", {}).values()) or None,
+            "test_split": _test_split_size(run, prov),
             "git_commit": (prov.get("code") or {}).get("git_commit"),
         }
         boot = metrics["bootstrap"]["metrics"]
@@ -99,6 +101,20 @@ def runs_table(dataset: str, root: Path | None = None) -> pd.DataFrame:
         return df
     # Runs on the whole test split first: a subsampled (quick) run's score is not comparable.
     return df.sort_values(["n_test", "accuracy", "macro_f1"], ascending=False, ignore_index=True)
+
+
+def _test_split_size(run: Path, prov: dict) -> int | None:
+    """Images in the whole test split the run drew from (a quick run evaluates a subsample of it)."""
+    split_file = (prov.get("dataset") or {}).get("split_file")
+    path = (run / split_file).resolve() if split_file else None
+    if path is None or not path.is_file():
+        return None
+    return _count_test_items(str(path), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _count_test_items(path: str, mtime_ns: int) -> int:
+    return sum(1 for item in read_json(Path(path))["items"] if item["split"] == "test")
 
 
 def _settings_key(cfg: dict) -> str:
@@ -203,6 +219,16 @@ def seed_spread(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
                      "Range": f"{values.min():.3f} to {values.max():.3f}",
                      "Mean 95% CI width": f"{widths.mean():.3f}"})
     return pd.DataFrame(rows)
+
+
+def test_split_caption(df: pd.DataFrame) -> str:
+    """How many runs and test images: from the splits the runs recorded, not from the runs' own counts."""
+    sizes = sorted({int(v) for v in df["test_split"].dropna()}) if "test_split" in df else []
+    split = (f"the test split has {sizes[0]} images" if len(sizes) == 1 else
+             f"the runs used test splits of {', '.join(map(str, sizes))} images" if sizes else "test split size unknown")
+    fewer = int((df["n_test"] < df["test_split"].fillna(0)).sum()) if "test_split" in df else 0
+    sub = f"; {fewer} run(s) were evaluated on a subsample of it (quick preset): compare like with like" if fewer else ""
+    return f"{len(df)} complete runs; {split}{sub}"
 
 
 def leaderboard(df: pd.DataFrame) -> pd.DataFrame:
@@ -470,8 +496,7 @@ def markdown_results(root: Path | None = None) -> str:
             continue
         lines.append(f"### {dataset}\n")
         if not df.empty:
-            lines.append(f"{len(df)} complete runs; the full test split has {int(df['n_test'].max())} images "
-                         "(quick runs use a subsample); value [95% bootstrap CI].\n")
+            lines.append(f"{test_split_caption(df)}; value [95% bootstrap CI].\n")
             lines += _markdown_table(leaderboard(df))
         spread = seed_spread(df)
         if not spread.empty:

@@ -32,8 +32,7 @@ if dataset is None or runs.empty:
     st.stop()
 
 st.subheader(f"Leaderboard: {dataset}")
-st.caption(f"{len(runs)} complete runs; the full test split has {int(runs['n_test'].max())} images (quick runs "
-           "use a subsample: compare like with like). Metrics: value [95% bootstrap CI].")
+st.caption(f"{report.test_split_caption(runs)}. Metrics: value [95% bootstrap CI].")
 notes = dataset_notes(dataset)
 if notes:
     st.warning(notes)

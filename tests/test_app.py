@@ -252,3 +252,16 @@ def test_the_app_opens_on_a_dataset_with_results_not_the_first_name(tiny_artifac
     assert "Leaderboard: colours" in [h.value for h in at.subheader]
     at.sidebar.selectbox[0].select("aaa").run()
     assert any("No complete run of **aaa** yet" in i.value for i in at.info)
+
+
+def test_the_test_split_size_comes_from_the_split_file_not_from_the_runs(tiny_artifacts):
+    import pandas as pd
+
+    from core import report
+
+    runs = report.runs_table("colours", tiny_artifacts)
+    split = json.loads(next((tiny_artifacts / "colours" / "splits").glob("split-*.json")).read_text())
+    assert set(runs["test_split"]) == {sum(1 for item in split["items"] if item["split"] == "test")}
+    mixed = pd.DataFrame({"n_test": [551, 100], "test_split": [551, 551]})
+    assert report.test_split_caption(mixed) == ("2 complete runs; the test split has 551 images; 1 run(s) were "
+                                                "evaluated on a subsample of it (quick preset): compare like with like")
