@@ -104,6 +104,31 @@ def parse_grid(text: str, where: str = "experiment") -> tuple[list[PlannedRun], 
     return configs, spec.get("artifacts")
 
 
+def grid_toml(artifacts: str | Path, datasets: list[str], backbones: list[str], weights: str, seed: int,
+              preset: str, overrides: dict | None = None) -> str:
+    """An experiment file with one grid (what the Train page starts); any path is quoted safely."""
+    lines = [f"artifacts = {_toml_value(str(artifacts))}", "", "[[grid]]",
+             f"datasets = {_toml_value(list(datasets))}", f"backbones = {_toml_value(list(backbones))}",
+             f"weights = {_toml_value([weights])}", f"seeds = [{int(seed)}]", f"preset = {_toml_value(preset)}"]
+    if overrides:
+        lines.append("set = { " + ", ".join(f"{_toml_value(k)} = {_toml_value(v)}" for k, v in overrides.items()) + " }")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        # TOML basic string: escape backslash, quote and every control character (DEL included).
+        return '"' + "".join(f"\\u{ord(c):04x}" if ord(c) < 0x20 or ord(c) == 0x7F else
+                             "\\" + c if c in '"\\' else c for c in value) + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {type(value).__name__}")
+
+
 def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool = False, emit: Emit = print,
                    deploy: bool = False) -> int:
     """Run every run of the grid; returns 0 unless a run failed.

@@ -127,7 +127,7 @@ def _deployment_summary(run: Path) -> dict:
     """Sizes and latency from deploy/deployment.json when the run was deployed."""
     path = run / "deploy" / "deployment.json"
     variants = {v["name"]: v for v in read_json(path).get("variants", [])} if path.is_file() else {}
-    return _variant_summary(variants)
+    return {"deployed": path.is_file(), **_variant_summary(variants)}
 
 
 def _variant_summary(variants: dict[str, dict]) -> dict:
@@ -257,6 +257,16 @@ def format_ci(value, low, high) -> str:
 
 def _fmt_num(v) -> str:
     return "" if v is None or v != v else f"{v:.2f}"
+
+
+def no_recommendation_reason(df: pd.DataFrame) -> str:
+    """Why :func:`recommend` found nothing: no deployment yet, no working int8 model, or the limits."""
+    if "deployed" not in df or not df["deployed"].any():
+        return "No run has deployment measurements yet (`python -m core deploy RUN_DIR`)."
+    if df["int8_mb"].isna().all():
+        return ("No deployed run has a working full-int8 model (its conversion or measurement failed: the "
+                "Deployment page gives the reason), so size and latency limits cannot be checked.")
+    return "No deployed run fits these limits."
 
 
 def recommend(df: pd.DataFrame, max_mb: float | None, max_ms: float | None,

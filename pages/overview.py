@@ -45,7 +45,6 @@ if not spread.empty:
 show_waiting()
 
 st.subheader("Recommendation under your constraints")
-sized = runs.dropna(subset=["int8_mb"]) if "int8_mb" in runs else runs.iloc[0:0]
 c1, c2, c3 = st.columns(3)
 metric = c1.selectbox("Rank by", list(report.METRICS), index=1, format_func=report.METRIC_LABELS.get)
 max_mb = c2.number_input("Max model size (MB, full-int8 TFLite)", min_value=0.0, value=0.0, step=0.5,
@@ -54,8 +53,7 @@ max_ms = c3.number_input("Max latency (ms, int8, 1 thread)", min_value=0.0, valu
 if max_mb or max_ms:
     best = report.recommend(runs, max_mb or None, max_ms or None, metric)
     if best is None:
-        st.error("No deployed run fits these limits." if not sized.empty else
-                 "No run has deployment measurements yet (`python -m core deploy RUN_DIR`).")
+        st.error(report.no_recommendation_reason(runs))
     else:
         st.success(f"**{best['label']}**: {report.METRIC_LABELS[metric]} "
                    f"{report.format_ci(best[metric], best[f'{metric}_low'], best[f'{metric}_high'])}, "

@@ -1,6 +1,5 @@
 """Train: launch runs as a background job and watch them live."""
 
-import json
 import os
 from pathlib import Path
 
@@ -158,18 +157,18 @@ if folder and chosen:
         st.caption(f"{sum(counts.values())} images in {len(counts)} classes; this preset uses {n_images}. No "
                    "estimate yet for some choices: no earlier run of that backbone and preset is stored here.")
     if st.button("Start training", type="primary"):
-        from core.experiment import parse_grid
+        from core.errors import UserError
+        from core.experiment import grid_toml, parse_grid
         from core.runs import RunFolder
 
-        toml = (f'artifacts = {json.dumps(str(artifacts_dir()))}\n\n[[grid]]\ndatasets = [{json.dumps(folder)}]\n'
-                f"backbones = {json.dumps(chosen)}\nweights = [{json.dumps(weights)}]\nseeds = [{int(seed)}]\n"
-                f"preset = {json.dumps(preset)}\nset = {{ " + ", ".join(f'"{k}" = {json.dumps(v)}' for k, v in overrides.items()) + " }\n")
-        run_dirs = [str(RunFolder.for_config(p.config, artifacts_dir()).path) for p in parse_grid(toml, "the Train page")[0]]
+        toml = grid_toml(artifacts_dir(), [folder], chosen, weights, int(seed), preset, overrides)
         try:
+            run_dirs = [str(RunFolder.for_config(p.config, artifacts_dir()).path)
+                        for p in parse_grid(toml, "the Train page")[0]]
             jobs.start_job(["experiment", "{job}/experiment.toml"] + (["--deploy"] if deploy else []),
                            f"{', '.join(chosen)} on {Path(folder).name} ({preset}, {weights})",
                            run_dirs=run_dirs, files={"experiment.toml": toml})
-        except jobs.JobRunningError as exc:
+        except (jobs.JobRunningError, UserError) as exc:
             st.error(str(exc))
         else:
             st.rerun()

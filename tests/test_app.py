@@ -265,3 +265,21 @@ def test_the_test_split_size_comes_from_the_split_file_not_from_the_runs(tiny_ar
     mixed = pd.DataFrame({"n_test": [551, 100], "test_split": [551, 551]})
     assert report.test_split_caption(mixed) == ("2 complete runs; the test split has 551 images; 1 run(s) were "
                                                 "evaluated on a subsample of it (quick preset): compare like with like")
+
+
+def test_a_failed_recommendation_says_why():
+    import pandas as pd
+
+    from core import report
+
+    def runs(deployed, int8_mb):
+        return pd.DataFrame({"deployed": deployed, "int8_mb": int8_mb, "int8_latency_ms": [1.0] * len(deployed),
+                             "accuracy": [0.9] * len(deployed)})
+
+    assert "No run has deployment" in report.no_recommendation_reason(runs([False], [None]))
+    failed = runs([True, False], [None, None])  # deployed, but the full-int8 variant failed
+    assert report.recommend(failed, 100.0, None, "accuracy") is None
+    assert "working full-int8 model" in report.no_recommendation_reason(failed)
+    too_big = runs([True], [5.0])
+    assert report.recommend(too_big, 1.0, None, "accuracy") is None
+    assert report.no_recommendation_reason(too_big) == "No deployed run fits these limits."

@@ -282,3 +282,15 @@ def test_grid_deploy_must_be_a_boolean(tmp_path):
     runs, _ = parse_grid('[[grid]]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\nseeds = [0, 1]\n'
                          '[[grid]]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\ndeploy = true\n')
     assert [r.deploy for r in runs] == [False, False, True]
+
+
+def test_grid_toml_round_trips_any_dataset_path(tmp_path):
+    from core.experiment import grid_toml, parse_grid
+
+    odd = str(tmp_path / '🌸 flowers "v2" \\ back\tslash')
+    text = grid_toml(tmp_path / "art ✓", [odd], ["EfficientNetLite0"], "imagenet", 3, "quick",
+                     {"stage1.epochs": 4, "augment.views": 0})
+    runs, artifacts = parse_grid(text, "test")
+    assert artifacts == str(tmp_path / "art ✓") and len(runs) == 1
+    cfg = runs[0].config
+    assert cfg.dataset == odd and cfg.seed == 3 and cfg.stage1.epochs == 4 and cfg.augment.views == 0
