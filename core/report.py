@@ -344,13 +344,17 @@ def mcnemar(dataset: str, root: Path | None = None) -> dict | None:
 
 
 def split_counts(dataset: str, root: Path | None = None) -> pd.DataFrame:
-    """Images per split and class from the dataset's stored split(s) (long format)."""
+    """Images per split and class of every stored split of the dataset (long format, one ``split_file`` each).
+
+    A dataset split with several seeds, or whose files changed, has several split files.
+    """
     files = sorted((Path(root or artifacts_dir()) / dataset / "splits").glob("split-*.json"))
-    if not files:
-        return pd.DataFrame()
-    split = read_json(files[0])
-    df = pd.DataFrame(split["items"])
-    return df.groupby(["split", "label"]).size().rename("images").reset_index()
+    frames = []
+    for path in files:
+        items = pd.DataFrame(read_json(path)["items"])
+        counts = items.groupby(["split", "label"]).size().rename("images").reset_index()
+        frames.append(counts.assign(split_file=path.stem))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def ci_svg(df: pd.DataFrame, metric: str = "balanced_accuracy", width: int = 720) -> str:

@@ -22,6 +22,11 @@ counts = load_split_counts(dataset, token)
 if counts.empty and audit:
     per_split = audit["counts"]["per_split"]
     counts = pd.DataFrame([{"split": s, "label": c, "images": n} for s, d in per_split.items() for c, n in d.items()])
+if not counts.empty and "split_file" in counts:
+    files = sorted(counts["split_file"].unique())
+    shown = files[0] if len(files) == 1 else st.selectbox(
+        "Split", files, help="This dataset was split more than once (another split seed, or its files changed).")
+    counts = counts[counts["split_file"] == shown]
 if not counts.empty:
     st.subheader("Class balance per split")
     chart = alt.Chart(counts).mark_bar().encode(

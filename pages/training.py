@@ -11,7 +11,13 @@ dataset, runs = selected_runs()
 if runs.empty:
     empty_state(dataset)
     st.stop()
-chosen = pick_runs(runs, "Runs", default=3)
+# Baselines fit on frozen embeddings have no epochs: only network runs have curves.
+with_curves = runs[runs["method"] == "finetune"]
+if with_curves.empty:
+    st.info(f"No run of {dataset} has learning curves: the runs shown are classical baselines on frozen "
+            "embeddings, fitted in one step. Network runs (transfer or from scratch) have curves.")
+    st.stop()
+chosen = pick_runs(with_curves, "Runs", default=3)
 metric = st.radio("Metric", ["loss", "accuracy"], horizontal=True)
 frames = []
 for _, run in chosen.iterrows():
