@@ -56,12 +56,12 @@ if max_mb or max_ms:
         st.error(report.no_recommendation_reason(runs))
     else:
         st.success(f"**{best['label']}**: {report.METRIC_LABELS[metric]} "
-                   f"{report.format_ci(best[metric], best[f'{metric}_low'], best[f'{metric}_high'])}, "
+                   f"{report.format_ci(best[metric], best[f'{metric}_low'], best[f'{metric}_high']) or 'undefined'}, "
                    f"int8 {best['int8_mb']:.2f} MB, {best['int8_latency_ms']:.1f} ms")
 else:
     best = runs.sort_values(metric, ascending=False).iloc[0]
     st.success(f"Without limits: **{best['label']}**, {report.METRIC_LABELS[metric]} "
-               f"{report.format_ci(best[metric], best[f'{metric}_low'], best[f'{metric}_high'])}.")
+               f"{report.format_ci(best[metric], best[f'{metric}_low'], best[f'{metric}_high']) or 'undefined'}.")
 
 st.subheader("Headline")
 chosen = report.METRIC_LABELS[metric]
