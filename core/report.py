@@ -394,11 +394,14 @@ def _esc(text: str) -> str:
     return html.escape(str(text))
 
 
-def static_html(dataset: str, root: Path | None = None) -> str:
-    """A self-contained HTML report of a dataset: leaderboard, CI chart, audit verdict, provenance."""
+def static_html(dataset: str, root: Path | None = None, runs: pd.DataFrame | None = None) -> str:
+    """A self-contained HTML report of a dataset: leaderboard, CI chart, audit verdict, provenance.
+
+    ``runs``: the rows of :func:`runs_table` to include (default: every complete run).
+    """
     import html
 
-    df = runs_table(dataset, root)
+    df = runs_table(dataset, root) if runs is None else runs
     audit_report = audit(dataset, root)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(dataset)}: transfer-learning study</title>",
              "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
@@ -425,9 +428,9 @@ def static_html(dataset: str, root: Path | None = None) -> str:
     return "".join(parts)
 
 
-def all_metrics(dataset: str, root: Path | None = None) -> dict:
-    """Every complete run's config and metrics of a dataset, for a JSON download."""
-    df = runs_table(dataset, root)
+def all_metrics(dataset: str, root: Path | None = None, runs: pd.DataFrame | None = None) -> dict:
+    """Config and metrics of a dataset's complete runs (or of the given ``runs`` rows), for a JSON download."""
+    df = runs_table(dataset, root) if runs is None else runs
     return {"dataset": dataset, "runs": [{"run": f"{r['backbone']}/{r['run_id']}", "config": config(r["path"]),
                                           "metrics": metrics(r["path"])} for _, r in df.iterrows()]}
 

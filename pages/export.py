@@ -16,8 +16,8 @@ st.download_button("Leaderboard (CSV)", report.leaderboard(runs).to_csv(index=Fa
                    "text/csv")
 st.download_button("All runs, raw numbers (CSV)", runs.drop(columns=["path"]).to_csv(index=False),
                    f"{dataset}_runs.csv", "text/csv")
-st.download_button("All metrics (JSON)", json.dumps(report.all_metrics(dataset), indent=1),
+st.download_button("All metrics (JSON)", json.dumps(report.all_metrics(dataset, runs=runs), indent=1),
                    f"{dataset}_metrics.json", "application/json")
-st.download_button("Static HTML report", report.static_html(dataset), f"{dataset}_report.html", "text/html")
-st.caption("The HTML report is one file with no external resources: leaderboard, confidence-interval chart, "
-           "audit verdict and provenance.")
+st.download_button("Static HTML report", report.static_html(dataset, runs=runs), f"{dataset}_report.html", "text/html")
+st.caption("Every download holds the runs the sidebar filters leave. The HTML report is one file with no "
+           "external resources: leaderboard, confidence-interval chart, audit verdict and provenance.")

@@ -94,6 +94,13 @@ def test_static_html_report_is_self_contained(tiny_artifacts, monkeypatch):
     assert html.startswith("<!doctype html>") and "<svg" in html
     assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in html
     assert "EfficientNetLite0" in html
+    # The export follows the sidebar filters: only the rows it is given.
+    runs = report.runs_table("colours")
+    baseline = runs[runs["method"] == "logreg"]
+    assert "logreg" in html and "transfer" in html
+    filtered = report.static_html("colours", runs=baseline)
+    assert "logreg" in filtered and "· transfer ·" not in filtered and "· transfer ·" in html
+    assert len(report.all_metrics("colours", runs=baseline)["runs"]) == 1 < len(report.all_metrics("colours")["runs"])
 
 
 def test_readme_results_are_generated_from_the_runs(tiny_artifacts, tmp_path, capsys):
