@@ -172,6 +172,7 @@ def _detect_layout(root: Path) -> tuple[str, list[tuple[str | None, Path]], list
             split_dirs.setdefault(split, []).append(e.name)
     train = split_dirs.get("train")
     if not train or not any(x.is_dir() for x in _visible_entries(root / train[0])):
+        _refuse_split_folders_as_classes(root, dirs, split_dirs)
         return LAYOUT_CLASS_FOLDERS, [(None, root)], []
     notes, tops = [], []
     for split in SPLITS:
@@ -185,6 +186,29 @@ def _detect_layout(root: Path) -> tuple[str, list[tuple[str | None, Path]], list
         if e.name not in used:
             notes.append(f"folder '{e.name}' ignored: not a split folder (train/val/test)")
     return LAYOUT_PREDEFINED, tops, notes
+
+
+def _refuse_split_folders_as_classes(root: Path, dirs: list[os.DirEntry], split_dirs: dict[str, list[str]]) -> None:
+    """Class-folder layout, but the folders look like splits: training on them would learn 'train vs test'."""
+    if split_dirs:
+        names = sorted(n for group in split_dirs.values() for n in group)
+        raise DatasetError(
+            f"{root} has split folder(s) {', '.join(names)} but no train/ folder with class folders in it, so they "
+            "would be read as classes. Use ROOT/<class>/<images> (splits made for you) or ROOT/train/<class>/... "
+            "with test/ (and optionally val/) beside it.")
+    if len(dirs) < 2:
+        return
+    inner = []
+    for e in dirs:
+        entries = _visible_entries(Path(e.path))
+        if any(not x.is_dir() and _is_image_name(x.name) for x in entries):
+            return  # images directly in the folder: a class folder
+        inner.append(frozenset(x.name for x in entries if x.is_dir()))
+    if inner[0] and all(names == inner[0] for names in inner) and len(inner[0]) >= 2:
+        raise DatasetError(
+            f"every folder of {root} ({', '.join(e.name for e in dirs)}) holds the same subfolders "
+            f"({', '.join(sorted(inner[0]))}): those look like the classes and the top folders like splits. Rename "
+            "the split folders train/ and test/ (val/ optional), or point at one folder of class folders.")
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -208,8 +232,14 @@ def _class_dirs(top: Path, root: Path, skipped: list[tuple[str, str]]) -> list[t
 
 def _scan_class_dir(class_dir: Path, root: Path, label: str, split: str | None,
                     records: list[ImageRecord], skipped: list[tuple[str, str]]) -> None:
-    """Add the images under ``class_dir`` (recursively) to ``records``."""
-    for dirpath, dirnames, filenames in os.walk(class_dir):
+    """Add the images under ``class_dir`` (recursively, symlinked folders too, each real folder once) to ``records``."""
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link loop, or two links to one folder
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith("."):

@@ -21,7 +21,7 @@ from core.backbones import BackboneSpec, get_spec
 from core.config import RunConfig
 from core.errors import DatasetError, UserError
 from core.runs import RunFolder, dataset_slug
-from core.storage import atomic_write_json, atomic_write_text
+from core.storage import atomic_write_json, atomic_write_text, read_json
 
 Emit = Callable[[str], None]
 METHODS = ("finetune", "logreg", "linear_svm", "knn")
@@ -48,7 +48,10 @@ def prepare_data(config: RunConfig, emit: Emit) -> PreparedData:
     emit(f"data: scanning {config.dataset}")
     index = data_mod.discover(config.dataset)
     if index.skipped:
-        emit(f"data: skipped {len(index.skipped)} unreadable files (e.g. {index.skipped[0][0]}: {index.skipped[0][1]})")
+        emit(f"data: skipped {len(index.skipped)} files that are not readable images "
+             f"(e.g. {index.skipped[0][0]}: {index.skipped[0][1]})")
+    for problem in index.problems:
+        emit(f"data: note: {problem}")
     if len(index.classes) < 2:
         raise DatasetError(f"{config.dataset} has {len(index.classes)} class folder(s) with images; a classifier needs at least 2")
     split = data_mod.make_splits(index, config.val_fraction, config.test_fraction, config.split_seed)
@@ -65,6 +68,10 @@ def prepare_data(config: RunConfig, emit: Emit) -> PreparedData:
         labels[name] = np.array([class_index[lab] for _, lab in pairs], dtype=np.int64)
         if not pairs:
             raise DatasetError(f"the {name} split of {config.dataset} is empty")
+    untrained = [c for i, c in enumerate(index.classes) if not (labels["train"] == i).any()]
+    if untrained:
+        raise DatasetError(f"class(es) {', '.join(untrained)} of {config.dataset} have no training images (only in "
+                           "val/test): a model cannot learn them; add training images or remove the class")
     emit("data: " + ", ".join(f"{k} {len(v)}" for k, v in ids.items()) + f" images, {len(index.classes)} classes")
     return PreparedData(index.root, list(index.classes), fingerprint, split, ids, labels, list(index.skipped))
 
@@ -111,6 +118,8 @@ def execute(config: RunConfig, artifacts_root: str | Path | None = None, emit: E
     spec = validate_config(config)
     run = RunFolder.for_config(config, artifacts_root)
     if run.is_complete():
+        stored = (read_json(run.file("provenance.json")).get("dataset") or {}).get("fingerprint")
+        _check_same_dataset(run, config, stored, data_mod.fingerprint(data_mod.discover(config.dataset)))
         emit(f"complete already: {run.path}")
         if deploy:
             _deploy(run, config, emit)
@@ -137,6 +146,10 @@ def _train(run: RunFolder, config: RunConfig, spec: BackboneSpec, emit: Emit) ->
         emit(f"{'resuming' if resuming else 'starting'} {run.path}")
         started = time.time()
         data = prepare_data(config, emit)
+        if resuming:
+            first = next((e for e in run.read_events() if e.get("event") == "data"), {})
+            _check_same_dataset(run, config, first.get("fingerprint"), data.fingerprint)
+        run.event("data", fingerprint=data.fingerprint)
         split_file = _store_split(run, data)
         if config.method == "finetune":
             from core import transfer
@@ -156,6 +169,15 @@ def _train(run: RunFolder, config: RunConfig, spec: BackboneSpec, emit: Emit) ->
         raise
     finally:
         run.unlock()
+
+
+def _check_same_dataset(run: RunFolder, config: RunConfig, stored: str | None, current: str) -> None:
+    """A run folder is named by the dataset *folder name*: refuse to reuse one made from other images."""
+    if stored and stored != current:
+        raise UserError(
+            f"{run.path} holds a run of other images than {config.dataset} (dataset fingerprint "
+            f"{stored[:12]}, now {current[:12]}): another dataset with the same folder name, or this one changed "
+            "(deduplicated, say). Use another --artifacts folder for it, or move the old run away to redo it.")
 
 
 def _store_split(run: RunFolder, data: PreparedData) -> str:

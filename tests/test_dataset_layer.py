@@ -130,3 +130,30 @@ def test_fingerprint_changes_with_content_not_with_location(tmp_path):
     assert fa == fb  # same files, another folder
     save(a / "red" / "red_0.png", np.zeros((8, 8, 3), np.uint8))
     assert data.fingerprint(data.discover(a)) != fb
+
+
+def test_split_folders_are_never_read_as_classes(tmp_path):
+    make_image_dataset(tmp_path / "valtest" / "val", per_class=3)
+    make_image_dataset(tmp_path / "valtest" / "test", per_class=3)
+    with pytest.raises(DatasetError, match="no train/ folder"):
+        data.discover(tmp_path / "valtest")
+    # Kaggle style: the classes are one level deeper under folders that are really splits.
+    make_image_dataset(tmp_path / "kaggle" / "training_set", per_class=3)
+    make_image_dataset(tmp_path / "kaggle" / "test_set", per_class=3)
+    with pytest.raises(DatasetError, match="look like the classes"):
+        data.discover(tmp_path / "kaggle")
+    # Subfolders per class that differ between classes (one per patient, say) are just nesting.
+    make_image_dataset(tmp_path / "patients" / "sick" / "p1", classes=("a",), per_class=3)
+    make_image_dataset(tmp_path / "patients" / "healthy" / "p2", classes=("b",), per_class=3)
+    assert data.discover(tmp_path / "patients").classes == ["healthy", "sick"]
+
+
+def test_symlinked_folders_inside_a_class_are_followed_once(tmp_path):
+    root = make_image_dataset(tmp_path / "ds", classes=("cat", "dog"), per_class=4)
+    extra = make_image_dataset(tmp_path / "elsewhere", classes=("more",), per_class=5) / "more"
+    (root / "cat" / "more").symlink_to(extra, target_is_directory=True)
+    (root / "cat" / "loop").symlink_to(root / "cat", target_is_directory=True)
+    counts = {}
+    for record in data.discover(root).records:
+        counts[record.label] = counts.get(record.label, 0) + 1
+    assert counts == {"cat": 9, "dog": 4}
