@@ -45,6 +45,19 @@ def _add_backbones(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_backbones)
 
 
+def _seed(text: str) -> int:
+    """argparse type: a seed numpy and Keras accept, 0 <= seed < 2**32."""
+    from core.config import SEED_LIMIT
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if not 0 <= value < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: a seed is at least 0 and below 2**32")
+    return value
+
+
 # --- audit ---------------------------------------------------------------------
 
 def _cmd_audit(args: argparse.Namespace) -> int:
@@ -52,10 +65,12 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
     from core import audit
 
+    out = Path(args.out).expanduser() if args.out else audit.default_report_path(args.root)
+    if out.is_dir():  # checked before the audit, not after minutes of hashing
+        raise UserError(f"--out {out} is a folder; give a file path, e.g. {out / 'audit.json'}")
     progress = _AuditProgress()
     threshold = audit.DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     report = audit.audit_dataset(args.root, seed=args.seed, near_threshold=threshold, progress=progress)
-    out = Path(args.out) if args.out else audit.default_report_path(args.root)
     audit.write_report(report, out)
     print(audit.format_summary(report))
     print(f"\nreport written to {out}")
@@ -82,7 +97,7 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("audit", help="audit an image dataset: duplicates, leakage across splits, conflicting labels, corrupt files, imbalance")
     p.add_argument("root", help="dataset folder (ROOT/<class>/... or ROOT/train|test/<class>/...)")
     p.add_argument("--out", default=None, help="JSON report path (default: ./audit_<folder name>.json)")
-    p.add_argument("--seed", type=int, default=42, help="split seed when the dataset has no predefined split")
+    p.add_argument("--seed", type=_seed, default=42, help="split seed when the dataset has no predefined split")
     p.add_argument("--threshold", type=int, default=None,
                    help="near-duplicate threshold in bits of the 256-bit perceptual hash (default 24)")
     p.set_defaults(func=_cmd_audit)
@@ -110,7 +125,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="imagenet (transfer learning, default) or none (same architecture from scratch)")
     p.add_argument("--method", default="finetune", choices=["finetune", "logreg", "linear_svm", "knn"],
                    help="finetune the network (default) or a scikit-learn baseline on frozen embeddings")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--artifacts", default=None, help="results folder (default: artifacts/ in the repo)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a setting, e.g. --set stage1.epochs=5 --set augment.views=0 (repeatable)")
@@ -267,4 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: the disk is full ({exc.filename or 'writing results'}); free some space and run the "
                   "same command again to resume", file=sys.stderr)
             return 3
+        if exc.filename:  # a path the user gave (a folder where a file was expected, no permission, ...)
+            print(f"error: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
+            return 2
         raise

@@ -78,9 +78,17 @@ def parse_grid(text: str, where: str = "experiment") -> tuple[list[PlannedRun], 
         spec = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{where} is not valid TOML: {exc}") from None
+    unknown = set(spec) - {"artifacts", "grid"}
+    if unknown:
+        raise UserError(f"{where} has unknown top-level keys: {', '.join(sorted(unknown))} "
+                        "(allowed: artifacts, [[grid]])")
+    if "artifacts" in spec and not isinstance(spec["artifacts"], str):
+        raise UserError(f"{where}: 'artifacts' must be a folder path in quotes")
     grids = spec.get("grid")
     if not grids:
         raise UserError(f"{where} has no [[grid]] section")
+    if not isinstance(grids, list):
+        raise UserError(f"{where}: write each grid as [[grid]] (an array of tables), not [grid]")
     configs = []
     for n, grid in enumerate(grids, 1):
         unknown = set(grid) - GRID_KEYS
@@ -89,10 +97,19 @@ def parse_grid(text: str, where: str = "experiment") -> tuple[list[PlannedRun], 
         for key in ("datasets", "backbones"):
             if not grid.get(key):
                 raise UserError(f"{where}: grid {n} needs '{key}'")
+        for key, kind, example in (("datasets", str, '["data/flowers"]'), ("backbones", str, '["EfficientNetLite0"]'),
+                                   ("weights", str, '["imagenet"]'), ("methods", str, '["finetune"]'),
+                                   ("seeds", int, "[0, 1, 2]")):
+            value = grid.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
+                raise UserError(f"{where}: grid {n}: '{key}' must be a list, e.g. {key} = {example}")
         deploy = grid.get("deploy", False)
         if not isinstance(deploy, bool):
             raise UserError(f"{where}: grid {n}: 'deploy' must be true or false")
+        if not isinstance(grid.get("set", {}), dict):
+            raise UserError(f'{where}: grid {n}: \'set\' must be a table, e.g. set = {{ "stage1.epochs" = 5 }}')
         overrides = config_mod.nest(grid.get("set", {}))
+        config_mod.reject_identity_overrides(overrides, f"{where}: grid {n}: 'set'")
         combos = itertools.product(grid["datasets"], grid["backbones"], grid.get("weights", ["imagenet"]),
                                    grid.get("methods", ["finetune"]), grid.get("seeds", [0]))
         for dataset, backbone, weights, method, seed in combos:
@@ -137,23 +154,34 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
     grids that ask for it. Runs waiting for ImageNet weights are not failures: they are
     recorded (see the module docstring) and listed at the end.
     """
-    from core.runner import execute
+    from core.runner import execute, validate_config
 
     planned, file_artifacts = load_grid(path)
-    root = Path(artifacts or file_artifacts or artifacts_dir())
+    root = Path(artifacts or file_artifacts or artifacts_dir()).expanduser()
     states = [(p.config, p.deploy or deploy, RunFolder.for_config(p.config, root)) for p in planned]
     done = sum(f.is_complete() for _, _, f in states)
     emit(f"{len(states)} runs in {path}: {done} complete, {len(states) - done} to do")
     if dry_run:
         waiting_dirs = {r["run_dir"] for path in {_unavailable_path(root, c) for c, _, _ in states}
                         for r in _read_unavailable(path)["runs"]}
+        invalid = 0
         for c, wants_deploy, f in states:
             waits = f.path.relative_to(root).as_posix() in waiting_dirs
             state = ("complete" if f.is_complete() else "partial" if f.exists() else
                      "waiting" if waits else "new")
+            problem = ""
+            if state != "complete":
+                try:  # the cheap checks a real sitting would only meet when it reaches the run
+                    validate_config(c)
+                except WeightsUnavailableError:
+                    state = "waiting"
+                except UserError as exc:
+                    state, problem, invalid = "invalid", f"  ({exc})", invalid + 1
             emit(f"  {state:8s} {c.backbone:18s} {c.weights:8s} {c.method:10s} seed {c.seed}"
-                 f"{'  +deploy' if wants_deploy else ''}  {f.path}")
-        return 0
+                 f"{'  +deploy' if wants_deploy else ''}  {f.path}{problem}")
+        if invalid:
+            emit(f"{invalid} runs are invalid: fix the grid before running it")
+        return 1 if invalid else 0
     started = time.time()
     failures, waiting = [], []
     try:

@@ -57,7 +57,7 @@ class RunFolder:
     @classmethod
     def for_config(cls, config: RunConfig, root: str | os.PathLike | None = None) -> "RunFolder":
         """The folder a config's results live in."""
-        base = Path(root) if root else artifacts_dir()
+        base = Path(root).expanduser() if root else artifacts_dir()
         return cls(base / dataset_slug(config.dataset) / config.backbone / config.run_id())
 
     # --- state -------------------------------------------------------------------

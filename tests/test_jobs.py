@@ -89,7 +89,7 @@ def test_failures_and_lost_jobs_are_reported(lite0_home, tmp_path, job_root):
     assert status.state == "failed" and status.returncode == 2
     assert "data folder not found" in status.log_tail
 
-    job = jobs.start_job(["experiment", "{job}/grid.toml"], "empty grid", files={"grid.toml": "artifacts = 1\n"})
+    job = jobs.start_job(["experiment", "{job}/grid.toml"], "empty grid", files={"grid.toml": "artifacts = \"x\"\n"})
     wait_for(lambda: jobs.job_status(job).state != "running", timeout=60)
     status = jobs.job_status(job)
     assert status.state == "failed" and "no [[grid]] section" in status.log_tail

@@ -294,3 +294,98 @@ def test_grid_toml_round_trips_any_dataset_path(tmp_path):
     assert artifacts == str(tmp_path / "art ✓") and len(runs) == 1
     cfg = runs[0].config
     assert cfg.dataset == odd and cfg.seed == 3 and cfg.stage1.epochs == 4 and cfg.augment.views == 0
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"augment": {"flip": "False"}}, "must be true or false"),
+    ({"stage1": 5}, "group of settings"),
+    ({"stage1": {"epochs": "abc"}}, "must be a whole number"),
+    ({"augment": {"views": -3}}, "at least 0"),
+    ({"batch_size": 0}, "at least 1"),
+    ({"split_seed": -1}, "at least 0"),
+    ({"seed": 2**32}, "below 2\\*\\*32"),
+    ({"stage1": {"epoch": 5}}, "did you mean 'stage1.epochs'"),
+    ({"val_fraction": 0.5, "test_fraction": 0.5}, "sum below 1"),
+])
+def test_settings_are_checked_when_the_run_is_configured(override, message):
+    from core.errors import UserError
+
+    with pytest.raises(UserError, match=message):
+        config_mod.resolve("data", "EfficientNetLite0", "quick", override)
+
+
+def test_set_cannot_change_what_names_the_run_and_reads_python_booleans():
+    from core.errors import UserError
+
+    assert config_mod.parse_overrides(["augment.flip=False"]) == {"augment": {"flip": False}}
+    for item, flag in (("seed=3", "--seed"), ("preset=full", "--preset"), ("dataset=/etc", "--data")):
+        with pytest.raises(UserError, match=flag):
+            config_mod.parse_overrides([item])
+    # One spelling per backbone, so the same model always lands in the same folder.
+    assert config_mod.resolve("d", " efficientnetlite0").backbone == "EfficientNetLite0"
+    assert config_mod.resolve("d", "MobileNetV2@1").backbone == "MobileNetV2"
+
+
+@pytest.mark.parametrize("text, message", [
+    ('artifact = "x"\n[[grid]]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\n', "unknown top-level keys: artifact"),
+    ('[[grid]]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\nseeds = 3\n', "'seeds' must be a list"),
+    ('[[grid]]\ndatasets = "d"\nbackbones = ["EfficientNetLite0"]\n', "'datasets' must be a list"),
+    ('[[grid]]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\nset = "stage1.epochs=5"\n', "'set' must be a table"),
+    ('[[grid]]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\nset = { seed = 9 }\n', "cannot change 'seed'"),
+    ('[grid]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\n', r"\[\[grid\]\]"),
+])
+def test_experiment_files_with_mistakes_get_one_clear_error(text, message):
+    from core.errors import UserError
+    from core.experiment import parse_grid
+
+    with pytest.raises(UserError, match=message):
+        parse_grid(text, "test.toml")
+
+
+def test_dry_run_flags_runs_that_would_fail(lite0_home, dataset, tmp_path, capsys):
+    grid = tmp_path / "grid.toml"
+    grid.write_text(f'artifacts = "{tmp_path / "art"}"\n[[grid]]\ndatasets = ["{dataset}", "{tmp_path / "missing"}"]\n'
+                    'backbones = ["EfficientNetLite0"]\nweights = ["imagenet", "None"]\npreset = "quick"\n')
+    assert cli_main(["experiment", str(grid), "--dry-run"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("  invalid ") == 3 and "data folder not found" in out and "weights must be" in out
+    assert "3 runs are invalid" in out and out.count("  new ") == 1
+
+
+def test_a_complete_run_of_other_images_with_the_same_folder_name_is_not_reused(lite0_home, tmp_path):
+    from core.errors import UserError
+
+    first = make_image_dataset(tmp_path / "a" / "data", per_class=8)
+    cfg = config_mod.resolve(str(first), "EfficientNetLite0", "quick", TINY)
+    run = RunFolder.for_config(cfg, tmp_path / "art")
+    run.path.mkdir(parents=True)
+    (run.path / "provenance.json").write_text(json.dumps({"dataset": {"fingerprint": "0" * 64}}))
+    (run.path / "complete.json").write_text("{}")
+    with pytest.raises(UserError, match="other images than"):
+        execute(cfg, tmp_path / "art", emit=lambda line: None)
+
+
+def test_a_class_without_training_images_is_refused_and_data_notes_are_shown(tmp_path):
+    from core.errors import DatasetError
+    from core.runner import prepare_data
+
+    root = make_image_dataset(tmp_path / "pred", per_class=12, layout="predefined")
+    make_image_dataset(root / "test", classes=("bird",), per_class=2)
+    lines = []
+    with pytest.raises(DatasetError, match="bird .*no training images"):
+        prepare_data(config_mod.resolve(str(root), "EfficientNetLite0", "quick"), lines.append)
+    assert any(line.startswith("data: note:") and "bird" in line for line in lines)
+
+
+def test_cli_refuses_bad_seeds_and_reports_a_bad_output_path_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["run", "--data", str(tmp_path), "--backbone", "EfficientNetLite0", "--seed", "-1"])
+    assert exit_info.value.code == 2 and "at least 0 and below 2**32" in capsys.readouterr().err
+    root = make_image_dataset(tmp_path / "small", per_class=8)
+    (tmp_path / "a folder").mkdir()
+    assert cli_main(["audit", str(root), "--out", str(tmp_path / "a folder")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out") and "is a folder" in err and "hashing" not in err
+    (tmp_path / "a file").write_text("x")  # a file where a folder should be: one line, no traceback
+    assert cli_main(["audit", str(root), "--out", str(tmp_path / "a file" / "audit.json")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith("error: ")
