@@ -233,16 +233,16 @@ def _merge(target: dict[str, Any], layer: dict[str, Any], prefix: str = "") -> N
 
 def reproduce_command(cfg: dict[str, Any], deploy: bool = False, artifacts: str | None = None) -> str:
     """The shell command that recreates a run from its config dict (preset defaults left out)."""
-    default = resolve(cfg["dataset"], cfg["backbone"], cfg["preset"]).to_dict()
+    default = flatten(resolve(cfg["dataset"], cfg["backbone"], cfg["preset"]).to_dict())
     q = shlex.quote
     parts = ["python -m core run", f"--data {q(cfg['dataset'])}", f"--backbone {q(cfg['backbone'])}",
              f"--preset {q(cfg['preset'])}", f"--weights {q(cfg['weights'])}", f"--seed {cfg['seed']}"]
     if cfg.get("method", "finetune") != "finetune":
         parts.append(f"--method {cfg['method']}")
     for key, value in flatten(cfg).items():
-        if key in {"dataset", "backbone", "preset", "weights", "seed", "method", "schema_version"}:
+        if key in IDENTITY_KEYS:
             continue
-        if flatten(default).get(key) != value:
+        if default.get(key) != value:
             parts.append(f"--set {q(f'{key}={json.dumps(value)}')}")
     if artifacts:
         parts.append(f"--artifacts {q(artifacts)}")

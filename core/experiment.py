@@ -162,18 +162,14 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
     done = sum(f.is_complete() for _, _, f in states)
     emit(f"{len(states)} runs in {path}: {done} complete, {len(states) - done} to do")
     if dry_run:
-        waiting_dirs = {r["run_dir"] for path in {_unavailable_path(root, c) for c, _, _ in states}
-                        for r in _read_unavailable(path)["runs"]}
         invalid = 0
         for c, wants_deploy, f in states:
-            waits = f.path.relative_to(root).as_posix() in waiting_dirs
-            state = ("complete" if f.is_complete() else "partial" if f.exists() else
-                     "waiting" if waits else "new")
+            state = "complete" if f.is_complete() else "partial" if f.exists() else "new"
             problem = ""
             if state != "complete":
                 try:  # the cheap checks a real sitting would only meet when it reaches the run
                     validate_config(c)
-                except WeightsUnavailableError:
+                except WeightsUnavailableError:  # its weights are not on this machine (now, not when recorded)
                     state = "waiting"
                 except UserError as exc:
                     state, problem, invalid = "invalid", f"  ({exc})", invalid + 1

@@ -47,10 +47,14 @@ class StoredModel:
 
 def stored_models(dataset: str, root: Path | None = None) -> tuple[list[StoredModel], list[StoredModel]]:
     """(TFLite variants, Keras models) of every complete network run of ``dataset``."""
-    runs = [r for r in complete_runs(Path(root or artifacts_dir()))
-            if r.parent.parent.name == dataset
-            and read_json(r / "config.json").get("method", "finetune") == "finetune"]
-    configs = [read_json(r / "config.json") for r in runs]
+    runs, configs = [], []
+    for run in complete_runs(Path(root or artifacts_dir())):
+        if run.parent.parent.name != dataset:
+            continue
+        cfg = read_json(run / "config.json")
+        if cfg.get("method", "finetune") == "finetune":
+            runs.append(run)
+            configs.append(cfg)
     lite, keras_models = [], []
     for run, cfg, label in zip(runs, configs, run_labels(configs)):
         spec = get_spec(cfg["backbone"])

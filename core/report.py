@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from core import config as config_mod
-from core.results import artifacts_dir, complete_runs
+from core.results import COMPLETE_MARKER, artifacts_dir, complete_runs
 from core.storage import read_json
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")
@@ -174,7 +174,7 @@ def waiting_runs(dataset: str, root: Path | None = None) -> pd.DataFrame:
     costs = {r["backbone"]: r for r in arch.to_dict("records")} if not arch.empty else {}
     rows = []
     for entry in read_json(path).get("runs", []):
-        if (root / entry["run_dir"] / "complete.json").is_file():
+        if (root / entry["run_dir"] / COMPLETE_MARKER).is_file():
             continue
         cost = costs.get(entry["backbone"], {})
         rows.append({**entry, **{k: cost.get(k) for k in ("tflite_f32_mb", "int8_mb", "latency_ms", "int8_latency_ms",
@@ -463,7 +463,7 @@ def architecture_table(arch: pd.DataFrame) -> pd.DataFrame:
         return arch
     return pd.DataFrame({
         "Backbone": arch["backbone"], "Input": arch["input_size"].map(lambda v: f"{v}x{v}"),
-        "GFLOPs": arch["gflops"].map(lambda v: "" if v is None or v != v else f"{v:.2f}"),
+        "GFLOPs": arch["gflops"].map(_fmt_num),
         "Keras (MB)": arch["keras_mb"].map(_fmt_num), "TFLite f32 (MB)": arch["tflite_f32_mb"].map(_fmt_num),
         "f16 (MB)": arch["f16_mb"].map(_fmt_num), "int8 (MB)": arch["int8_mb"].map(_fmt_num),
         "f32 latency (ms, 1 thread)": arch["latency_ms"].map(_fmt_num),

@@ -1,6 +1,5 @@
 """Methods and reproducibility: settings, provenance, environment, the command behind each run."""
 
-
 import streamlit as st
 
 from core.config import reproduce_command
