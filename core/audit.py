@@ -26,6 +26,11 @@ dihedral variants are derived from the one DCT (a flip multiplies frequency ``k`
 ``(-1)**k``, a transpose transposes the block), which equals hashing the flipped or
 rotated 64x64 image with imagehash, 8x cheaper.
 
+Flat images (every channel's pixel SD <= ``FLAT_STD``: blank slices, solid fills) have
+no structure for a pHash, so any two of them would hash alike; a pair that involves a
+flat image is kept only when both are flat and their mean colours agree within
+``FLAT_COLOUR_TOLERANCE``.
+
 Default threshold (``DEFAULT_THRESHOLD`` = 24 of 256 bits). Flipped, rotated,
 brightness- and contrast-changed copies and re-encoded JPEGs land at 0-20 bits;
 distinct flower photos are >= 70 apart. Brain-MRI slices all look alike: on the
@@ -60,6 +65,8 @@ HASH_SIZE = 16
 HIGHFREQ_FACTOR = 4
 DEFAULT_THRESHOLD = 24
 DRAFT_SIZE = (128, 128)
+FLAT_STD = 2.0  # per-channel pixel SD (of 255) at or below which an image has no structure to hash
+FLAT_COLOUR_TOLERANCE = 8.0  # largest per-channel mean difference (of 255) between two matching flat images
 MAX_PAIRS = 2_000_000  # more pairs than this means the threshold is far too loose
 MAX_LISTED_PAIRS = 20_000  # pairs written out in full; counts always cover all pairs
 SPLIT_ORDER = {s: i for i, s in enumerate(data.SPLITS)}
@@ -90,25 +97,29 @@ def dihedral_phashes(gray: np.ndarray, hash_size: int = HASH_SIZE) -> np.ndarray
     return flat > np.median(flat, axis=1, keepdims=True)
 
 
-def _hash_one(path: Path, hash_size: int) -> tuple[str | None, np.ndarray | None, str | None]:
-    """Read one file: (SHA-256, packed 8 dihedral hashes) or an error reason."""
+def _hash_one(path: Path, hash_size: int) -> tuple[str | None, np.ndarray | None, np.ndarray | None, str | None]:
+    """Read one file: (SHA-256, packed 8 dihedral hashes, mean RGB if flat, error reason)."""
     try:
         content = path.read_bytes()
     except OSError as exc:
-        return None, None, f"unreadable file ({exc.strerror or exc})"
+        return None, None, None, f"unreadable file ({exc.strerror or exc})"
     sha = hashlib.sha256(content).hexdigest()
     try:
         rgb = data.open_image(path, draft=DRAFT_SIZE, content=content)
     except data.ImageDecodeError as exc:
-        return sha, None, exc.reason
+        return sha, None, None, exc.reason
     side = hash_size * HIGHFREQ_FACTOR
     gray = np.asarray(rgb.convert("L").resize((side, side), Image.Resampling.LANCZOS))
-    return sha, np.packbits(dihedral_phashes(gray, hash_size), axis=1), None
+    pixels = np.asarray(rgb.resize((side, side), Image.Resampling.BILINEAR), dtype=np.float64).reshape(-1, 3)
+    flat = pixels.mean(axis=0) if pixels.std(axis=0).max() <= FLAT_STD else None
+    return sha, np.packbits(dihedral_phashes(gray, hash_size), axis=1), flat, None
 
 
 def hash_images(index: data.DatasetIndex, hash_size: int = HASH_SIZE, progress: AuditProgress | None = None,
-                workers: int | None = None) -> tuple[dict[str, str], np.ndarray, dict[str, str]]:
-    """Hash every record: ``(sha256 by path, packed hashes (N, 8, bytes), bad {path: reason})``.
+                workers: int | None = None
+                ) -> tuple[dict[str, str], np.ndarray, dict[str, np.ndarray], dict[str, str]]:
+    """Hash every record: ``(sha256 by path, packed hashes (N, 8, bytes), flat {path: mean RGB},
+    bad {path: reason})``.
 
     Rows of the hash array follow ``index.records``; rows of unreadable images are zero.
     """
@@ -117,15 +128,35 @@ def hash_images(index: data.DatasetIndex, hash_size: int = HASH_SIZE, progress: 
                                 progress=cb, workers=workers)
     nbytes = hash_size * hash_size // 8
     hashes = np.zeros((len(results), 8, nbytes), dtype=np.uint8)
-    shas, bad = {}, {}
-    for i, (rec, (sha, packed, reason)) in enumerate(zip(index.records, results)):
+    shas, flat, bad = {}, {}, {}
+    for i, (rec, (sha, packed, colour, reason)) in enumerate(zip(index.records, results)):
         if sha:
             shas[rec.path] = sha
         if reason:
             bad[rec.path] = reason
         else:
             hashes[i] = packed
-    return shas, hashes, bad
+            if colour is not None:
+                flat[rec.path] = colour
+    return shas, hashes, flat, bad
+
+
+def drop_flat_mismatches(index: data.DatasetIndex, flat: dict[str, np.ndarray], ii: np.ndarray,
+                         jj: np.ndarray, dd: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keep a pair with a flat image only when both are flat and of the same colour.
+
+    The pHash of a flat image is all noise-free zeros, so any two flat images (solid red
+    and solid blue) would be "identical"; their mean colour tells them apart instead.
+    """
+    if not flat:
+        return ii, jj, dd
+    paths = [r.path for r in index.records]
+    keep = np.ones(len(ii), dtype=bool)
+    for k, (i, j) in enumerate(zip(ii.tolist(), jj.tolist())):
+        a, b = flat.get(paths[i]), flat.get(paths[j])
+        if a is not None or b is not None:
+            keep[k] = a is not None and b is not None and float(np.abs(a - b).max()) <= FLAT_COLOUR_TOLERANCE
+    return ii[keep], jj[keep], dd[keep]
 
 
 # --- pairwise comparison ----------------------------------------------------------------
@@ -192,14 +223,14 @@ def audit_dataset(root: str | os.PathLike, seed: int = 42, val_fraction: float =
         raise UserError(f"threshold must be between 0 and {hash_size * hash_size - 1}, got {near_threshold}")
     t0 = time.perf_counter()
     raw = data.discover(root, validate=False)
-    shas, packed, bad = hash_images(raw, hash_size, progress, workers)
+    shas, packed, flat, bad = hash_images(raw, hash_size, progress, workers)
     index = raw.without(bad)
     keep = np.array([rec.path not in bad for rec in raw.records], dtype=bool)
     packed = packed[keep]
     t_hash = time.perf_counter()
     splits, split_problem = _product_split(index, val_fraction, test_fraction, seed)
     splits.dataset_fingerprint = data.fingerprint(index, shas)
-    ii, jj, dd = near_pairs(packed, near_threshold, progress=progress)
+    ii, jj, dd = drop_flat_mismatches(index, flat, *near_pairs(packed, near_threshold, progress=progress))
     t_cmp = time.perf_counter()
 
     pairs = _pair_table(index, splits, shas, ii, jj, dd)
@@ -223,7 +254,9 @@ def audit_dataset(root: str | os.PathLike, seed: int = 42, val_fraction: float =
                   "assignment": splits.to_dict()["items"]},
         "hash": {"algorithm": "phash", "hash_size": hash_size, "bits": hash_size * hash_size,
                  "highfreq_factor": HIGHFREQ_FACTOR, "dihedral": True, "threshold": near_threshold,
-                 "exact": "sha256 of file bytes"},
+                 "exact": "sha256 of file bytes",
+                 "flat_images": {"count": len(flat), "max_std": FLAT_STD, "colour_tolerance": FLAT_COLOUR_TOLERANCE,
+                                 "rule": "flat images match only flat images of the same mean colour"}},
         "counts": {"per_split": counts, "per_class": _per_class(counts),
                    "per_split_total": {s: sum(c.values()) for s, c in counts.items()}},
         "duplicates": _duplicate_section(pairs, clusters),
@@ -369,6 +402,9 @@ def _verdict(report: dict[str, Any], pairs: list[dict[str, Any]], splits: data.S
         messages.append(f"{dup['by_relation']['within_split']} duplicate pair(s) within one split")
     if report["corrupt"]:
         messages.append(f"{len(report['corrupt'])} corrupt or unreadable file(s)")
+    classes = report["dataset"]["classes"]
+    if len(classes) < 2:
+        messages.append(f"{len(classes)} class folder(s) with images; training needs at least 2")
     if ratio is None or ratio >= 3:
         messages.append(f"class imbalance: largest/smallest = {ratio if ratio is not None else 'inf'}")
     return {

@@ -1,6 +1,7 @@
 """Dataset discovery, decoding of awkward files, fingerprints and splits, on generated data."""
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -60,8 +61,21 @@ def test_a_class_too_small_to_split_is_named(tmp_path):
     root = make_image_dataset(tmp_path / "ds", per_class=10)
     for extra in sorted((root / "blue").iterdir())[2:]:
         extra.unlink()
-    with pytest.raises(DatasetError, match="blue"):
-        data.make_splits(data.discover(root))
+    index = data.discover(root)
+    with pytest.raises(DatasetError, match="blue") as caught:
+        data.make_splits(index)
+    assert "Add images" in str(caught.value) and "fits 2 images" not in str(caught.value)  # 2 < 3 splits
+
+    for extra in sorted((root / "red").iterdir())[5:]:
+        extra.unlink()
+    (root / "blue").rename(tmp_path / "blue")
+    index = data.discover(root)
+    with pytest.raises(DatasetError, match=r"'red' has only 5") as caught:
+        data.make_splits(index)
+    suggested = dict(kv.split("=") for kv in re.findall(r"\w+_fraction=[\d.]+", str(caught.value).split(". ", 1)[1]))
+    assert suggested == {"val_fraction": "0.2", "test_fraction": "0.2"}
+    counts = data.make_splits(index, float(suggested["val_fraction"]), float(suggested["test_fraction"])).counts()
+    assert all(counts[s]["red"] >= 1 for s in ("train", "val", "test"))
 
 
 def test_empty_class_and_missing_root_are_reported(tmp_path):

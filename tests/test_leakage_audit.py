@@ -69,6 +69,31 @@ def test_a_clean_dataset_is_clean(tmp_path):
     assert report["verdict"]["clean"] and report["duplicates"]["pairs_total"] == 0
 
 
+def test_flat_images_match_only_flat_images_of_the_same_colour(tmp_path):
+    root = tmp_path / "flat"
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for i in range(7):
+            texture(10 * (label == "b") + i).save(root / label / f"{i}.png")
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(root / "a" / "red.png")
+    Image.new("RGB", (80, 50), (30, 30, 200)).save(root / "b" / "blue.png")
+    Image.new("RGB", (96, 96), (0, 0, 0)).save(root / "a" / "black.png")
+    Image.new("RGB", (40, 40), (2, 1, 0)).save(root / "b" / "black_too.jpg")  # other bytes, same blank
+    report = audit.audit_dataset(root, val_fraction=0.0, test_fraction=0.0)
+    pairs = {frozenset((p["a"], p["b"])) for p in report["duplicates"]["pairs"]}
+    assert pairs == {frozenset(("a/black.png", "b/black_too.jpg"))}
+    assert report["hash"]["flat_images"]["count"] == 4
+
+
+def test_a_single_class_dataset_is_audited_with_a_warning(tmp_path):
+    root = tmp_path / "one"
+    (root / "only").mkdir(parents=True)
+    for i in range(8):
+        texture(i).save(root / "only" / f"{i}.png")
+    report = audit.audit_dataset(root)
+    assert any("training needs at least 2" in m for m in report["verdict"]["messages"])
+
+
 def test_audit_command_prints_a_summary_and_writes_json(tmp_path, capsys):
     root = build_leaking_dataset(tmp_path / "leaky")
     (root / "train" / "dogs" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
