@@ -68,6 +68,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -407,6 +408,10 @@ class _Deployment:
         ordered = [by_name.pop(v.name) for v in self.plan if v.name in by_name]
         doc["variants"] = ordered + list(by_name.values())
         _derive(doc)
+        on_disk = read_json(self.doc_path) if self.doc_path.is_file() else None
+        as_stored = json.loads(json.dumps({k: v for k, v in doc.items() if k != "updated_at"}))  # tuples -> lists
+        if on_disk is not None and {k: v for k, v in on_disk.items() if k != "updated_at"} == as_stored:
+            return  # nothing was re-measured: leave the file (and its updated_at) alone
         doc["updated_at"] = _now()
         atomic_write_json(self.doc_path, doc)
 

@@ -267,14 +267,17 @@ def _record_unavailable(root: Path, cfg: config_mod.RunConfig, folder: RunFolder
     path = _unavailable_path(root, cfg)
     doc = _read_unavailable(path)
     run_dir = folder.path.relative_to(root).as_posix()
-    doc["runs"] = [r for r in doc["runs"] if r["run_dir"] != run_dir]
-    doc["runs"].append({
+    entry = {
         "run_dir": run_dir, "backbone": cfg.backbone, "weights": cfg.weights, "method": cfg.method,
         "preset": cfg.preset, "seed": cfg.seed, "reason": reason,
         "architecture": _architecture_dir(root, cfg).relative_to(root).as_posix() if measured else None,
         "command": config_mod.reproduce_command(cfg.to_dict(), deploy=True, artifacts=_explicit_root(root)),
-        "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    })
+    }
+    previous = next((r for r in doc["runs"] if r["run_dir"] == run_dir), None)
+    if previous is not None and {k: v for k, v in previous.items() if k != "recorded_at"} == entry:
+        return  # nothing new: keep the file (and its recorded_at) as it is
+    doc["runs"] = [r for r in doc["runs"] if r["run_dir"] != run_dir]
+    doc["runs"].append({**entry, "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     atomic_write_json(path, doc)
 
 

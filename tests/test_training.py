@@ -249,9 +249,13 @@ def test_experiment_records_runs_waiting_for_weights_and_measures_their_architec
 
     assert cli_main(["experiment", str(grid), "--dry-run"]) == 0
     assert "waiting  MobileNetV3Small" in capsys.readouterr().out
-    # A second sitting records the run once, not twice, and keeps the measured architecture.
+    # A second sitting records the run once, not twice, and keeps the measured architecture;
+    # with nothing new to record it leaves both files alone (no timestamp-only rewrites).
+    kept = [art / "colours" / "unavailable.json", art / "architectures" / "MobileNetV3Small" / "deployment.json"]
+    before = [(p.stat().st_ino, p.read_bytes()) for p in kept]
     assert cli_main(["experiment", str(grid)]) == 0
     assert len(json.loads((art / "colours" / "unavailable.json").read_text())["runs"]) == 1
+    assert [(p.stat().st_ino, p.read_bytes()) for p in kept] == before
     assert "building" not in capsys.readouterr().out
 
 
