@@ -266,7 +266,9 @@ def no_recommendation_reason(df: pd.DataFrame) -> str:
     if df["int8_mb"].isna().all():
         return ("No deployed run has a working full-int8 model (its conversion or measurement failed: the "
                 "Deployment page gives the reason), so size and latency limits cannot be checked.")
-    return "No deployed run fits these limits."
+    smallest, fastest = df["int8_mb"].min(), df["int8_latency_ms"].min()
+    speed = f" and the fastest takes {fastest:.1f} ms" if pd.notna(fastest) else ""
+    return f"No deployed run fits these limits: the smallest full-int8 model is {smallest:.2f} MB{speed}."
 
 
 def recommend(df: pd.DataFrame, max_mb: float | None, max_ms: float | None,

@@ -50,18 +50,24 @@ metric = c1.selectbox("Rank by", list(report.METRICS), index=1, format_func=repo
 max_mb = c2.number_input("Max model size (MB, full-int8 TFLite)", min_value=0.0, value=0.0, step=0.5,
                          help="0 = no limit")
 max_ms = c3.number_input("Max latency (ms, int8, 1 thread)", min_value=0.0, value=0.0, step=1.0, help="0 = no limit")
+
+
+def metric_with_ci(row) -> str:
+    return report.format_ci(row[metric], row[f"{metric}_low"], row[f"{metric}_high"]) or "undefined"
+
+
 if max_mb or max_ms:
     best = report.recommend(runs, max_mb or None, max_ms or None, metric)
     if best is None:
         st.error(report.no_recommendation_reason(runs))
     else:
         st.success(f"**{best['label']}**: {report.METRIC_LABELS[metric]} "
-                   f"{report.format_ci(best[metric], best[f'{metric}_low'], best[f'{metric}_high']) or 'undefined'}, "
+                   f"{metric_with_ci(best)}, "
                    f"int8 {best['int8_mb']:.2f} MB, {best['int8_latency_ms']:.1f} ms")
 else:
     best = runs.sort_values(metric, ascending=False).iloc[0]
     st.success(f"Without limits: **{best['label']}**, {report.METRIC_LABELS[metric]} "
-               f"{report.format_ci(best[metric], best[f'{metric}_low'], best[f'{metric}_high']) or 'undefined'}.")
+               f"{metric_with_ci(best)}.")
 
 st.subheader("Headline")
 chosen = report.METRIC_LABELS[metric]

@@ -287,9 +287,10 @@ def test_a_failed_recommendation_says_why():
     failed = runs([True, False], [None, None])  # deployed, but the full-int8 variant failed
     assert report.recommend(failed, 100.0, None, "accuracy") is None
     assert "working full-int8 model" in report.no_recommendation_reason(failed)
-    too_big = runs([True], [5.0])
+    too_big = runs([True, True], [5.0, 3.25])
     assert report.recommend(too_big, 1.0, None, "accuracy") is None
-    assert report.no_recommendation_reason(too_big) == "No deployed run fits these limits."
+    assert report.no_recommendation_reason(too_big) == ("No deployed run fits these limits: the smallest full-int8 "
+                                                        "model is 3.25 MB and the fastest takes 1.0 ms.")
 
 
 def test_split_counts_keep_every_stored_split_apart(tmp_path):
