@@ -71,6 +71,10 @@ class RunConfig:
     unfreeze_layers: int = 20  # layers counted from the top of the backbone
     # from scratch (weights="none"): one stage, every layer trainable
     scratch: StageConfig = field(default_factory=lambda: StageConfig(epochs=20, learning_rate=1e-3, patience=5))
+    # BatchNorm momentum while training from scratch (None: the backbone's own, 0.99 for most).
+    # Early in a scratch run the weights move fast and moving statistics at 0.99 lag them, so
+    # validation in inference mode can collapse to one class (README: the from-scratch baseline).
+    bn_momentum: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, with the schema version."""
@@ -89,7 +93,10 @@ class RunConfig:
     def run_id(self) -> str:
         """Short, stable id derived from every setting that changes the result."""
         identity = self.to_dict()
-        identity.pop("dataset")  # the folder may move; the dataset fingerprint is recorded separately
+        identity.pop("dataset")
+        for key, default in ADDED_SETTINGS.items():  # settings newer than a run keep its id
+            if identity.get(key) == default:
+                identity.pop(key)  # the folder may move; the dataset fingerprint is recorded separately
         text = json.dumps(identity, sort_keys=True)
         tag = "scratch" if self.weights == "none" else "imagenet"
         if self.method != "finetune":
@@ -132,6 +139,10 @@ def resolve(dataset: str, backbone: str, preset: str = "full", overrides: dict[s
 IDENTITY_KEYS = {"dataset": "--data", "backbone": "--backbone", "preset": "--preset", "seed": "--seed",
                  "weights": "--weights", "method": "--method", "schema_version": None}
 _OPTIONAL_INTS = {"max_train_per_class", "max_eval_per_class", "input_size"}
+_OPTIONAL_FLOATS = {"bn_momentum"}
+# Settings added after runs were committed, with the default that reproduces those runs:
+# left out of the run id while at that default, so existing run folders keep their names.
+ADDED_SETTINGS: dict[str, Any] = {"bn_momentum": None}
 _MINIMUM = {"batch_size": 1, "augment.views": 0, "unfreeze_layers": 0, "head_hidden_units": 0,
             "max_train_per_class": 1, "max_eval_per_class": 1, "input_size": 32}
 SEED_LIMIT = 2**32  # numpy and Keras accept seeds in [0, 2**32)
@@ -150,6 +161,9 @@ def _check_values(data: dict[str, Any]) -> None:
         if key in _OPTIONAL_INTS:
             ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
             expected = "a whole number or null"
+        elif key in _OPTIONAL_FLOATS:
+            ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+            expected = "a number or null"
         elif isinstance(default, bool):
             ok, expected = isinstance(value, bool), "true or false"
         elif isinstance(default, int):
@@ -169,7 +183,7 @@ def _check_values(data: dict[str, Any]) -> None:
             raise UserError(f"setting '{key}' must be below 2**32, got {value}")
         if key.endswith("learning_rate") and not value > 0:
             raise UserError(f"setting '{key}' must be positive, got {value}")
-        if key in ("val_fraction", "test_fraction") and not 0 <= value < 1:
+        if key in ("val_fraction", "test_fraction", "bn_momentum") and not 0 <= value < 1:
             raise UserError(f"setting '{key}' must be at least 0 and below 1, got {value}")
     if data["val_fraction"] + data["test_fraction"] >= 1:
         raise UserError("val_fraction + test_fraction must leave some images for training (sum below 1)")

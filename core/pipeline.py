@@ -36,11 +36,12 @@ def preprocess(images, mode: str):
     raise ValueError(f"unknown preprocessing mode {mode!r}; known: {', '.join(PREPROCESSING)}")
 
 
-def load_batch(paths: Sequence[str], spec: BackboneSpec) -> np.ndarray:
-    """Decode, resize and preprocess images into one float32 NumPy batch (no TensorFlow)."""
+def load_batch(paths: Sequence[str], spec: BackboneSpec, input_size: int | None = None) -> np.ndarray:
+    """Decode, resize (to ``input_size``, default the backbone's) and preprocess images into one
+    float32 NumPy batch (no TensorFlow)."""
     from core.data import load_image
 
-    size = (spec.input_size, spec.input_size)
+    size = (input_size or spec.input_size, input_size or spec.input_size)
     batch = np.stack([load_image(p, size=size) for p in paths]).astype(np.float32)
     return preprocess(batch, spec.entry.preprocessing).astype(np.float32)
 

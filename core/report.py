@@ -54,7 +54,7 @@ def run_labels(configs: list[dict]) -> list[str]:
         keys = sorted({k for i in members for k in flat[i]})
         differing = [k for k in keys if len({json.dumps(flat[i].get(k)) for i in members}) > 1]
         for i in members:
-            extra = ", ".join(f"{k}={flat[i].get(k)}" for k in differing)
+            extra = ", ".join(f"{k}={_setting_text(flat[i].get(k))}" for k in differing)
             labels[i] = f"{label} · {extra}" if extra else labels[i]
     # Identical settings (the same run made twice): number them so no two rows share a label.
     seen: dict[str, int] = {}
@@ -63,6 +63,11 @@ def run_labels(configs: list[dict]) -> list[str]:
         if seen[label] > 1:
             labels[i] = f"{label} · #{seen[label]}"
     return labels
+
+
+def _setting_text(value) -> str:
+    """A setting's value in a label; unset (null, or missing from an older run's config) is 'default'."""
+    return "default" if value is None else str(value)
 
 
 def runs_table(dataset: str, root: Path | None = None) -> pd.DataFrame:
@@ -343,6 +348,21 @@ def audit(dataset: str, root: Path | None = None) -> dict | None:
 def mcnemar(dataset: str, root: Path | None = None) -> dict | None:
     path = Path(root or artifacts_dir()) / dataset / "mcnemar.json"
     return read_json(path) if path.is_file() else None
+
+
+def batchnorm_diagnoses(dataset: str, root: Path | None = None) -> pd.DataFrame:
+    """One row per stored BatchNorm diagnosis (scripts/diagnose_batchnorm.py) of a dataset's runs."""
+    rows = []
+    for path in sorted((Path(root or artifacts_dir()) / dataset / "diagnostics").glob("batchnorm-*.json")):
+        doc = read_json(path)
+        res = doc["results"]
+        rows.append({"run_id": doc["run"], "backbone": doc["backbone"], "val_images": doc["val_images"],
+                     "inference": res["inference"]["accuracy"],
+                     "batch_statistics": res["batch_statistics"]["accuracy"],
+                     "reestimated": res["reestimated"]["accuracy"],
+                     "train_images": res["reestimated"]["train_images"], "command": doc["command"]})
+    return pd.DataFrame(rows, columns=["run_id", "backbone", "val_images", "inference", "batch_statistics",
+                                       "reestimated", "train_images", "command"])
 
 
 def split_counts(dataset: str, root: Path | None = None) -> pd.DataFrame:

@@ -87,7 +87,7 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         self.lock()
         if self.exists():
-            stored = read_json(self.file("config.json"))
+            stored = RunConfig.from_dict(read_json(self.file("config.json"))).to_dict()  # later settings: defaults
             stored.pop("dataset", None)
             current = config.to_dict()
             current.pop("dataset", None)

@@ -148,6 +148,9 @@ def _from_scratch(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, e
     base = build_backbone(spec, None, (size, size, 3))
     classifier = training.build_classifier(base, training.build_head_layers(len(data.classes), config))
     classifier.trainable = True
+    if config.bn_momentum is not None:
+        count = training.set_batchnorm_momentum(classifier, config.bn_momentum)
+        emit(f"scratch: BatchNorm momentum {config.bn_momentum} in {count} layers")
     training.compile_model(classifier, config.scratch)
     weights = training.class_weights(data.labels["train"], len(data.classes)) if config.class_weights else None
     run.rewrite_history(training.stage_rows_for_resume(run, ["scratch"]))

@@ -42,6 +42,7 @@ def results_token() -> str:
     stamps += [p.stat().st_mtime_ns for p in root.glob("*/*.json")]
     stamps += [p.stat().st_mtime_ns for p in root.glob("*/*/*/deploy/deployment.json")]
     stamps += [p.stat().st_mtime_ns for p in root.glob("architectures/*/deployment.json")]
+    stamps += [p.stat().st_mtime_ns for p in root.glob("*/diagnostics/*.json")]
     return f"{root}:{len(stamps)}:{max(stamps, default=0)}"
 
 
@@ -85,6 +86,11 @@ def load_json(kind: str, key: str, token: str):
     loaders = {"audit": report.audit, "mcnemar": report.mcnemar, "config": report.config,
                "provenance": report.provenance, "deployment": report.deployment}
     return loaders[kind](key)
+
+
+@st.cache_data(show_spinner=False)
+def load_batchnorm_diagnoses(dataset: str, token: str) -> pd.DataFrame:
+    return report.batchnorm_diagnoses(dataset)
 
 
 @st.cache_data(show_spinner=False)

@@ -4,7 +4,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from pages.common import empty_state, load_history, pick_runs, results_token, selected_runs
+from pages.common import (empty_state, load_batchnorm_diagnoses, load_history, pick_runs, results_token,
+                          selected_runs)
 
 st.title("Training curves")
 dataset, runs = selected_runs()
@@ -43,3 +44,18 @@ st.altair_chart((lines + rules).properties(height=420), width="stretch")
 st.caption("Solid: training, dashed: validation. The grey dashed rule marks where stage 2 (fine-tuning) "
            "begins. A validation curve that rises while training keeps falling is overfitting; early "
            "stopping restored the weights of the best validation epoch.")
+
+diagnosed = load_batchnorm_diagnoses(dataset, results_token()).merge(chosen[["run_id", "backbone", "label"]],
+                                                                            on=["run_id", "backbone"])
+if not diagnosed.empty:
+    st.subheader("BatchNorm diagnosis")
+    st.write("Validation accuracy of the same weights three ways: as the run was validated (BatchNorm "
+             "moving statistics), with each batch normalised by its own statistics, and with the moving "
+             "statistics re-estimated on training images. A large jump means the moving statistics, not "
+             "the weights, held the run back.")
+    st.dataframe(diagnosed.rename(columns={"label": "run", "val_images": "val images",
+                                           "inference": "as validated", "batch_statistics": "batch statistics",
+                                           "reestimated": "re-estimated", "train_images": "train images used"})
+                 [["run", "val images", "as validated", "batch statistics", "re-estimated", "train images used"]],
+                 hide_index=True)
+    st.caption("Reproduce: " + "; ".join(f"`{c}`" for c in diagnosed["command"]))

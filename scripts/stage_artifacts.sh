@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stage the results that are finished: complete run folders (not their deploy/ while a
 # deployment is running elsewhere: pass --with-deploy to include it), audits, splits,
-# comparisons, notes and the experiment log. Partial runs are never staged.
+# comparisons, diagnostics, notes and the experiment log. Partial runs are never staged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 with_deploy=${1:-}
@@ -40,7 +40,7 @@ for f in artifacts/architectures/*/deployment.json; do
     if [ ! -e "$lock" ] || flock -n "$lock" true; then git add "$f"; fi
 done
 for f in artifacts/*/audit.json artifacts/*/splits artifacts/*/dataset_notes.md artifacts/*/mcnemar.json \
-         artifacts/*/unavailable.json artifacts/experiment_log.jsonl; do
+         artifacts/*/unavailable.json artifacts/*/diagnostics artifacts/experiment_log.jsonl; do
     if [ -e "$f" ]; then git add "$f"; fi
 done
 # The README's results are the report of exactly the staged artifacts (tests/test_committed_artifacts.py),

@@ -150,6 +150,10 @@ def test_run_labels_tell_apart_runs_that_differ_only_in_settings():
     assert labels[2] == "EfficientNetLite0 · scratch · full · seed 1"
     assert report.run_labels([base, moved]) == ["EfficientNetLite0 · scratch · full · seed 0",
                                                 "EfficientNetLite0 · scratch · full · seed 0 · #2"]
+    older = {k: v for k, v in base.items() if k != "bn_momentum"}  # a run made before the setting existed
+    tuned = config_mod.resolve("data", "EfficientNetLite0", "full", {"weights": "none", "bn_momentum": 0.9}).to_dict()
+    assert report.run_labels([older, tuned]) == ["EfficientNetLite0 · scratch · full · seed 0 · bn_momentum=default",
+                                                 "EfficientNetLite0 · scratch · full · seed 0 · bn_momentum=0.9"]
     # Four settings changed (the Train page's four knobs): every difference is named, so labels stay unique.
     knobs = [{"augment": {"views": v}, "stage1": {"epochs": e1}, "stage2": {"epochs": e2}, "unfreeze_layers": u}
              for v, e1, e2, u in [(1, 10, 2, 20), (1, 10, 2, 40), (2, 20, 5, 20)]]
@@ -317,3 +321,32 @@ def test_training_page_explains_that_baselines_have_no_curves(tiny_artifacts, mo
     at.switch_page("pages/training.py").run()
     assert not at.exception
     assert any("classical baselines on frozen embeddings" in i.value for i in at.info)
+
+
+def test_a_batchnorm_diagnosis_is_stored_and_shown_beside_the_curves(tiny_artifacts, tmp_path, monkeypatch):
+    import runpy
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    art = tmp_path / "artifacts"
+    shutil.copytree(tiny_artifacts, art)
+    run = next(p.parent for p in sorted((art / "colours").glob("*/*/complete.json"))
+               if json.loads((p.parent / "config.json").read_text())["method"] == "finetune")
+    diagnose = runpy.run_path(str(REPO / "scripts" / "diagnose_batchnorm.py"), run_name="diagnose")["main"]
+    assert diagnose([str(run), "--train-images", "8"]) == 0
+    stored = json.loads(next((art / "colours" / "diagnostics").glob("batchnorm-*.json")).read_text())
+    results = stored["results"]
+    assert stored["run"] == run.name and results["reestimated"]["train_images"] == 8
+    assert results["reestimated"]["batches"] == 1 and stored["provenance"]["code"]["git_commit"]
+    n_val = stored["val_images"]
+    assert all(sum(r["predicted_per_class"]) == n_val for r in results.values())
+
+    monkeypatch.setenv("STUDY_ARTIFACTS", str(art))
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=120)
+    at.switch_page("pages/training.py").run()
+    assert not at.exception
+    assert "BatchNorm diagnosis" in [h.value for h in at.subheader]
+    table = next(d.value for d in at.dataframe if "re-estimated" in d.value)
+    assert list(table["re-estimated"]) == [results["reestimated"]["accuracy"]]
+    assert list(table["as validated"]) == [results["inference"]["accuracy"]]

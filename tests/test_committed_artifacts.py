@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from core.config import RunConfig
+
 from test_app import REPO, render
 
 ARTIFACTS = REPO / "artifacts"
@@ -39,6 +41,9 @@ def test_every_committed_run_is_complete_and_consistent():
         for name in RUN_FILES:
             assert marker.parent / name in committed, f"{run} lacks {name}"
         config = json.loads((run / "config.json").read_text())
+        # The folder is named by the config's id, so a resumed study finds it (settings added
+        # later must not rename committed runs).
+        assert RunConfig.from_dict(config).run_id() == run.name, run
         if config["method"] == "finetune":
             assert marker.parent / "history.csv" in committed, f"{run} lacks history.csv"
         metrics = json.loads((run / "metrics.json").read_text())

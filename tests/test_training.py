@@ -14,7 +14,7 @@ import pytest
 
 from conftest import make_image_dataset
 from core import config as config_mod
-from core import features
+from core import features, training
 from core.cli import main as cli_main
 from core.runner import execute
 from core.runs import RunFolder
@@ -81,10 +81,22 @@ def test_cached_features_are_reused_by_other_seeds_and_baselines(lite0_home, dat
 
 
 def test_scratch_run_trains_the_same_architecture(lite0_home, dataset, tmp_path):
+    from core.tfkeras import keras
+
     run = execute(tiny_config(dataset, weights="none"), tmp_path / "art", emit=lambda line: None)
     assert run.is_complete()
     assert {r["stage"] for r in run.read_history()} == {"scratch"}
     assert "scratch" in run.path.name
+    momenta = {layer.momentum for layer in keras.models.load_model(run.file("model.keras")).submodules
+               if training.is_batchnorm(layer)}
+    assert momenta == {0.99}  # the backbone's own
+
+    lines = []
+    tuned = execute(tiny_config(dataset, weights="none", bn_momentum=0.9), tmp_path / "art", emit=lines.append)
+    assert tuned.path != run.path and tuned.is_complete()
+    momenta = {layer.momentum for layer in keras.models.load_model(tuned.file("model.keras")).submodules
+               if training.is_batchnorm(layer)}
+    assert momenta == {0.9} and any("BatchNorm momentum 0.9" in line for line in lines)
 
 
 def test_kill_minus_nine_then_rerun_resumes_and_finishes(lite0_home, dataset, tmp_path):
@@ -136,6 +148,20 @@ def test_cut_layer_model_matches_the_full_classifier(lite0_home):
     lower = keras.Model(base.input, base.get_layer(cut).output)
     upper = keras.Model(base.get_layer(cut).output, classifier.output)
     np.testing.assert_allclose(upper(lower(x)), classifier(x), rtol=1e-4, atol=1e-5)
+
+
+def test_batchnorm_statistics_are_reestimated_as_the_average_over_batches():
+    from core.tfkeras import keras
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.BatchNormalization(momentum=0.99)(inputs))
+    bn = model.layers[-1]
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(loc=k, scale=1 + k, size=(16, 3)).astype("float32") for k in range(4)]
+    assert training.reestimate_batchnorm_statistics(model, batches) == 4
+    assert bn.momentum == 0.99  # restored
+    np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean([b.mean(0) for b in batches], axis=0), rtol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), np.mean([b.var(0) for b in batches], axis=0), rtol=1e-4)
 
 
 def test_class_weights_balance_the_classes():
@@ -310,6 +336,8 @@ def test_grid_toml_round_trips_any_dataset_path(tmp_path):
     ({"seed": 2**32}, "below 2\\*\\*32"),
     ({"stage1": {"epoch": 5}}, "did you mean 'stage1.epochs'"),
     ({"val_fraction": 0.5, "test_fraction": 0.5}, "sum below 1"),
+    ({"bn_momentum": 1.0}, "below 1"),
+    ({"bn_momentum": "fast"}, "a number or null"),
 ])
 def test_settings_are_checked_when_the_run_is_configured(override, message):
     from core.errors import UserError
