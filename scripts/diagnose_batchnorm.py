@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--train-images", type=int, default=640, help="training images for re-estimation")
-    parser.add_argument("--seed", type=int, default=0, help="which training images are drawn")
+    parser.add_argument("--seed", type=int, default=0, help="which training images are drawn, dropout's draws")
     args = parser.parse_args(argv)
 
     from core.tfkeras import keras
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     val = [val[i] for i in rng.permutation(len(val))]
     x_val, y_val = load([p for p, _ in val]), np.array([classes.index(label) for _, label in val])
     model = keras.models.load_model(run.file("model.keras"), compile=False)
+    keras.utils.set_random_seed(args.seed)  # training-mode passes apply dropout: the same draw every time
     result = {"inference": accuracy(model, x_val, y_val, batch_size, False),
               "batch_statistics": accuracy(model, x_val, y_val, batch_size, True)}
     train = [path for path, _, s in split.items if s == "train"]
