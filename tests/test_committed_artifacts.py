@@ -97,3 +97,13 @@ def test_every_page_renders_the_committed_results_without_tensorflow(committed_c
         board = report.leaderboard(report.runs_table(dataset, committed_copy))
         # Runs on the whole test split come first: a quick run's subsample score is not comparable.
         assert list(board["Test images"]) == sorted(board["Test images"], reverse=True)
+
+
+def test_readme_quotes_the_committed_batchnorm_diagnoses():
+    readme = (REPO / "README.md").read_text()
+    diagnoses = sorted((REPO / "artifacts").glob("*/diagnostics/batchnorm-*.json"))
+    assert diagnoses, "the from-scratch runs' BatchNorm diagnoses are not committed"
+    for path in diagnoses:
+        results = json.loads(path.read_text())["results"]
+        for mode in ("inference", "reestimated"):
+            assert f"{results[mode]['accuracy']:.3f}" in readme, (path.name, mode)
