@@ -27,9 +27,9 @@ dihedral variants are derived from the one DCT (a flip multiplies frequency ``k`
 rotated 64x64 image with imagehash, 8x cheaper.
 
 Flat images (every channel's pixel SD <= ``FLAT_STD``: blank slices, solid fills) have
-no structure for a pHash, so any two of them would hash alike; a pair that involves a
-flat image is kept only when both are flat and their mean colours agree within
-``FLAT_COLOUR_TOLERANCE``.
+no structure for a pHash, so any two of them would hash alike: they are left out of the
+hash comparison and paired with each other only, when their mean colours agree within
+``FLAT_COLOUR_TOLERANCE`` (:func:`flat_pairs`).
 
 Default threshold (``DEFAULT_THRESHOLD`` = 24 of 256 bits). Flipped, rotated,
 brightness- and contrast-changed copies and re-encoded JPEGs land at 0-20 bits;
@@ -141,22 +141,29 @@ def hash_images(index: data.DatasetIndex, hash_size: int = HASH_SIZE, progress: 
     return shas, hashes, flat, bad
 
 
-def drop_flat_mismatches(index: data.DatasetIndex, flat: dict[str, np.ndarray], ii: np.ndarray,
-                         jj: np.ndarray, dd: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Keep a pair with a flat image only when both are flat and of the same colour.
+def flat_pairs(index: data.DatasetIndex, flat: dict[str, np.ndarray], packed: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs of flat images whose mean colours agree within ``FLAT_COLOUR_TOLERANCE`` per channel.
 
-    The pHash of a flat image is all noise-free zeros, so any two flat images (solid red
-    and solid blue) would be "identical"; their mean colour tells them apart instead.
+    The pHash of a flat image has no structure (solid red and solid blue hash alike), so
+    flat images are paired by colour instead; the distance reported is their upright
+    hashes' Hamming distance. Returns ``(i, j, distance)`` like :func:`near_pairs`.
     """
-    if not flat:
-        return ii, jj, dd
-    paths = [r.path for r in index.records]
-    keep = np.ones(len(ii), dtype=bool)
-    for k, (i, j) in enumerate(zip(ii.tolist(), jj.tolist())):
-        a, b = flat.get(paths[i]), flat.get(paths[j])
-        if a is not None or b is not None:
-            keep[k] = a is not None and b is not None and float(np.abs(a - b).max()) <= FLAT_COLOUR_TOLERANCE
-    return ii[keep], jj[keep], dd[keep]
+    from scipy.spatial import cKDTree
+
+    rows = np.array([k for k, r in enumerate(index.records) if r.path in flat], dtype=np.int64)
+    if len(rows) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    colours = np.stack([flat[index.records[k].path] for k in rows])
+    found = cKDTree(colours).query_pairs(r=FLAT_COLOUR_TOLERANCE, p=np.inf, output_type="ndarray")
+    if len(found) > MAX_PAIRS:
+        raise UserError(f"more than {MAX_PAIRS:,} pairs of flat (single-colour) images of the same colour; "
+                        "remove the blank images before auditing")
+    found = np.asarray(found, dtype=np.int64).reshape(-1, 2)
+    ii, jj = rows[found[:, 0]], rows[found[:, 1]]
+    ii, jj = np.minimum(ii, jj), np.maximum(ii, jj)
+    dd = np.unpackbits(packed[ii, 0] ^ packed[jj, 0], axis=1).sum(axis=1).astype(np.int64)
+    return ii, jj, dd
 
 
 # --- pairwise comparison ----------------------------------------------------------------
@@ -230,7 +237,13 @@ def audit_dataset(root: str | os.PathLike, seed: int = 42, val_fraction: float =
     t_hash = time.perf_counter()
     splits, split_problem = _product_split(index, val_fraction, test_fraction, seed)
     splits.dataset_fingerprint = data.fingerprint(index, shas)
-    ii, jj, dd = drop_flat_mismatches(index, flat, *near_pairs(packed, near_threshold, progress=progress))
+    structured = np.array([r.path not in flat for r in index.records], dtype=bool)
+    si, sj, sd = near_pairs(packed[structured], near_threshold, progress=progress)
+    rows = np.flatnonzero(structured)
+    fi, fj, fd = flat_pairs(index, flat, packed)
+    ii, jj, dd = np.concatenate([rows[si], fi]), np.concatenate([rows[sj], fj]), np.concatenate([sd, fd])
+    order = np.lexsort((jj, ii))
+    ii, jj, dd = ii[order], jj[order], dd[order]
     t_cmp = time.perf_counter()
 
     pairs = _pair_table(index, splits, shas, ii, jj, dd)
@@ -417,7 +430,7 @@ def _verdict(report: dict[str, Any], pairs: list[dict[str, Any]], splits: data.S
         "near_pairs": dup["by_kind"]["near"],
         "corrupt_files": len(report["corrupt"]),
         "imbalance_ratio": ratio,
-        "clean": not (leakage or dup["pairs_total"] or report["corrupt"]),
+        "clean": not (leakage or dup["pairs_total"] or report["corrupt"] or len(classes) < 2),
         "messages": messages,
     }
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 import shlex
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 SCHEMA_VERSION = 1
 
@@ -92,16 +92,23 @@ class RunConfig:
 
     def run_id(self) -> str:
         """Short, stable id derived from every setting that changes the result."""
-        identity = self.to_dict()
-        identity.pop("dataset")
-        for key, default in ADDED_SETTINGS.items():  # settings newer than a run keep its id
-            if identity.get(key) == default:
-                identity.pop(key)  # the folder may move; the dataset fingerprint is recorded separately
-        text = json.dumps(identity, sort_keys=True)
+        # The folder may move, so the dataset is left out; its fingerprint is recorded separately.
+        text = json.dumps(identity_settings(self.to_dict(), ["dataset"]), sort_keys=True)
         tag = "scratch" if self.weights == "none" else "imagenet"
         if self.method != "finetune":
             tag = f"{tag}-{self.method}"
         return f"{self.preset}-{tag}-s{self.seed}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def identity_settings(cfg: dict[str, Any], leave_out: Sequence[str] = ()) -> dict[str, Any]:
+    """A stored config's settings as they identify a run: ``leave_out`` keys dropped, and settings
+    added after earlier runs (:data:`ADDED_SETTINGS`) dropped while at their default or absent,
+    so an old config.json and a new one with the same settings compare equal."""
+    out = {k: v for k, v in cfg.items() if k not in leave_out}
+    for key, default in ADDED_SETTINGS.items():
+        if out.get(key, default) == default:
+            out.pop(key, None)
+    return out
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -185,6 +192,11 @@ def _check_values(data: dict[str, Any]) -> None:
             raise UserError(f"setting '{key}' must be positive, got {value}")
         if key in ("val_fraction", "test_fraction", "bn_momentum") and not 0 <= value < 1:
             raise UserError(f"setting '{key}' must be at least 0 and below 1, got {value}")
+    if data.get("bn_momentum") is not None:
+        if data.get("weights") != "none" or data.get("method", "finetune") != "finetune":
+            raise UserError("setting 'bn_momentum' applies only to training from scratch (--weights none, "
+                            "--method finetune): transfer learning keeps BatchNorm frozen")
+        data["bn_momentum"] = float(data["bn_momentum"])  # 0 and 0.0 are the same run
     if data["val_fraction"] + data["test_fraction"] >= 1:
         raise UserError("val_fraction + test_fraction must leave some images for training (sum below 1)")
 

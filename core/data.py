@@ -621,11 +621,12 @@ def _check_class_sizes(labels: np.ndarray, val_fraction: float, test_fraction: f
             raise DatasetError(
                 f"class '{name}' has only {n} image(s){where}; at least {need} are needed to put one in each of "
                 f"{'/'.join(wanted)} with val_fraction={val_fraction} and test_fraction={test_fraction}. "
-                + _class_size_hint(int(n), val_fraction, test_fraction))
+                + _class_size_hint(int(counts.min()), val_fraction, test_fraction))
 
 
 def _class_size_hint(n: int, val_fraction: float, test_fraction: float) -> str:
-    """What would let a class of ``n`` images split: larger fractions if any fit, else more images."""
+    """What would let every class split, the smallest having ``n`` images: larger fractions if any fit,
+    else more images."""
     fractions = {k: f for k, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)) if f > 0}
     if n > len(fractions):
         wanted = math.ceil(100 / n) / 100  # smallest two-decimal fraction that gives this class one image
@@ -633,8 +634,8 @@ def _class_size_hint(n: int, val_fraction: float, test_fraction: float) -> str:
         if sum(raised.values()) < 1 and min_class_size(raised.get("val_fraction", 0.0),
                                                        raised.get("test_fraction", 0.0)) <= n:
             settings = " ".join(f"{k}={f:g}" for k, f in raised.items())
-            return f"Add images to the class, or raise the fractions ({settings} fits {n} images)."
-    return "Add images to the class, or set a fraction to 0."
+            return f"Add images, or raise the fractions ({settings} fits classes of {n} or more images)."
+    return "Add images, or set a fraction to 0."
 
 
 def _ensure_each_split(split: np.ndarray, labels: np.ndarray, val_fraction: float, test_fraction: float,

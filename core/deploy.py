@@ -80,7 +80,8 @@ import numpy as np
 from core import compression
 from core import latency as lat
 from core.errors import UserError
-from core.storage import atomic_save, atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from core.storage import (atomic_save, atomic_write_bytes, atomic_write_json, atomic_write_text, json_default,
+                          read_json)
 
 Emit = Callable[[str], None]
 SCHEMA_VERSION = 1
@@ -408,9 +409,13 @@ class _Deployment:
         ordered = [by_name.pop(v.name) for v in self.plan if v.name in by_name]
         doc["variants"] = ordered + list(by_name.values())
         _derive(doc)
-        on_disk = read_json(self.doc_path) if self.doc_path.is_file() else None
-        as_stored = json.loads(json.dumps({k: v for k, v in doc.items() if k != "updated_at"}))  # tuples -> lists
-        if on_disk is not None and {k: v for k, v in on_disk.items() if k != "updated_at"} == as_stored:
+        try:
+            on_disk = read_json(self.doc_path) if self.doc_path.is_file() else None
+        except (OSError, ValueError):
+            on_disk = None  # unreadable (as _load_doc allows): overwritten
+        as_stored = json.loads(json.dumps({k: v for k, v in doc.items() if k != "updated_at"},
+                                          default=json_default))  # tuples -> lists, numpy -> plain
+        if isinstance(on_disk, dict) and {k: v for k, v in on_disk.items() if k != "updated_at"} == as_stored:
             return  # nothing was re-measured: leave the file (and its updated_at) alone
         doc["updated_at"] = _now()
         atomic_write_json(self.doc_path, doc)

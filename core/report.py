@@ -124,7 +124,7 @@ def _count_test_items(path: str, mtime_ns: int) -> int:
 
 def _settings_key(cfg: dict) -> str:
     """Identifies a run's settings apart from its seed: runs sharing it differ only by seed."""
-    rest = {k: v for k, v in cfg.items() if k not in ("seed", "dataset")}
+    rest = config_mod.identity_settings(cfg, ["seed", "dataset"])
     return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -272,7 +272,8 @@ def no_recommendation_reason(df: pd.DataFrame) -> str:
         return ("No deployed run has a working full-int8 model (its conversion or measurement failed: the "
                 "Deployment page gives the reason), so size and latency limits cannot be checked.")
     smallest, fastest = df["int8_mb"].min(), df["int8_latency_ms"].min()
-    speed = f" and the fastest takes {fastest:.1f} ms" if pd.notna(fastest) else ""
+    speed = (f" and the fastest takes {fastest:.1f} ms" if pd.notna(fastest)
+             else "; no int8 latency was measured, so a latency limit excludes every run")
     return f"No deployed run fits these limits: the smallest full-int8 model is {smallest:.2f} MB{speed}."
 
 

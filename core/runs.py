@@ -87,8 +87,12 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         self.lock()
         if self.exists():
-            stored = RunConfig.from_dict(read_json(self.file("config.json"))).to_dict()  # later settings: defaults
-            stored.pop("dataset", None)
+            try:
+                stored = RunConfig.from_dict(read_json(self.file("config.json"))).to_dict()  # later settings: defaults
+            except (TypeError, ValueError):
+                stored = None  # not a config this version can read
+            if stored is not None:
+                stored.pop("dataset", None)
             current = config.to_dict()
             current.pop("dataset", None)
             if stored != current:

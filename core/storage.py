@@ -60,7 +60,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -69,8 +69,8 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(fh)
 
 
-def _json_default(obj: Any) -> Any:
-    # numpy scalars and arrays, Paths: the only non-JSON types results contain.
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)``: numpy scalars and arrays, Paths (the only non-JSON types results contain)."""
     if hasattr(obj, "tolist"):
         return obj.tolist()
     if isinstance(obj, os.PathLike):

@@ -80,19 +80,23 @@ def reestimate_batchnorm_statistics(model, batches) -> int:
 
     Each batch runs through ``model`` in training mode with the momentum set so that the
     moving statistics become the running average of the batch statistics ("precise BN");
-    the layers' momenta are restored afterwards. Returns the number of batches used.
+    the layers' momenta are restored afterwards. Frozen BatchNorm layers (transfer runs) run in
+    inference mode even with ``training=True``, so each is made trainable for the passes and
+    frozen again after. Returns the number of batches used.
     """
     layers = [layer for layer in model.submodules if is_batchnorm(layer)]
-    momenta = [layer.momentum for layer in layers]
+    saved = [(layer.momentum, layer.trainable) for layer in layers]
     used = 0
     try:
+        for layer in layers:
+            layer.trainable = True
         for batch in batches:
             set_batchnorm_momentum(model, used / (used + 1))  # 0 first: the first batch replaces the old values
             model(batch, training=True)
             used += 1
     finally:
-        for layer, momentum in zip(layers, momenta):
-            layer.momentum = momentum
+        for layer, (momentum, trainable) in zip(layers, saved):
+            layer.momentum, layer.trainable = momentum, trainable
     return used
 
 

@@ -45,8 +45,10 @@ st.caption("Solid: training, dashed: validation. The grey dashed rule marks wher
            "begins. A validation curve that rises while training keeps falling is overfitting; early "
            "stopping restored the weights of the best validation epoch.")
 
-diagnosed = load_batchnorm_diagnoses(dataset, results_token()).merge(chosen[["run_id", "backbone", "label"]],
-                                                                            on=["run_id", "backbone"])
+# Every diagnosed run passing the filters, picked above or not: the diagnosis explains a curve
+# (a collapsed scratch run) that the default pick, the best runs, leaves out.
+diagnosed = load_batchnorm_diagnoses(dataset, results_token()).merge(
+    with_curves[["run_id", "backbone", "label"]], on=["run_id", "backbone"])
 if not diagnosed.empty:
     st.subheader("BatchNorm diagnosis")
     st.write("Validation accuracy of the same weights three ways: as the run was validated (BatchNorm "

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 from core import provenance, training  # noqa: E402
 from core.backbones import get_spec  # noqa: E402
@@ -53,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from core.tfkeras import keras
 
-    run = RunFolder(args.run_dir)
+    if args.train_images < 1:
+        parser.error("--train-images must be at least 1")
+    run = RunFolder(args.run_dir.resolve())
     if not run.is_complete() or not run.file("model.keras").is_file():
         parser.error(f"{args.run_dir} is not a complete run with its model.keras")
     config = RunConfig.from_dict(read_json(run.file("config.json")))
@@ -61,7 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     split = SplitAssignment.from_dict(read_json(run.path / prov["dataset"]["split_file"]))
     classes = prov["dataset"]["classes"]
     spec = get_spec(config.backbone)
-    root = Path(config.dataset)
+    root = Path(config.dataset).expanduser()
+    if not root.is_absolute() and not root.is_dir():
+        root = REPO / root  # recorded relative to the repository, as the study runs it
+    if not root.is_dir():
+        parser.error(f"the run's dataset {config.dataset} is not on this machine")
     batch_size = config.batch_size
 
     def load(paths: list[str]) -> np.ndarray:
@@ -89,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         "kind": "batchnorm_diagnosis",
         "run": run.path.name, "backbone": config.backbone, "weights": config.weights,
         "split": "val", "val_images": len(val), "classes": classes,
-        "reported_val_accuracy_note": "inference = how the run itself was validated and tested",
+        "note": ("inference = how the run itself was validated and tested"
+                 + (f"; this run validated on at most {config.max_eval_per_class} images per class, the "
+                    "diagnosis scores the whole val split" if config.max_eval_per_class else "")),
         "results": result,
         "seconds": round(time.perf_counter() - started, 1),
         "provenance": provenance.collect(),

@@ -134,6 +134,14 @@ def test_seed_spread_pools_only_runs_that_differ_by_seed():
     assert spread["Mean accuracy"].iloc[0] == "0.920" and spread["SD across seeds"].iloc[0] == "0.020"
     assert spread["Mean 95% CI width"].iloc[0] == "0.040"
 
+    # A run made before bn_momentum existed and one made after, same settings: one group.
+    from core import config as config_mod
+
+    new = config_mod.resolve("data", "EfficientNetLite0", "full", {"weights": "none", "seed": 1}).to_dict()
+    old = {k: v for k, v in new.items() if k != "bn_momentum"} | {"seed": 0}
+    tuned = config_mod.resolve("data", "EfficientNetLite0", "full", {"weights": "none", "bn_momentum": 0.9}).to_dict()
+    assert report._settings_key(old) == report._settings_key(new) != report._settings_key(tuned)
+
 
 def test_run_labels_tell_apart_runs_that_differ_only_in_settings():
     from core import config as config_mod
@@ -295,6 +303,8 @@ def test_a_failed_recommendation_says_why():
     assert report.recommend(too_big, 1.0, None, "accuracy") is None
     assert report.no_recommendation_reason(too_big) == ("No deployed run fits these limits: the smallest full-int8 "
                                                         "model is 3.25 MB and the fastest takes 1.0 ms.")
+    untimed = too_big.assign(int8_latency_ms=[None, None])
+    assert "no int8 latency was measured" in report.no_recommendation_reason(untimed)
 
 
 def test_split_counts_keep_every_stored_split_apart(tmp_path):

@@ -64,18 +64,23 @@ def test_a_class_too_small_to_split_is_named(tmp_path):
     index = data.discover(root)
     with pytest.raises(DatasetError, match="blue") as caught:
         data.make_splits(index)
-    assert "Add images" in str(caught.value) and "fits 2 images" not in str(caught.value)  # 2 < 3 splits
+    assert "Add images" in str(caught.value) and "fits" not in str(caught.value)  # 2 images < 3 splits
 
-    for extra in sorted((root / "red").iterdir())[5:]:
+    # The first class named is not the smallest: the suggestion must fit the smallest.
+    for extra in sorted((root / "blue").iterdir()):
         extra.unlink()
-    (root / "blue").rename(tmp_path / "blue")
+    (root / "blue").rmdir()
+    for extra in sorted((root / "green").iterdir())[6:]:
+        extra.unlink()
+    for extra in sorted((root / "red").iterdir())[4:]:
+        extra.unlink()
     index = data.discover(root)
-    with pytest.raises(DatasetError, match=r"'red' has only 5") as caught:
+    with pytest.raises(DatasetError, match=r"'green' has only 6") as caught:
         data.make_splits(index)
     suggested = dict(kv.split("=") for kv in re.findall(r"\w+_fraction=[\d.]+", str(caught.value).split(". ", 1)[1]))
-    assert suggested == {"val_fraction": "0.2", "test_fraction": "0.2"}
+    assert suggested == {"val_fraction": "0.25", "test_fraction": "0.25"}
     counts = data.make_splits(index, float(suggested["val_fraction"]), float(suggested["test_fraction"])).counts()
-    assert all(counts[s]["red"] >= 1 for s in ("train", "val", "test"))
+    assert all(counts[s][c] >= 1 for s in ("train", "val", "test") for c in ("green", "red"))
 
 
 def test_empty_class_and_missing_root_are_reported(tmp_path):

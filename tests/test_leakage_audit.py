@@ -69,7 +69,7 @@ def test_a_clean_dataset_is_clean(tmp_path):
     assert report["verdict"]["clean"] and report["duplicates"]["pairs_total"] == 0
 
 
-def test_flat_images_match_only_flat_images_of_the_same_colour(tmp_path):
+def test_flat_images_match_only_flat_images_of_the_same_colour(tmp_path, monkeypatch):
     root = tmp_path / "flat"
     for label in ("a", "b"):
         (root / label).mkdir(parents=True)
@@ -79,10 +79,15 @@ def test_flat_images_match_only_flat_images_of_the_same_colour(tmp_path):
     Image.new("RGB", (80, 50), (30, 30, 200)).save(root / "b" / "blue.png")
     Image.new("RGB", (96, 96), (0, 0, 0)).save(root / "a" / "black.png")
     Image.new("RGB", (40, 40), (2, 1, 0)).save(root / "b" / "black_too.jpg")  # other bytes, same blank
+    for k, grey in enumerate((60, 120, 180)):
+        Image.new("RGB", (32, 32), (grey, grey, grey)).save(root / "a" / f"grey{k}.png")
+    # Flat images never enter the hash comparison: their would-be pairs (all at distance 0)
+    # cannot trip the pair limit meant for a loose threshold.
+    monkeypatch.setattr(audit, "MAX_PAIRS", 3)
     report = audit.audit_dataset(root, val_fraction=0.0, test_fraction=0.0)
     pairs = {frozenset((p["a"], p["b"])) for p in report["duplicates"]["pairs"]}
     assert pairs == {frozenset(("a/black.png", "b/black_too.jpg"))}
-    assert report["hash"]["flat_images"]["count"] == 4
+    assert report["hash"]["flat_images"]["count"] == 7
 
 
 def test_a_single_class_dataset_is_audited_with_a_warning(tmp_path):
@@ -92,6 +97,7 @@ def test_a_single_class_dataset_is_audited_with_a_warning(tmp_path):
         texture(i).save(root / "only" / f"{i}.png")
     report = audit.audit_dataset(root)
     assert any("training needs at least 2" in m for m in report["verdict"]["messages"])
+    assert report["verdict"]["clean"] is False
 
 
 def test_audit_command_prints_a_summary_and_writes_json(tmp_path, capsys):

@@ -156,10 +156,11 @@ def test_batchnorm_statistics_are_reestimated_as_the_average_over_batches():
     inputs = keras.Input((3,))
     model = keras.Model(inputs, keras.layers.BatchNormalization(momentum=0.99)(inputs))
     bn = model.layers[-1]
+    bn.trainable = False  # frozen, as in a transfer run: re-estimation must still reach it
     rng = np.random.default_rng(0)
     batches = [rng.normal(loc=k, scale=1 + k, size=(16, 3)).astype("float32") for k in range(4)]
     assert training.reestimate_batchnorm_statistics(model, batches) == 4
-    assert bn.momentum == 0.99  # restored
+    assert bn.momentum == 0.99 and bn.trainable is False  # restored
     np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean([b.mean(0) for b in batches], axis=0), rtol=1e-5)
     np.testing.assert_allclose(bn.moving_variance.numpy(), np.mean([b.var(0) for b in batches], axis=0), rtol=1e-4)
 
@@ -338,6 +339,7 @@ def test_grid_toml_round_trips_any_dataset_path(tmp_path):
     ({"val_fraction": 0.5, "test_fraction": 0.5}, "sum below 1"),
     ({"bn_momentum": 1.0}, "below 1"),
     ({"bn_momentum": "fast"}, "a number or null"),
+    ({"bn_momentum": 0.9}, "only to training from scratch"),
 ])
 def test_settings_are_checked_when_the_run_is_configured(override, message):
     from core.errors import UserError
@@ -421,3 +423,14 @@ def test_cli_refuses_bad_seeds_and_reports_a_bad_output_path_in_one_line(tmp_pat
     (tmp_path / "a file").write_text("x")  # a file where a folder should be: one line, no traceback
     assert cli_main(["audit", str(root), "--out", str(tmp_path / "a file" / "audit.json")]) == 2
     assert capsys.readouterr().err.splitlines()[-1].startswith("error: ")
+
+
+def test_a_run_folder_with_a_config_this_version_cannot_read_is_refused_clearly(tmp_path):
+    from core.errors import UserError
+
+    cfg = config_mod.resolve(str(tmp_path), "EfficientNetLite0", "quick", {})
+    folder = RunFolder(tmp_path / "run")
+    folder.path.mkdir()
+    (folder.path / "config.json").write_text(json.dumps({**cfg.to_dict(), "from_a_newer_version": 1}))
+    with pytest.raises(UserError, match="holds a run with other settings"):
+        folder.start(cfg)
