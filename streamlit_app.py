@@ -31,7 +31,7 @@ names = load_datasets(token)
 with st.sidebar:
     if names:
         # Open on a dataset that has results (current_dataset), not simply the first name.
-        st.selectbox("Dataset", names, index=names.index(current_dataset()), key="dataset")
+        st.selectbox("Dataset", names, index=names.index(current_dataset(token)), key="dataset")
         runs = load_runs(st.session_state["dataset"], token)
         if not runs.empty:
             st.multiselect("Backbone", sorted(runs["backbone"].unique()), key="f_backbone", placeholder="all")

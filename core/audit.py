@@ -141,17 +141,17 @@ def hash_images(index: data.DatasetIndex, hash_size: int = HASH_SIZE, progress: 
     return shas, hashes, flat, bad
 
 
-def flat_pairs(index: data.DatasetIndex, flat: dict[str, np.ndarray], packed: np.ndarray
+def flat_pairs(index: data.DatasetIndex, flat: dict[str, np.ndarray], rows: np.ndarray, packed: np.ndarray
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs of flat images whose mean colours agree within ``FLAT_COLOUR_TOLERANCE`` per channel.
 
     The pHash of a flat image has no structure (solid red and solid blue hash alike), so
     flat images are paired by colour instead; the distance reported is their upright
-    hashes' Hamming distance. Returns ``(i, j, distance)`` like :func:`near_pairs`.
+    hashes' Hamming distance. ``rows`` are the flat images' rows in ``index.records``.
+    Returns ``(i, j, distance)`` like :func:`near_pairs`.
     """
     from scipy.spatial import cKDTree
 
-    rows = np.array([k for k, r in enumerate(index.records) if r.path in flat], dtype=np.int64)
     if len(rows) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
     colours = np.stack([flat[index.records[k].path] for k in rows])
@@ -240,7 +240,7 @@ def audit_dataset(root: str | os.PathLike, seed: int = 42, val_fraction: float =
     structured = np.array([r.path not in flat for r in index.records], dtype=bool)
     si, sj, sd = near_pairs(packed[structured], near_threshold, progress=progress)
     rows = np.flatnonzero(structured)
-    fi, fj, fd = flat_pairs(index, flat, packed)
+    fi, fj, fd = flat_pairs(index, flat, np.flatnonzero(~structured), packed)
     ii, jj, dd = np.concatenate([rows[si], fi]), np.concatenate([rows[sj], fj]), np.concatenate([sd, fd])
     order = np.lexsort((jj, ii))
     ii, jj, dd = ii[order], jj[order], dd[order]

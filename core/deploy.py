@@ -178,7 +178,9 @@ class _Source:
         return os.path.relpath(path, self.out_dir)
 
 
-def _find_dataset(path: str, run_dir: Path) -> Path | None:
+def find_dataset(path: str, run_dir: Path) -> Path | None:
+    """A run's recorded dataset folder on this machine: as given, or relative to the current
+    folder, the repository or the run folder; None if it is not here."""
     from core.provenance import REPO_ROOT
 
     p = Path(path).expanduser()
@@ -252,7 +254,7 @@ def _run_source(run_dir: Path, emit: Emit) -> _Source:
     classes = list(metrics.get("classes") or (prov.get("dataset") or {}).get("classes") or [])
     if len(classes) < 2:
         raise DeployError(f"{run_dir / 'metrics.json'} lists no classes")
-    root = _find_dataset(config.dataset, run_dir)
+    root = find_dataset(config.dataset, run_dir)
     if root is None:
         raise DeployError(f"the run's dataset folder '{config.dataset}' (config.json) is not found from "
                           f"{Path.cwd()} or the repository root; run deploy from where the run was trained")
@@ -404,19 +406,23 @@ class _Deployment:
         return bool(record and record.get("status") == "ok" and record.get("file")
                     and (self.src.out_dir / record["file"]).is_file())
 
-    def _write(self, doc: dict) -> None:
+    def _on_disk(self, doc: dict) -> bool:
+        """True when deployment.json already holds ``doc``, its timestamp aside."""
+        try:
+            on_disk = read_json(self.doc_path) if self.doc_path.is_file() else None
+        except (OSError, ValueError):
+            return False  # unreadable (as _load_doc allows): overwritten
+        as_stored = json.loads(json.dumps({k: v for k, v in doc.items() if k != "updated_at"},
+                                          default=json_default))  # tuples -> lists, numpy -> plain
+        return isinstance(on_disk, dict) and {k: v for k, v in on_disk.items() if k != "updated_at"} == as_stored
+
+    def _write(self, doc: dict, only_if_changed: bool = False) -> None:
         by_name = {r["name"]: r for r in doc["variants"]}
         ordered = [by_name.pop(v.name) for v in self.plan if v.name in by_name]
         doc["variants"] = ordered + list(by_name.values())
         _derive(doc)
-        try:
-            on_disk = read_json(self.doc_path) if self.doc_path.is_file() else None
-        except (OSError, ValueError):
-            on_disk = None  # unreadable (as _load_doc allows): overwritten
-        as_stored = json.loads(json.dumps({k: v for k, v in doc.items() if k != "updated_at"},
-                                          default=json_default))  # tuples -> lists, numpy -> plain
-        if isinstance(on_disk, dict) and {k: v for k, v in on_disk.items() if k != "updated_at"} == as_stored:
-            return  # nothing was re-measured: leave the file (and its updated_at) alone
+        if only_if_changed and self._on_disk(doc):
+            return
         doc["updated_at"] = _now()
         atomic_write_json(self.doc_path, doc)
 
@@ -514,7 +520,7 @@ class _Deployment:
         self._header(doc, sha)
         if not todo:
             self.emit(f"deploy: nothing to measure; results in {self.doc_path}")
-            self._write(doc)
+            self._write(doc, only_if_changed=True)  # nothing measured: keep the file and its updated_at
             return doc
         timings = {}
         t = time.monotonic()

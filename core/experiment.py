@@ -52,8 +52,6 @@ Emit = Callable[[str], None]
 GRID_KEYS = {"datasets", "backbones", "weights", "methods", "seeds", "preset", "set", "deploy"}
 UNAVAILABLE_FILE = "unavailable.json"
 ARCHITECTURES_DIR = "architectures"
-ARCHITECTURE_VARIANTS = ("keras", "tflite_float32", "tflite_float16", "tflite_int8_dynamic", "tflite_int8_full",
-                         "tflite_int8_per_tensor")
 
 
 @dataclass
@@ -180,13 +178,14 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
         return 1 if invalid else 0
     started = time.time()
     failures, waiting = [], []
+    fingerprints: dict[str, str] = {}  # each dataset hashed once per sitting
     try:
         for i, (cfg, wants_deploy, folder) in enumerate(states, 1):
             if folder.is_complete() and not wants_deploy:
                 continue
             emit(f"[{i}/{len(states)}] {cfg.dataset} {cfg.backbone} weights={cfg.weights} method={cfg.method} seed={cfg.seed}")
             try:
-                execute(cfg, root, emit, deploy=wants_deploy)
+                execute(cfg, root, emit, deploy=wants_deploy, fingerprints=fingerprints)
                 _forget_unavailable(root, cfg, folder)
             except WeightsUnavailableError as exc:
                 waiting.append((cfg, str(exc)))
@@ -222,13 +221,13 @@ def _measure_architecture(cfg: config_mod.RunConfig, root: Path, emit: Emit) -> 
 
     One measurement per backbone: a second dataset resumes the stored one (its head's
     class count barely changes the size) unless the input size differs. Only the
-    conversion variants (:data:`ARCHITECTURE_VARIANTS`): pruning, clustering and QAT
+    conversion variants (Keras and TFLite families of the plan): pruning, clustering and QAT
     fine-tune trained weights, so on random ones they say nothing a study needs, and
     they would triple the time of the large backbones.
     """
     from core import data as data_mod
     from core.backbones import get_spec
-    from core.deploy import RESULT_FILE, deploy_architecture
+    from core.deploy import RESULT_FILE, deploy_architecture, variant_plan
 
     out = _architecture_dir(root, cfg)
     emit(f"  measuring the architecture instead (random weights): {out}")
@@ -243,7 +242,7 @@ def _measure_architecture(cfg: config_mod.RunConfig, root: Path, emit: Emit) -> 
         else:
             classes = len(data_mod.discover(cfg.dataset, validate=False).classes)
         deploy_architecture(cfg.backbone, max(classes, 2), out, emit=emit, input_size=size,
-                            only=ARCHITECTURE_VARIANTS)
+                            only=[v.name for v in variant_plan() if v.family in ("keras", "tflite")])
     except Exception as exc:  # noqa: BLE001 - one backbone's measurement must not stop the study
         emit(f"  architecture measurement failed: {type(exc).__name__}: {exc}")
         return f"{type(exc).__name__}: {exc}"

@@ -19,8 +19,7 @@ from core.backbones import get_spec
 from core.data import open_image
 from core.errors import ImageDecodeError, UserError
 from core.pipeline import preprocess
-from core.report import run_labels
-from core.results import artifacts_dir, complete_runs
+from core.report import dataset_runs, run_labels
 from core.storage import read_json
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -47,14 +46,8 @@ class StoredModel:
 
 def stored_models(dataset: str, root: Path | None = None) -> tuple[list[StoredModel], list[StoredModel]]:
     """(TFLite variants, Keras models) of every complete network run of ``dataset``."""
-    runs, configs = [], []
-    for run in complete_runs(Path(root or artifacts_dir())):
-        if run.parent.parent.name != dataset:
-            continue
-        cfg = read_json(run / "config.json")
-        if cfg.get("method", "finetune") == "finetune":
-            runs.append(run)
-            configs.append(cfg)
+    network = [(run, cfg) for run, cfg in dataset_runs(dataset, root) if cfg.get("method", "finetune") == "finetune"]
+    runs, configs = [r for r, _ in network], [c for _, c in network]
     lite, keras_models = [], []
     for run, cfg, label in zip(runs, configs, run_labels(configs)):
         spec = get_spec(cfg["backbone"])

@@ -70,14 +70,16 @@ def _setting_text(value) -> str:
     return "default" if value is None else str(value)
 
 
+def dataset_runs(dataset: str, root: Path | None = None) -> list[tuple[Path, dict]]:
+    """(folder, stored config) of every complete run of ``dataset``."""
+    return [(run, read_json(run / "config.json")) for run in complete_runs(Path(root or artifacts_dir()))
+            if run.parent.parent.name == dataset]
+
+
 def runs_table(dataset: str, root: Path | None = None) -> pd.DataFrame:
     """One row per complete run of a dataset: settings, headline metrics with CIs, costs."""
-    root = Path(root or artifacts_dir())
     rows, configs = [], []
-    for run in complete_runs(root):
-        if run.parent.parent.name != dataset:
-            continue
-        cfg = read_json(run / "config.json")
+    for run, cfg in dataset_runs(dataset, root):
         configs.append(cfg)
         metrics = read_json(run / "metrics.json")
         prov = read_json(run / "provenance.json")

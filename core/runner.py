@@ -109,17 +109,22 @@ def validate_config(config: RunConfig) -> BackboneSpec:
 
 
 def execute(config: RunConfig, artifacts_root: str | Path | None = None, emit: Emit = print,
-            deploy: bool = False) -> RunFolder:
+            deploy: bool = False, fingerprints: dict[str, str] | None = None) -> RunFolder:
     """Run (or resume, or skip if complete) one configured run; returns its folder.
 
     With ``deploy`` a network run's deployment variants are measured right after
     training (``python -m core deploy``; resumable, measured variants are kept).
+    ``fingerprints`` (dataset path -> fingerprint) lets a caller running many runs hash
+    each dataset once for the check that a complete run was made on the same images.
     """
     spec = validate_config(config)
     run = RunFolder.for_config(config, artifacts_root)
     if run.is_complete():
         stored = (read_json(run.file("provenance.json")).get("dataset") or {}).get("fingerprint")
-        _check_same_dataset(run, config, stored, data_mod.fingerprint(data_mod.discover(config.dataset)))
+        fingerprints = {} if fingerprints is None else fingerprints
+        if config.dataset not in fingerprints:
+            fingerprints[config.dataset] = data_mod.fingerprint(data_mod.discover(config.dataset))
+        _check_same_dataset(run, config, stored, fingerprints[config.dataset])
         emit(f"complete already: {run.path}")
         if deploy:
             _deploy(run, config, emit)

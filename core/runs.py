@@ -88,14 +88,10 @@ class RunFolder:
         self.lock()
         if self.exists():
             try:
-                stored = RunConfig.from_dict(read_json(self.file("config.json"))).to_dict()  # later settings: defaults
+                same = self.read_config().run_id() == config.run_id()  # settings added later: at their defaults
             except (TypeError, ValueError):
-                stored = None  # not a config this version can read
-            if stored is not None:
-                stored.pop("dataset", None)
-            current = config.to_dict()
-            current.pop("dataset", None)
-            if stored != current:
+                same = False  # not a config this version can read
+            if not same:
                 raise UserError(f"{self.path} holds a run with other settings; move it away to start afresh")
             return True
         atomic_write_json(self.file("config.json"), config.to_dict())

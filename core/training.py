@@ -91,7 +91,8 @@ def reestimate_batchnorm_statistics(model, batches) -> int:
         for layer in layers:
             layer.trainable = True
         for batch in batches:
-            set_batchnorm_momentum(model, used / (used + 1))  # 0 first: the first batch replaces the old values
+            for layer in layers:
+                layer.momentum = used / (used + 1)  # 0 first: the first batch replaces the old values
             model(batch, training=True)
             used += 1
     finally:

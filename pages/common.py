@@ -143,9 +143,9 @@ def empty_state(dataset: str | None = None, what: str = "results") -> None:
         st.info(f"No {what} yet: `{root}` holds no complete run. {how}")
 
 
-def current_dataset() -> str | None:
+def current_dataset(token: str | None = None) -> str | None:
     """The dataset chosen in the sidebar (the first one before any choice), or None."""
-    token = results_token()
+    token = token or results_token()
     names = load_datasets(token)
     chosen = st.session_state.get("dataset")
     if chosen in names:

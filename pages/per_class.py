@@ -13,10 +13,11 @@ if runs.empty:
     empty_state(dataset)
     st.stop()
 chosen = pick_runs(runs, "Runs (side by side)", default=2)
+token = results_token()
 normalised = st.toggle("Normalise rows (recall per true class)", value=True)
 columns = st.columns(max(1, len(chosen)))
 for col, (_, run) in zip(columns, chosen.iterrows()):
-    m = load_metrics(run["path"], results_token())
+    m = load_metrics(run["path"], token)
     names = m["classes"]
     df = report.confusion_cells(m, normalised)
     base = alt.Chart(df).encode(x=alt.X("predicted:N", sort=names), y=alt.Y("true:N", sort=names))
@@ -34,9 +35,9 @@ st.subheader("Misclassified test images")
 if chosen.empty:
     st.stop()
 run = chosen.iloc[0]
-preds = load_predictions(run["path"], results_token())
+preds = load_predictions(run["path"], token)
 wrong = preds[preds["true"] != preds["pred"]]
-classes = load_metrics(run["path"], results_token())["classes"]
+classes = load_metrics(run["path"], token)["classes"]
 c1, c2 = st.columns(2)
 true_class = c1.selectbox("True class", classes)
 # Open on the most frequent confusion of the chosen true class, not on the empty diagonal cell.

@@ -14,11 +14,12 @@ if runs.empty:
 chosen = pick_runs(runs, "Runs (overlaid)", default=2)
 if chosen.empty:
     st.stop()
-first = load_metrics(chosen.iloc[0]["path"], results_token())
+token = results_token()
+first = load_metrics(chosen.iloc[0]["path"], token)
 klass = st.selectbox("Class (one-vs-rest)", [c["class"] for c in first["roc"]["per_class"]])
 roc_rows, pr_rows, auc_rows = [], [], []
 for _, run in chosen.iterrows():
-    m = load_metrics(run["path"], results_token())
+    m = load_metrics(run["path"], token)
     auc_row = {"run": run["label"], "micro AUC": m["roc"]["micro_auc"], "macro AUC": m["roc"]["macro_auc"]}
     for c in m["roc"]["per_class"]:
         auc_row[f"AUC {c['class']}"] = c["auc"]

@@ -19,10 +19,11 @@ if with_curves.empty:
             "embeddings, fitted in one step. Network runs (transfer or from scratch) have curves.")
     st.stop()
 chosen = pick_runs(with_curves, "Runs", default=3)
+token = results_token()
 metric = st.radio("Metric", ["loss", "accuracy"], horizontal=True)
 frames = []
 for _, run in chosen.iterrows():
-    h = load_history(run["path"], results_token())
+    h = load_history(run["path"], token)
     if h.empty:
         continue
     for split, column in (("train", metric), ("validation", f"val_{metric}")):
@@ -47,7 +48,7 @@ st.caption("Solid: training, dashed: validation. The grey dashed rule marks wher
 
 # Every diagnosed run passing the filters, picked above or not: the diagnosis explains a curve
 # (a collapsed scratch run) that the default pick, the best runs, leaves out.
-diagnosed = load_batchnorm_diagnoses(dataset, results_token()).merge(
+diagnosed = load_batchnorm_diagnoses(dataset, token).merge(
     with_curves[["run_id", "backbone", "label"]], on=["run_id", "backbone"])
 if not diagnosed.empty:
     st.subheader("BatchNorm diagnosis")

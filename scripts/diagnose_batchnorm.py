@@ -25,13 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core import provenance, training  # noqa: E402
 from core.backbones import get_spec  # noqa: E402
-from core.config import RunConfig  # noqa: E402
 from core.data import SplitAssignment  # noqa: E402
+from core.deploy import find_dataset  # noqa: E402
 from core.pipeline import load_batch  # noqa: E402
 from core.runs import RunFolder  # noqa: E402
 from core.storage import atomic_write_json, read_json  # noqa: E402
@@ -59,15 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     run = RunFolder(args.run_dir.resolve())
     if not run.is_complete() or not run.file("model.keras").is_file():
         parser.error(f"{args.run_dir} is not a complete run with its model.keras")
-    config = RunConfig.from_dict(read_json(run.file("config.json")))
+    config = run.read_config()
     prov = read_json(run.file("provenance.json"))
     split = SplitAssignment.from_dict(read_json(run.path / prov["dataset"]["split_file"]))
     classes = prov["dataset"]["classes"]
     spec = get_spec(config.backbone)
-    root = Path(config.dataset).expanduser()
-    if not root.is_absolute() and not root.is_dir():
-        root = REPO / root  # recorded relative to the repository, as the study runs it
-    if not root.is_dir():
+    root = find_dataset(config.dataset, run.path)
+    if root is None:
         parser.error(f"the run's dataset {config.dataset} is not on this machine")
     batch_size = config.batch_size
 
