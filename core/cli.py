@@ -10,17 +10,26 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
+import time
+from pathlib import Path
 from typing import Sequence
 
+from core.artifacts import report
+from core.artifacts.layout import DEPLOYMENT_FILE, artifacts_dir, deployment_file
+from core.data import audit
+from core.deploy import measure as deploy
 from core.errors import UserError
+from core.evaluate.compare import compare_dataset
 from core.formatting import format_table
-
+from core.models import backbones
+from core.orchestrate.experiment import run_experiment
+from core.orchestrate.run import execute
+from core.train import config as config_mod
+from core.train.config import SEED_LIMIT
 
 # --- backbones -----------------------------------------------------------------
 
 def _cmd_backbones(args: argparse.Namespace) -> int:
-    from core import backbones
-
     rows = []
     for spec in backbones.listed_specs():
         rows.append([
@@ -47,8 +56,6 @@ def _add_backbones(sub: argparse._SubParsersAction) -> None:
 
 def _seed(text: str) -> int:
     """argparse type: a seed numpy and Keras accept, 0 <= seed < 2**32."""
-    from core.config import SEED_LIMIT
-
     try:
         value = int(text)
     except ValueError:
@@ -61,10 +68,6 @@ def _seed(text: str) -> int:
 # --- audit ---------------------------------------------------------------------
 
 def _cmd_audit(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from core import audit
-
     out = Path(args.out).expanduser() if args.out else audit.default_report_path(args.root)
     if out.is_dir():  # checked before the audit, not after minutes of hashing
         raise UserError(f"--out {out} is a folder; give a file path, e.g. {out / 'audit.json'}")
@@ -81,8 +84,6 @@ class _AuditProgress:
     """Progress of the slow audit stages on stderr, at most every few seconds."""
 
     def __init__(self, every_s: float = 3.0):
-        import time
-
         self._time, self.every_s, self.last = time.monotonic, every_s, 0.0
 
     def __call__(self, stage: str, done: int, total: int) -> None:
@@ -106,8 +107,6 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
 # --- run / experiment ----------------------------------------------------------
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from core import config as config_mod
-    from core.runner import execute
 
     overrides = config_mod.parse_overrides(args.set or [])
     overrides.update(weights=args.weights, seed=args.seed, method=args.method)
@@ -134,8 +133,6 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
-    from core.experiment import run_experiment
-
     return run_experiment(args.file, artifacts=args.artifacts, dry_run=args.dry_run, emit=_emit, deploy=args.deploy)
 
 
@@ -149,10 +146,6 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from core.compare import compare_dataset
-    from core.results import artifacts_dir
 
     folder = Path(args.dataset)
     if not folder.is_dir():
@@ -175,10 +168,6 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from core import report
-
     if args.readme:
         changed = report.update_readme(Path(args.readme), Path(args.artifacts) if args.artifacts else None)
         print(f"{args.readme}: results section {'updated' if changed else 'already current'}")
@@ -199,23 +188,19 @@ def _emit(line: str) -> None:
 
 
 def _cmd_deploy(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from core import deploy
-
     if args.architecture:
         if args.run_dir or not args.out:
             raise UserError("--architecture measures a backbone without a run: give --out DIR and no RUN_DIR")
         doc = deploy.deploy_architecture(args.architecture, args.classes, args.out, emit=_emit,
                                          input_size=args.input_size, threads=args.threads, runs=args.runs,
                                          only=args.only)
-        where = Path(args.out) / deploy.RESULT_FILE
+        where = Path(args.out) / DEPLOYMENT_FILE
     else:
         if not args.run_dir:
             raise UserError("give a run folder (RUN_DIR) or --architecture NAME --out DIR")
         doc = deploy.deploy_run(args.run_dir, emit=_emit, threads=args.threads, runs=args.runs, only=args.only)
-        where = Path(args.run_dir) / deploy.DEPLOY_DIR / deploy.RESULT_FILE
-    rows, headers = deploy.table_rows(doc)
+        where = deployment_file(Path(args.run_dir))
+    rows, headers = deployment_table(doc)
     print()
     print(format_table(rows, headers))
     problems = [v for v in doc["variants"] if v["status"] != "ok"]
@@ -286,3 +271,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
             return 2
         raise
+
+
+def deployment_table(doc: dict) -> tuple[list[list], list[str]]:
+    """A readable table of deployment.json: one row per variant."""
+    def mb(b):
+        return "" if not b else f"{b / 1e6:.2f} MB"
+
+    def ms(lat_):
+        return "" if not lat_ else f"{lat_['median_ms']:.1f}"
+
+    rows = []
+    for r in doc["variants"]:
+        m, d = r.get("metrics") or {}, r.get("delta_vs_parent") or {}
+        io_ = f"{r['input_dtype']}/{r['output_dtype']}" if r.get("input_dtype") else ""
+        rows.append([r["name"], r["status"], mb(r.get("bytes")), mb(r.get("gzip_bytes")),
+                     "" if r.get("ratio_to_keras") is None else f"{r['ratio_to_keras']:.3f}",
+                     "" if r.get("ratio_to_tflite_float32") is None else f"{r['ratio_to_tflite_float32']:.3f}",
+                     io_, "" if m.get("accuracy") is None else f"{m['accuracy']:.4f}",
+                     "" if d.get("accuracy") is None else f"{d['accuracy'] * 100:+.1f}",
+                     ms((r.get("latency") or {}).get("threads_1")), ms((r.get("latency") or {}).get("threads_all"))])
+    headers = ["variant", "status", "bytes", "gzip", "x keras", "x tflite f32", "in/out", "accuracy",
+               "delta pp", "ms 1 thread", "ms all cores"]
+    return rows, headers

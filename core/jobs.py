@@ -16,19 +16,22 @@ complete. ``<jobs dir>/current`` names the job that holds the one-job lock.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
 import sys
 import time
+import traceback
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from core.artifacts.layout import REPO_ROOT
+from core.artifacts.storage import atomic_write_json, read_json
+from core.cli import main
 from core.errors import UserError
-from core.results import REPO_ROOT
-from core.storage import atomic_write_json, read_json
 
 
 class JobRunningError(UserError):
@@ -91,7 +94,6 @@ def start_job(args: Sequence[str], description: str, root: Path | None = None,
     root.mkdir(parents=True, exist_ok=True)
     lock = root / ".lock"
     with open(lock, "a+") as fh:  # serialise concurrent starts (two tabs, two users)
-        import fcntl
 
         fcntl.flock(fh, fcntl.LOCK_EX)
         running = current_job(root)
@@ -186,8 +188,6 @@ def _write_result(folder: Path, returncode: int, cancelled: bool = False) -> Non
 
 def _wrapper(folder: str, args: list[str]) -> int:
     """Run the CLI in this process and record its exit code (the job's process)."""
-    from core.cli import main
-
     # A process started from a non-interactive shell's background (`streamlit run ... &` in a
     # script, CI) inherits SIGINT as ignored, and Python keeps it so: Cancel would then wait and kill instead of
     # letting the run record its interruption. The job always wants KeyboardInterrupt.
@@ -200,7 +200,6 @@ def _wrapper(folder: str, args: list[str]) -> int:
     except SystemExit as exc:
         code = int(exc.code or 0)
     except BaseException as exc:  # noqa: BLE001 - a crash must still be recorded for the app
-        import traceback
 
         traceback.print_exc()
         print(f"error: the job crashed: {type(exc).__name__}: {exc}", flush=True)

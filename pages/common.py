@@ -1,6 +1,6 @@
 """Shared by the report pages: cached loads of stored results, the sidebar, empty states.
 
-Only reads files through :mod:`core.report`; never imports TensorFlow.
+Only reads files through :mod:`core.artifacts.report`; never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core import report
-from core.results import COMPLETE_MARKER, artifacts_dir
+from core.artifacts import report
+from core.artifacts.layout import COMPLETE_MARKER, artifacts_dir
 
 
 def _route_through_main_script() -> None:

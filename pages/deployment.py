@@ -4,9 +4,16 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core import report
-from pages.common import (empty_state, load_architectures, load_json, pick_run, results_token, selected_runs,
-                          table_section)
+from core.artifacts import report
+from pages.common import (
+    empty_state,
+    load_architectures,
+    load_json,
+    pick_run,
+    results_token,
+    selected_runs,
+    table_section,
+)
 
 st.title("Deployment cost")
 dataset, runs = selected_runs()

@@ -4,7 +4,7 @@ import json
 
 import streamlit as st
 
-from core import report
+from core.artifacts import report
 from pages.common import empty_state, selected_runs
 
 st.title("Export")

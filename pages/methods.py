@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core.config import reproduce_command
+from core.train.config import reproduce_command
 from pages.common import empty_state, load_json, pick_run, results_token, selected_runs
 
 st.title("Methods and reproducibility")

@@ -3,7 +3,7 @@
 import altair as alt
 import streamlit as st
 
-from core import report
+from core.artifacts import report
 from pages.common import dataset_notes, empty_state, load_waiting, results_token, selected_runs, table_section
 
 st.title("Which ImageNet backbone, in which form, for your images?")

@@ -4,8 +4,16 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core import report
-from pages.common import dataset_root, empty_state, load_metrics, load_predictions, pick_runs, results_token, selected_runs
+from core.artifacts import report
+from pages.common import (
+    dataset_root,
+    empty_state,
+    load_metrics,
+    load_predictions,
+    pick_runs,
+    results_token,
+    selected_runs,
+)
 
 st.title("Per-class results")
 dataset, runs = selected_runs()

@@ -7,8 +7,10 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core import backbones, jobs, report
-from core.results import REPO_ROOT, artifacts_dir
+from core.artifacts import report
+from core.artifacts.layout import REPO_ROOT, artifacts_dir
+from core.models import backbones
+from core import jobs
 from pages.common import training_disabled
 
 st.title("Train")
@@ -34,14 +36,14 @@ def dataset_choices() -> list[str]:
 def class_counts(folder: str) -> dict[str, int]:
     from collections import Counter
 
-    from core.data import discover
+    from core.data.dataset import discover
 
     return dict(Counter(r.label for r in discover(folder, validate=False).records))
 
 
 def images_used(counts: dict[str, int], preset: str) -> int:
     """Images a run of this preset will read (quick runs subsample each class)."""
-    from core import config as config_mod
+    from core.train import config as config_mod
 
     cfg = config_mod.resolve(".", "EfficientNetLite0", preset)
     if not cfg.max_train_per_class:
@@ -89,7 +91,7 @@ def live(job_id: str) -> None:
 
 
 def _events(run_dir: Path) -> list[dict]:
-    from core.runs import RunFolder
+    from core.artifacts.runs import RunFolder
 
     return RunFolder(run_dir).read_events()
 
@@ -157,9 +159,9 @@ if folder and chosen:
         st.caption(f"{sum(counts.values())} images in {len(counts)} classes; this preset uses {n_images}. No "
                    "estimate yet for some choices: no earlier run of that backbone and preset is stored here.")
     if st.button("Start training", type="primary"):
+        from core.artifacts.runs import RunFolder
         from core.errors import UserError
-        from core.experiment import grid_toml, parse_grid
-        from core.runs import RunFolder
+        from core.orchestrate.experiment import grid_toml, parse_grid
 
         toml = grid_toml(artifacts_dir(), [folder], chosen, weights, int(seed), preset, overrides)
         try:

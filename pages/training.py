@@ -4,8 +4,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from pages.common import (empty_state, load_batchnorm_diagnoses, load_history, pick_runs, results_token,
-                          selected_runs)
+from pages.common import empty_state, load_batchnorm_diagnoses, load_history, pick_runs, results_token, selected_runs
 
 st.title("Training curves")
 dataset, runs = selected_runs()

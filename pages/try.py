@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core import predict
+from core.deploy import predict
 from core.errors import UserError
 from pages.common import current_dataset, dataset_root, results_token
 
@@ -39,7 +39,7 @@ for upload in uploads or []:
 source = (keras_models or lite_models)[0]
 root = dataset_root(str(source.run_dir))
 if root is not None:
-    from core.report import predictions
+    from core.artifacts.report import predictions
 
     test_ids = predictions(source.run_dir)["id"].tolist()
     picked = st.multiselect("…or pick test images of the dataset", test_ids, max_selections=4)
@@ -87,7 +87,7 @@ for position, (name, image) in enumerate(images):
                 "Keras model", [m.label for m in keras_models], key=f"cam-model-{position}"))
             klass = st.selectbox("Explain class", ["predicted"] + list(km.classes), key=f"cam-class-{position}")
             with st.spinner("Loading TensorFlow and computing Grad-CAM…"):
-                from core import gradcam
+                from core.models import gradcam
 
                 index = None if klass == "predicted" else list(km.classes).index(klass)
                 cam, index, layer, probs = gradcam.gradcam(km.path, predict.model_input(image, km), index)

@@ -42,10 +42,11 @@ def _variants(doc: dict) -> dict:
 
 def load_or_measure(run_dir: Path, measure: bool = True) -> dict:
     """The run's deployment.json, measuring the two variants first when they are missing."""
-    from core import deploy
-    from core.storage import read_json
+    from core.artifacts.layout import deployment_file
+    from core.artifacts.storage import read_json
+    from core.deploy import measure as deploy
 
-    path = run_dir / deploy.DEPLOY_DIR / deploy.RESULT_FILE
+    path = deployment_file(run_dir)
     doc = read_json(path) if path.is_file() else {}
     missing = [n for n in NEEDED if (_variants(doc).get(n) or {}).get("status") != "ok"]
     if missing and measure:
@@ -85,12 +86,13 @@ def compare(doc: dict, int8: str = "tflite_int8_full") -> dict:
 
 def paired(run_dir: Path, doc: dict, rounds: int, int8: str = "tflite_int8_full") -> dict:
     """int8 / float32 1-thread latency timed alternately from the stored TFLite files."""
-    from core import deploy
-    from core import latency as lat
-    from core.backbones import get_spec
+    from core.artifacts.layout import deploy_dir
+    from core.deploy import latency as lat
+    from core.deploy import measure as deploy
+    from core.models.backbones import get_spec
 
     v = _variants(doc)
-    models = {name: lat.LiteModel((run_dir / deploy.DEPLOY_DIR / v[name]["file"]).read_bytes(), 1)
+    models = {name: lat.LiteModel((deploy_dir(run_dir) / v[name]["file"]).read_bytes(), 1)
               for name in ("tflite_float32", int8)}
     sample = deploy._synthetic_images(1, doc["input_size"], get_spec(doc["backbone"]).entry.preprocessing, 0)[0]
     stats = lat.paired_latency(models, sample, rounds, 5)

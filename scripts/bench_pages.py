@@ -29,8 +29,8 @@ def main() -> int:
     args = parser.parse_args()
     from streamlit.testing.v1 import AppTest
 
-    from core.provenance import machine
-    from core.results import artifacts_dir
+    from core.artifacts.layout import artifacts_dir
+    from core.artifacts.provenance import machine
 
     at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=120)
     t = time.perf_counter()

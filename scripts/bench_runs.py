@@ -29,9 +29,8 @@ def main() -> int:
     parser.add_argument("--backbone", default="EfficientNetLite0")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    from core.provenance import machine
-    from core.results import artifacts_dir
-    from core.runs import dataset_slug
+    from core.artifacts.layout import artifacts_dir, dataset_slug
+    from core.artifacts.provenance import machine
 
     rows = []
     for data in args.data:

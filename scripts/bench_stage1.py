@@ -2,7 +2,7 @@
 
 The naive loop trains the head with the frozen backbone inside the model, so every
 epoch runs the backbone over every image again. The cached way runs the backbone
-once per image (core.features) and trains the head on its outputs. Same images, same
+once per image (core.train.features) and trains the head on its outputs. Same images, same
 epochs, same batch size, same head, in one process:
 
     python scripts/bench_stage1.py --data ../shared/data/flower_photos --images 400 --epochs 10
@@ -34,14 +34,14 @@ def main() -> int:
     args = parser.parse_args()
 
     os.environ["STUDY_CACHE"] = tempfile.mkdtemp(prefix="bench-cache-")  # a cold cache
-    from core import config as config_mod
-    from core import features as feat
-    from core import training
-    from core.backbones import build_backbone, get_spec
-    from core.pipeline import make_dataset
-    from core.provenance import collect
-    from core.runner import prepare_data
-    from core.tfkeras import keras
+    from core.artifacts.provenance import collect
+    from core.data.prepare import prepare_data
+    from core.models.backbones import build_backbone, get_spec
+    from core.models.tfkeras import keras
+    from core.train import config as config_mod
+    from core.train import features as feat
+    from core.train import stages as training
+    from core.train.pipeline import make_dataset
 
     spec = get_spec(args.backbone)
     n_classes_guess = max(1, len([p for p in Path(args.data).iterdir() if p.is_dir()]))

@@ -9,7 +9,7 @@ the dataset. Scores the run's validation split three ways:
 - ``batch_statistics``: training-mode forward passes over the shuffled split, each batch
   normalised by its own statistics (no weights change);
 - ``reestimated``: moving statistics replaced by their average over ``--train-images``
-  training images (:func:`core.training.reestimate_batchnorm_statistics`), then inference.
+  training images (:func:`core.models.batchnorm.reestimate_batchnorm_statistics`), then inference.
 
 If the last two are far above the first, the weights learned something the moving
 statistics hide. The result is written, with provenance, to
@@ -27,13 +27,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import provenance, training  # noqa: E402
-from core.backbones import get_spec  # noqa: E402
-from core.data import SplitAssignment  # noqa: E402
-from core.deploy import find_dataset  # noqa: E402
-from core.pipeline import load_batch  # noqa: E402
-from core.runs import RunFolder  # noqa: E402
-from core.storage import atomic_write_json, read_json  # noqa: E402
+from core import training  # noqa: E402
+from core.artifacts import provenance
+from core.artifacts.runs import RunFolder  # noqa: E402
+from core.artifacts.storage import atomic_write_json, read_json  # noqa: E402
+from core.data.dataset import SplitAssignment  # noqa: E402
+from core.deploy.measure import find_dataset  # noqa: E402
+from core.models.backbones import get_spec  # noqa: E402
+from core.models.preprocess import load_batch  # noqa: E402
 
 
 def accuracy(model, x: np.ndarray, y: np.ndarray, batch_size: int, training_mode: bool) -> dict:
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="which training images are drawn, dropout's draws")
     args = parser.parse_args(argv)
 
-    from core.tfkeras import keras
+    from core.models.tfkeras import keras
 
     if args.train_images < 1:
         parser.error("--train-images must be at least 1")

@@ -50,7 +50,7 @@ def lite0_home(tmp_path_factory):
     models.mkdir(parents=True)
     saved = {k: os.environ.get(k) for k in ("HOME", "KERAS_HOME", "STUDY_CACHE")}
     os.environ.update(HOME=str(home), KERAS_HOME=str(home / ".keras"), STUDY_CACHE=str(home / "cache"))
-    from core import efficientnet_lite
+    from core.models import efficientnet_lite
 
     efficientnet_lite.convert_weights("EfficientNetLite0", models)
     yield home
@@ -74,10 +74,12 @@ def tiny_artifacts(tmp_path_factory, lite0_home):
     """
     import copy
 
-    from core import audit, config, deploy
-    from core.compare import compare_dataset
-    from core.experiment import run_experiment
-    from core.runner import execute
+    from core.data import audit
+    from core.deploy import measure as deploy
+    from core.evaluate.compare import compare_dataset
+    from core.orchestrate.experiment import run_experiment
+    from core.orchestrate.run import execute
+    from core.train import config
 
     base = tmp_path_factory.mktemp("study")
     art = base / "artifacts"

@@ -87,7 +87,7 @@ def test_every_page_renders_real_results_without_tensorflow(tiny_artifacts):
 
 
 def test_static_html_report_is_self_contained(tiny_artifacts, monkeypatch):
-    from core import report
+    from core.artifacts import report
 
     monkeypatch.setenv("STUDY_ARTIFACTS", str(tiny_artifacts))
     html = report.static_html("colours")
@@ -104,7 +104,7 @@ def test_static_html_report_is_self_contained(tiny_artifacts, monkeypatch):
 
 
 def test_readme_results_are_generated_from_the_runs(tiny_artifacts, tmp_path, capsys):
-    from core import report
+    from core.artifacts import report
     from core.cli import main
 
     readme = tmp_path / "README.md"
@@ -122,7 +122,7 @@ def test_readme_results_are_generated_from_the_runs(tiny_artifacts, tmp_path, ca
 def test_seed_spread_pools_only_runs_that_differ_by_seed():
     import pandas as pd
 
-    from core import report
+    from core.artifacts import report
 
     def row(seed, acc, key):
         return {"backbone": "B", "method": "finetune", "weights": "imagenet", "preset": "full", "seed": seed,
@@ -135,7 +135,7 @@ def test_seed_spread_pools_only_runs_that_differ_by_seed():
     assert spread["Mean 95% CI width"].iloc[0] == "0.040"
 
     # A run made before bn_momentum existed and one made after, same settings: one group.
-    from core import config as config_mod
+    from core.train import config as config_mod
 
     new = config_mod.resolve("data", "EfficientNetLite0", "full", {"weights": "none", "seed": 1}).to_dict()
     old = {k: v for k, v in new.items() if k != "bn_momentum"} | {"seed": 0}
@@ -144,8 +144,8 @@ def test_seed_spread_pools_only_runs_that_differ_by_seed():
 
 
 def test_run_labels_tell_apart_runs_that_differ_only_in_settings():
-    from core import config as config_mod
-    from core import report
+    from core.artifacts import report
+    from core.train import config as config_mod
 
     base = config_mod.resolve("data", "EfficientNetLite0", "full", {"weights": "none"}).to_dict()
     longer = config_mod.resolve("data", "EfficientNetLite0", "full",
@@ -170,7 +170,7 @@ def test_run_labels_tell_apart_runs_that_differ_only_in_settings():
 
 
 def test_machine_time_keeps_the_last_entry_of_each_sitting_and_skips_a_cut_line(tmp_path):
-    from core import report
+    from core.artifacts import report
 
     lines = [{"sitting": "s1", "wall_time_s": 100.0}, {"sitting": "s1", "wall_time_s": 250.0},
              {"sitting": "s2", "wall_time_s": 50.0}]
@@ -183,8 +183,8 @@ def test_machine_time_keeps_the_last_entry_of_each_sitting_and_skips_a_cut_line(
 def test_reproduce_command_round_trips_through_the_shell(tmp_path):
     import shlex
 
-    from core import config as config_mod
     from core.cli import build_parser
+    from core.train import config as config_mod
 
     cfg = config_mod.resolve(str(tmp_path / "my data"), "MobileNetV2@0.35", "full",
                              {"stage1": {"optimizer": "sgd"}, "seed": 3})
@@ -198,7 +198,7 @@ def test_reproduce_command_round_trips_through_the_shell(tmp_path):
 
 
 def test_confusion_cells_use_class_names_and_leave_a_class_without_test_images_empty():
-    from core import report
+    from core.artifacts import report
 
     metrics = {"classes": ["None", "sea lion"],
                "confusion_matrix": {"labels": [0, 1], "counts": [[0, 0], [1, 3]], "normalized": [None, [0.25, 0.75]]}}
@@ -211,7 +211,7 @@ def test_confusion_cells_use_class_names_and_leave_a_class_without_test_images_e
 
 
 def test_predictions_keep_class_names_that_look_like_missing_values(tmp_path):
-    from core import report
+    from core.artifacts import report
 
     (tmp_path / "predictions.csv").write_text("id,true,pred,p_None,p_NA\nNone/a.png,None,NA,0.4,0.6\n"
                                               "NA/b.png,NA,NA,0.1,0.9\n")
@@ -221,7 +221,7 @@ def test_predictions_keep_class_names_that_look_like_missing_values(tmp_path):
 
 
 def test_try_page_offers_only_variants_whose_measurement_succeeded(tmp_path):
-    from core.predict import stored_models
+    from core.deploy.predict import stored_models
 
     run = tmp_path / "pets" / "EfficientNetLite0" / "quick-imagenet-s0-x"
     (run / "deploy").mkdir(parents=True)
@@ -245,7 +245,7 @@ def test_an_upload_past_pillows_bomb_limit_gets_the_pixel_limit_message(monkeypa
     import numpy as np
     from PIL import Image
 
-    from core import predict
+    from core.deploy import predict
     from core.errors import UserError
 
     buf = io.BytesIO()
@@ -276,7 +276,7 @@ def test_the_app_opens_on_a_dataset_with_results_not_the_first_name(tiny_artifac
 def test_the_test_split_size_comes_from_the_split_file_not_from_the_runs(tiny_artifacts):
     import pandas as pd
 
-    from core import report
+    from core.artifacts import report
 
     runs = report.runs_table("colours", tiny_artifacts)
     split = json.loads(next((tiny_artifacts / "colours" / "splits").glob("split-*.json")).read_text())
@@ -289,7 +289,7 @@ def test_the_test_split_size_comes_from_the_split_file_not_from_the_runs(tiny_ar
 def test_a_failed_recommendation_says_why():
     import pandas as pd
 
-    from core import report
+    from core.artifacts import report
 
     def runs(deployed, int8_mb):
         return pd.DataFrame({"deployed": deployed, "int8_mb": int8_mb, "int8_latency_ms": [1.0] * len(deployed),
@@ -308,7 +308,7 @@ def test_a_failed_recommendation_says_why():
 
 
 def test_split_counts_keep_every_stored_split_apart(tmp_path):
-    from core import report
+    from core.artifacts import report
 
     splits = tmp_path / "pets" / "splits"
     splits.mkdir(parents=True)

@@ -3,9 +3,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import backbones
 from core.cli import main as cli_main
 from core.errors import UnknownBackboneError, WeightsUnavailableError
+from core.models import backbones
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DAISY_CLASS = 985  # ImageNet class "daisy"
@@ -45,7 +45,7 @@ def test_keras_no_top_param_counts_match_published(name):
 
 @pytest.mark.parametrize("name", sorted(KERAS_DOCS_WITH_TOP_M))
 def test_keras_with_top_param_counts_match_docs_table(name):
-    from core.tfkeras import keras
+    from core.models.tfkeras import keras
 
     model = getattr(keras.applications, name)(weights=None)
     assert round(model.count_params() / 1e6, 1) == KERAS_DOCS_WITH_TOP_M[name]
@@ -53,7 +53,7 @@ def test_keras_with_top_param_counts_match_docs_table(name):
 
 @pytest.mark.parametrize("name", sorted(LITE_WITH_TOP_M))
 def test_efficientnet_lite_param_counts(name):
-    from core import efficientnet_lite
+    from core.models import efficientnet_lite
 
     with_top = efficientnet_lite.build(name, include_top=True).count_params()
     assert abs(with_top / 1e6 - LITE_WITH_TOP_M[name]) <= 0.1  # the table rounds loosely
@@ -62,9 +62,9 @@ def test_efficientnet_lite_param_counts(name):
 
 
 def test_efficientnet_lite0_classifies_daisies_as_imagenet_daisy(keras_home):
-    from core import efficientnet_lite
-    from core.data import load_image
-    from core.pipeline import preprocess
+    from core.data.dataset import load_image
+    from core.models import efficientnet_lite
+    from core.models.preprocess import preprocess
 
     weights = efficientnet_lite.convert_weights("EfficientNetLite0", keras_home)
     assert weights.parent == keras_home and weights.stat().st_size > 10_000_000
@@ -146,7 +146,7 @@ def test_backbones_command_prints_the_registry(keras_home, capsys):
 
 
 def test_preprocessing_modes_do_not_scale_twice():
-    from core.pipeline import preprocess
+    from core.models.preprocess import preprocess
 
     x = np.array([[[0.0, 127.5, 255.0]]], dtype=np.float32)
     np.testing.assert_allclose(preprocess(x, "tf"), [[[-1.0, 0.0, 1.0]]])

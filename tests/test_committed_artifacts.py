@@ -6,10 +6,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from core.config import RunConfig
-
 from test_app import REPO, render
+
+from core.artifacts.config import RunConfig
 
 ARTIFACTS = REPO / "artifacts"
 RUN_FILES = ("config.json", "provenance.json", "events.jsonl", "metrics.json", "predictions.csv")
@@ -74,7 +73,7 @@ def committed_copy(tmp_path_factory):
 
 
 def test_readme_results_are_the_report_of_the_committed_artifacts(committed_copy):
-    from core import report
+    from core.artifacts import report
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     section = readme.split(report.README_BEGIN, 1)[1].split(report.README_END, 1)[0]
@@ -92,7 +91,7 @@ def test_every_page_renders_the_committed_results_without_tensorflow(committed_c
         assert page == "data" or content["error"] == [], (page, content["error"])
     assert len(result["pages"]["overview"]["dataframes"][0]["Run"]) >= 5
     for dataset in ("flower_photos", "alzheimer_mri"):
-        from core import report
+        from core.artifacts import report
 
         board = report.leaderboard(report.runs_table(dataset, committed_copy))
         # Runs on the whole test split come first: a quick run's subsample score is not comparable.

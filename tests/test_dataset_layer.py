@@ -5,10 +5,10 @@ import re
 
 import numpy as np
 import pytest
+from conftest import make_image_dataset
 from PIL import Image
 
-from conftest import make_image_dataset
-from core import data
+from core.data import dataset as data
 from core.errors import DatasetError, ImageDecodeError
 
 

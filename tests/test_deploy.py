@@ -1,6 +1,6 @@
 """Deployment-size evaluation on a tiny real run folder: every variant, gzip sizes, unsupported, resume, errors.
 
-The run folder is made by the project's own runner (``core.runner.execute``: data
+The run folder is made by the project's own runner (``core.orchestrate.run.execute``: data
 discovery, split, evaluation, predictions, provenance, completion marker), with the
 network swapped for a tiny EfficientNet-Lite-like model (Conv, DepthwiseConv,
 BatchNorm, ReLU6, Add, Dropout, pooling, Dense) so that the ten conversions take
@@ -16,10 +16,11 @@ import zlib
 
 import numpy as np
 import pytest
-
 from conftest import make_image_dataset
-from core import compression, deploy
+
 from core.cli import main as cli_main
+from core.deploy import compression
+from core.deploy import measure as deploy
 
 SIZE = 32
 FAST = deploy.DeployOptions(runs=3, warmup=1, representative_images=8, finetune_images=12, finetune_batch_size=4,
@@ -29,7 +30,7 @@ ALL_VARIANTS = ["keras", "tflite_float32", "tflite_float16", "tflite_int8_dynami
 
 
 def tiny_model(num_classes: int, size: int = SIZE):
-    from core.tfkeras import keras
+    from core.models.tfkeras import keras
 
     layers = keras.layers
     inputs = keras.Input((size, size, 3))
@@ -50,11 +51,11 @@ def tiny_model(num_classes: int, size: int = SIZE):
 
 
 def _fake_train_and_predict(config, spec, data, run, emit):
-    """Stands in for core.transfer.train_and_predict: trains the tiny model, saves model.keras."""
-    from core.data import load_image
-    from core.pipeline import preprocess
-    from core.tfkeras import keras
-    from core.storage import atomic_save
+    """Stands in for core.train.transfer.train_and_predict: trains the tiny model, saves model.keras."""
+    from core.artifacts.storage import atomic_save
+    from core.data.dataset import load_image
+    from core.models.preprocess import preprocess
+    from core.models.tfkeras import keras
 
     def images(split):
         return preprocess(np.stack([load_image(p, size=(SIZE, SIZE)) for p in data.abs_paths(split)])
@@ -74,9 +75,9 @@ def _fake_train_and_predict(config, spec, data, run, emit):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A complete run folder of the tiny model on a 3-colour dataset (made once per module)."""
-    from core import config as config_mod
-    from core import transfer
-    from core.runner import execute
+    from core.orchestrate.run import execute
+    from core.train import config as config_mod
+    from core.train import transfer
 
     data = make_image_dataset(tmp_path_factory.mktemp("data") / "colours", per_class=20, size=40)
     cfg = config_mod.resolve(str(data), "EfficientNetLite0", "quick",
@@ -213,7 +214,7 @@ def test_a_variant_tfmot_cannot_make_is_recorded_as_unsupported(run_copy, monkey
 
 def test_tfmot_really_refuses_to_quantise_tf_op_layers():
     """MobileNetV3's hard-swish is written with TF ops (TFOpLambda layers) that quantize_model cannot wrap."""
-    from core.tfkeras import keras, tf
+    from core.models.tfkeras import keras, tf
 
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(4, 3)(inputs)
@@ -225,8 +226,8 @@ def test_tfmot_really_refuses_to_quantise_tf_op_layers():
 
 
 def test_architecture_without_weights_gets_sizes_and_latency_but_no_accuracy(tmp_path, monkeypatch):
-    from core import backbones
-    from core.tfkeras import keras
+    from core.models import backbones
+    from core.models.tfkeras import keras
 
     def tiny_backbone(spec, weights, input_shape):
         assert weights is None

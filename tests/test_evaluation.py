@@ -7,8 +7,8 @@ import pytest
 from scipy import stats
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score, roc_curve
 
-from core import evaluation
-from core.evaluation import correctness, evaluate, mcnemar, pairwise_mcnemar
+from core.evaluate import metrics as evaluation
+from core.evaluate.metrics import correctness, evaluate, mcnemar, pairwise_mcnemar
 
 
 def _probs_for(predicted, k, confidence=0.6):

@@ -6,8 +6,8 @@ import signal
 import time
 
 import pytest
-
 from conftest import make_image_dataset
+
 from core import jobs
 
 QUICK = ["--preset", "quick", "--set", "input_size=64", "--set", "augment.views=0"]

@@ -5,8 +5,8 @@ import json
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from core import audit
 from core.cli import main as cli_main
+from core.data import audit
 
 
 def texture(seed: int, size: int = 96) -> Image.Image:

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_image_dataset
 from PIL import Image
 from streamlit.testing.v1 import AppTest
-
-from conftest import make_image_dataset
 
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 

@@ -1,10 +1,11 @@
 import io
 import pickle
+
 import numpy as np
 import pytest
 
-from core import efficientnet_lite
-from core.torch_checkpoint import LEGACY_MAGIC, LEGACY_PROTOCOL, CheckpointError, load_state_dict
+from core.models import efficientnet_lite
+from core.models.torch_checkpoint import LEGACY_MAGIC, LEGACY_PROTOCOL, CheckpointError, load_state_dict
 
 
 def _legacy_header() -> bytes:

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import make_image_dataset
-from core import config as config_mod
-from core import features, training
+
+from core.artifacts.runs import RunFolder
 from core.cli import main as cli_main
-from core.runner import execute
-from core.runs import RunFolder
+from core.orchestrate.run import execute
+from core.train import config as config_mod
+from core.train import features
+from core.train import stages as training
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = {"input_size": 64, "augment": {"views": 1}, "max_train_per_class": None, "max_eval_per_class": None,
@@ -81,7 +82,7 @@ def test_cached_features_are_reused_by_other_seeds_and_baselines(lite0_home, dat
 
 
 def test_scratch_run_trains_the_same_architecture(lite0_home, dataset, tmp_path):
-    from core.tfkeras import keras
+    from core.models.tfkeras import keras
 
     run = execute(tiny_config(dataset, weights="none"), tmp_path / "art", emit=lambda line: None)
     assert run.is_complete()
@@ -132,9 +133,9 @@ def test_kill_minus_nine_then_rerun_resumes_and_finishes(lite0_home, dataset, tm
 
 
 def test_cut_layer_model_matches_the_full_classifier(lite0_home):
-    from core import training
-    from core.backbones import build_backbone
-    from core.tfkeras import keras
+    from core.models.backbones import build_backbone
+    from core.models.tfkeras import keras
+    from core.train import stages as training
 
     base = build_backbone("EfficientNetLite0", None, (64, 64, 3))
     classifier = training.build_classifier(base, training.build_head_layers(3, tiny_config("x")))
@@ -151,7 +152,7 @@ def test_cut_layer_model_matches_the_full_classifier(lite0_home):
 
 
 def test_batchnorm_statistics_are_reestimated_as_the_average_over_batches():
-    from core.tfkeras import keras
+    from core.models.tfkeras import keras
 
     inputs = keras.Input((3,))
     model = keras.Model(inputs, keras.layers.BatchNormalization(momentum=0.99)(inputs))
@@ -166,7 +167,7 @@ def test_batchnorm_statistics_are_reestimated_as_the_average_over_batches():
 
 
 def test_class_weights_balance_the_classes():
-    from core.training import class_weights
+    from core.train.stages import class_weights
 
     w = class_weights(np.array([0] * 90 + [1] * 10), 3)
     assert set(w) == {0, 1} and w[1] == pytest.approx(9 * w[0])
@@ -204,12 +205,12 @@ def test_cli_error_for_missing_weights(keras_home, dataset, capsys):
 def test_cli_reports_a_full_disk(lite0_home, dataset, tmp_path, capsys, monkeypatch):
     import errno
 
-    import core.runner
+    import core.orchestrate.run
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x"))
 
-    monkeypatch.setattr(core.runner, "execute", full)
+    monkeypatch.setattr(core.orchestrate.run, "execute", full)
     assert cli_main(["run", "--data", str(dataset), "--backbone", "EfficientNetLite0"]) == 3
     assert "disk is full" in capsys.readouterr().err
 
@@ -243,7 +244,8 @@ def test_experiment_grid_skips_complete_runs_and_compare(lite0_home, dataset, tm
 
 def test_experiment_records_runs_waiting_for_weights_and_measures_their_architecture(
         lite0_home, dataset, tmp_path, capsys, monkeypatch):
-    from core import deploy, report
+    from core.artifacts import report
+    from core.deploy import measure as deploy
 
     measured = []
     real = deploy.deploy_architecture
@@ -288,7 +290,7 @@ def test_experiment_records_runs_waiting_for_weights_and_measures_their_architec
 
 def test_a_second_dataset_reuses_the_architecture_measured_for_the_first(
         lite0_home, dataset, tmp_path, capsys, monkeypatch):
-    from core import deploy
+    from core.deploy import measure as deploy
 
     real = deploy.deploy_architecture
     monkeypatch.setattr(deploy, "deploy_architecture",
@@ -306,7 +308,7 @@ def test_a_second_dataset_reuses_the_architecture_measured_for_the_first(
 
 def test_grid_deploy_must_be_a_boolean(tmp_path):
     from core.errors import UserError
-    from core.experiment import parse_grid
+    from core.orchestrate.experiment import parse_grid
 
     with pytest.raises(UserError, match="'deploy' must be true or false"):
         parse_grid('[[grid]]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\ndeploy = "yes"\n')
@@ -316,7 +318,7 @@ def test_grid_deploy_must_be_a_boolean(tmp_path):
 
 
 def test_grid_toml_round_trips_any_dataset_path(tmp_path):
-    from core.experiment import grid_toml, parse_grid
+    from core.orchestrate.experiment import grid_toml, parse_grid
 
     odd = str(tmp_path / '🌸 flowers "v2" \\ back\tslash')
     text = grid_toml(tmp_path / "art ✓", [odd], ["EfficientNetLite0"], "imagenet", 3, "quick",
@@ -370,7 +372,7 @@ def test_set_cannot_change_what_names_the_run_and_reads_python_booleans():
 ])
 def test_experiment_files_with_mistakes_get_one_clear_error(text, message):
     from core.errors import UserError
-    from core.experiment import parse_grid
+    from core.orchestrate.experiment import parse_grid
 
     with pytest.raises(UserError, match=message):
         parse_grid(text, "test.toml")
@@ -400,8 +402,8 @@ def test_a_complete_run_of_other_images_with_the_same_folder_name_is_not_reused(
 
 
 def test_a_class_without_training_images_is_refused_and_data_notes_are_shown(tmp_path):
+    from core.data.prepare import prepare_data
     from core.errors import DatasetError
-    from core.runner import prepare_data
 
     root = make_image_dataset(tmp_path / "pred", per_class=12, layout="predefined")
     make_image_dataset(root / "test", classes=("bird",), per_class=2)

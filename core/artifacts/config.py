@@ -1,0 +1,127 @@
+"""The run configuration record: every setting that determines a run's result.
+
+A :class:`RunConfig` is stored in the run folder as ``config.json``; the run id is a
+hash of it, so the same settings always land in the same folder and an interrupted run
+is found again. Resolving one from presets and ``--set`` overrides is
+:mod:`core.train.config`'s job; this module is only the data and its identity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class AugmentConfig:
+    """Input augmentation as a fixed number of cached augmented views per training image."""
+
+    views: int = 2  # augmented copies per training image (0 = none), computed once and cached
+    flip: bool = True  # random horizontal flip
+    rotation_deg: float = 10.0
+    zoom: float = 0.1  # random zoom in/out up to this fraction
+    brightness: float = 0.1  # random brightness change up to this fraction of 255
+    contrast: float = 0.1
+    seed: int = 1234  # the views are data, not training randomness: fixed across training seeds
+
+
+@dataclass
+class StageConfig:
+    """One training stage."""
+
+    epochs: int
+    learning_rate: float
+    optimizer: str = "adam"
+    patience: int = 5  # early stopping on validation loss, best weights restored
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a run's result."""
+
+    dataset: str  # dataset folder
+    backbone: str  # registry name, optionally Name@alpha
+    weights: str = "imagenet"  # "imagenet" or "none" (train the same architecture from scratch)
+    method: str = "finetune"  # "finetune" (network) or a classical baseline on frozen embeddings:
+    #                           "logreg", "linear_svm", "knn"
+    seed: int = 0
+    preset: str = "full"
+    # data
+    split_seed: int = 42  # fixed across training seeds, so every run of a dataset shares its test set
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    max_train_per_class: int | None = None  # subsampling (quick preset)
+    max_eval_per_class: int | None = None
+    input_size: int | None = None  # None: the backbone's native size
+    batch_size: int = 32
+    class_weights: bool = True  # "balanced" weights against class imbalance
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # head on the pooled backbone output
+    head_hidden_units: int = 0  # 0: a single softmax layer after dropout
+    head_dropout: float = 0.2
+    # stage 1: new head on the frozen backbone, trained from cached backbone outputs
+    stage1: StageConfig = field(default_factory=lambda: StageConfig(epochs=40, learning_rate=1e-3, patience=5))
+    # stage 2: fine-tune the top of the backbone (BatchNorm stays frozen)
+    stage2: StageConfig = field(default_factory=lambda: StageConfig(epochs=15, learning_rate=1e-4, patience=3))
+    unfreeze_layers: int = 20  # layers counted from the top of the backbone
+    # from scratch (weights="none"): one stage, every layer trainable
+    scratch: StageConfig = field(default_factory=lambda: StageConfig(epochs=20, learning_rate=1e-3, patience=5))
+    # BatchNorm momentum while training from scratch (None: the backbone's own, 0.99 for most).
+    # Early in a scratch run the weights move fast and moving statistics at 0.99 lag them, so
+    # validation in inference mode can collapse to one class (README: the from-scratch baseline).
+    bn_momentum: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, with the schema version."""
+        return {"schema_version": SCHEMA_VERSION, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        """Inverse of :meth:`to_dict` (unknown keys are an error)."""
+        data = {k: v for k, v in data.items() if k != "schema_version"}
+        nested = {"augment": AugmentConfig, "stage1": StageConfig, "stage2": StageConfig, "scratch": StageConfig}
+        for key, kind in nested.items():
+            if key in data and isinstance(data[key], dict):
+                data[key] = kind(**data[key])
+        return cls(**data)
+
+    def run_id(self) -> str:
+        """Short, stable id derived from every setting that changes the result."""
+        # The folder may move, so the dataset is left out; its fingerprint is recorded separately.
+        text = json.dumps(identity_settings(self.to_dict(), ["dataset"]), sort_keys=True)
+        tag = "scratch" if self.weights == "none" else "imagenet"
+        if self.method != "finetune":
+            tag = f"{tag}-{self.method}"
+        return f"{self.preset}-{tag}-s{self.seed}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def identity_settings(cfg: dict[str, Any], leave_out: Sequence[str] = ()) -> dict[str, Any]:
+    """A stored config's settings as they identify a run: ``leave_out`` keys dropped, and settings
+    added after earlier runs (:data:`ADDED_SETTINGS`) dropped while at their default or absent,
+    so an old config.json and a new one with the same settings compare equal."""
+    out = {k: v for k, v in cfg.items() if k not in leave_out}
+    for key, default in ADDED_SETTINGS.items():
+        if out.get(key, default) == default:
+            out.pop(key, None)
+    return out
+
+
+# Settings added after runs were committed, with the default that reproduces those runs:
+# left out of the run id while at that default, so existing run folders keep their names.
+ADDED_SETTINGS: dict[str, Any] = {"bn_momentum": None}
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as dotted keys: ``{'scratch': {'epochs': 20}}`` -> ``{'scratch.epochs': 20}``."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

@@ -1,0 +1,138 @@
+"""Where every stored file lives: the one module that knows the layout of ``artifacts/``.
+
+::
+
+    <artifacts>/
+      experiment_log.jsonl
+      architectures/<backbone>/deployment.json
+      <dataset>/
+        audit.json  unavailable.json  mcnemar.json  dataset_notes.md
+        splits/split-seed<S>-<fingerprint[:12]>.json
+        diagnostics/batchnorm-<backbone>-<run id>.json
+        <backbone>/<run id>/
+          config.json  provenance.json  history.csv  events.jsonl  metrics.json  predictions.csv
+          model.keras  state/  complete.json
+          deploy/deployment.json  deploy/predictions.csv  deploy/<variant>.tflite
+
+A run counts as a result only once its ``complete.json`` exists (written last,
+atomically). Nothing here reads a file's content: that is :mod:`core.artifacts.records`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_ARTIFACTS = REPO_ROOT / "artifacts"
+
+# Files of a run folder.
+CONFIG_FILE = "config.json"
+PROVENANCE_FILE = "provenance.json"
+HISTORY_FILE = "history.csv"
+EVENTS_FILE = "events.jsonl"
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.csv"
+MODEL_FILE = "model.keras"
+STATE_DIR = "state"
+COMPLETE_MARKER = "complete.json"
+# Deployment measurements: <run>/deploy/ or architectures/<backbone>/.
+DEPLOY_DIR = "deploy"
+DEPLOYMENT_FILE = "deployment.json"
+DEPLOY_PREDICTIONS_FILE = "predictions.csv"
+# Files of a dataset folder.
+AUDIT_FILE = "audit.json"
+UNAVAILABLE_FILE = "unavailable.json"
+MCNEMAR_FILE = "mcnemar.json"
+DATASET_NOTES_FILE = "dataset_notes.md"
+SPLITS_DIR = "splits"
+DIAGNOSTICS_DIR = "diagnostics"
+# Top level.
+ARCHITECTURES_DIR = "architectures"
+EXPERIMENT_LOG = "experiment_log.jsonl"
+
+
+def artifacts_dir() -> Path:
+    """The artifacts folder: ``$STUDY_ARTIFACTS`` if set, else ``artifacts/`` in the repo."""
+    return Path(os.environ.get("STUDY_ARTIFACTS") or DEFAULT_ARTIFACTS)
+
+
+def _root(root: str | os.PathLike | None) -> Path:
+    return Path(root).expanduser() if root else artifacts_dir()
+
+
+def dataset_slug(dataset: str | os.PathLike) -> str:
+    """Folder name used for a dataset under artifacts/ (its folder name, made safe)."""
+    name = Path(dataset).expanduser().resolve().name or "dataset"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def dataset_dir(dataset: str, root: str | os.PathLike | None = None) -> Path:
+    """``<artifacts>/<dataset>``: ``dataset`` is the folder name under artifacts/ (a slug)."""
+    return _root(root) / dataset
+
+
+def run_dir(dataset: str, backbone: str, run_id: str, root: str | os.PathLike | None = None) -> Path:
+    """``<artifacts>/<dataset>/<backbone>/<run id>``."""
+    return dataset_dir(dataset, root) / backbone / run_id
+
+
+def dataset_of_run(run: Path) -> str:
+    """The dataset folder name of a run folder."""
+    return Path(run).parent.parent.name
+
+
+def split_file(dataset_folder: Path, seed: int, fingerprint: str) -> Path:
+    """A dataset's stored split for a split seed and data fingerprint."""
+    return dataset_folder / SPLITS_DIR / f"split-seed{seed}-{fingerprint[:12]}.json"
+
+
+def deploy_dir(run: Path) -> Path:
+    """Where a run's deployment measurements go."""
+    return Path(run) / DEPLOY_DIR
+
+
+def deployment_file(run: Path) -> Path:
+    """A run's ``deploy/deployment.json``."""
+    return deploy_dir(run) / DEPLOYMENT_FILE
+
+
+def architecture_dir(backbone: str, root: str | os.PathLike | None = None) -> Path:
+    """The measurement of a backbone without trained weights."""
+    return _root(root) / ARCHITECTURES_DIR / backbone
+
+
+def diagnostics_file(dataset_folder: Path, backbone: str, run_id: str) -> Path:
+    """A run's BatchNorm diagnosis (scripts/diagnose_batchnorm.py)."""
+    return dataset_folder / DIAGNOSTICS_DIR / f"batchnorm-{backbone}-{run_id}.json"
+
+
+def complete_runs(root: str | os.PathLike | None = None) -> list[Path]:
+    """Folders of every complete run, sorted."""
+    root = _root(root)
+    if not root.is_dir():
+        return []
+    return sorted(marker.parent for marker in root.glob(f"*/*/*/{COMPLETE_MARKER}"))
+
+
+def result_files(root: str | os.PathLike | None = None) -> list[Path]:
+    """Every file whose change changes what the report shows (the app's cache key is built from them)."""
+    root = _root(root)
+    if not root.is_dir():
+        return []
+    patterns = [f"*/*/*/{COMPLETE_MARKER}", "*/*.json", f"*/*/*/{DEPLOY_DIR}/{DEPLOYMENT_FILE}",
+                f"{ARCHITECTURES_DIR}/*/{DEPLOYMENT_FILE}", f"*/{DIAGNOSTICS_DIR}/*.json", f"*/{SPLITS_DIR}/*.json"]
+    return [p for pattern in patterns for p in root.glob(pattern)]
+
+
+def find_dataset(path: str, run: Path | None = None) -> Path | None:
+    """A run's recorded dataset folder on this machine, or None if it is not here.
+
+    An absolute path is taken as it is; a relative one is looked up from the current
+    folder, the repository and the run folder, in that order (the same rule for the CLI,
+    the scripts and the app).
+    """
+    p = Path(path).expanduser()
+    candidates = [p] if p.is_absolute() else [Path.cwd() / p, REPO_ROOT / p] + ([Path(run) / p] if run else [])
+    return next((c.resolve() for c in candidates if c.is_dir()), None)

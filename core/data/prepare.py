@@ -1,0 +1,63 @@
+"""The dataset as one run sees it: discovered, checked, fingerprinted, split and (quick preset) subsampled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.artifacts.config import RunConfig
+from core.data.dataset import SplitAssignment, discover, fingerprint, make_splits
+from core.data.sampling import balanced_sample
+from core.errors import DatasetError
+from core.progress import Emit
+
+
+@dataclass
+class PreparedData:
+    """The dataset as a run sees it: classes, ids and labels per split."""
+
+    root: Path
+    classes: list[str]
+    fingerprint: str
+    split: SplitAssignment
+    ids: dict[str, list[str]]  # split -> relative paths
+    labels: dict[str, np.ndarray]  # split -> class indices
+    skipped: list[tuple[str, str]]
+
+    def abs_paths(self, split: str) -> list[str]:
+        return [str(self.root / p) for p in self.ids[split]]
+
+
+def prepare_data(config: RunConfig, emit: Emit) -> PreparedData:
+    """Discover, validate, fingerprint and split the dataset; subsample for quick runs."""
+    emit(f"data: scanning {config.dataset}")
+    index = discover(config.dataset)
+    if index.skipped:
+        emit(f"data: skipped {len(index.skipped)} files that are not readable images "
+             f"(e.g. {index.skipped[0][0]}: {index.skipped[0][1]})")
+    for problem in index.problems:
+        emit(f"data: note: {problem}")
+    if len(index.classes) < 2:
+        raise DatasetError(f"{config.dataset} has {len(index.classes)} class folder(s) with images; a classifier needs at least 2")
+    split = make_splits(index, config.val_fraction, config.test_fraction, config.split_seed)
+    digest = fingerprint(index)
+    split.dataset_fingerprint = digest
+    class_index = {c: i for i, c in enumerate(index.classes)}
+    ids, labels = {}, {}
+    for name in ("train", "val", "test"):
+        pairs = split.labelled(name)
+        cap = config.max_train_per_class if name == "train" else config.max_eval_per_class
+        if cap:
+            pairs = balanced_sample(pairs, config.split_seed, per_class=cap)
+        ids[name] = [p for p, _ in pairs]
+        labels[name] = np.array([class_index[lab] for _, lab in pairs], dtype=np.int64)
+        if not pairs:
+            raise DatasetError(f"the {name} split of {config.dataset} is empty")
+    untrained = [c for i, c in enumerate(index.classes) if not (labels["train"] == i).any()]
+    if untrained:
+        raise DatasetError(f"class(es) {', '.join(untrained)} of {config.dataset} have no training images (only in "
+                           "val/test): a model cannot learn them; add training images or remove the class")
+    emit("data: " + ", ".join(f"{k} {len(v)}" for k, v in ids.items()) + f" images, {len(index.classes)} classes")
+    return PreparedData(index.root, list(index.classes), digest, split, ids, labels, list(index.skipped))

@@ -1,0 +1,321 @@
+"""Experiment grids: a committed TOML file of datasets x backbones x seeds x options.
+
+Example::
+
+    artifacts = "artifacts"            # relative to the current folder
+
+    [[grid]]
+    datasets = ["../shared/data/flower_photos"]
+    backbones = ["EfficientNetLite0", "MobileNetV2@0.35"]
+    weights = ["imagenet"]             # and/or "none"
+    methods = ["finetune"]             # and/or "logreg", "linear_svm", "knn"
+    seeds = [0, 1, 2]
+    preset = "full"
+    deploy = true                      # measure the deployment variants of each run
+    set = { "stage1.epochs" = 40 }     # overrides, as with `run --set`
+
+Every combination is one run. Complete runs are skipped, interrupted ones resume,
+and a run that fails (bad data, say) is reported and the grid goes on.
+
+A run whose ImageNet weights are not on this machine cannot be trained; it is recorded
+in ``<artifacts>/<dataset>/unavailable.json`` (backbone, reason, the command that fills
+it in) so the report can say so, and with ``deploy`` its architecture is still measured
+(sizes, TFLite variants, latency with random weights) under
+``<artifacts>/architectures/<backbone>/``. Such runs are listed as waiting for weights,
+not as failures.
+
+Each invocation appends its wall time to ``<artifacts>/experiment_log.jsonl``, so the
+total machine time of a study run in several sittings is on record.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import os
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.artifacts.config import RunConfig
+from core.artifacts.layout import (
+    ARCHITECTURES_DIR,
+    DEFAULT_ARTIFACTS,
+    DEPLOYMENT_FILE,
+    EXPERIMENT_LOG,
+    UNAVAILABLE_FILE,
+    architecture_dir,
+    artifacts_dir,
+    dataset_slug,
+)
+from core.artifacts.provenance import machine
+from core.artifacts.runs import RunFolder
+from core.artifacts.storage import atomic_write_json, read_json, utc_timestamp
+from core.data import dataset as data_mod
+from core.deploy.measure import deploy_architecture
+from core.deploy.variants import variant_plan
+from core.errors import UserError, WeightsUnavailableError
+from core.models.backbones import get_spec
+from core.orchestrate.run import execute, validate_config
+from core.progress import Emit
+from core.train import config as config_mod
+
+GRID_KEYS = {"datasets", "backbones", "weights", "methods", "seeds", "preset", "set", "deploy"}
+
+
+@dataclass
+class PlannedRun:
+    """One run of a grid and whether the grid asks for its deployment variants."""
+
+    config: RunConfig
+    deploy: bool = False
+
+
+def load_grid(path: str | Path) -> tuple[list[PlannedRun], str | None]:
+    """The runs of an experiment file, in order, and its artifacts folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"experiment file not found: {path}")
+    return parse_grid(path.read_text(encoding="utf-8"), str(path))
+
+
+def parse_grid(text: str, where: str = "experiment") -> tuple[list[PlannedRun], str | None]:
+    """The runs of experiment TOML text, in order, and its artifacts folder."""
+    try:
+        spec = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{where} is not valid TOML: {exc}") from None
+    unknown = set(spec) - {"artifacts", "grid"}
+    if unknown:
+        raise UserError(f"{where} has unknown top-level keys: {', '.join(sorted(unknown))} "
+                        "(allowed: artifacts, [[grid]])")
+    if "artifacts" in spec and not isinstance(spec["artifacts"], str):
+        raise UserError(f"{where}: 'artifacts' must be a folder path in quotes")
+    grids = spec.get("grid")
+    if not grids:
+        raise UserError(f"{where} has no [[grid]] section")
+    if not isinstance(grids, list):
+        raise UserError(f"{where}: write each grid as [[grid]] (an array of tables), not [grid]")
+    configs = []
+    for n, grid in enumerate(grids, 1):
+        unknown = set(grid) - GRID_KEYS
+        if unknown:
+            raise UserError(f"{where}: grid {n} has unknown keys: {', '.join(sorted(unknown))}")
+        for key in ("datasets", "backbones"):
+            if not grid.get(key):
+                raise UserError(f"{where}: grid {n} needs '{key}'")
+        for key, kind, example in (("datasets", str, '["data/flowers"]'), ("backbones", str, '["EfficientNetLite0"]'),
+                                   ("weights", str, '["imagenet"]'), ("methods", str, '["finetune"]'),
+                                   ("seeds", int, "[0, 1, 2]")):
+            value = grid.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
+                raise UserError(f"{where}: grid {n}: '{key}' must be a list, e.g. {key} = {example}")
+        deploy = grid.get("deploy", False)
+        if not isinstance(deploy, bool):
+            raise UserError(f"{where}: grid {n}: 'deploy' must be true or false")
+        if not isinstance(grid.get("set", {}), dict):
+            raise UserError(f'{where}: grid {n}: \'set\' must be a table, e.g. set = {{ "stage1.epochs" = 5 }}')
+        overrides = config_mod.nest(grid.get("set", {}))
+        config_mod.reject_identity_overrides(overrides, f"{where}: grid {n}: 'set'")
+        combos = itertools.product(grid["datasets"], grid["backbones"], grid.get("weights", ["imagenet"]),
+                                   grid.get("methods", ["finetune"]), grid.get("seeds", [0]))
+        for dataset, backbone, weights, method, seed in combos:
+            if method != "finetune" and weights != "imagenet":
+                continue  # baselines exist only on ImageNet embeddings
+            layer = copy.deepcopy(overrides)
+            layer.update(weights=weights, method=method, seed=seed)
+            configs.append(PlannedRun(config_mod.resolve(dataset, backbone, grid.get("preset", "full"), layer), deploy))
+    return configs, spec.get("artifacts")
+
+
+def grid_toml(artifacts: str | Path, datasets: list[str], backbones: list[str], weights: str, seed: int,
+              preset: str, overrides: dict | None = None) -> str:
+    """An experiment file with one grid (what the Train page starts); any path is quoted safely."""
+    lines = [f"artifacts = {_toml_value(str(artifacts))}", "", "[[grid]]",
+             f"datasets = {_toml_value(list(datasets))}", f"backbones = {_toml_value(list(backbones))}",
+             f"weights = {_toml_value([weights])}", f"seeds = [{int(seed)}]", f"preset = {_toml_value(preset)}"]
+    if overrides:
+        lines.append("set = { " + ", ".join(f"{_toml_value(k)} = {_toml_value(v)}" for k, v in overrides.items()) + " }")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        # TOML basic string: escape backslash, quote and every control character (DEL included).
+        return '"' + "".join(f"\\u{ord(c):04x}" if ord(c) < 0x20 or ord(c) == 0x7F else
+                             "\\" + c if c in '"\\' else c for c in value) + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {type(value).__name__}")
+
+
+def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool = False, emit: Emit = print,
+                   deploy: bool = False) -> int:
+    """Run every run of the grid; returns 0 unless a run failed.
+
+    ``deploy`` measures the deployment variants of every network run, on top of the
+    grids that ask for it. Runs waiting for ImageNet weights are not failures: they are
+    recorded (see the module docstring) and listed at the end.
+    """
+    planned, file_artifacts = load_grid(path)
+    root = Path(artifacts or file_artifacts or artifacts_dir()).expanduser()
+    states = [(p.config, p.deploy or deploy, RunFolder.for_config(p.config, root)) for p in planned]
+    done = sum(f.is_complete() for _, _, f in states)
+    emit(f"{len(states)} runs in {path}: {done} complete, {len(states) - done} to do")
+    if dry_run:
+        invalid = 0
+        for c, wants_deploy, f in states:
+            state = "complete" if f.is_complete() else "partial" if f.exists() else "new"
+            problem = ""
+            if state != "complete":
+                try:  # the cheap checks a real sitting would only meet when it reaches the run
+                    validate_config(c)
+                except WeightsUnavailableError:  # its weights are not on this machine (now, not when recorded)
+                    state = "waiting"
+                except UserError as exc:
+                    state, problem, invalid = "invalid", f"  ({exc})", invalid + 1
+            emit(f"  {state:8s} {c.backbone:18s} {c.weights:8s} {c.method:10s} seed {c.seed}"
+                 f"{'  +deploy' if wants_deploy else ''}  {f.path}{problem}")
+        if invalid:
+            emit(f"{invalid} runs are invalid: fix the grid before running it")
+        return 1 if invalid else 0
+    started = time.time()
+    failures, waiting = [], []
+    fingerprints: dict[str, str] = {}  # each dataset hashed once per sitting
+    try:
+        for i, (cfg, wants_deploy, folder) in enumerate(states, 1):
+            if folder.is_complete() and not wants_deploy:
+                continue
+            emit(f"[{i}/{len(states)}] {cfg.dataset} {cfg.backbone} weights={cfg.weights} method={cfg.method} seed={cfg.seed}")
+            try:
+                execute(cfg, root, emit, deploy=wants_deploy, fingerprints=fingerprints)
+                _forget_unavailable(root, cfg, folder)
+            except WeightsUnavailableError as exc:
+                waiting.append((cfg, str(exc)))
+                emit(f"  waiting for weights: {exc}")
+                _record_unavailable(root, cfg, folder, str(exc), wants_deploy)
+                if wants_deploy:
+                    problem = _measure_architecture(cfg, root, emit)
+                    if problem:
+                        failures.append((cfg, f"architecture measurement failed: {problem}"))
+            except UserError as exc:
+                failures.append((cfg, str(exc)))
+                emit(f"  failed: {exc}")
+            # Logged after every run, so a sitting that is killed still counts up to its last run.
+            _log_time(root, path, started, len(states), failures, finished=False)
+    finally:
+        _log_time(root, path, started, len(states), failures, finished=True)
+    if waiting:
+        emit(f"{len(waiting)} runs wait for ImageNet weights that are not on this machine "
+             f"(recorded in {UNAVAILABLE_FILE} beside each dataset's runs):")
+        for cfg, _ in waiting:
+            emit(f"  {cfg.backbone} on {cfg.dataset}")
+    if failures:
+        emit(f"{len(failures)} runs failed:")
+        for cfg, why in failures:
+            emit(f"  {cfg.backbone} {cfg.weights} {cfg.method} seed {cfg.seed}: {why}")
+        return 1
+    emit("all runs complete" if not waiting else "all other runs complete")
+    return 0
+
+
+def _measure_architecture(cfg: RunConfig, root: Path, emit: Emit) -> str | None:
+    """Sizes and latency of the backbone + head with random weights; returns a problem or None.
+
+    One measurement per backbone: a second dataset resumes the stored one (its head's
+    class count barely changes the size) unless the input size differs. Only the
+    conversion variants (Keras and TFLite families of the plan): pruning, clustering and QAT
+    fine-tune trained weights, so on random ones they say nothing a study needs, and
+    they would triple the time of the large backbones.
+    """
+
+    out = architecture_dir(cfg.backbone, root)
+    emit(f"  measuring the architecture instead (random weights): {out}")
+    try:
+        size = cfg.input_size or get_spec(cfg.backbone).input_size
+        try:
+            stored = read_json(out / DEPLOYMENT_FILE) if (out / DEPLOYMENT_FILE).is_file() else {}
+        except ValueError:
+            stored = {}  # unreadable: measured afresh
+        if stored.get("input_size") == size and stored.get("classes"):
+            classes = len(stored["classes"])
+        else:
+            classes = len(data_mod.discover(cfg.dataset, validate=False).classes)
+        deploy_architecture(cfg.backbone, max(classes, 2), out, emit=emit, input_size=size,
+                            only=[v.name for v in variant_plan() if v.family in ("keras", "tflite")])
+    except Exception as exc:  # noqa: BLE001 - one backbone's measurement must not stop the study
+        emit(f"  architecture measurement failed: {type(exc).__name__}: {exc}")
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _unavailable_path(root: Path, cfg: RunConfig) -> Path:
+    return root / dataset_slug(cfg.dataset) / UNAVAILABLE_FILE
+
+
+def _read_unavailable(path: Path) -> dict:
+    return read_json(path) if path.is_file() else {"schema_version": 1, "runs": []}
+
+
+def _record_unavailable(root: Path, cfg: RunConfig, folder: RunFolder, reason: str,
+                        measured: bool) -> None:
+    path = _unavailable_path(root, cfg)
+    doc = _read_unavailable(path)
+    run_dir = folder.path.relative_to(root).as_posix()
+    entry = {
+        "run_dir": run_dir, "backbone": cfg.backbone, "weights": cfg.weights, "method": cfg.method,
+        "preset": cfg.preset, "seed": cfg.seed, "reason": reason,
+        "architecture": architecture_dir(cfg.backbone, root).relative_to(root).as_posix() if measured else None,
+        "command": config_mod.reproduce_command(cfg.to_dict(), deploy=True, artifacts=_explicit_root(root)),
+    }
+    previous = next((r for r in doc["runs"] if r["run_dir"] == run_dir), None)
+    if previous is not None and {k: v for k, v in previous.items() if k != "recorded_at"} == entry:
+        return  # nothing new: keep the file (and its recorded_at) as it is
+    doc["runs"] = [r for r in doc["runs"] if r["run_dir"] != run_dir]
+    doc["runs"].append({**entry, "recorded_at": utc_timestamp()})
+    atomic_write_json(path, doc)
+
+
+def _explicit_root(root: Path) -> str | None:
+    """The --artifacts a command needs to write where this study writes (None: the repo's artifacts/).
+
+    Compared with the repo default, not ``$STUDY_ARTIFACTS``: whoever runs the recorded
+    command later may not have that variable set.
+    """
+    default = DEFAULT_ARTIFACTS
+    try:
+        same = root.resolve() == default.resolve()
+    except OSError:
+        same = False
+    return None if same else str(root)
+
+
+def _forget_unavailable(root: Path, cfg: RunConfig, folder: RunFolder) -> None:
+    """Once a run has completed (the weights turned up), it no longer waits."""
+    path = _unavailable_path(root, cfg)
+    if not path.is_file():
+        return
+    doc = _read_unavailable(path)
+    run_dir = folder.path.relative_to(root).as_posix()
+    kept = [r for r in doc["runs"] if r["run_dir"] != run_dir]
+    if len(kept) != len(doc["runs"]):
+        doc["runs"] = kept
+        atomic_write_json(path, doc)
+
+
+def _log_time(root, path, started: float, n_runs: int, failures: list, finished: bool) -> None:
+    """Append this sitting's wall time so far; readers keep the last entry of each sitting."""
+    log = Path(root) / EXPERIMENT_LOG
+    log.parent.mkdir(parents=True, exist_ok=True)
+    entry = {"file": str(path), "started": utc_timestamp(started),
+             "sitting": f"{started:.3f}-{os.getpid()}", "finished": finished,
+             "wall_time_s": round(time.time() - started, 1), "runs": n_runs, "failed": len(failures),
+             "machine": machine()}
+    with open(log, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry) + "\n")

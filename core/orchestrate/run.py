@@ -1,0 +1,161 @@
+"""One run end to end: data, training (or a baseline), evaluation, stored results.
+
+:func:`execute` is what ``python -m core run`` and ``python -m core experiment`` call.
+It is idempotent: a complete run is skipped, an interrupted one resumes from its
+checkpoints, and nothing counts as a result until ``complete.json`` is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+
+from core.artifacts import provenance
+from core.artifacts.config import RunConfig
+from core.artifacts.layout import dataset_slug
+from core.artifacts.runs import RunFolder
+from core.artifacts.storage import atomic_write_json, atomic_write_text, read_json
+from core.data.dataset import discover, fingerprint
+from core.data.prepare import PreparedData, prepare_data
+from core.deploy.measure import deploy_run
+from core.errors import DatasetError, UserError, WeightsUnavailableError
+from core.evaluate import metrics as evaluation
+from core.models.backbones import BackboneSpec, get_spec
+from core.progress import Emit
+from core.train import baselines, transfer
+
+METHODS = ("finetune", "logreg", "linear_svm", "knn")
+
+
+def validate_config(config: RunConfig) -> BackboneSpec:
+    """Check a config before any work; returns the backbone spec."""
+    spec = get_spec(config.backbone)
+    if config.weights not in ("imagenet", "none"):
+        raise UserError(f"weights must be 'imagenet' or 'none', not '{config.weights}'")
+    if config.method not in METHODS:
+        raise UserError(f"unknown method '{config.method}'; choose one of: {', '.join(METHODS)}")
+    if config.method != "finetune" and config.weights != "imagenet":
+        raise UserError("baselines on frozen embeddings need ImageNet weights (--weights imagenet)")
+    root = Path(config.dataset).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"data folder not found: {config.dataset}")
+    if config.weights == "imagenet" and not spec.weights_available():
+        raise WeightsUnavailableError(spec.missing_weights_message())
+    return spec
+
+
+def execute(config: RunConfig, artifacts_root: str | Path | None = None, emit: Emit = print,
+            deploy: bool = False, fingerprints: dict[str, str] | None = None) -> RunFolder:
+    """Run (or resume, or skip if complete) one configured run; returns its folder.
+
+    With ``deploy`` a network run's deployment variants are measured right after
+    training (``python -m core deploy``; resumable, measured variants are kept).
+    ``fingerprints`` (dataset path -> fingerprint) lets a caller running many runs hash
+    each dataset once for the check that a complete run was made on the same images.
+    """
+    spec = validate_config(config)
+    run = RunFolder.for_config(config, artifacts_root)
+    if run.is_complete():
+        stored = (read_json(run.file("provenance.json")).get("dataset") or {}).get("fingerprint")
+        fingerprints = {} if fingerprints is None else fingerprints
+        if config.dataset not in fingerprints:
+            fingerprints[config.dataset] = fingerprint(discover(config.dataset))
+        _check_same_dataset(run, config, stored, fingerprints[config.dataset])
+        emit(f"complete already: {run.path}")
+        if deploy:
+            _deploy(run, config, emit)
+        return run
+    _train(run, config, spec, emit)
+    if deploy:
+        _deploy(run, config, emit)
+    return run
+
+
+def _deploy(run: RunFolder, config: RunConfig, emit: Emit) -> None:
+    if config.method != "finetune":
+        return  # baselines are scikit-learn models: nothing to convert
+    emit(f"deploying {run.path}")
+    deploy_run(run.path, emit=emit)
+
+
+def _train(run: RunFolder, config: RunConfig, spec: BackboneSpec, emit: Emit) -> None:
+    resuming = run.start(config)
+    try:
+        run.event("resumed" if resuming else "started", run=str(run.path))
+        emit(f"{'resuming' if resuming else 'starting'} {run.path}")
+        started = time.time()
+        data = prepare_data(config, emit)
+        if resuming:
+            first = next((e for e in run.read_events() if e.get("event") == "data"), {})
+            _check_same_dataset(run, config, first.get("fingerprint"), data.fingerprint)
+        run.event("data", fingerprint=data.fingerprint)
+        split_file = _store_split(run, data)
+        if config.method == "finetune":
+            outcome = transfer.train_and_predict(config, spec, data, run, emit)
+        else:
+            outcome = baselines.train_and_predict(config, spec, data, run, emit)
+        metrics = _store_results(run, config, data, outcome, started, split_file)
+        headline = {k: metrics[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}
+        run.event("complete", metrics=headline)
+        emit(f"done: accuracy {headline['accuracy']:.4f}, balanced accuracy {headline['balanced_accuracy']:.4f}, "
+             f"macro-F1 {headline['macro_f1']:.4f} -> {run.path}")
+    except BaseException as exc:
+        run.event("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        run.unlock()
+
+
+def _check_same_dataset(run: RunFolder, config: RunConfig, stored: str | None, current: str) -> None:
+    """A run folder is named by the dataset *folder name*: refuse to reuse one made from other images."""
+    if stored and stored != current:
+        raise UserError(
+            f"{run.path} holds a run of other images than {config.dataset} (dataset fingerprint "
+            f"{stored[:12]}, now {current[:12]}): another dataset with the same folder name, or this one changed "
+            "(deduplicated, say). Use another --artifacts folder for it, or move the old run away to redo it.")
+
+
+def _store_split(run: RunFolder, data: PreparedData) -> str:
+    """The dataset's split, shared by all runs with the same split seed and data."""
+    split_dir = run.path.parent.parent / "splits"
+    name = f"split-seed{data.split.seed}-{data.fingerprint[:12]}.json"
+    if not (split_dir / name).is_file():
+        atomic_write_json(split_dir / name, {"schema_version": 1, **data.split.to_dict()})
+    return f"../../splits/{name}"
+
+
+def _store_results(run: RunFolder, config: RunConfig, data: PreparedData, outcome: dict, started: float,
+                   split_file: str) -> dict:
+    probs = outcome["test_probs"]
+    metrics = evaluation.evaluate(data.labels["test"], probs, data.classes, seed=config.seed)
+    run.write_json("metrics.json", metrics)
+    atomic_write_text(run.file("predictions.csv"), predictions_csv(data.ids["test"], data.labels["test"], probs, data.classes))
+    prov = {
+        "schema_version": 1,
+        **provenance.collect(),
+        "dataset": {"path": str(Path(config.dataset)), "slug": dataset_slug(config.dataset),
+                    "fingerprint": data.fingerprint, "classes": data.classes,
+                    "split_file": split_file, "split_seed": config.split_seed,
+                    "counts": {k: len(v) for k, v in data.ids.items()}, "skipped_files": len(data.skipped)},
+        "timings_s": outcome.get("timings", {}),
+        "wall_time_s": round(time.time() - started, 1),
+        "details": outcome.get("details", {}),
+    }
+    run.write_json("provenance.json", prov)
+    run.mark_complete({"accuracy": metrics["accuracy"], "balanced_accuracy": metrics["balanced_accuracy"],
+                       "macro_f1": metrics["macro_f1"]})
+    return metrics
+
+
+def predictions_csv(ids: list[str], labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> str:
+    """Per-sample predictions: id, true label, predicted label, one probability column per class."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["id", "true", "pred"] + [f"p_{c}" for c in classes])
+    for i, y, p in zip(ids, labels, probs):
+        writer.writerow([i, classes[int(y)], classes[int(np.argmax(p))]] + [f"{v:.6g}" for v in p])
+    return buf.getvalue()

@@ -1,0 +1,185 @@
+"""Backbone outputs computed once and cached on disk.
+
+Stage 1 trains the new head on the frozen backbone, whose output for a given image
+(and augmented view) never changes: it is computed once and cached, keyed by the
+dataset fingerprint, backbone, weights, input size, preprocessing and view. Stage 2
+fine-tunes only the top of the backbone, so the output of the frozen lower part (the
+"boundary" activation at the cut layer) is cached the same way and stage 2 runs only
+the upper layers. Baselines (scikit-learn on frozen embeddings) reuse the pooled
+outputs. Caches grow incrementally: a quick run's subset is reused by a full run.
+
+Cache files are ``.npz`` (loaded with ``allow_pickle=False``), written atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from core.artifacts.config import AugmentConfig
+from core.artifacts.layout import REPO_ROOT
+from core.artifacts.storage import atomic_write_bytes
+from core.data.augment import apply_view, view_params
+from core.data.dataset import load_image
+from core.models.backbones import BackboneSpec
+from core.models.preprocess import preprocess
+
+FEATURE_VERSION = 2
+Progress = Callable[[int, int], None]
+
+
+def cache_root() -> Path:
+    """Where cached features live: ``$STUDY_CACHE`` or ``cache/`` in the repo (git-ignored)."""
+    return Path(os.environ.get("STUDY_CACHE") or REPO_ROOT / "cache")
+
+
+@dataclass(frozen=True)
+class FeatureKey:
+    """Everything that determines a backbone's output for an image."""
+
+    dataset_fingerprint: str
+    backbone: str
+    weights: str
+    input_size: int
+    preprocessing: str
+    cut_layer: str | None
+    view: int
+    augment: tuple = ()
+
+    def digest(self) -> str:
+        data = {**self.__dict__, "version": FEATURE_VERSION}
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=list).encode()).hexdigest()[:16]
+
+    def path(self) -> Path:
+        return cache_root() / "features" / self.backbone / f"{self.digest()}-v{self.view}.npz"
+
+
+def augment_tuple(cfg: AugmentConfig) -> tuple:
+    return (cfg.flip, cfg.rotation_deg, cfg.zoom, cfg.brightness, cfg.contrast, cfg.seed)
+
+
+def _load(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        return {}
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+class FeatureExtractor:
+    """A frozen backbone that returns pooled outputs and, optionally, a cut-layer activation."""
+
+    def __init__(self, base, spec: BackboneSpec, input_size: int, cut_layer: str | None = None):
+        from core.models.tfkeras import keras
+
+        self.spec = spec
+        self.input_size = input_size
+        self.cut_layer = cut_layer
+        pooled = keras.layers.GlobalAveragePooling2D(name="feature_pool")(base.output)
+        outputs = [pooled] + ([base.get_layer(cut_layer).output] if cut_layer else [])
+        self.model = keras.Model(base.input, outputs)
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        out = self.model(batch, training=False)
+        if self.cut_layer:
+            return np.asarray(out[0]), np.asarray(out[1])
+        pooled = out[0] if isinstance(out, (list, tuple)) else out
+        return np.asarray(pooled), None
+
+
+def _decode_views(abs_paths: Sequence[str], rel_ids: Sequence[str], view: int, cfg: AugmentConfig,
+                  size: int, mode: str) -> np.ndarray:
+    images = []
+    for path, rel in zip(abs_paths, rel_ids):
+        image = load_image(path, size=(size, size)).astype(np.float32)
+        images.append(apply_view(image, view_params(rel, view, cfg)))
+    return preprocess(np.stack(images).astype(np.float32), mode).astype(np.float32)
+
+
+def compute(extractor: FeatureExtractor, key: FeatureKey, root: Path, ids: Sequence[str],
+            augment: AugmentConfig, batch_size: int = 32, progress: Progress | None = None) -> dict[str, np.ndarray]:
+    """Return cached outputs for ``ids`` (relative paths), computing the missing ones.
+
+    The result has ``ids`` (in the requested order), ``pooled`` and, when the key
+    has a cut layer, ``boundary`` (float16). Pooled outputs are stored apart from
+    boundary activations, so runs with and without a cut layer share them. New rows
+    are added to the cache files atomically every ~2000 images, so an interrupted
+    extraction resumes where it stopped.
+    """
+    stores = {"pooled": dataclasses.replace(key, cut_layer=None)}
+    if key.cut_layer:
+        stores["boundary"] = key
+    cached = {name: _load(k.path()) for name, k in stores.items()}
+    have = {name: {str(i): n for n, i in enumerate(c.get("ids", []))} for name, c in cached.items()}
+    missing = [i for i in dict.fromkeys(ids) if any(i not in h for h in have.values())]
+    if missing:
+        cached = _extract_missing(extractor, key, stores, root, missing, cached, augment, batch_size, progress)
+        have = {name: {str(i): n for n, i in enumerate(c["ids"])} for name, c in cached.items()}
+    out = {"ids": np.asarray(list(ids))}
+    for name in stores:
+        rows = np.array([have[name][i] for i in ids], dtype=np.int64)
+        out[name] = cached[name]["values"][rows]
+    return out
+
+
+def _extract_missing(extractor, key, stores, root, missing, cached, augment, batch_size, progress):
+    mode = extractor.spec.entry.preprocessing
+    chunks = [missing[i:i + batch_size] for i in range(0, len(missing), batch_size)]
+    pending = {name: ([], []) for name in stores}
+    flush_every = max(1, 2000 // batch_size)
+    done = 0
+
+    def decode(chunk):
+        return _decode_views([str(root / c) for c in chunk], chunk, key.view, augment, key.input_size, mode)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:  # decode the next batch while this one runs
+        future = pool.submit(decode, chunks[0])
+        for n, chunk in enumerate(chunks):
+            batch = future.result()
+            if n + 1 < len(chunks):
+                future = pool.submit(decode, chunks[n + 1])
+            pooled, boundary = extractor(batch)
+            outputs = {"pooled": pooled.astype(np.float32)}
+            if boundary is not None:
+                outputs["boundary"] = boundary.astype(np.float16)
+            for name in stores:
+                pending[name][0].extend(chunk)
+                pending[name][1].append(outputs[name])
+            done += len(chunk)
+            if progress:
+                progress(done, len(missing))
+            if (n + 1) % flush_every == 0 or n + 1 == len(chunks):
+                for name, store_key in stores.items():
+                    cached[name] = _merge(cached[name], *pending[name])
+                    _save(store_key.path(), cached[name])
+                pending = {name: ([], []) for name in stores}
+    return cached
+
+
+def _merge(cached: dict, ids: list[str], values: list[np.ndarray]) -> dict:
+    """Add rows for ids the store does not hold yet."""
+    known = set(cached.get("ids", np.array([], dtype=str)).astype(str).tolist())
+    keep = [n for n, i in enumerate(ids) if i not in known]
+    if not keep:
+        return cached
+    new_values = np.concatenate(values)[keep]
+    new_ids = np.asarray([ids[n] for n in keep], dtype=str)
+    if "ids" not in cached:
+        return {"ids": new_ids, "values": new_values}
+    return {"ids": np.concatenate([cached["ids"].astype(str), new_ids]),
+            "values": np.concatenate([cached["values"], new_values])}

@@ -1,0 +1,81 @@
+"""The ``tf.data`` input pipeline of image-level training (stage 2 without a cut layer, from scratch, prediction)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from core.data.augment import apply_view, view_params
+from core.data.dataset import load_image
+from core.models.backbones import BackboneSpec
+from core.models.preprocess import preprocess
+
+
+def make_dataset(
+    paths: Sequence[str],
+    labels: Sequence[int] | None,
+    spec: BackboneSpec,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    seed: int = 0,
+    preprocess_inputs: bool = True,
+    input_size: int | None = None,
+    views: Sequence[int] | None = None,
+    augment=None,
+    ids: Sequence[str] | None = None,
+):
+    """A ``tf.data.Dataset`` of ``(images, labels)`` batches (or images alone without labels).
+
+    ``paths`` are absolute file paths. With ``preprocess_inputs=False`` the batches
+    hold resized 0..255 pixels. ``views`` (one per image, with ``augment``, an
+    :class:`~core.config.AugmentConfig`, and ``ids``, the relative paths the views
+    are derived from) applies those deterministic augmented views of
+    :mod:`core.augment`; view 0 is the original image.
+    """
+    from core.models.tfkeras import tf
+
+    side = input_size or spec.input_size
+    size = (side, side)
+    paths = [str(p) for p in paths]
+    if views is None:
+        keys = paths
+    else:
+        if ids is None or augment is None or len(views) != len(paths) or len(ids) != len(paths):
+            raise ValueError("views need one view, one id per path and an augment config")
+        keys = [f"{int(v)}|{i}" for v, i in zip(views, ids)]
+    by_key = dict(zip(keys, paths))
+
+    def _decode(key: bytes) -> np.ndarray:
+        key = key.decode("utf-8")
+        image = load_image(by_key[key], size=size).astype(np.float32)
+        if views is not None:
+            view, rel = key.split("|", 1)
+            image = apply_view(image, view_params(rel, int(view), augment)).astype(np.float32)
+        return image
+
+    def _load(key):
+        image = tf.numpy_function(_decode, [key], tf.float32, stateful=False)
+        image.set_shape((size[0], size[1], 3))
+        return image
+
+    if labels is None:
+        ds = tf.data.Dataset.from_tensor_slices(keys)
+    else:
+        if len(labels) != len(paths):
+            raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
+        ds = tf.data.Dataset.from_tensor_slices((keys, np.asarray(labels, dtype=np.int32)))
+    if shuffle:
+        ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    if labels is None:
+        ds = ds.map(_load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    else:
+        ds = ds.map(lambda p, y: (_load(p), y), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size)
+    if preprocess_inputs:
+        mode = spec.entry.preprocessing
+        if labels is None:
+            ds = ds.map(lambda x: preprocess(x, mode))
+        else:
+            ds = ds.map(lambda x, y: (preprocess(x, mode), y))
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,194 @@
+"""Training: two-stage transfer learning, training from scratch, resumable epochs.
+
+Transfer learning follows the keras-io guide, in small named steps:
+:func:`build_classifier` (backbone + new head), :func:`freeze_backbone`,
+:func:`unfreeze_top` (BatchNorm stays frozen), :func:`compile_model`. Stage 1 trains
+the head on cached backbone outputs; stage 2 fine-tunes the top of the backbone on
+cached activations of the frozen lower part (see :mod:`core.train.features`).
+
+:func:`train_stage` runs one stage epoch by epoch with a checkpoint after each, so a
+killed run resumes at the last finished epoch (the optimiser's moments restart).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from core.artifacts.config import RunConfig, StageConfig
+from core.artifacts.runs import RunFolder
+from core.artifacts.storage import atomic_save, atomic_write_json, read_json
+from core.errors import UserError
+from core.progress import Emit, format_seconds
+
+# --- freezing and compiling ------------------------------------------------------
+
+def freeze_backbone(base) -> None:
+    """Freeze every backbone layer (stage 1)."""
+    base.trainable = False
+    for layer in base.layers:
+        layer.trainable = False
+
+
+def unfreeze_top(base, n_layers: int) -> list[str]:
+    """Unfreeze the top ``n_layers`` of the backbone except BatchNorm; return their names."""
+    base.trainable = True  # tf_keras: this also sets every sub-layer trainable...
+    for layer in base.layers:
+        layer.trainable = False  # ...so freeze them all again before choosing the top ones
+    unfrozen = []
+    for layer in base.layers[max(0, len(base.layers) - n_layers):]:
+        if is_batchnorm(layer) or not layer.weights:
+            continue
+        layer.trainable = True
+        unfrozen.append(layer.name)
+    return unfrozen
+
+
+def compile_model(model, stage: StageConfig) -> None:
+    """(Re)compile with the stage's optimiser and learning rate."""
+    from core.models.tfkeras import keras
+
+    optimizers = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
+    if stage.optimizer not in optimizers:
+        raise UserError(f"unknown optimizer '{stage.optimizer}'; choose one of: {', '.join(optimizers)}")
+    model.compile(optimizer=optimizers[stage.optimizer](learning_rate=stage.learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+def find_cut_layer(base, first_trainable: str | None) -> str | None:
+    """The highest layer below ``first_trainable`` whose output is all the layers above need.
+
+    Stage 2 caches that layer's activation and trains only the layers above it.
+    None when no such layer exists (nothing can be cached).
+    """
+    if first_trainable is None:
+        return None
+    layers = base.layers
+    index = {layer.name: i for i, layer in enumerate(layers)}
+    limit = index[first_trainable]
+    lowest_input = []
+    for layer in layers:
+        inbound = [index[n.name] for node in layer._inbound_nodes for n in _as_list(node.inbound_layers)]
+        lowest_input.append(min(inbound) if inbound else -1)
+    best, suffix_min = None, math.inf
+    for i in range(len(layers) - 1, -1, -1):
+        if suffix_min >= i and 0 < i < limit:
+            best = i
+            break
+        suffix_min = min(suffix_min, lowest_input[i])
+    # The scan stops at the first valid cut from the top that is below the limit.
+    if best is None:
+        return None
+    return layers[best].name
+
+
+def _as_list(x):
+    return x if isinstance(x, list) else [x]
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
+    """'Balanced' class weights: n / (k * count) for every class present."""
+    counts = np.bincount(labels, minlength=num_classes)
+    total, present = counts.sum(), (counts > 0).sum()
+    return {c: float(total / (present * counts[c])) for c in range(num_classes) if counts[c] > 0}
+
+
+# --- the resumable epoch loop ----------------------------------------------------
+
+@dataclass
+class StageResult:
+    """What a finished stage leaves behind."""
+
+    rows: list[dict]
+    best_epoch: int
+    best_val_loss: float
+    stopped_early: bool
+    seconds: float
+
+
+def train_stage(model, stage_name: str, stage: StageConfig, train: Callable[[int], Any], val: Any,
+                run: RunFolder, config: RunConfig, emit: Emit, class_weight: dict | None = None) -> StageResult:
+    """Train ``model`` for one stage, one epoch at a time, checkpointing after each.
+
+    ``train(epoch)`` returns the ``fit`` inputs for that epoch as ``(x, y)`` arrays or
+    a dataset; ``val`` is ``(x, y)`` or a dataset. Early stopping on validation loss
+    restores the best weights. Resumes from the stage's checkpoint if one exists.
+    """
+    from core.models.tfkeras import keras
+
+    run.state_dir.mkdir(parents=True, exist_ok=True)
+    state_file = run.state_dir / f"{stage_name}.json"
+    last_w = run.state_dir / f"{stage_name}-last.weights.h5"
+    best_w = run.state_dir / f"{stage_name}-best.weights.h5"
+    state = read_json(state_file) if state_file.is_file() else \
+        {"epoch": 0, "best_val_loss": None, "best_epoch": 0, "wait": 0, "rows": [], "done": False, "seconds": 0.0}
+    if state["done"]:
+        model.load_weights(str(best_w))
+        emit(f"{stage_name}: already finished (best epoch {state['best_epoch']}), reusing its weights")
+        return StageResult(state["rows"], state["best_epoch"], state["best_val_loss"], state.get("stopped_early", False),
+                           state["seconds"])
+    if state["epoch"] > 0:
+        model.load_weights(str(last_w))
+        emit(f"{stage_name}: resuming after epoch {state['epoch']}")
+    epoch_times = [r["seconds"] for r in state["rows"]]
+    stopped_early = False
+    for epoch in range(state["epoch"], stage.epochs):
+        keras.utils.set_random_seed(config.seed * 100_003 + epoch)
+        started = time.monotonic()
+        x = train(epoch)
+        fit_args: dict[str, Any] = dict(epochs=1, verbose=0, class_weight=class_weight)
+        if isinstance(x, tuple):
+            fit_args.update(x=x[0], y=x[1], batch_size=config.batch_size, shuffle=True)
+        else:
+            fit_args.update(x=x)
+        fit_args["validation_data"] = val
+        hist = model.fit(**fit_args).history
+        seconds = time.monotonic() - started
+        row = {
+            "stage": stage_name, "epoch": epoch + 1,
+            "loss": float(hist["loss"][-1]), "accuracy": float(hist["accuracy"][-1]),
+            "val_loss": float(hist["val_loss"][-1]), "val_accuracy": float(hist["val_accuracy"][-1]),
+            "learning_rate": float(stage.learning_rate), "seconds": round(seconds, 3),
+        }
+        atomic_save(last_w, model.save_weights)
+        improved = state["best_val_loss"] is None or row["val_loss"] < state["best_val_loss"]
+        if improved:
+            atomic_save(best_w, model.save_weights)
+            state.update(best_val_loss=row["val_loss"], best_epoch=epoch + 1, wait=0)
+        else:
+            state["wait"] += 1
+        state["rows"].append(row)
+        state["epoch"] = epoch + 1
+        state["seconds"] += seconds
+        atomic_write_json(state_file, state)
+        run.append_history(row)
+        epoch_times.append(seconds)
+        remaining = stage.epochs - (epoch + 1)
+        eta = float(np.mean(epoch_times)) * remaining
+        run.event("epoch", stage=stage_name, epoch=epoch + 1, epochs=stage.epochs, eta_s=round(eta, 1),
+                  metrics={k: row[k] for k in ("loss", "accuracy", "val_loss", "val_accuracy")})
+        emit(f"{stage_name} epoch {epoch + 1}/{stage.epochs}: loss {row['loss']:.4f} acc {row['accuracy']:.3f} "
+             f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.3f} ({seconds:.1f}s, ETA <= {format_seconds(eta)})")
+        if state["wait"] >= stage.patience:
+            stopped_early = True
+            emit(f"{stage_name}: early stop, no val_loss improvement for {stage.patience} epochs")
+            break
+    if state["epoch"] > 0:
+        model.load_weights(str(best_w))
+    state.update(done=True, stopped_early=stopped_early)
+    atomic_write_json(state_file, state)
+    return StageResult(state["rows"], state["best_epoch"], state["best_val_loss"], stopped_early, state["seconds"])
+
+
+def stage_rows_for_resume(run: RunFolder, stage_names: list[str]) -> list[dict]:
+    """History rows recorded in the checkpoints of ``stage_names`` (to rebuild history.csv)."""
+    rows = []
+    for name in stage_names:
+        f = run.state_dir / f"{name}.json"
+        if f.is_file():
+            rows.extend(read_json(f)["rows"])
+    return rows

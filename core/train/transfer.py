@@ -1,0 +1,169 @@
+"""The network methods of a run: two-stage transfer learning, or training from scratch.
+
+With ImageNet weights:
+
+1. stage 1 trains the new head on the frozen backbone from cached pooled outputs of
+   the original images plus ``augment.views`` fixed augmented views of each training
+   image (:mod:`core.train.features`);
+2. stage 2 unfreezes the top ``unfreeze_layers`` backbone layers (BatchNorm frozen),
+   recompiles with the lower learning rate and fine-tunes them on cached activations
+   of the frozen lower part at the cut layer, over the same views. Without a usable
+   cut layer it falls back to full forward passes over the images.
+
+With ``weights="none"`` the same architecture (backbone + head) is trained from random
+initialisation in one stage, every layer trainable, on the same augmented views.
+
+The trained classifier is evaluated on the test images through its full forward pass
+and saved as ``model.keras``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from core.artifacts.config import RunConfig
+from core.artifacts.runs import RunFolder
+from core.artifacts.storage import atomic_save
+from core.models.backbones import BackboneSpec, build_backbone
+from core.train import features as feat
+from core.train import stages as training
+from core.train.pipeline import make_dataset
+
+
+def train_and_predict(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit) -> dict:
+    """Train the network for ``config`` and return test probabilities, timings and details."""
+    from core.models.tfkeras import keras
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(config.seed)
+    try:
+        if config.weights == "none":
+            classifier, timings, details = _from_scratch(config, spec, data, run, emit)
+        else:
+            classifier, timings, details = _two_stage(config, spec, data, run, emit)
+        started = time.monotonic()
+        probs = predict_images(classifier, spec, config, data.abs_paths("test"))
+        timings["test_inference"] = round(time.monotonic() - started, 2)
+        atomic_save(run.file("model.keras"), classifier.save)
+        return {"test_probs": probs, "timings": timings, "details": details}
+    finally:
+        keras.backend.clear_session()  # free the graph and weights before the next run
+
+
+def predict_images(model, spec: BackboneSpec, config: RunConfig, paths: list[str]) -> np.ndarray:
+    """Class probabilities of ``model`` for image files, batch by batch."""
+    ds = make_dataset(paths, None, spec, batch_size=config.batch_size, input_size=config.input_size)
+    return np.asarray(model.predict(ds, verbose=0), dtype=np.float64)
+
+
+def _views(config: RunConfig) -> list[int]:
+    return list(range(config.augment.views + 1))
+
+
+def _two_stage(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit):
+    from core.models.tfkeras import keras
+
+    size = config.input_size or spec.input_size
+    timings: dict[str, float] = {}
+    base = build_backbone(spec, "imagenet", (size, size, 3))
+    head_layers = training.build_head_layers(len(data.classes), config)
+    classifier = training.build_classifier(base, head_layers)
+    fine_tune = config.stage2.epochs > 0
+    unfrozen = training.unfreeze_top(base, config.unfreeze_layers) if fine_tune else []
+    cut = training.find_cut_layer(base, unfrozen[0]) if unfrozen else None
+    training.freeze_backbone(base)
+
+    # Backbone outputs, computed once per image and view and cached across runs.
+    started = time.monotonic()
+    extractor = feat.FeatureExtractor(base, spec, size, cut)
+    cache = {}
+    for split, views in (("train", _views(config)), ("val", [0])):
+        for view in views:
+            key = feat.FeatureKey(data.fingerprint, spec.name, "imagenet", size, spec.entry.preprocessing, cut, view,
+                                  feat.augment_tuple(config.augment) if view else ())
+            label = f"features {split} view {view}"
+            progress = feat.Throughput(label, emit)
+            run.event("features", split=split, view=view, images=len(data.ids[split]))
+            cache[(split, view)] = feat.compute(extractor, key, data.root, data.ids[split], config.augment,
+                                                config.batch_size, progress)
+    timings["features"] = round(time.monotonic() - started, 2)
+
+    train_views = _views(config)
+    y_train = np.concatenate([data.labels["train"]] * len(train_views))
+    weights = training.class_weights(data.labels["train"], len(data.classes)) if config.class_weights else None
+    rows_done = training.stage_rows_for_resume(run, ["stage1", "stage2"])
+    run.rewrite_history(rows_done)
+
+    # Stage 1: the head alone on pooled features.
+    pooled_train = np.concatenate([cache[("train", v)]["pooled"] for v in train_views])
+    head = training.build_head_model(pooled_train.shape[1], head_layers)
+    training.compile_model(head, config.stage1)
+    run.event("stage", stage="stage1", epochs=config.stage1.epochs)
+    s1 = training.train_stage(head, "stage1", config.stage1, lambda epoch: (pooled_train, y_train),
+                              (cache[("val", 0)]["pooled"], data.labels["val"]), run, config, emit, weights)
+    timings["stage1"] = round(s1.seconds, 2)
+    details = {"stage1": _stage_details(s1), "feature_cut_layer": cut, "views": config.augment.views,
+               "augmentation": "fixed views per training image, backbone outputs cached (core.data.augment)"}
+
+    if fine_tune:
+        unfrozen = training.unfreeze_top(base, config.unfreeze_layers)
+        if cut is not None:
+            upper = keras.Model(base.get_layer(cut).output, classifier.output, name="upper")
+            boundary_train = np.concatenate([cache[("train", v)]["boundary"] for v in train_views])
+            train_input = lambda epoch: (boundary_train, y_train)  # noqa: E731
+            val_input = (cache[("val", 0)]["boundary"], data.labels["val"])
+            mode = f"cached activations of the frozen part at layer '{cut}'; only the layers above run"
+        else:
+            upper = classifier
+            train_input = lambda epoch: _image_epoch(config, spec, data, epoch)  # noqa: E731
+            val_input = make_dataset(data.abs_paths("val"), data.labels["val"], spec, config.batch_size,
+                                     input_size=config.input_size)
+            mode = "full forward passes over the images (no cacheable cut layer)"
+        del cache
+        training.compile_model(upper, config.stage2)
+        trainable = int(sum(np.prod(w.shape) for w in upper.trainable_weights))
+        emit(f"stage2: {len(unfrozen)} layers unfrozen ({trainable:,} trainable parameters), {mode}")
+        run.event("stage", stage="stage2", epochs=config.stage2.epochs)
+        s2 = training.train_stage(upper, "stage2", config.stage2, train_input, val_input, run, config, emit, weights)
+        timings["stage2"] = round(s2.seconds, 2)
+        details["stage2"] = {**_stage_details(s2), "unfrozen_layers": unfrozen, "trainable_params": trainable,
+                             "mode": mode}
+    return classifier, timings, details
+
+
+def _image_epoch(config: RunConfig, spec: BackboneSpec, data, epoch: int):
+    """One epoch over the training images, each shown as one of its fixed views."""
+    n_views = config.augment.views + 1
+    rng = np.random.default_rng(config.seed * 7919 + epoch)
+    views = rng.integers(0, n_views, size=len(data.ids["train"])) if n_views > 1 else np.zeros(len(data.ids["train"]), int)
+    return make_dataset(data.abs_paths("train"), data.labels["train"], spec, config.batch_size, shuffle=True,
+                        seed=config.seed + epoch, input_size=config.input_size, views=views.tolist(),
+                        augment=config.augment, ids=data.ids["train"])
+
+
+def _from_scratch(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit):
+    size = config.input_size or spec.input_size
+    base = build_backbone(spec, None, (size, size, 3))
+    classifier = training.build_classifier(base, training.build_head_layers(len(data.classes), config))
+    classifier.trainable = True
+    if config.bn_momentum is not None:
+        count = training.set_batchnorm_momentum(classifier, config.bn_momentum)
+        emit(f"scratch: BatchNorm momentum {config.bn_momentum} in {count} layers")
+    training.compile_model(classifier, config.scratch)
+    weights = training.class_weights(data.labels["train"], len(data.classes)) if config.class_weights else None
+    run.rewrite_history(training.stage_rows_for_resume(run, ["scratch"]))
+    val = make_dataset(data.abs_paths("val"), data.labels["val"], spec, config.batch_size, input_size=config.input_size)
+    run.event("stage", stage="scratch", epochs=config.scratch.epochs)
+    emit(f"scratch: training all {classifier.count_params():,} parameters from random initialisation")
+    result = training.train_stage(classifier, "scratch", config.scratch,
+                                  lambda epoch: _image_epoch(config, spec, data, epoch), val, run, config, emit, weights)
+    details = {"scratch": _stage_details(result), "views": config.augment.views,
+               "augmentation": "each epoch shows every training image as one of its fixed views (core.data.augment)"}
+    return classifier, {"scratch": round(result.seconds, 2)}, details
+
+
+def _stage_details(result: training.StageResult) -> dict:
+    return {"epochs_run": len(result.rows), "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
+            "stopped_early": result.stopped_early}
