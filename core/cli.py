@@ -68,7 +68,7 @@ def _seed(text: str) -> int:
 # --- audit ---------------------------------------------------------------------
 
 def _cmd_audit(args: argparse.Namespace) -> int:
-    out = Path(args.out).expanduser() if args.out else audit.default_report_path(args.root)
+    out = Path(args.out).expanduser() if args.out else audit.default_report_path(args.root, args.artifacts)
     if out.is_dir():  # checked before the audit, not after minutes of hashing
         raise UserError(f"--out {out} is a folder; give a file path, e.g. {out / 'audit.json'}")
     progress = _AuditProgress()
@@ -97,7 +97,10 @@ class _AuditProgress:
 def _add_audit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("audit", help="audit an image dataset: duplicates, leakage across splits, conflicting labels, corrupt files, imbalance")
     p.add_argument("root", help="dataset folder (ROOT/<class>/... or ROOT/train|test/<class>/...)")
-    p.add_argument("--out", default=None, help="JSON report path (default: ./audit_<folder name>.json)")
+    p.add_argument("--out", default=None, help="JSON report path (default: <artifacts>/<folder name>/audit.json, "
+                                               "where the report app reads it)")
+    p.add_argument("--artifacts", default=None, help="results folder for the default --out (default: artifacts/ in "
+                                                     "the repo, or $STUDY_ARTIFACTS)")
     p.add_argument("--seed", type=_seed, default=42, help="split seed when the dataset has no predefined split")
     p.add_argument("--threshold", type=int, default=None,
                    help="near-duplicate threshold in bits of the 256-bit perceptual hash (default 24)")

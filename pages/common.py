@@ -5,13 +5,14 @@ Only reads files through :mod:`core.artifacts.report`; never imports TensorFlow.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from core.artifacts import report
-from core.artifacts.layout import COMPLETE_MARKER, artifacts_dir
+from core.artifacts.layout import DATASET_NOTES_FILE, artifacts_dir, find_dataset, result_files
 
 
 def _route_through_main_script() -> None:
@@ -38,11 +39,7 @@ def results_token() -> str:
     root = artifacts_dir()
     if not root.is_dir():
         return "none"
-    stamps = [p.stat().st_mtime_ns for p in root.glob(f"*/*/*/{COMPLETE_MARKER}")]
-    stamps += [p.stat().st_mtime_ns for p in root.glob("*/*.json")]
-    stamps += [p.stat().st_mtime_ns for p in root.glob("*/*/*/deploy/deployment.json")]
-    stamps += [p.stat().st_mtime_ns for p in root.glob("architectures/*/deployment.json")]
-    stamps += [p.stat().st_mtime_ns for p in root.glob("*/diagnostics/*.json")]
+    stamps = [p.stat().st_mtime_ns for p in result_files(root)]
     return f"{root}:{len(stamps)}:{max(stamps, default=0)}"
 
 
@@ -100,8 +97,6 @@ def load_split_counts(dataset: str, token: str) -> pd.DataFrame:
 
 def training_disabled() -> bool:
     """True on a shared deployment: STUDY_DISABLE_TRAINING=1 or ``disable_training = true`` in st.secrets."""
-    import os
-
     if os.environ.get("STUDY_DISABLE_TRAINING", "").strip().lower() in {"1", "true", "yes"}:
         return True
     try:
@@ -121,7 +116,7 @@ def table_section(title: str, caption: str, table: pd.DataFrame | None) -> None:
 
 def dataset_notes(dataset: str) -> str | None:
     """Free-text caveats for a dataset (``artifacts/<dataset>/dataset_notes.md``), if any."""
-    path = artifacts_dir() / dataset / "dataset_notes.md"
+    path = artifacts_dir() / dataset / DATASET_NOTES_FILE
     return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
@@ -188,7 +183,4 @@ def pick_run(df: pd.DataFrame, label: str, key: str | None = None) -> pd.Series 
 def dataset_root(run_path: str) -> Path | None:
     """The run's dataset folder if it exists on this machine (images are never in artifacts)."""
     cfg = load_json("config", run_path, results_token())
-    root = Path(cfg["dataset"]).expanduser()
-    if not root.is_absolute():
-        root = Path(__file__).resolve().parent.parent / root
-    return root if root.is_dir() else None
+    return find_dataset(cfg["dataset"], Path(run_path))

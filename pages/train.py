@@ -1,16 +1,22 @@
 """Train: launch runs as a background job and watch them live."""
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
+from core import jobs
 from core.artifacts import report
 from core.artifacts.layout import REPO_ROOT, artifacts_dir
+from core.artifacts.runs import RunFolder
+from core.data.dataset import discover
+from core.errors import UserError
 from core.models import backbones
-from core import jobs
+from core.orchestrate.experiment import grid_toml, parse_grid
+from core.train import config as config_mod
 from pages.common import training_disabled
 
 st.title("Train")
@@ -34,17 +40,11 @@ def dataset_choices() -> list[str]:
 
 @st.cache_data(show_spinner=False)
 def class_counts(folder: str) -> dict[str, int]:
-    from collections import Counter
-
-    from core.data.dataset import discover
-
     return dict(Counter(r.label for r in discover(folder, validate=False).records))
 
 
 def images_used(counts: dict[str, int], preset: str) -> int:
     """Images a run of this preset will read (quick runs subsample each class)."""
-    from core.train import config as config_mod
-
     cfg = config_mod.resolve(".", "EfficientNetLite0", preset)
     if not cfg.max_train_per_class:
         return sum(counts.values())
@@ -63,7 +63,7 @@ def live(job_id: str) -> None:
         run_dir = Path(run_dir)
         events = _events(run_dir)
         last = next((e for e in reversed(events) if e["event"] == "epoch"), None)
-        complete = (run_dir / "complete.json").is_file()
+        complete = RunFolder(run_dir).is_complete()
         label = f"{run_dir.parent.name} / {run_dir.name}"
         if complete:
             st.success(f"{label}: complete")
@@ -91,8 +91,6 @@ def live(job_id: str) -> None:
 
 
 def _events(run_dir: Path) -> list[dict]:
-    from core.artifacts.runs import RunFolder
-
     return RunFolder(run_dir).read_events()
 
 
@@ -159,10 +157,6 @@ if folder and chosen:
         st.caption(f"{sum(counts.values())} images in {len(counts)} classes; this preset uses {n_images}. No "
                    "estimate yet for some choices: no earlier run of that backbone and preset is stored here.")
     if st.button("Start training", type="primary"):
-        from core.artifacts.runs import RunFolder
-        from core.errors import UserError
-        from core.orchestrate.experiment import grid_toml, parse_grid
-
         toml = grid_toml(artifacts_dir(), [folder], chosen, weights, int(seed), preset, overrides)
         try:
             run_dirs = [str(RunFolder.for_config(p.config, artifacts_dir()).path)

@@ -8,6 +8,7 @@ import streamlit as st
 
 from core.deploy import predict
 from core.errors import UserError
+from core.models import gradcam
 from pages.common import current_dataset, dataset_root, results_token
 
 st.title("Try the models")
@@ -87,8 +88,6 @@ for position, (name, image) in enumerate(images):
                 "Keras model", [m.label for m in keras_models], key=f"cam-model-{position}"))
             klass = st.selectbox("Explain class", ["predicted"] + list(km.classes), key=f"cam-class-{position}")
             with st.spinner("Loading TensorFlow and computing Grad-CAM…"):
-                from core.models import gradcam
-
                 index = None if klass == "predicted" else list(km.classes).index(klass)
                 cam, index, layer, probs = gradcam.gradcam(km.path, predict.model_input(image, km), index)
             st.image(gradcam.overlay(image, cam), width=420)

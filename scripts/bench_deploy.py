@@ -88,13 +88,13 @@ def paired(run_dir: Path, doc: dict, rounds: int, int8: str = "tflite_int8_full"
     """int8 / float32 1-thread latency timed alternately from the stored TFLite files."""
     from core.artifacts.layout import deploy_dir
     from core.deploy import latency as lat
-    from core.deploy import measure as deploy
+    from core.deploy.source import synthetic_images
     from core.models.backbones import get_spec
 
     v = _variants(doc)
     models = {name: lat.LiteModel((deploy_dir(run_dir) / v[name]["file"]).read_bytes(), 1)
               for name in ("tflite_float32", int8)}
-    sample = deploy._synthetic_images(1, doc["input_size"], get_spec(doc["backbone"]).entry.preprocessing, 0)[0]
+    sample = synthetic_images(1, doc["input_size"], get_spec(doc["backbone"]).entry.preprocessing, 0)[0]
     stats = lat.paired_latency(models, sample, rounds, 5)
     return {"float32_ms": stats["tflite_float32"]["median_ms"], "int8_ms": stats[int8]["median_ms"],
             "latency_ratio": stats[int8]["median_ms"] / stats["tflite_float32"]["median_ms"],

@@ -37,6 +37,7 @@ def main() -> int:
     from core.artifacts.provenance import collect
     from core.data.prepare import prepare_data
     from core.models.backbones import build_backbone, get_spec
+    from core.models.classifier import build_classifier, build_head_layers, build_head_model
     from core.models.tfkeras import keras
     from core.train import config as config_mod
     from core.train import features as feat
@@ -63,7 +64,7 @@ def main() -> int:
     keras.utils.set_random_seed(0)
     base = build_backbone(spec, "imagenet")
     training.freeze_backbone(base)
-    classifier = training.build_classifier(base, training.build_head_layers(k, cfg))
+    classifier = build_classifier(base, build_head_layers(k, cfg))
     training.compile_model(classifier, cfg.stage1)
     train_ds = make_dataset(data.abs_paths("train"), data.labels["train"], spec, args.batch_size, shuffle=True)
     val_ds = make_dataset(data.abs_paths("val"), data.labels["val"], spec, args.batch_size)
@@ -77,7 +78,7 @@ def main() -> int:
     keras.utils.set_random_seed(0)
     base = build_backbone(spec, "imagenet")
     training.freeze_backbone(base)
-    head_layers = training.build_head_layers(k, cfg)
+    head_layers = build_head_layers(k, cfg)
     extractor = feat.FeatureExtractor(base, spec, size, None)
     t = time.perf_counter()
     x = {}
@@ -85,7 +86,7 @@ def main() -> int:
         key = feat.FeatureKey(data.fingerprint, spec.name, "imagenet", size, spec.entry.preprocessing, None, 0)
         x[split] = feat.compute(extractor, key, data.root, data.ids[split], cfg.augment, args.batch_size)["pooled"]
     extract = time.perf_counter() - t
-    head = training.build_head_model(x["train"].shape[1], head_layers)
+    head = build_head_model(x["train"].shape[1], head_layers)
     training.compile_model(head, cfg.stage1)
     t = time.perf_counter()
     head_fit(head, x["train"], data.labels["train"], (x["val"], data.labels["val"]))

@@ -27,13 +27,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import training  # noqa: E402
 from core.artifacts import provenance
+from core.artifacts.layout import find_dataset  # noqa: E402
 from core.artifacts.runs import RunFolder  # noqa: E402
 from core.artifacts.storage import atomic_write_json, read_json  # noqa: E402
 from core.data.dataset import SplitAssignment  # noqa: E402
-from core.deploy.measure import find_dataset  # noqa: E402
 from core.models.backbones import get_spec  # noqa: E402
+from core.models.batchnorm import reestimate_batchnorm_statistics  # noqa: E402
 from core.models.preprocess import load_batch  # noqa: E402
 
 
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     train = [path for path, _, s in split.items if s == "train"]
     chosen = [train[i] for i in rng.choice(len(train), min(args.train_images, len(train)), replace=False)]
     x_train = load(chosen)
-    used = training.reestimate_batchnorm_statistics(
+    used = reestimate_batchnorm_statistics(
         model, (x_train[i:i + batch_size] for i in range(0, len(x_train), batch_size)))
     result["reestimated"] = {**accuracy(model, x_val, y_val, batch_size, False),
                              "train_images": len(chosen), "batches": used, "draw_seed": args.seed}

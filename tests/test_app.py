@@ -221,20 +221,22 @@ def test_predictions_keep_class_names_that_look_like_missing_values(tmp_path):
 
 
 def test_try_page_offers_only_variants_whose_measurement_succeeded(tmp_path):
+    from core.artifacts.config import RunConfig
+    from core.artifacts.records import CompleteRecord, DeploymentRecord, ProvenanceRecord
     from core.deploy.predict import stored_models
 
     run = tmp_path / "pets" / "EfficientNetLite0" / "quick-imagenet-s0-x"
     (run / "deploy").mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"backbone": "EfficientNetLite0", "weights": "imagenet",
-                                                 "preset": "quick", "seed": 0, "method": "finetune"}))
-    (run / "provenance.json").write_text(json.dumps({"dataset": {"classes": ["cat", "dog"]}}))
-    (run / "complete.json").write_text("{}")
+    RunConfig(dataset="pets", backbone="EfficientNetLite0", preset="quick").save(run / "config.json")
+    ProvenanceRecord(code={}, libraries={}, machine={}, dataset={"classes": ["cat", "dog"]}).save(
+        run / "provenance.json")
+    CompleteRecord(completed_at="2026-11-30T00:00:00Z").save(run / "complete.json")
     for name in ("tflite_float16", "tflite_int8_full", "tflite_float32"):  # float32: measured, file not kept
         (run / "deploy" / f"{name}.tflite").write_bytes(b"not checked here")
     (run / "deploy" / "tflite_float32.tflite").unlink()
-    (run / "deploy" / "deployment.json").write_text(json.dumps({"variants": [
+    DeploymentRecord(kind="run", variants=[
         {"name": "tflite_float16", "status": "ok"}, {"name": "tflite_int8_full", "status": "failed"},
-        {"name": "tflite_float32", "status": "ok"}]}))
+        {"name": "tflite_float32", "status": "ok"}]).save(run / "deploy" / "deployment.json")
     lite, _ = stored_models("pets", tmp_path)
     assert [m.variant for m in lite] == ["tflite_float16"]
 
@@ -309,12 +311,14 @@ def test_a_failed_recommendation_says_why():
 
 def test_split_counts_keep_every_stored_split_apart(tmp_path):
     from core.artifacts import report
+    from core.artifacts.records import SplitRecord
 
     splits = tmp_path / "pets" / "splits"
     splits.mkdir(parents=True)
     for seed, n_test in ((1, 2), (2, 3)):
         items = [{"path": f"cat/{i}.png", "label": "cat", "split": "test" if i < n_test else "train"} for i in range(5)]
-        (splits / f"split-seed{seed}-abc.json").write_text(json.dumps({"items": items}))
+        SplitRecord(seed=seed, val_fraction=0.0, test_fraction=0.4, layout="class_folders",
+                    items=items).save(splits / f"split-seed{seed}-abc.json")
     counts = report.split_counts("pets", tmp_path)
     test = counts[counts["split"] == "test"].set_index("split_file")["images"].to_dict()
     assert test == {"split-seed1-abc": 2, "split-seed2-abc": 3}

@@ -135,13 +135,15 @@ def test_kill_minus_nine_then_rerun_resumes_and_finishes(lite0_home, dataset, tm
 def test_cut_layer_model_matches_the_full_classifier(lite0_home):
     from core.models.backbones import build_backbone
     from core.models.tfkeras import keras
+    from core.models.batchnorm import is_batchnorm
+    from core.models.classifier import build_classifier, build_head_layers
     from core.train import stages as training
 
     base = build_backbone("EfficientNetLite0", None, (64, 64, 3))
-    classifier = training.build_classifier(base, training.build_head_layers(3, tiny_config("x")))
+    classifier = build_classifier(base, build_head_layers(3, tiny_config("x")))
     unfrozen = training.unfreeze_top(base, 20)
-    assert unfrozen and not any(training.is_batchnorm(base.get_layer(n)) for n in unfrozen)
-    assert all(not layer.trainable for layer in base.layers if training.is_batchnorm(layer))
+    assert unfrozen and not any(is_batchnorm(base.get_layer(n)) for n in unfrozen)
+    assert all(not layer.trainable for layer in base.layers if is_batchnorm(layer))
     cut = training.find_cut_layer(base, unfrozen[0])
     names = [layer.name for layer in base.layers]
     assert names.index(cut) < names.index(unfrozen[0])
@@ -152,6 +154,7 @@ def test_cut_layer_model_matches_the_full_classifier(lite0_home):
 
 
 def test_batchnorm_statistics_are_reestimated_as_the_average_over_batches():
+    from core.models.batchnorm import reestimate_batchnorm_statistics
     from core.models.tfkeras import keras
 
     inputs = keras.Input((3,))
@@ -160,7 +163,7 @@ def test_batchnorm_statistics_are_reestimated_as_the_average_over_batches():
     bn.trainable = False  # frozen, as in a transfer run: re-estimation must still reach it
     rng = np.random.default_rng(0)
     batches = [rng.normal(loc=k, scale=1 + k, size=(16, 3)).astype("float32") for k in range(4)]
-    assert training.reestimate_batchnorm_statistics(model, batches) == 4
+    assert reestimate_batchnorm_statistics(model, batches) == 4
     assert bn.momentum == 0.99 and bn.trainable is False  # restored
     np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean([b.mean(0) for b in batches], axis=0), rtol=1e-5)
     np.testing.assert_allclose(bn.moving_variance.numpy(), np.mean([b.var(0) for b in batches], axis=0), rtol=1e-4)
@@ -205,12 +208,12 @@ def test_cli_error_for_missing_weights(keras_home, dataset, capsys):
 def test_cli_reports_a_full_disk(lite0_home, dataset, tmp_path, capsys, monkeypatch):
     import errno
 
-    import core.orchestrate.run
+    import core.cli
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x"))
 
-    monkeypatch.setattr(core.orchestrate.run, "execute", full)
+    monkeypatch.setattr(core.cli, "execute", full)
     assert cli_main(["run", "--data", str(dataset), "--backbone", "EfficientNetLite0"]) == 3
     assert "disk is full" in capsys.readouterr().err
 
@@ -246,6 +249,7 @@ def test_experiment_records_runs_waiting_for_weights_and_measures_their_architec
         lite0_home, dataset, tmp_path, capsys, monkeypatch):
     from core.artifacts import report
     from core.deploy import measure as deploy
+    from core.orchestrate import experiment
 
     measured = []
     real = deploy.deploy_architecture
@@ -255,7 +259,7 @@ def test_experiment_records_runs_waiting_for_weights_and_measures_their_architec
         assert "tflite_int8_full" in kwargs["only"] and "pruned_50" not in kwargs["only"]
         return real(*args, **{**kwargs, "only": ["keras", "tflite_float32"]})
 
-    monkeypatch.setattr(deploy, "deploy_architecture", two_variants)
+    monkeypatch.setattr(experiment, "deploy_architecture", two_variants)
     grid, art = write_grid(tmp_path, [dataset], ["MobileNetV3Small"], deploy="true", set='{ "input_size" = 64 }')
     # The recorded command must name the artifacts folder even when only this session's env points there.
     monkeypatch.setenv("STUDY_ARTIFACTS", str(art))
@@ -291,9 +295,10 @@ def test_experiment_records_runs_waiting_for_weights_and_measures_their_architec
 def test_a_second_dataset_reuses_the_architecture_measured_for_the_first(
         lite0_home, dataset, tmp_path, capsys, monkeypatch):
     from core.deploy import measure as deploy
+    from core.orchestrate import experiment
 
     real = deploy.deploy_architecture
-    monkeypatch.setattr(deploy, "deploy_architecture",
+    monkeypatch.setattr(experiment, "deploy_architecture",
                         lambda *a, **k: real(*a, **{**k, "only": ["keras", "tflite_float32"]}))
     two_classes = make_image_dataset(tmp_path / "two", classes=("red", "blue"), per_class=6, seed=5)
     # No input size set: the backbone's native size (MobileNetV3Small: 224), as in the study.
@@ -389,14 +394,16 @@ def test_dry_run_flags_runs_that_would_fail(lite0_home, dataset, tmp_path, capsy
 
 
 def test_a_complete_run_of_other_images_with_the_same_folder_name_is_not_reused(lite0_home, tmp_path):
+    from core.artifacts.records import CompleteRecord, ProvenanceRecord
     from core.errors import UserError
 
     first = make_image_dataset(tmp_path / "a" / "data", per_class=8)
     cfg = config_mod.resolve(str(first), "EfficientNetLite0", "quick", TINY)
     run = RunFolder.for_config(cfg, tmp_path / "art")
     run.path.mkdir(parents=True)
-    (run.path / "provenance.json").write_text(json.dumps({"dataset": {"fingerprint": "0" * 64}}))
-    (run.path / "complete.json").write_text("{}")
+    ProvenanceRecord(code={}, libraries={}, machine={}, dataset={"fingerprint": "0" * 64}).save(
+        run.path / "provenance.json")
+    CompleteRecord(completed_at="2026-11-30T00:00:00Z").save(run.path / "complete.json")
     with pytest.raises(UserError, match="other images than"):
         execute(cfg, tmp_path / "art", emit=lambda line: None)
 

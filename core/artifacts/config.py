@@ -11,8 +11,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
+
+from core.artifacts.records import RecordError, read_record_json
+from core.artifacts.storage import atomic_write_json
 
 SCHEMA_VERSION = 1
 
@@ -89,6 +94,24 @@ class RunConfig:
             if key in data and isinstance(data[key], dict):
                 data[key] = kind(**data[key])
         return cls(**data)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``config.json`` atomically."""
+        return atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "RunConfig":
+        """Read a stored ``config.json``; one :class:`~core.artifacts.records.RecordError` line if unusable."""
+        data = read_record_json(path, "run config")
+        if not isinstance(data, dict):
+            raise RecordError(f"{path}: not a run config (expected a JSON object)")
+        version = data.get("schema_version", 1)
+        if isinstance(version, int) and version > SCHEMA_VERSION:
+            raise RecordError(f"{path}: a run config of schema {version}, newer than this code reads ({SCHEMA_VERSION})")
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as exc:
+            raise RecordError(f"{path}: not a run config this version can read ({exc})") from None
 
     def run_id(self) -> str:
         """Short, stable id derived from every setting that changes the result."""

@@ -83,7 +83,7 @@ def dataset_of_run(run: Path) -> str:
     return Path(run).parent.parent.name
 
 
-def split_file(dataset_folder: Path, seed: int, fingerprint: str) -> Path:
+def split_path(dataset_folder: Path, seed: int, fingerprint: str) -> Path:
     """A dataset's stored split for a split seed and data fingerprint."""
     return dataset_folder / SPLITS_DIR / f"split-seed{seed}-{fingerprint[:12]}.json"
 

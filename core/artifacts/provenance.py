@@ -9,7 +9,8 @@ import platform
 import subprocess
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from core.artifacts.layout import REPO_ROOT
+
 LIBRARIES = ("tensorflow-cpu", "tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert",
              "numpy", "scikit-learn", "pillow", "imagehash", "streamlit", "pandas", "altair")
 

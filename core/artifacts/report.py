@@ -14,9 +14,37 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.artifacts.layout import COMPLETE_MARKER, artifacts_dir, complete_runs
-from core.artifacts.storage import read_json
 from core.artifacts import config as config_mod
+from core.artifacts.config import RunConfig
+from core.artifacts.layout import (
+    ARCHITECTURES_DIR,
+    AUDIT_FILE,
+    COMPLETE_MARKER,
+    CONFIG_FILE,
+    DEPLOYMENT_FILE,
+    DIAGNOSTICS_DIR,
+    EXPERIMENT_LOG,
+    MCNEMAR_FILE,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    PROVENANCE_FILE,
+    SPLITS_DIR,
+    UNAVAILABLE_FILE,
+    artifacts_dir,
+    complete_runs,
+    dataset_of_run,
+    deployment_file,
+)
+from core.artifacts.records import (
+    AuditRecord,
+    BatchNormDiagnosis,
+    ComparisonRecord,
+    DeploymentRecord,
+    MetricsRecord,
+    ProvenanceRecord,
+    SplitRecord,
+    UnavailableRecord,
+)
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")
 METRIC_LABELS = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro-F1",
@@ -29,8 +57,8 @@ def datasets(root: Path | None = None) -> list[str]:
     if not root.is_dir():
         return []
     found = {r.parent.parent.name for r in complete_runs(root)}
-    found |= {p.parent.name for p in root.glob("*/audit.json")}
-    found |= {p.parent.name for p in root.glob("*/unavailable.json")}
+    found |= {p.parent.name for p in root.glob(f"*/{AUDIT_FILE}")}
+    found |= {p.parent.name for p in root.glob(f"*/{UNAVAILABLE_FILE}")}
     return sorted(found)
 
 
@@ -73,8 +101,8 @@ def _setting_text(value) -> str:
 
 def dataset_runs(dataset: str, root: Path | None = None) -> list[tuple[Path, dict]]:
     """(folder, stored config) of every complete run of ``dataset``."""
-    return [(run, read_json(run / "config.json")) for run in complete_runs(Path(root or artifacts_dir()))
-            if run.parent.parent.name == dataset]
+    return [(run, RunConfig.load(run / CONFIG_FILE).to_dict()) for run in complete_runs(Path(root or artifacts_dir()))
+            if dataset_of_run(run) == dataset]
 
 
 def runs_table(dataset: str, root: Path | None = None) -> pd.DataFrame:
@@ -82,20 +110,20 @@ def runs_table(dataset: str, root: Path | None = None) -> pd.DataFrame:
     rows, configs = [], []
     for run, cfg in dataset_runs(dataset, root):
         configs.append(cfg)
-        metrics = read_json(run / "metrics.json")
-        prov = read_json(run / "provenance.json")
+        metrics = MetricsRecord.load(run / METRICS_FILE)
+        prov = ProvenanceRecord.load(run / PROVENANCE_FILE)
         row = {
             "dataset": dataset, "backbone": cfg["backbone"], "run_id": run.name, "path": str(run),
             "weights": cfg["weights"], "method": cfg.get("method", "finetune"), "preset": cfg["preset"],
-            "seed": cfg["seed"], "n_test": metrics["n"], "ece": metrics["calibration"]["ece"],
+            "seed": cfg["seed"], "n_test": metrics.n, "ece": metrics.calibration["ece"],
             "settings_key": _settings_key(cfg),
-            "wall_time_s": prov.get("wall_time_s") or sum(prov.get("timings_s", {}).values()) or None,
+            "wall_time_s": prov.wall_time_s or sum(prov.timings_s.values()) or None,
             "test_split": _test_split_size(run, prov),
-            "git_commit": (prov.get("code") or {}).get("git_commit"),
+            "git_commit": (prov.code or {}).get("git_commit"),
         }
-        boot = metrics["bootstrap"]["metrics"]
+        boot = metrics.bootstrap["metrics"]
         for m in METRICS:
-            value = metrics["roc"]["macro_auc"] if m == "macro_auc" else metrics[m]
+            value = metrics.roc["macro_auc"] if m == "macro_auc" else getattr(metrics, m)
             row[m] = value
             row[f"{m}_low"] = boot.get(m, {}).get("low")
             row[f"{m}_high"] = boot.get(m, {}).get("high")
@@ -111,9 +139,9 @@ def runs_table(dataset: str, root: Path | None = None) -> pd.DataFrame:
     return df.sort_values(["n_test", "accuracy", "macro_f1"], ascending=False, ignore_index=True)
 
 
-def _test_split_size(run: Path, prov: dict) -> int | None:
+def _test_split_size(run: Path, prov: ProvenanceRecord) -> int | None:
     """Images in the whole test split the run drew from (a quick run evaluates a subsample of it)."""
-    split_file = (prov.get("dataset") or {}).get("split_file")
+    split_file = prov.split_file
     path = (run / split_file).resolve() if split_file else None
     if path is None or not path.is_file():
         return None
@@ -122,7 +150,7 @@ def _test_split_size(run: Path, prov: dict) -> int | None:
 
 @functools.lru_cache(maxsize=32)
 def _count_test_items(path: str, mtime_ns: int) -> int:
-    return sum(1 for item in read_json(Path(path))["items"] if item["split"] == "test")
+    return SplitRecord.load(path).test_size()
 
 
 def _settings_key(cfg: dict) -> str:
@@ -133,8 +161,8 @@ def _settings_key(cfg: dict) -> str:
 
 def _deployment_summary(run: Path) -> dict:
     """Sizes and latency from deploy/deployment.json when the run was deployed."""
-    path = run / "deploy" / "deployment.json"
-    variants = {v["name"]: v for v in read_json(path).get("variants", [])} if path.is_file() else {}
+    path = deployment_file(run)
+    variants = {v["name"]: v for v in DeploymentRecord.load(path).variants} if path.is_file() else {}
     return {"deployed": path.is_file(), **_variant_summary(variants)}
 
 
@@ -157,14 +185,14 @@ def architectures(root: Path | None = None) -> pd.DataFrame:
     """Backbones measured without a run (random weights): sizes, FLOPs and latency per backbone."""
     root = Path(root or artifacts_dir())
     rows = []
-    for path in sorted(root.glob("architectures/*/deployment.json")):
-        doc = read_json(path)
-        summary = _variant_summary({v["name"]: v for v in doc.get("variants", [])})
-        rows.append({"backbone": doc["backbone"], "input_size": doc.get("input_size"),
-                     "classes": len(doc.get("classes") or []) or None,
-                     "gflops": (doc.get("flops") or {}).get("gflops"),
-                     "accuracy_reason": (doc.get("parent") or {}).get("metrics_reason"),
-                     "measured_at": doc.get("updated_at"), "path": str(path.parent), **summary})
+    for path in sorted(root.glob(f"{ARCHITECTURES_DIR}/*/{DEPLOYMENT_FILE}")):
+        doc = DeploymentRecord.load(path)
+        summary = _variant_summary({v["name"]: v for v in doc.variants})
+        rows.append({"backbone": doc.backbone, "input_size": doc.input_size,
+                     "classes": len(doc.classes or []) or None,
+                     "gflops": (doc.flops or {}).get("gflops"),
+                     "accuracy_reason": (doc.parent or {}).get("metrics_reason"),
+                     "measured_at": doc.updated_at, "path": str(path.parent), **summary})
     return pd.DataFrame(rows)
 
 
@@ -175,13 +203,13 @@ def waiting_runs(dataset: str, root: Path | None = None) -> pd.DataFrame:
     completed since then is left out.
     """
     root = Path(root or artifacts_dir())
-    path = root / dataset / "unavailable.json"
+    path = root / dataset / UNAVAILABLE_FILE
     if not path.is_file():
         return pd.DataFrame()
     arch = architectures(root)
     costs = {r["backbone"]: r for r in arch.to_dict("records")} if not arch.empty else {}
     rows = []
-    for entry in read_json(path).get("runs", []):
+    for entry in UnavailableRecord.load(path).runs:
         if (root / entry["run_dir"] / COMPLETE_MARKER).is_file():
             continue
         cost = costs.get(entry["backbone"], {})
@@ -305,20 +333,23 @@ def history(run_path: str | Path) -> pd.DataFrame:
 
 
 def metrics(run_path: str | Path) -> dict:
-    return read_json(Path(run_path) / "metrics.json")
+    """A run's test metrics (metrics.json) as plain data."""
+    return MetricsRecord.load(Path(run_path) / METRICS_FILE).to_dict()
 
 
 def config(run_path: str | Path) -> dict:
-    return read_json(Path(run_path) / "config.json")
+    """A run's stored settings (config.json) as plain data."""
+    return RunConfig.load(Path(run_path) / CONFIG_FILE).to_dict()
 
 
 def provenance(run_path: str | Path) -> dict:
-    return read_json(Path(run_path) / "provenance.json")
+    """A run's provenance (provenance.json) as plain data."""
+    return ProvenanceRecord.load(Path(run_path) / PROVENANCE_FILE).to_dict()
 
 
 def predictions(run_path: str | Path) -> pd.DataFrame:
     """Per-image predictions; class names stay strings (a class called 'None' or 'NA' is not missing)."""
-    return pd.read_csv(Path(run_path) / "predictions.csv", dtype={"id": str, "true": str, "pred": str},
+    return pd.read_csv(Path(run_path) / PREDICTIONS_FILE, dtype={"id": str, "true": str, "pred": str},
                        keep_default_na=False)
 
 
@@ -340,31 +371,31 @@ def confusion_cells(metrics: dict, normalised: bool) -> pd.DataFrame:
 
 
 def deployment(run_path: str | Path) -> dict | None:
-    path = Path(run_path) / "deploy" / "deployment.json"
-    return read_json(path) if path.is_file() else None
+    path = deployment_file(Path(run_path))
+    return DeploymentRecord.load(path).to_dict() if path.is_file() else None
 
 
 def audit(dataset: str, root: Path | None = None) -> dict | None:
-    path = Path(root or artifacts_dir()) / dataset / "audit.json"
-    return read_json(path) if path.is_file() else None
+    path = Path(root or artifacts_dir()) / dataset / AUDIT_FILE
+    return AuditRecord.load(path).to_dict() if path.is_file() else None
 
 
 def mcnemar(dataset: str, root: Path | None = None) -> dict | None:
-    path = Path(root or artifacts_dir()) / dataset / "mcnemar.json"
-    return read_json(path) if path.is_file() else None
+    path = Path(root or artifacts_dir()) / dataset / MCNEMAR_FILE
+    return ComparisonRecord.load(path).to_dict() if path.is_file() else None
 
 
 def batchnorm_diagnoses(dataset: str, root: Path | None = None) -> pd.DataFrame:
     """One row per stored BatchNorm diagnosis (scripts/diagnose_batchnorm.py) of a dataset's runs."""
     rows = []
-    for path in sorted((Path(root or artifacts_dir()) / dataset / "diagnostics").glob("batchnorm-*.json")):
-        doc = read_json(path)
-        res = doc["results"]
-        rows.append({"run_id": doc["run"], "backbone": doc["backbone"], "val_images": doc["val_images"],
+    for path in sorted((Path(root or artifacts_dir()) / dataset / DIAGNOSTICS_DIR).glob("batchnorm-*.json")):
+        doc = BatchNormDiagnosis.load(path)
+        res = doc.results
+        rows.append({"run_id": doc.run, "backbone": doc.backbone, "val_images": doc.val_images,
                      "inference": res["inference"]["accuracy"],
                      "batch_statistics": res["batch_statistics"]["accuracy"],
                      "reestimated": res["reestimated"]["accuracy"],
-                     "train_images": res["reestimated"]["train_images"], "command": doc["command"]})
+                     "train_images": res["reestimated"]["train_images"], "command": doc.command})
     return pd.DataFrame(rows, columns=["run_id", "backbone", "val_images", "inference", "batch_statistics",
                                        "reestimated", "train_images", "command"])
 
@@ -374,10 +405,10 @@ def split_counts(dataset: str, root: Path | None = None) -> pd.DataFrame:
 
     A dataset split with several seeds, or whose files changed, has several split files.
     """
-    files = sorted((Path(root or artifacts_dir()) / dataset / "splits").glob("split-*.json"))
+    files = sorted((Path(root or artifacts_dir()) / dataset / SPLITS_DIR).glob("split-*.json"))
     frames = []
     for path in files:
-        items = pd.DataFrame(read_json(path)["items"])
+        items = pd.DataFrame(SplitRecord.load(path).items)
         counts = items.groupby(["split", "label"]).size().rename("images").reset_index()
         frames.append(counts.assign(split_file=path.stem))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -465,12 +496,12 @@ def estimate_seconds(backbone: str, preset: str, weights: str, n_images: int, ro
     """
     per_image = []
     for run in complete_runs(Path(root or artifacts_dir())):
-        cfg = read_json(run / "config.json")
+        cfg = RunConfig.load(run / CONFIG_FILE).to_dict()
         if (cfg["backbone"], cfg["preset"], cfg["weights"], cfg.get("method")) != (backbone, preset, weights, "finetune"):
             continue
-        prov = read_json(run / "provenance.json")
-        images = sum((prov.get("dataset") or {}).get("counts", {}).values())
-        seconds = sum(prov.get("timings_s", {}).values())
+        prov = ProvenanceRecord.load(run / PROVENANCE_FILE)
+        images = sum((prov.dataset or {}).get("counts", {}).values())
+        seconds = sum(prov.timings_s.values())
         if images and seconds:
             per_image.append(seconds / images)
     if not per_image:
@@ -496,14 +527,16 @@ def architecture_table(arch: pd.DataFrame) -> pd.DataFrame:
 def machine_time(root: Path | None = None) -> dict:
     """Machine time on record, in seconds: training stages, deployment measurements, experiment sittings."""
     root = Path(root or artifacts_dir())
-    training = sum(sum(read_json(run / "provenance.json").get("timings_s", {}).values()) for run in complete_runs(root))
+    training = sum(sum(ProvenanceRecord.load(run / PROVENANCE_FILE).timings_s.values()) for run in complete_runs(root))
     deployment = 0.0
-    for path in list(root.glob("*/*/*/deploy/deployment.json")) + list(root.glob("architectures/*/deployment.json")):
-        for v in read_json(path).get("variants", []):
+    for path in [deployment_file(run) for run in complete_runs(root)] + list(root.glob(f"{ARCHITECTURES_DIR}/*/{DEPLOYMENT_FILE}")):
+        if not path.is_file():
+            continue
+        for v in DeploymentRecord.load(path).variants:
             timings = v.get("timings_s") or {}
             deployment += timings.get("total", sum(timings.values()))
     sittings: dict[str, float] = {}
-    log = root / "experiment_log.jsonl"
+    log = root / EXPERIMENT_LOG
     if log.is_file():
         for n, line in enumerate(log.read_text(encoding="utf-8").splitlines()):
             try:

@@ -37,11 +37,11 @@ from core.artifacts.layout import (
     dataset_slug,
     run_dir,
 )
-from core.artifacts.storage import atomic_write_json, atomic_write_text, read_json, utc_timestamp
+from core.artifacts.records import CompleteRecord, RecordError
+from core.artifacts.storage import atomic_write_json, atomic_write_text, utc_timestamp
 from core.errors import UserError
 
 HISTORY_COLUMNS = ["stage", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]
-SCHEMA_VERSION = 1
 
 
 
@@ -76,7 +76,7 @@ class RunFolder:
         return self.file(CONFIG_FILE).is_file()
 
     def read_config(self) -> RunConfig:
-        return RunConfig.from_dict(read_json(self.file(CONFIG_FILE)))
+        return RunConfig.load(self.file(CONFIG_FILE))
 
     # --- lifecycle ---------------------------------------------------------------
     def start(self, config: RunConfig) -> bool:
@@ -90,12 +90,12 @@ class RunFolder:
         if self.exists():
             try:
                 same = self.read_config().run_id() == config.run_id()  # settings added later: at their defaults
-            except (TypeError, ValueError):
+            except RecordError:
                 same = False  # not a config this version can read
             if not same:
                 raise UserError(f"{self.path} holds a run with other settings; move it away to start afresh")
             return True
-        atomic_write_json(self.file(CONFIG_FILE), config.to_dict())
+        config.save(self.file(CONFIG_FILE))
         return False
 
     def lock(self) -> None:
@@ -125,7 +125,7 @@ class RunFolder:
 
     def mark_complete(self, summary: dict) -> None:
         """Write the completion marker last and drop the resume state."""
-        atomic_write_json(self.file(COMPLETE_MARKER), {"schema_version": SCHEMA_VERSION, "completed_at": utc_timestamp(), **summary})
+        CompleteRecord(completed_at=utc_timestamp(), **summary).save(self.file(COMPLETE_MARKER))
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
     # --- history and events ------------------------------------------------------

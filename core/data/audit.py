@@ -55,7 +55,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from core.artifacts.storage import atomic_write_json
+from core.artifacts.layout import AUDIT_FILE, dataset_dir, dataset_slug
+from core.artifacts.records import AuditRecord
 from core.data import dataset as data
 from core.errors import DatasetError, UserError
 from core.formatting import format_table
@@ -171,6 +172,8 @@ def flat_pairs(index: data.DatasetIndex, flat: dict[str, np.ndarray], rows: np.n
 def _as_words(packed: np.ndarray) -> np.ndarray:
     """(N, 8, bytes) uint8 -> (N, 8, words) uint64, zero-padded to whole words."""
     n, t, nbytes = packed.shape
+    if n == 0:  # every image flat (blank slices, solid fills): nothing to compare by hash
+        return np.zeros((0, t, (nbytes + 7) // 8), np.uint64)
     pad = (-nbytes) % 8
     if pad:
         packed = np.concatenate([packed, np.zeros((n, t, pad), np.uint8)], axis=2)
@@ -439,13 +442,12 @@ def _verdict(report: dict[str, Any], pairs: list[dict[str, Any]], splits: data.S
 
 def write_report(report: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write the report as JSON, atomically."""
-    return atomic_write_json(path, report)
+    return AuditRecord.from_dict(report, str(path)).save(path)
 
 
-def default_report_path(root: str | os.PathLike) -> Path:
-    """``./audit_<dataset folder name>.json`` in the current directory."""
-    name = Path(root).expanduser().resolve().name or "dataset"
-    return Path.cwd() / f"audit_{name}.json"
+def default_report_path(root: str | os.PathLike, artifacts: str | os.PathLike | None = None) -> Path:
+    """``<artifacts>/<dataset folder name>/audit.json``: beside the dataset's runs, where the report app reads it."""
+    return dataset_dir(dataset_slug(root), artifacts) / AUDIT_FILE
 
 
 def format_summary(report: dict[str, Any], examples: int = 5) -> str:

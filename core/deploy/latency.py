@@ -30,8 +30,6 @@ from typing import Callable
 
 import numpy as np
 
-from core.progress import Emit
-
 
 def all_cores() -> int:
     """CPU cores this process may use."""

@@ -80,18 +80,12 @@ from typing import Sequence
 import numpy as np
 
 from core.artifacts.config import RunConfig
-from core.artifacts.layout import DEPLOY_PREDICTIONS_FILE, DEPLOYMENT_FILE
+from core.artifacts.layout import DEPLOY_PREDICTIONS_FILE, DEPLOYMENT_FILE, MODEL_FILE
 from core.artifacts.provenance import library_versions, machine
+from core.artifacts.records import DeploymentRecord, RecordError
 from core.artifacts.runs import RunFolder
-from core.artifacts.storage import (
-    atomic_save,
-    atomic_write_bytes,
-    atomic_write_json,
-    atomic_write_text,
-    json_default,
-    read_json,
-    utc_timestamp,
-)
+from core.artifacts.storage import atomic_save, atomic_write_bytes, atomic_write_text, json_default, utc_timestamp
+from core.data.sampling import balanced_sample
 from core.deploy import compression
 from core.deploy import latency as lat
 from core.deploy.source import DeployError, Source, load_images, run_source, synthetic_images
@@ -101,7 +95,6 @@ from core.models.backbones import build_backbone, get_spec
 from core.models.classifier import build_classifier, build_head_layers
 from core.progress import Emit, Throughput
 
-SCHEMA_VERSION = 1
 # Below this change in accuracy a variant gets a warning (it may not be usable as is).
 ACCURACY_WARNING_DROP = 0.05
 NO_WEIGHTS_REASON = "ImageNet weights not available here when measured"
@@ -152,15 +145,15 @@ class _Deployment:
         doc = None
         if self.doc_path.is_file():
             try:
-                doc = read_json(self.doc_path)
-            except ValueError:
-                self.emit(f"deploy: {self.doc_path} is unreadable; measuring afresh")
-        if doc and doc.get("schema_version") == SCHEMA_VERSION and (doc.get("parent") or {}).get("model_sha256") == sha:
+                doc = DeploymentRecord.load(self.doc_path).to_dict()
+            except RecordError as exc:
+                self.emit(f"deploy: {exc}; measuring afresh")
+        if doc and (doc.get("parent") or {}).get("model_sha256") == sha:
             self._load_predictions()
             return doc
         if doc:
             self.emit("deploy: the model changed since the stored measurements; measuring every variant afresh")
-        return {"schema_version": SCHEMA_VERSION, "kind": self.src.kind, "variants": []}
+        return DeploymentRecord(kind=self.src.kind).to_dict()
 
     def _load_predictions(self) -> None:
         path = self.src.out_dir / DEPLOY_PREDICTIONS_FILE
@@ -195,12 +188,12 @@ class _Deployment:
     def _on_disk(self, doc: dict) -> bool:
         """True when deployment.json already holds ``doc``, its timestamp aside."""
         try:
-            on_disk = read_json(self.doc_path) if self.doc_path.is_file() else None
-        except (OSError, ValueError):
+            on_disk = DeploymentRecord.load(self.doc_path).to_dict() if self.doc_path.is_file() else None
+        except RecordError:
             return False  # unreadable (as _load_doc allows): overwritten
         as_stored = json.loads(json.dumps({k: v for k, v in doc.items() if k != "updated_at"},
                                           default=json_default))  # tuples -> lists, numpy -> plain
-        return isinstance(on_disk, dict) and {k: v for k, v in on_disk.items() if k != "updated_at"} == as_stored
+        return on_disk is not None and {k: v for k, v in on_disk.items() if k != "updated_at"} == as_stored
 
     def _write(self, doc: dict, only_if_changed: bool = False) -> None:
         by_name = {r["name"]: r for r in doc["variants"]}
@@ -210,7 +203,7 @@ class _Deployment:
         if only_if_changed and self._on_disk(doc):
             return
         doc["updated_at"] = utc_timestamp()
-        atomic_write_json(self.doc_path, doc)
+        DeploymentRecord.from_dict(doc, str(self.doc_path)).save(self.doc_path)
 
     # -- inputs --------------------------------------------------------------------
     def model(self, fresh: bool = False):
@@ -353,7 +346,7 @@ class _Deployment:
     def _header(self, doc: dict, sha: str) -> None:
         src = self.src
         doc.update({
-            "schema_version": SCHEMA_VERSION, "kind": src.kind, "source": src.label, "backbone": src.spec.name,
+            "kind": src.kind, "source": src.label, "backbone": src.spec.name,
             "input_size": self.size, "classes": src.classes,
             "parent": {"model": src.rel(src.model_path), "model_sha256": sha,
                        "bytes": src.model_path.stat().st_size, "metrics": src.parent_metrics,
@@ -632,7 +625,7 @@ def _measure_architecture(spec, num_classes: int, out: Path, size: int, seed: in
                           emit: Emit, only: Sequence[str] | None) -> dict:
     from core.models.tfkeras import keras
 
-    model_path = out / "model.keras"
+    model_path = out / MODEL_FILE
     if not model_path.is_file() or _stored_shape(out) not in (None, (size, num_classes)):
         emit(f"deploy: building {spec.name} + head ({num_classes} classes, {size} px) with random weights")
         keras.backend.clear_session()
@@ -658,10 +651,10 @@ def _stored_shape(out: Path) -> tuple[int, int] | None:
     if not path.is_file():
         return None
     try:
-        doc = read_json(path)
-    except ValueError:
+        doc = DeploymentRecord.load(path)
+    except RecordError:
         return None
-    return doc.get("input_size"), len(doc.get("classes") or [])
+    return doc.input_size, len(doc.classes or [])
 
 
 def _options(options: DeployOptions | None, threads: int | None, runs: int | None) -> DeployOptions:

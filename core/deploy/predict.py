@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core.artifacts.layout import MODEL_FILE, PROVENANCE_FILE, deploy_dir, deployment_file
+from core.artifacts.records import DeploymentRecord, ProvenanceRecord
 from core.artifacts.report import dataset_runs, run_labels
-from core.artifacts.storage import read_json
 from core.data.dataset import open_image
 from core.deploy.latency import LiteModel
 from core.errors import ImageDecodeError, UserError
@@ -53,21 +54,21 @@ def stored_models(dataset: str, root: Path | None = None) -> tuple[list[StoredMo
     for run, cfg, label in zip(runs, configs, run_labels(configs)):
         spec = get_spec(cfg["backbone"])
         backbone, size, mode = cfg["backbone"], cfg.get("input_size") or spec.input_size, spec.entry.preprocessing
-        classes = tuple(read_json(run / "provenance.json")["dataset"]["classes"])
+        classes = tuple(ProvenanceRecord.load(run / PROVENANCE_FILE).dataset["classes"])
         for path in _measured_tflite_files(run):
             lite.append(StoredModel(run, label, path.stem, path, backbone, size, mode, classes))
-        if (run / "model.keras").is_file():
-            keras_models.append(StoredModel(run, label, "keras", run / "model.keras", backbone, size, mode, classes))
+        if (run / MODEL_FILE).is_file():
+            keras_models.append(StoredModel(run, label, "keras", run / MODEL_FILE, backbone, size, mode, classes))
     return lite, keras_models
 
 
 def _measured_tflite_files(run: Path) -> list[Path]:
     """The run's kept TFLite files whose deployment measurement succeeded (a failed variant may leave its file)."""
-    path = run / "deploy" / "deployment.json"
+    path = deployment_file(run)
     if not path.is_file():
         return []
-    ok = {v["name"] for v in read_json(path).get("variants", []) if v.get("status") == "ok"}
-    return [f for f in sorted((run / "deploy").glob("*.tflite")) if f.stem in ok]
+    ok = {v["name"] for v in DeploymentRecord.load(path).variants if v.get("status") == "ok"}
+    return [f for f in sorted(deploy_dir(run).glob("*.tflite")) if f.stem in ok]
 
 
 def decode_upload(name: str, content: bytes) -> np.ndarray:

@@ -8,7 +8,6 @@ a folder that is not usable is one :class:`DeployError` line.
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +16,18 @@ from typing import Sequence
 import numpy as np
 
 from core.artifacts.config import RunConfig
-from core.artifacts.layout import COMPLETE_MARKER, DEPLOY_DIR, find_dataset
+from core.artifacts.layout import (
+    COMPLETE_MARKER,
+    CONFIG_FILE,
+    DEPLOY_DIR,
+    METRICS_FILE,
+    MODEL_FILE,
+    PREDICTIONS_FILE,
+    PROVENANCE_FILE,
+    find_dataset,
+)
+from core.artifacts.records import MetricsRecord, Predictions, ProvenanceRecord, RecordError, SplitRecord
 from core.artifacts.runs import RunFolder
-from core.artifacts.storage import read_json
 from core.data.dataset import SplitAssignment, load_image, map_parallel
 from core.data.prepare import prepare_data
 from core.data.sampling import balanced_sample
@@ -62,28 +70,28 @@ class Source:
 
 
 def _read_predictions(path: Path, classes: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    try:
+        table = Predictions.load(path)
+    except RecordError as exc:
+        raise DeployError(str(exc)) from None
     index = {c: i for i, c in enumerate(classes)}
-    ids, true, pred = [], [], []
-    with open(path, newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            if row.get("true") not in index or row.get("pred") not in index:
-                raise DeployError(f"{path}: row for '{row.get('id')}' names a class that metrics.json does not list")
-            ids.append(row["id"])
-            true.append(index[row["true"]])
-            pred.append(index[row["pred"]])
-    if not ids:
+    for i, true, pred in zip(table.ids, table.true, table.pred):
+        if true not in index or pred not in index:
+            raise DeployError(f"{path}: row for '{i}' names a class that metrics.json does not list")
+    if not table.ids:
         raise DeployError(f"{path} lists no test images")
-    return ids, np.asarray(true, np.int64), np.asarray(pred, np.int64)
+    return (table.ids, np.asarray([index[c] for c in table.true], np.int64),
+            np.asarray([index[c] for c in table.pred], np.int64))
 
 
-def _train_pairs(run_dir: Path, config, prov: dict, classes: list[str], emit: Emit) -> list[tuple[str, int]]:
+def _train_pairs(run_dir: Path, config: RunConfig, prov: ProvenanceRecord, classes: list[str],
+                 emit: Emit) -> list[tuple[str, int]]:
     """The run's training ids and labels: its split file, subsampled as the run did."""
 
     index = {c: i for i, c in enumerate(classes)}
-    split_rel = (prov.get("dataset") or {}).get("split_file")
-    split_file = (run_dir / split_rel) if split_rel else None
+    split_file = (run_dir / prov.split_file) if prov.split_file else None
     if split_file is not None and split_file.is_file():
-        split = SplitAssignment.from_dict(read_json(split_file))
+        split = SplitAssignment.from_dict(SplitRecord.load(split_file).to_dict())
         pairs = split.labelled("train")
         if config.max_train_per_class:
             pairs = balanced_sample(pairs, config.split_seed, per_class=config.max_train_per_class)
@@ -97,41 +105,38 @@ def run_source(run_dir: Path, emit: Emit) -> Source:
 
     if not run_dir.is_dir():
         raise DeployError(f"run folder not found: {run_dir}")
-    if not (run_dir / "config.json").is_file():
-        raise DeployError(f"{run_dir} is not a run folder (no config.json)")
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise DeployError(f"{run_dir} is not a run folder (no {CONFIG_FILE})")
     if not (run_dir / COMPLETE_MARKER).is_file():
         raise DeployError(f"{run_dir} is not a complete run (no {COMPLETE_MARKER}); finish it first by running "
                           "the same `python -m core run` command again")
-    try:
-        config = RunConfig.from_dict(read_json(run_dir / "config.json"))
-    except (TypeError, ValueError) as exc:
-        raise DeployError(f"{run_dir / 'config.json'} is not a run config: {exc}") from None
+    config = RunConfig.load(run_dir / CONFIG_FILE)
     if config.method != "finetune":
         raise DeployError(f"{run_dir} is a '{config.method}' baseline on frozen embeddings: "
                           "it has no network to deploy")
-    model_path = run_dir / "model.keras"
+    model_path = run_dir / MODEL_FILE
     if not model_path.is_file():
         raise DeployError(f"{run_dir} has no model.keras (model files are not committed); rebuild it by running the "
                           "run's `python -m core run` command in a fresh artifacts folder")
-    for name in ("metrics.json", "predictions.csv", "provenance.json"):
+    for name in (METRICS_FILE, PREDICTIONS_FILE, PROVENANCE_FILE):
         if not (run_dir / name).is_file():
             raise DeployError(f"{run_dir} has no {name}: not a complete run")
-    metrics = read_json(run_dir / "metrics.json")
-    prov = read_json(run_dir / "provenance.json")
-    classes = list(metrics.get("classes") or (prov.get("dataset") or {}).get("classes") or [])
+    metrics = MetricsRecord.load(run_dir / METRICS_FILE)
+    prov = ProvenanceRecord.load(run_dir / PROVENANCE_FILE)
+    classes = list(metrics.classes or (prov.dataset or {}).get("classes") or [])
     if len(classes) < 2:
-        raise DeployError(f"{run_dir / 'metrics.json'} lists no classes")
+        raise DeployError(f"{run_dir / METRICS_FILE} lists no classes")
     root = find_dataset(config.dataset, run_dir)
     if root is None:
         raise DeployError(f"the run's dataset folder '{config.dataset}' (config.json) is not found from "
                           f"{Path.cwd()} or the repository root; run deploy from where the run was trained")
-    ids, labels, parent_pred = _read_predictions(run_dir / "predictions.csv", classes)
+    ids, labels, parent_pred = _read_predictions(run_dir / PREDICTIONS_FILE, classes)
     missing = [i for i in ids if not (root / i).is_file()]
     if missing:
         raise DeployError(f"{len(missing)} of the {len(ids)} test images of the run are missing from {root} "
                           f"(e.g. {missing[0]}): is it the same dataset?")
     spec = get_spec(config.backbone)
-    parent = {k: metrics.get(k) for k in ("accuracy", "balanced_accuracy", "macro_f1")}
+    parent = metrics.headline()
     train_pairs = _train_pairs(run_dir, config, prov, classes, emit)
     lock = RunFolder(run_dir)
     lock.lock()  # neither training nor another deploy works on this folder meanwhile

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
-from core.artifacts.layout import complete_runs
-from core.artifacts.storage import atomic_write_json, read_json
+from core.artifacts.layout import MCNEMAR_FILE, METRICS_FILE, PREDICTIONS_FILE, complete_runs
+from core.artifacts.records import ComparisonRecord, MetricsRecord, Predictions
 from core.errors import UserError
 from core.evaluate import metrics as evaluation
 
@@ -18,9 +17,8 @@ def run_label(run_dir: Path) -> str:
 
 def load_correctness(run_dir: Path) -> tuple[list[str], list[bool]]:
     """Test-sample ids and whether the run predicted each correctly, from predictions.csv."""
-    with open(run_dir / "predictions.csv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    return [r["id"] for r in rows], [r["true"] == r["pred"] for r in rows]
+    table = Predictions.load(run_dir / PREDICTIONS_FILE)
+    return table.ids, table.correct()
 
 
 def compare_dataset(dataset_dir: str | Path, alpha: float = 0.05) -> dict:
@@ -34,7 +32,7 @@ def compare_dataset(dataset_dir: str | Path, alpha: float = 0.05) -> dict:
     if len(runs) < 2:
         raise UserError(f"{dataset_dir} has {len(runs)} complete run(s); McNemar needs at least 2")
     result = evaluation.pairwise_mcnemar({run_label(r): load_correctness(r) for r in runs}, alpha=alpha)
-    result["schema_version"] = 1
-    result["accuracy"] = {run_label(r): read_json(r / "metrics.json")["accuracy"] for r in runs}
-    atomic_write_json(dataset_dir / "mcnemar.json", result)
-    return result
+    result["accuracy"] = {run_label(r): MetricsRecord.load(r / METRICS_FILE).accuracy for r in runs}
+    record = ComparisonRecord.from_dict(result, "McNemar comparison")
+    record.save(dataset_dir / MCNEMAR_FILE)
+    return record.to_dict()

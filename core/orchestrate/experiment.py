@@ -41,7 +41,6 @@ from pathlib import Path
 
 from core.artifacts.config import RunConfig
 from core.artifacts.layout import (
-    ARCHITECTURES_DIR,
     DEFAULT_ARTIFACTS,
     DEPLOYMENT_FILE,
     EXPERIMENT_LOG,
@@ -51,8 +50,9 @@ from core.artifacts.layout import (
     dataset_slug,
 )
 from core.artifacts.provenance import machine
+from core.artifacts.records import DeploymentRecord, RecordError, UnavailableRecord
 from core.artifacts.runs import RunFolder
-from core.artifacts.storage import atomic_write_json, read_json, utc_timestamp
+from core.artifacts.storage import utc_timestamp
 from core.data import dataset as data_mod
 from core.deploy.measure import deploy_architecture
 from core.deploy.variants import variant_plan
@@ -240,11 +240,11 @@ def _measure_architecture(cfg: RunConfig, root: Path, emit: Emit) -> str | None:
     try:
         size = cfg.input_size or get_spec(cfg.backbone).input_size
         try:
-            stored = read_json(out / DEPLOYMENT_FILE) if (out / DEPLOYMENT_FILE).is_file() else {}
-        except ValueError:
-            stored = {}  # unreadable: measured afresh
-        if stored.get("input_size") == size and stored.get("classes"):
-            classes = len(stored["classes"])
+            stored = DeploymentRecord.load(out / DEPLOYMENT_FILE) if (out / DEPLOYMENT_FILE).is_file() else None
+        except RecordError:
+            stored = None  # unreadable: measured afresh
+        if stored is not None and stored.input_size == size and stored.classes:
+            classes = len(stored.classes)
         else:
             classes = len(data_mod.discover(cfg.dataset, validate=False).classes)
         deploy_architecture(cfg.backbone, max(classes, 2), out, emit=emit, input_size=size,
@@ -259,8 +259,8 @@ def _unavailable_path(root: Path, cfg: RunConfig) -> Path:
     return root / dataset_slug(cfg.dataset) / UNAVAILABLE_FILE
 
 
-def _read_unavailable(path: Path) -> dict:
-    return read_json(path) if path.is_file() else {"schema_version": 1, "runs": []}
+def _read_unavailable(path: Path) -> UnavailableRecord:
+    return UnavailableRecord.load(path) if path.is_file() else UnavailableRecord()
 
 
 def _record_unavailable(root: Path, cfg: RunConfig, folder: RunFolder, reason: str,
@@ -274,12 +274,12 @@ def _record_unavailable(root: Path, cfg: RunConfig, folder: RunFolder, reason: s
         "architecture": architecture_dir(cfg.backbone, root).relative_to(root).as_posix() if measured else None,
         "command": config_mod.reproduce_command(cfg.to_dict(), deploy=True, artifacts=_explicit_root(root)),
     }
-    previous = next((r for r in doc["runs"] if r["run_dir"] == run_dir), None)
+    previous = next((r for r in doc.runs if r["run_dir"] == run_dir), None)
     if previous is not None and {k: v for k, v in previous.items() if k != "recorded_at"} == entry:
         return  # nothing new: keep the file (and its recorded_at) as it is
-    doc["runs"] = [r for r in doc["runs"] if r["run_dir"] != run_dir]
-    doc["runs"].append({**entry, "recorded_at": utc_timestamp()})
-    atomic_write_json(path, doc)
+    doc.runs = [r for r in doc.runs if r["run_dir"] != run_dir]
+    doc.runs.append({**entry, "recorded_at": utc_timestamp()})
+    doc.save(path)
 
 
 def _explicit_root(root: Path) -> str | None:
@@ -303,10 +303,10 @@ def _forget_unavailable(root: Path, cfg: RunConfig, folder: RunFolder) -> None:
         return
     doc = _read_unavailable(path)
     run_dir = folder.path.relative_to(root).as_posix()
-    kept = [r for r in doc["runs"] if r["run_dir"] != run_dir]
-    if len(kept) != len(doc["runs"]):
-        doc["runs"] = kept
-        atomic_write_json(path, doc)
+    kept = [r for r in doc.runs if r["run_dir"] != run_dir]
+    if len(kept) != len(doc.runs):
+        doc.runs = kept
+        doc.save(path)
 
 
 def _log_time(root, path, started: float, n_runs: int, failures: list, finished: bool) -> None:

@@ -7,18 +7,15 @@ checkpoints, and nothing counts as a result until ``complete.json`` is written.
 
 from __future__ import annotations
 
-import csv
-import io
+import os
 import time
 from pathlib import Path
 
-import numpy as np
-
 from core.artifacts import provenance
 from core.artifacts.config import RunConfig
-from core.artifacts.layout import dataset_slug
+from core.artifacts.layout import METRICS_FILE, PREDICTIONS_FILE, PROVENANCE_FILE, dataset_slug, split_path
+from core.artifacts.records import MetricsRecord, Predictions, ProvenanceRecord, SplitRecord
 from core.artifacts.runs import RunFolder
-from core.artifacts.storage import atomic_write_json, atomic_write_text, read_json
 from core.data.dataset import discover, fingerprint
 from core.data.prepare import PreparedData, prepare_data
 from core.deploy.measure import deploy_run
@@ -60,7 +57,7 @@ def execute(config: RunConfig, artifacts_root: str | Path | None = None, emit: E
     spec = validate_config(config)
     run = RunFolder.for_config(config, artifacts_root)
     if run.is_complete():
-        stored = (read_json(run.file("provenance.json")).get("dataset") or {}).get("fingerprint")
+        stored = ProvenanceRecord.load(run.file(PROVENANCE_FILE)).fingerprint
         fingerprints = {} if fingerprints is None else fingerprints
         if config.dataset not in fingerprints:
             fingerprints[config.dataset] = fingerprint(discover(config.dataset))
@@ -121,41 +118,27 @@ def _check_same_dataset(run: RunFolder, config: RunConfig, stored: str | None, c
 
 def _store_split(run: RunFolder, data: PreparedData) -> str:
     """The dataset's split, shared by all runs with the same split seed and data."""
-    split_dir = run.path.parent.parent / "splits"
-    name = f"split-seed{data.split.seed}-{data.fingerprint[:12]}.json"
-    if not (split_dir / name).is_file():
-        atomic_write_json(split_dir / name, {"schema_version": 1, **data.split.to_dict()})
-    return f"../../splits/{name}"
+    path = split_path(run.path.parent.parent, data.split.seed, data.fingerprint)
+    if not path.is_file():
+        SplitRecord.from_dict(data.split.to_dict(), str(path)).save(path)
+    return os.path.relpath(path, run.path)
 
 
 def _store_results(run: RunFolder, config: RunConfig, data: PreparedData, outcome: dict, started: float,
                    split_file: str) -> dict:
     probs = outcome["test_probs"]
-    metrics = evaluation.evaluate(data.labels["test"], probs, data.classes, seed=config.seed)
-    run.write_json("metrics.json", metrics)
-    atomic_write_text(run.file("predictions.csv"), predictions_csv(data.ids["test"], data.labels["test"], probs, data.classes))
-    prov = {
-        "schema_version": 1,
+    metrics = MetricsRecord.from_dict(evaluation.evaluate(data.labels["test"], probs, data.classes, seed=config.seed))
+    metrics.save(run.file(METRICS_FILE))
+    Predictions.from_probs(data.ids["test"], data.labels["test"], probs, data.classes).save(run.file(PREDICTIONS_FILE))
+    ProvenanceRecord(
         **provenance.collect(),
-        "dataset": {"path": str(Path(config.dataset)), "slug": dataset_slug(config.dataset),
+        dataset={"path": str(Path(config.dataset)), "slug": dataset_slug(config.dataset),
                     "fingerprint": data.fingerprint, "classes": data.classes,
                     "split_file": split_file, "split_seed": config.split_seed,
                     "counts": {k: len(v) for k, v in data.ids.items()}, "skipped_files": len(data.skipped)},
-        "timings_s": outcome.get("timings", {}),
-        "wall_time_s": round(time.time() - started, 1),
-        "details": outcome.get("details", {}),
-    }
-    run.write_json("provenance.json", prov)
-    run.mark_complete({"accuracy": metrics["accuracy"], "balanced_accuracy": metrics["balanced_accuracy"],
-                       "macro_f1": metrics["macro_f1"]})
-    return metrics
-
-
-def predictions_csv(ids: list[str], labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> str:
-    """Per-sample predictions: id, true label, predicted label, one probability column per class."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["id", "true", "pred"] + [f"p_{c}" for c in classes])
-    for i, y, p in zip(ids, labels, probs):
-        writer.writerow([i, classes[int(y)], classes[int(np.argmax(p))]] + [f"{v:.6g}" for v in p])
-    return buf.getvalue()
+        timings_s=outcome.get("timings", {}),
+        wall_time_s=round(time.time() - started, 1),
+        details=outcome.get("details", {}),
+    ).save(run.file(PROVENANCE_FILE))
+    run.mark_complete(metrics.headline())
+    return metrics.headline()

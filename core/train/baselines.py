@@ -15,6 +15,7 @@ import numpy as np
 
 from core.artifacts.config import RunConfig
 from core.models.backbones import BackboneSpec, build_backbone
+from core.progress import Throughput
 from core.train import features as feat
 
 GRIDS = {
@@ -64,7 +65,7 @@ def pooled_features(config: RunConfig, spec: BackboneSpec, data, emit) -> dict[s
     for split in ("train", "val", "test"):
         key = feat.FeatureKey(data.fingerprint, spec.name, "imagenet", size, spec.entry.preprocessing, None, 0)
         out[split] = feat.compute(extractor, key, data.root, data.ids[split], config.augment, config.batch_size,
-                                  feat.Throughput(f"features {split}", emit))["pooled"]
+                                  Throughput(f"features {split}", emit))["pooled"]
     keras.backend.clear_session()
     return out
 

@@ -18,7 +18,6 @@ import hashlib
 import io
 import json
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path

@@ -23,6 +23,7 @@ from core.artifacts.config import RunConfig, StageConfig
 from core.artifacts.runs import RunFolder
 from core.artifacts.storage import atomic_save, atomic_write_json, read_json
 from core.errors import UserError
+from core.models.batchnorm import is_batchnorm
 from core.progress import Emit, format_seconds
 
 # --- freezing and compiling ------------------------------------------------------

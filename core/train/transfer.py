@@ -27,6 +27,9 @@ from core.artifacts.config import RunConfig
 from core.artifacts.runs import RunFolder
 from core.artifacts.storage import atomic_save
 from core.models.backbones import BackboneSpec, build_backbone
+from core.models.batchnorm import set_batchnorm_momentum
+from core.models.classifier import build_classifier, build_head_layers, build_head_model
+from core.progress import Throughput
 from core.train import features as feat
 from core.train import stages as training
 from core.train.pipeline import make_dataset
@@ -68,8 +71,8 @@ def _two_stage(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit
     size = config.input_size or spec.input_size
     timings: dict[str, float] = {}
     base = build_backbone(spec, "imagenet", (size, size, 3))
-    head_layers = training.build_head_layers(len(data.classes), config)
-    classifier = training.build_classifier(base, head_layers)
+    head_layers = build_head_layers(len(data.classes), config)
+    classifier = build_classifier(base, head_layers)
     fine_tune = config.stage2.epochs > 0
     unfrozen = training.unfreeze_top(base, config.unfreeze_layers) if fine_tune else []
     cut = training.find_cut_layer(base, unfrozen[0]) if unfrozen else None
@@ -84,7 +87,7 @@ def _two_stage(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit
             key = feat.FeatureKey(data.fingerprint, spec.name, "imagenet", size, spec.entry.preprocessing, cut, view,
                                   feat.augment_tuple(config.augment) if view else ())
             label = f"features {split} view {view}"
-            progress = feat.Throughput(label, emit)
+            progress = Throughput(label, emit)
             run.event("features", split=split, view=view, images=len(data.ids[split]))
             cache[(split, view)] = feat.compute(extractor, key, data.root, data.ids[split], config.augment,
                                                 config.batch_size, progress)
@@ -98,7 +101,7 @@ def _two_stage(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit
 
     # Stage 1: the head alone on pooled features.
     pooled_train = np.concatenate([cache[("train", v)]["pooled"] for v in train_views])
-    head = training.build_head_model(pooled_train.shape[1], head_layers)
+    head = build_head_model(pooled_train.shape[1], head_layers)
     training.compile_model(head, config.stage1)
     run.event("stage", stage="stage1", epochs=config.stage1.epochs)
     s1 = training.train_stage(head, "stage1", config.stage1, lambda epoch: (pooled_train, y_train),
@@ -146,10 +149,10 @@ def _image_epoch(config: RunConfig, spec: BackboneSpec, data, epoch: int):
 def _from_scratch(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit):
     size = config.input_size or spec.input_size
     base = build_backbone(spec, None, (size, size, 3))
-    classifier = training.build_classifier(base, training.build_head_layers(len(data.classes), config))
+    classifier = build_classifier(base, build_head_layers(len(data.classes), config))
     classifier.trainable = True
     if config.bn_momentum is not None:
-        count = training.set_batchnorm_momentum(classifier, config.bn_momentum)
+        count = set_batchnorm_momentum(classifier, config.bn_momentum)
         emit(f"scratch: BatchNorm momentum {config.bn_momentum} in {count} layers")
     training.compile_model(classifier, config.scratch)
     weights = training.class_weights(data.labels["train"], len(data.classes)) if config.class_weights else None

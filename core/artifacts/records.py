@@ -1,0 +1,355 @@
+"""Typed records of the stored results: one owner for each kind of file under ``artifacts/``.
+
+Every record is a dataclass with a ``SCHEMA_VERSION``, :meth:`Record.to_dict` /
+:meth:`Record.from_dict`, and :meth:`Record.save` / :meth:`Record.load` (atomic write;
+one :class:`RecordError` line for a missing, unreadable or foreign file). Where each file
+lives is :mod:`core.artifacts.layout`; what each field means is ``docs/ARTIFACTS.md``
+(a test checks that it names every field written here).
+
+Reading an older schema: :meth:`Record.migrate` turns it into the current one (every
+record is at schema 1 today; files written before versioning count as schema 1). A file
+of a newer schema than this code knows is refused, not guessed at. Fields a newer minor
+writer added are kept in ``extra`` and written back unchanged.
+
+The run configuration record is :class:`core.artifacts.config.RunConfig`; history.csv and
+events.jsonl are appended by :class:`core.artifacts.runs.RunFolder`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from core.artifacts.storage import atomic_write_json, atomic_write_text, read_json
+from core.errors import UserError
+
+R = TypeVar("R", bound="Record")
+
+
+class RecordError(UserError):
+    """A stored result file is missing, unreadable, or not the record it should be."""
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not valid JSON ({exc.msg}, line {exc.lineno})"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def read_record_json(path: str | os.PathLike, kind: str) -> Any:
+    """The parsed JSON of ``path``, or one :class:`RecordError` line naming the file and the problem."""
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        raise RecordError(f"{path}: no {kind} here (file missing)") from None
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise RecordError(f"{path}: unreadable {kind}: {_reason(exc)}") from None
+
+
+@dataclass
+class Record:
+    """Base of the JSON records: schema version, plain-data conversion, atomic save, checked load."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+    KIND: ClassVar[str] = "record"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, ``schema_version`` first, extra fields from a newer writer last."""
+        out = {"schema_version": self.SCHEMA_VERSION}
+        out.update({f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"})
+        out.update(getattr(self, "extra", None) or {})
+        return out
+
+    @classmethod
+    def migrate(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
+        """Turn a stored dict of schema ``version`` into the current schema (identity at schema 1)."""
+        return data
+
+    @classmethod
+    def from_dict(cls: type[R], data: Any, where: str = "") -> R:
+        """The record in ``data``; :class:`RecordError` if it is not one."""
+        where = where or cls.KIND
+        if not isinstance(data, dict):
+            raise RecordError(f"{where}: not a {cls.KIND} (expected a JSON object, found {type(data).__name__})")
+        version = data.get("schema_version", 1)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise RecordError(f"{where}: not a {cls.KIND} (schema_version {version!r})")
+        if version > cls.SCHEMA_VERSION:
+            raise RecordError(f"{where}: a {cls.KIND} of schema {version}, newer than this code reads "
+                              f"({cls.SCHEMA_VERSION}); update the project to read it")
+        data = cls.migrate({k: v for k, v in data.items() if k != "schema_version"}, version)
+        names = {f.name for f in fields(cls)} - {"extra"}
+        missing = [f.name for f in fields(cls) if f.name in names and f.name not in data
+                   and f.default is MISSING and f.default_factory is MISSING]
+        if missing:
+            raise RecordError(f"{where}: not a {cls.KIND} (missing {', '.join(missing)})")
+        record = cls(**{k: v for k, v in data.items() if k in names})
+        if "extra" in {f.name for f in fields(cls)}:
+            record.extra = {k: v for k, v in data.items() if k not in names}
+        return record
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the record atomically as indented JSON."""
+        return atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls: type[R], path: str | os.PathLike) -> R:
+        """Read and check a stored record; one :class:`RecordError` line if it is missing or unusable."""
+        return cls.from_dict(read_record_json(path, cls.KIND), str(path))
+
+
+@dataclass
+class MetricsRecord(Record):
+    """``metrics.json``: the test-split evaluation of one run (:func:`core.evaluate.metrics.evaluate`)."""
+
+    KIND: ClassVar[str] = "metrics record"
+    n: int
+    classes: list[str]
+    accuracy: float
+    balanced_accuracy: float | None
+    macro_f1: float | None
+    weighted_f1: float | None
+    per_class: list[dict]
+    confusion_matrix: dict
+    roc: dict
+    pr: dict
+    calibration: dict
+    bootstrap: dict
+    extra: dict = field(default_factory=dict)
+
+    def headline(self) -> dict[str, float | None]:
+        """Accuracy, balanced accuracy and macro-F1."""
+        return {"accuracy": self.accuracy, "balanced_accuracy": self.balanced_accuracy, "macro_f1": self.macro_f1}
+
+
+@dataclass
+class CompleteRecord(Record):
+    """``complete.json``: written last; only then is a run folder a result."""
+
+    KIND: ClassVar[str] = "completion marker"
+    completed_at: str
+    accuracy: float | None = None
+    balanced_accuracy: float | None = None
+    macro_f1: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class ProvenanceRecord(Record):
+    """``provenance.json``: code version, libraries, machine, dataset fingerprint and split, timings."""
+
+    KIND: ClassVar[str] = "provenance record"
+    code: dict
+    libraries: dict
+    machine: dict
+    dataset: dict
+    timings_s: dict = field(default_factory=dict)
+    wall_time_s: float | None = None
+    details: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The dataset fingerprint the run was made from."""
+        return (self.dataset or {}).get("fingerprint")
+
+    @property
+    def split_file(self) -> str | None:
+        """The split file, relative to the run folder."""
+        return (self.dataset or {}).get("split_file")
+
+
+@dataclass
+class SplitRecord(Record):
+    """``splits/split-seed<S>-<fp>.json``: the train/val/test assignment shared by the runs of a split seed."""
+
+    KIND: ClassVar[str] = "split record"
+    seed: int
+    val_fraction: float
+    test_fraction: float
+    layout: str
+    items: list
+    sources: dict = field(default_factory=dict)
+    dataset_fingerprint: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def test_size(self) -> int:
+        """Images in the test split."""
+        return sum(1 for item in self.items if item["split"] == "test")
+
+
+@dataclass
+class DeploymentRecord(Record):
+    """``deploy/deployment.json`` (or ``architectures/<backbone>/deployment.json``): every variant measured."""
+
+    KIND: ClassVar[str] = "deployment record"
+    kind: str
+    variants: list[dict] = field(default_factory=list)
+    source: str | None = None
+    backbone: str | None = None
+    input_size: int | None = None
+    classes: list[str] = field(default_factory=list)
+    parent: dict | None = None
+    test_set: dict | None = None
+    libraries: dict | None = None
+    settings: dict | None = None
+    representative_dataset: dict | None = None
+    fine_tune_data: dict | None = None
+    matmul_peak: dict | None = None
+    machine: dict | None = None
+    flops: dict | None = None
+    updated_at: str | None = None
+    keras_latency: dict | None = None
+    timings_s: dict | None = None
+    extra: dict = field(default_factory=dict)
+
+    def variant(self, name: str) -> dict | None:
+        """One variant's entry, or None."""
+        return next((v for v in self.variants if v.get("name") == name), None)
+
+
+@dataclass
+class AuditRecord(Record):
+    """``audit.json``: ``python -m core audit`` (duplicates, leakage, conflicting labels, corrupt files)."""
+
+    KIND: ClassVar[str] = "audit report"
+    tool: str
+    created_at: str
+    dataset: dict
+    split: dict
+    hash: dict
+    counts: dict
+    duplicates: dict
+    corrupt: list
+    skipped: list
+    imbalance: dict
+    timings_s: dict
+    verdict: dict
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class ComparisonRecord(Record):
+    """``mcnemar.json``: McNemar's test between every pair of complete runs of a dataset."""
+
+    KIND: ClassVar[str] = "comparison record"
+    names: list[str]
+    alpha: float
+    correction: str
+    pairs: list[dict]
+    matrix: list
+    accuracy: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class UnavailableRecord(Record):
+    """``unavailable.json``: runs an experiment could not train for lack of ImageNet weights."""
+
+    KIND: ClassVar[str] = "list of runs waiting for weights"
+    runs: list[dict] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class BatchNormDiagnosis(Record):
+    """``diagnostics/batchnorm-<backbone>-<run id>.json`` (``scripts/diagnose_batchnorm.py``)."""
+
+    KIND: ClassVar[str] = "BatchNorm diagnosis"
+    kind: str
+    run: str
+    backbone: str
+    weights: str
+    split: str
+    val_images: int
+    classes: list[str]
+    note: str
+    results: dict
+    seconds: float
+    provenance: dict
+    command: str
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Predictions:
+    """``predictions.csv``: one row per test image, ``id,true,pred,p_<class>...`` (column layout = schema 1).
+
+    Enough to recompute every metric and to pair runs for McNemar's test.
+    """
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+    KIND: ClassVar[str] = "predictions table"
+    ids: list[str]
+    true: list[str]
+    pred: list[str]
+    classes: list[str] = field(default_factory=list)
+    probs: np.ndarray | None = None
+
+    @classmethod
+    def from_probs(cls, ids: list[str], labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> "Predictions":
+        """From integer labels and class probabilities (the predicted class is the most probable one)."""
+        probs = np.asarray(probs)
+        return cls(list(ids), [classes[int(y)] for y in labels], [classes[int(i)] for i in probs.argmax(axis=1)],
+                   list(classes), probs)
+
+    def correct(self) -> list[bool]:
+        """Whether each image was classified correctly."""
+        return [t == p for t, p in zip(self.true, self.pred)]
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["id", "true", "pred"] + [f"p_{c}" for c in self.classes])
+        probs = self.probs if self.probs is not None else [[] for _ in self.ids]
+        for i, t, p, row in zip(self.ids, self.true, self.pred, probs):
+            writer.writerow([i, t, p] + [f"{v:.6g}" for v in row])
+        return buf.getvalue()
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the table atomically."""
+        return atomic_write_text(path, self.to_csv())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Predictions":
+        """Read a stored table; one :class:`RecordError` line if it is missing or not a predictions table."""
+        try:
+            with open(path, newline="", encoding="utf-8") as fh:
+                reader = csv.reader(fh)
+                header = next(reader, None)
+                rows = list(reader)
+        except FileNotFoundError:
+            raise RecordError(f"{path}: no {cls.KIND} here (file missing)") from None
+        except (OSError, ValueError, csv.Error) as exc:
+            raise RecordError(f"{path}: unreadable {cls.KIND}: {_reason(exc)}") from None
+        if not header or header[:3] != ["id", "true", "pred"]:
+            raise RecordError(f"{path}: not a {cls.KIND} (its header must start with id,true,pred)")
+        classes = [c[2:] for c in header[3:] if c.startswith("p_")]
+        if any(len(r) != len(header) for r in rows):
+            raise RecordError(f"{path}: not a {cls.KIND} (a row has {len(header)} columns expected)")
+        try:
+            probs = np.array([[float(v) for v in r[3:]] for r in rows], dtype=float).reshape(len(rows), len(classes))
+        except ValueError:
+            raise RecordError(f"{path}: not a {cls.KIND} (a probability is not a number)") from None
+        return cls([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], classes, probs)
+
+
+# Every record with the fields it writes (the documentation test walks this list).
+JSON_RECORDS: tuple[type[Record], ...] = (MetricsRecord, CompleteRecord, ProvenanceRecord, SplitRecord,
+                                          DeploymentRecord, AuditRecord, ComparisonRecord, UnavailableRecord,
+                                          BatchNormDiagnosis)
+
+
+def record_fields(kind: type) -> list[str]:
+    """The field names a record writes (``extra`` is not a field of its own)."""
+    return [f.name for f in dataclasses.fields(kind) if f.name != "extra"]
