@@ -53,6 +53,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from core.models.batchnorm import dropout_off, is_batchnorm, reestimate_batchnorm_statistics
 from core.progress import Emit, format_seconds
 
 TFLITE_MODES = ("float32", "float16", "int8_dynamic", "int8_full", "int8_full_per_tensor", "qat_int8")
@@ -124,15 +125,6 @@ def to_tflite(model, mode: str, representative: Callable[[], Iterable[list[np.nd
 
 
 # --- tfmot ---------------------------------------------------------------------
-
-def _inner(layer):
-    """The layer a tfmot wrapper wraps (or the layer itself)."""
-    return getattr(layer, "layer", layer)
-
-
-def _is_batchnorm(layer) -> bool:
-    return "BatchNormalization" in type(_inner(layer)).__name__
-
 
 def is_compressible(layer) -> bool:
     """Whether tfmot prunes / clusters a weight of this layer (see :data:`COMPRESSED_WEIGHTS`)."""
@@ -273,11 +265,7 @@ def _set_trainable(model, batchnorm: bool) -> None:
     """Every layer trainable; BatchNorm too only when ``batchnorm`` (else frozen: inference mode)."""
     model.trainable = True
     for layer in model.layers:
-        layer.trainable = batchnorm or not _is_batchnorm(layer)
-
-
-def _dropout_layers(model) -> list:
-    return [_inner(layer) for layer in model.layers if "Dropout" in type(_inner(layer)).__name__]
+        layer.trainable = batchnorm or not is_batchnorm(layer)
 
 
 BATCHNORM_MODES = {
@@ -293,34 +281,20 @@ def _check_batchnorm_mode(mode: str) -> bool:
     return mode == "recalibrate"
 
 
-def recalibrate_batchnorm(model, x: np.ndarray, batch_size: int = 32) -> dict:
+def recalibrate_batchnorm(model, x: np.ndarray | None, batch_size: int = 32) -> dict:
     """Re-estimate every BatchNorm's moving mean and variance on ``x`` (weights unchanged).
 
     Pruning or clustering changes what each BatchNorm sees; its stored statistics, from
-    the original weights, no longer fit. One pass over ``x`` in training mode with the
-    momentum set so that the moving statistics become the mean of the per-batch ones
-    (dropout off) fixes that; gamma and beta and every other weight stay as they are.
+    the original weights, no longer fit. One pass over ``x`` in batches of ``batch_size``
+    with :func:`core.models.batchnorm.reestimate_batchnorm_statistics` (moving statistics
+    = mean of the per-batch ones, dropout off) fixes that; gamma and beta and every other
+    weight stay as they are. Returns the details recorded in deployment.json.
     """
-    norms = [_inner(layer) for layer in model.layers if _is_batchnorm(layer)]
-    if not norms or x is None or not len(x):
+    if x is None or not len(x):
         return {"batchnorm_recalibrated": False}
-    drops = _dropout_layers(model)
-    saved = [(bn.momentum, bn.trainable) for bn in norms]
-    rates = [d.rate for d in drops]
-    try:
-        for d in drops:
-            d.rate = 0.0
-        for bn in norms:
-            bn.trainable = True
-        for i, start in enumerate(range(0, len(x), batch_size)):
-            for bn in norms:
-                bn.momentum = i / (i + 1)
-            model(x[start:start + batch_size], training=True)
-    finally:
-        for bn, (momentum, trainable) in zip(norms, saved):
-            bn.momentum, bn.trainable = momentum, trainable
-        for d, rate in zip(drops, rates):
-            d.rate = rate
+    used = reestimate_batchnorm_statistics(model, (x[i:i + batch_size] for i in range(0, len(x), batch_size)))
+    if not used:  # no BatchNorm layer
+        return {"batchnorm_recalibrated": False}
     return {"batchnorm_recalibrated": True, "recalibration_images": int(len(x))}
 
 
@@ -427,19 +401,14 @@ def calibrate_quantizers(qat, x: np.ndarray, batch_size: int = 32) -> dict:
         kwargs["ema_decay"] = decay["value"]
         return original(*args, **kwargs)
 
-    drops = _dropout_layers(qat)
-    rates = [d.rate for d in drops]
     quant_ops.MovingAvgQuantize = moving_avg_quantize
     try:
-        for d in drops:
-            d.rate = 0.0
-        for i, start in enumerate(range(0, len(x), batch_size)):
-            decay["value"] = i / (i + 1)
-            qat(x[start:start + batch_size], training=True)  # eager: every call sees the decay set here
+        with dropout_off(qat):
+            for i, start in enumerate(range(0, len(x), batch_size)):
+                decay["value"] = i / (i + 1)
+                qat(x[start:start + batch_size], training=True)  # eager: every call sees the decay set here
     finally:
         quant_ops.MovingAvgQuantize = original
-        for d, rate in zip(drops, rates):
-            d.rate = rate
     return {"quantizer_ranges": f"calibrated on the {len(x)} fine-tune images (mean of per-batch ranges) before "
                                 "training"}
 
