@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from core.artifacts import report
+from core.evaluate.pareto import pareto_optimal
 from pages.common import (
     empty_state,
     load_architectures,
@@ -57,12 +58,13 @@ for x, title in (("gzip MB", "gzip size (MB, log)"), ("latency ms (1 thread)", "
     data = ok.dropna(subset=[x]).copy()
     if data.empty:
         continue
-    data = data.sort_values(x)
-    data["pareto"] = data["accuracy"] >= data["accuracy"].cummax()
+    data["pareto"] = pareto_optimal(data[x], data["accuracy"])
     points = alt.Chart(data).mark_point(filled=True).encode(
         x=alt.X(f"{x}:Q", scale=alt.Scale(type="log"), title=title), y=alt.Y("accuracy:Q", scale=alt.Scale(zero=False)),
         color="variant:N", shape="run:N", tooltip=["run", "variant", x, "accuracy"])
-    front = alt.Chart(data[data["pareto"]]).mark_line(color="black", strokeDash=[3, 3]).encode(x=f"{x}:Q", y="accuracy:Q")
+    optimal = data[data["pareto"]].sort_values(x)
+    front = alt.Chart(optimal).mark_line(color="black", strokeDash=[3, 3]).encode(
+        x=f"{x}:Q", y="accuracy:Q", order=f"{x}:Q")
     st.altair_chart((points + front).properties(height=360), width="stretch")
 unsupported = variants[variants["status"] != "ok"]
 if not unsupported.empty:
