@@ -2,18 +2,28 @@
 
     python scripts/diagnose_batchnorm.py artifacts/flower_photos/EfficientNetLite0/full-scratch-s0-610323e3
 
-Needs the run's model.keras (not committed: re-run the run's command to rebuild it) and
-the dataset. Scores the run's validation split three ways:
+Needs the run's model.keras and the dataset. model.keras is not committed: re-run the
+run's command with another ``--artifacts`` folder to rebuild it (same config, same run
+id), then point this script at the rebuilt run and at the repository's artifacts::
+
+    python -m core run ... --artifacts /tmp/rebuild
+    python scripts/diagnose_batchnorm.py /tmp/rebuild/flower_photos/EfficientNetLite0/RUN_ID --artifacts artifacts
+
+Scores the run's validation split three ways:
 
 - ``inference``: as trained and evaluated (moving statistics, what the run reported);
 - ``batch_statistics``: training-mode forward passes over the shuffled split, each batch
   normalised by its own statistics (no weights change);
 - ``reestimated``: moving statistics replaced by their average over ``--train-images``
-  training images (:func:`core.models.batchnorm.reestimate_batchnorm_statistics`), then inference.
+  training images (:func:`core.models.batchnorm.reestimate_batchnorm_statistics`: dropout
+  off during the passes), then inference.
 
 If the last two are far above the first, the weights learned something the moving
 statistics hide. The result is written, with provenance, to
-``artifacts/<dataset>/diagnostics/batchnorm-<backbone>-<run id>.json``.
+``<artifacts>/<dataset>/diagnostics/batchnorm-<backbone>-<run id>.json``, ``<artifacts>``
+being ``--artifacts`` or else the folder the run is in. When ``<artifacts>`` holds the same
+run (dataset, backbone, run id) in another folder, the diagnosed model is a rebuild of it:
+the result says so and records both runs' own validation and test accuracy.
 """
 
 from __future__ import annotations
@@ -27,14 +37,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.artifacts import provenance
-from core.artifacts.layout import find_dataset  # noqa: E402
+from core.artifacts import provenance  # noqa: E402
+from core.artifacts.layout import METRICS_FILE, PROVENANCE_FILE, diagnostics_file, find_dataset  # noqa: E402
+from core.artifacts.records import BatchNormDiagnosis, MetricsRecord, ProvenanceRecord, SplitRecord  # noqa: E402
 from core.artifacts.runs import RunFolder  # noqa: E402
-from core.artifacts.storage import atomic_write_json, read_json  # noqa: E402
 from core.data.dataset import SplitAssignment  # noqa: E402
 from core.models.backbones import get_spec  # noqa: E402
 from core.models.batchnorm import reestimate_batchnorm_statistics  # noqa: E402
 from core.models.preprocess import load_batch  # noqa: E402
+from core.train.config import reproduce_command  # noqa: E402
 
 
 def accuracy(model, x: np.ndarray, y: np.ndarray, batch_size: int, training_mode: bool) -> dict:
@@ -45,11 +56,44 @@ def accuracy(model, x: np.ndarray, y: np.ndarray, batch_size: int, training_mode
             "predicted_per_class": np.bincount(pred, minlength=probs.shape[1]).tolist()}
 
 
+def run_scores(run: RunFolder) -> dict:
+    """A complete run's own scores: validation accuracy at the epoch it kept, test accuracy."""
+    metrics = MetricsRecord.load(run.file(METRICS_FILE))
+    details = ProvenanceRecord.load(run.file(PROVENANCE_FILE)).details or {}
+    out = {"test_accuracy": round(float(metrics.accuracy), 4), "test_images": metrics.n}
+    stage = next((s for s in ("scratch", "stage2", "stage1") if "best_epoch" in (details.get(s) or {})), None)
+    if stage is not None:
+        best = details[stage]["best_epoch"]
+        row = next((r for r in run.read_history() if r["stage"] == stage and int(r["epoch"]) == best), None)
+        out.update(stage=stage, best_epoch=best, epochs_run=details[stage].get("epochs_run"),
+                   val_accuracy=round(float(row["val_accuracy"]), 4) if row and row.get("val_accuracy") else None)
+    return out
+
+
+def model_origin(run: RunFolder, stored: RunFolder) -> dict:
+    """Where the diagnosed model comes from: the stored run itself, or a rebuild of it."""
+    if stored.path.resolve() == run.path.resolve() or not stored.is_complete():
+        return {"rebuilt": False, "run_scores": run_scores(run)}
+    rebuilt, original = run_scores(run), run_scores(stored)
+    same = all(rebuilt.get(k) == original.get(k) for k in ("val_accuracy", "test_accuracy"))
+    return {"rebuilt": True,
+            "how": ("model.keras is not committed: the model was rebuilt by re-running the run's command "
+                    "(same config, same run id) into another artifacts folder; the diagnosis scores the rebuild"),
+            "rebuild_command": reproduce_command(run.read_config().to_dict(), artifacts=str(run.path.parents[2])),
+            "rebuilt_run": rebuilt, "stored_run": original,
+            "note": ("the rebuilt run's own scores equal the stored run's" if same else
+                     "the rebuilt run's own scores differ from the stored run's: this diagnosis describes the "
+                     "rebuilt model, not the stored one")}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--train-images", type=int, default=640, help="training images for re-estimation")
-    parser.add_argument("--seed", type=int, default=0, help="which training images are drawn, dropout's draws")
+    parser.add_argument("--seed", type=int, default=0, help="which images are drawn, dropout's draws")
+    parser.add_argument("--artifacts", type=Path, default=None,
+                        help="artifacts folder to write the diagnosis into (default: the one the run is in); "
+                             "if it holds the same run elsewhere, the diagnosed model is recorded as its rebuild")
     args = parser.parse_args(argv)
 
     from core.models.tfkeras import keras
@@ -60,14 +104,20 @@ def main(argv: list[str] | None = None) -> int:
     if not run.is_complete() or not run.file("model.keras").is_file():
         parser.error(f"{args.run_dir} is not a complete run with its model.keras")
     config = run.read_config()
-    prov = read_json(run.file("provenance.json"))
-    split = SplitAssignment.from_dict(read_json(run.path / prov["dataset"]["split_file"]))
-    classes = prov["dataset"]["classes"]
+    prov = ProvenanceRecord.load(run.file(PROVENANCE_FILE))
+    split = SplitAssignment.from_dict(SplitRecord.load(run.path / prov.split_file).to_dict())
+    classes = prov.dataset["classes"]
     spec = get_spec(config.backbone)
     root = find_dataset(config.dataset, run.path)
     if root is None:
         parser.error(f"the run's dataset {config.dataset} is not on this machine")
     batch_size = config.batch_size
+    artifacts = (args.artifacts or run.path.parents[2]).resolve()
+    dataset = run.path.parents[1].name  # the dataset's folder under artifacts/
+    if not (artifacts / dataset).is_dir():
+        parser.error(f"{artifacts} has no folder {dataset}: not the artifacts folder of this run's dataset")
+    out = diagnostics_file(artifacts / dataset, config.backbone, run.path.name)
+    stored = RunFolder(artifacts / dataset / config.backbone / run.path.name)
 
     def load(paths: list[str]) -> np.ndarray:
         return load_batch([str(root / p) for p in paths], spec, config.input_size)
@@ -79,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     val = [val[i] for i in rng.permutation(len(val))]
     x_val, y_val = load([p for p, _ in val]), np.array([classes.index(label) for _, label in val])
     model = keras.models.load_model(run.file("model.keras"), compile=False)
-    keras.utils.set_random_seed(args.seed)  # training-mode passes apply dropout: the same draw every time
+    keras.utils.set_random_seed(args.seed)  # batch_statistics runs with dropout on: the same draws every time
     result = {"inference": accuracy(model, x_val, y_val, batch_size, False),
               "batch_statistics": accuracy(model, x_val, y_val, batch_size, True)}
     train = [path for path, _, s in split.items if s == "train"]
@@ -89,24 +139,26 @@ def main(argv: list[str] | None = None) -> int:
         model, (x_train[i:i + batch_size] for i in range(0, len(x_train), batch_size)))
     result["reestimated"] = {**accuracy(model, x_val, y_val, batch_size, False),
                              "train_images": len(chosen), "batches": used, "draw_seed": args.seed}
-    doc = {
-        "schema_version": 1,
-        "kind": "batchnorm_diagnosis",
-        "run": run.path.name, "backbone": config.backbone, "weights": config.weights,
-        "split": "val", "val_images": len(val), "classes": classes,
-        "note": ("inference = how the run itself was validated and tested"
+    doc = BatchNormDiagnosis(
+        kind="batchnorm_diagnosis",
+        run=run.path.name, backbone=config.backbone, weights=config.weights,
+        split="val", val_images=len(val), classes=classes,
+        note=("inference = how the run itself was validated and tested"
                  + (f"; this run validated on at most {config.max_eval_per_class} images per class, the "
                     "diagnosis scores the whole val split" if config.max_eval_per_class else "")),
-        "results": result,
-        "seconds": round(time.perf_counter() - started, 1),
-        "provenance": provenance.collect(),
-        "command": f"python scripts/diagnose_batchnorm.py {args.run_dir} --train-images {args.train_images} "
-                   f"--seed {args.seed}",
-    }
-    out = run.path.parent.parent / "diagnostics" / f"batchnorm-{config.backbone}-{run.path.name}.json"
-    atomic_write_json(out, doc)
+        results=result,
+        model=model_origin(run, stored),
+        seconds=round(time.perf_counter() - started, 1),
+        provenance=provenance.collect(),
+        command=f"python scripts/diagnose_batchnorm.py {args.run_dir} --train-images {args.train_images} "
+                f"--seed {args.seed}" + (f" --artifacts {args.artifacts}" if args.artifacts else ""),
+    )
+    doc.save(out)
     for mode, r in result.items():
         print(f"{mode:>17}: val accuracy {r['accuracy']:.3f}, predicted per class {r['predicted_per_class']}")
+    if doc.model["rebuilt"]:
+        print(f"model rebuilt: {doc.model['note']} (rebuilt {doc.model['rebuilt_run']}, "
+              f"stored {doc.model['stored_run']})")
     print(f"written to {out}")
     return 0
 

@@ -278,6 +278,7 @@ class BatchNormDiagnosis(Record):
     seconds: float
     provenance: dict
     command: str
+    model: dict | None = None  # where the diagnosed model.keras came from (rebuilt or the run's own)
     extra: dict = field(default_factory=dict)
 
 
