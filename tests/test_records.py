@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -59,11 +60,14 @@ def _committed(pattern: str) -> list[Path]:
     (f"*/{layout.UNAVAILABLE_FILE}", UnavailableRecord), (f"*/{layout.DIAGNOSTICS_DIR}/*.json", BatchNormDiagnosis),
 ])
 def test_every_committed_record_loads_and_round_trips_unchanged(pattern, kind):
+    defaults = {f.name: f.default for f in dataclasses.fields(kind) if f.default is not dataclasses.MISSING}
     for path in _committed(pattern):
         stored = json.loads(path.read_text(encoding="utf-8"))
         record = kind.load(path)
         assert record.extra == {}, f"{path}: fields no record declares: {sorted(record.extra)}"
-        assert record.to_dict() == stored
+        written = record.to_dict()
+        assert {k: written[k] for k in stored} == stored
+        assert {k: written[k] for k in written if k not in stored} == {k: defaults[k] for k in written if k not in stored}
 
 
 def test_every_committed_config_and_predictions_table_loads():
