@@ -42,15 +42,15 @@ def _variants(doc: dict) -> dict:
 
 def load_or_measure(run_dir: Path, measure: bool = True) -> dict:
     """The run's deployment.json, measuring the two variants first when they are missing."""
-    from core.artifacts.layout import deployment_file
-    from core.artifacts.storage import read_json
+    from core.artifacts.layout import COMPLETE_MARKER, deployment_file
+    from core.artifacts.records import DeploymentRecord
     from core.deploy import measure as deploy
 
     path = deployment_file(run_dir)
-    doc = read_json(path) if path.is_file() else {}
+    doc = DeploymentRecord.load(path).to_dict() if path.is_file() else {}
     missing = [n for n in NEEDED if (_variants(doc).get(n) or {}).get("status") != "ok"]
     if missing and measure:
-        if (run_dir / "complete.json").is_file():
+        if (run_dir / COMPLETE_MARKER).is_file():
             print(f"{run_dir}: measuring {', '.join(missing)} first (python -m core deploy)", file=sys.stderr)
         doc = deploy.deploy_run(run_dir, emit=lambda line: print(line, file=sys.stderr, flush=True), only=missing)
     return doc
