@@ -85,6 +85,7 @@ def tiny_artifacts(tmp_path_factory, lite0_home):
     from core.data import audit
     from core.deploy import measure as deploy
     from core.evaluate.compare import compare_dataset
+    from core.orchestrate import experiment
     from core.orchestrate.experiment import run_experiment
     from core.orchestrate.run import execute
     from core.train import config
@@ -109,7 +110,7 @@ def tiny_artifacts(tmp_path_factory, lite0_home):
                     'preset = "quick"\ndeploy = true\nset = { "input_size" = 64 }\n')
     real = deploy.deploy_architecture
     with pytest.MonkeyPatch.context() as patch:  # two real variants instead of the full plan (minutes)
-        patch.setattr(deploy, "deploy_architecture",
+        patch.setattr(experiment, "deploy_architecture",  # the name the experiment calls
                       lambda *a, **k: real(*a, **{**k, "only": ["keras", "tflite_float32"]}))
         assert run_experiment(grid, emit=lambda line: None) == 0
     return art

@@ -14,6 +14,8 @@ import pytest
 from conftest import make_image_dataset
 
 from core.artifacts.runs import RunFolder
+from core.models.batchnorm import is_batchnorm, reestimate_batchnorm_statistics
+from core.models.classifier import build_classifier, build_head_layers
 from core.cli import main as cli_main
 from core.orchestrate.run import execute
 from core.train import config as config_mod
@@ -89,14 +91,14 @@ def test_scratch_run_trains_the_same_architecture(lite0_home, dataset, tmp_path)
     assert {r["stage"] for r in run.read_history()} == {"scratch"}
     assert "scratch" in run.path.name
     momenta = {layer.momentum for layer in keras.models.load_model(run.file("model.keras")).submodules
-               if training.is_batchnorm(layer)}
+               if is_batchnorm(layer)}
     assert momenta == {0.99}  # the backbone's own
 
     lines = []
     tuned = execute(tiny_config(dataset, weights="none", bn_momentum=0.9), tmp_path / "art", emit=lines.append)
     assert tuned.path != run.path and tuned.is_complete()
     momenta = {layer.momentum for layer in keras.models.load_model(tuned.file("model.keras")).submodules
-               if training.is_batchnorm(layer)}
+               if is_batchnorm(layer)}
     assert momenta == {0.9} and any("BatchNorm momentum 0.9" in line for line in lines)
 
 
@@ -138,10 +140,10 @@ def test_cut_layer_model_matches_the_full_classifier(lite0_home):
     from core.train import stages as training
 
     base = build_backbone("EfficientNetLite0", None, (64, 64, 3))
-    classifier = training.build_classifier(base, training.build_head_layers(3, tiny_config("x")))
+    classifier = build_classifier(base, build_head_layers(3, tiny_config("x")))
     unfrozen = training.unfreeze_top(base, 20)
-    assert unfrozen and not any(training.is_batchnorm(base.get_layer(n)) for n in unfrozen)
-    assert all(not layer.trainable for layer in base.layers if training.is_batchnorm(layer))
+    assert unfrozen and not any(is_batchnorm(base.get_layer(n)) for n in unfrozen)
+    assert all(not layer.trainable for layer in base.layers if is_batchnorm(layer))
     cut = training.find_cut_layer(base, unfrozen[0])
     names = [layer.name for layer in base.layers]
     assert names.index(cut) < names.index(unfrozen[0])
@@ -160,7 +162,7 @@ def test_batchnorm_statistics_are_reestimated_as_the_average_over_batches():
     bn.trainable = False  # frozen, as in a transfer run: re-estimation must still reach it
     rng = np.random.default_rng(0)
     batches = [rng.normal(loc=k, scale=1 + k, size=(16, 3)).astype("float32") for k in range(4)]
-    assert training.reestimate_batchnorm_statistics(model, batches) == 4
+    assert reestimate_batchnorm_statistics(model, batches) == 4
     assert bn.momentum == 0.99 and bn.trainable is False  # restored
     np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean([b.mean(0) for b in batches], axis=0), rtol=1e-5)
     np.testing.assert_allclose(bn.moving_variance.numpy(), np.mean([b.var(0) for b in batches], axis=0), rtol=1e-4)
@@ -205,12 +207,13 @@ def test_cli_error_for_missing_weights(keras_home, dataset, capsys):
 def test_cli_reports_a_full_disk(lite0_home, dataset, tmp_path, capsys, monkeypatch):
     import errno
 
-    import core.orchestrate.run
+    import core.cli
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x"))
 
-    monkeypatch.setattr(core.orchestrate.run, "execute", full)
+    monkeypatch.setattr(core.cli, "execute", full)  # the name the CLI calls
+    monkeypatch.setenv("STUDY_ARTIFACTS", str(tmp_path / "art"))  # never the repository's artifacts/
     assert cli_main(["run", "--data", str(dataset), "--backbone", "EfficientNetLite0"]) == 3
     assert "disk is full" in capsys.readouterr().err
 
@@ -246,6 +249,7 @@ def test_experiment_records_runs_waiting_for_weights_and_measures_their_architec
         lite0_home, dataset, tmp_path, capsys, monkeypatch):
     from core.artifacts import report
     from core.deploy import measure as deploy
+    from core.orchestrate import experiment
 
     measured = []
     real = deploy.deploy_architecture
@@ -255,7 +259,7 @@ def test_experiment_records_runs_waiting_for_weights_and_measures_their_architec
         assert "tflite_int8_full" in kwargs["only"] and "pruned_50" not in kwargs["only"]
         return real(*args, **{**kwargs, "only": ["keras", "tflite_float32"]})
 
-    monkeypatch.setattr(deploy, "deploy_architecture", two_variants)
+    monkeypatch.setattr(experiment, "deploy_architecture", two_variants)  # the name the experiment calls
     grid, art = write_grid(tmp_path, [dataset], ["MobileNetV3Small"], deploy="true", set='{ "input_size" = 64 }')
     # The recorded command must name the artifacts folder even when only this session's env points there.
     monkeypatch.setenv("STUDY_ARTIFACTS", str(art))
@@ -291,9 +295,10 @@ def test_experiment_records_runs_waiting_for_weights_and_measures_their_architec
 def test_a_second_dataset_reuses_the_architecture_measured_for_the_first(
         lite0_home, dataset, tmp_path, capsys, monkeypatch):
     from core.deploy import measure as deploy
+    from core.orchestrate import experiment
 
     real = deploy.deploy_architecture
-    monkeypatch.setattr(deploy, "deploy_architecture",
+    monkeypatch.setattr(experiment, "deploy_architecture",
                         lambda *a, **k: real(*a, **{**k, "only": ["keras", "tflite_float32"]}))
     two_classes = make_image_dataset(tmp_path / "two", classes=("red", "blue"), per_class=6, seed=5)
     # No input size set: the backbone's native size (MobileNetV3Small: 224), as in the study.
