@@ -2,11 +2,14 @@
 
 Every change to the environment goes through a fixture that undoes it afterwards
 (``monkeypatch``, or ``pytest.MonkeyPatch.context()`` in a session-scoped fixture).
+The test tiers (unit, integration, browser) are enforced by ``tier_guard``.
 """
 
 import os
 
 import pytest
+
+pytest_plugins = ["tier_guard"]
 
 
 @pytest.fixture(scope="session", autouse=True)

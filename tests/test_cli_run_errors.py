@@ -8,6 +8,8 @@ from conftest import make_image_dataset
 
 from core.cli import main as cli_main
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):

@@ -9,6 +9,8 @@ from conftest import make_image_dataset
 from core.artifacts.runs import RunFolder
 from core.train import config as config_mod
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("override, message", [
     ({"augment": {"flip": "False"}}, "must be true or false"),

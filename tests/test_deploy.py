@@ -8,11 +8,9 @@ seconds, not minutes.
 """
 
 import csv
-import gzip
 import json
 import shutil
 import time
-import zlib
 
 import numpy as np
 import pytest
@@ -22,6 +20,8 @@ from core.cli import main as cli_main
 from core.deploy import compression
 from core.deploy import measure as deploy
 from core.deploy import variants
+
+pytestmark = pytest.mark.integration
 
 SIZE = 32
 FAST = deploy.DeployOptions(runs=3, warmup=1, representative_images=8, finetune_images=12, finetune_batch_size=4,
@@ -180,17 +180,6 @@ def test_every_variant_is_converted_evaluated_timed_then_resumed(run_copy, monke
     again = deploy.deploy_run(run_copy, emit=lines.append, options=FAST)
     assert calls == [] and again["variants"] == doc["variants"]
     assert "nothing to measure" in lines[-1]
-
-
-def test_gzip_size_matches_gzip_of_a_known_byte_string():
-    data = b"deployment " * 1000 + bytes(range(256))
-    expected = gzip.compress(data, compresslevel=9, mtime=0)
-    assert compression.gzip_size(data) == len(expected)
-    # A gzip member is a 10-byte header, the raw deflate stream and an 8-byte trailer.
-    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
-    assert compression.gzip_size(data) == 10 + len(deflate.compress(data) + deflate.flush()) + 8
-    assert gzip.decompress(expected) == data
-    assert compression.gzip_size(b"") == 20  # empty deflate stream: 2 bytes
 
 
 def test_a_variant_tfmot_cannot_make_is_recorded_as_unsupported(run_copy, monkeypatch):

@@ -5,6 +5,8 @@ Grids that run, record and dry-run real runs are in test_experiment_runs.py.
 
 import pytest
 
+pytestmark = pytest.mark.unit
+
 
 def test_grid_deploy_must_be_a_boolean(tmp_path):
     from core.errors import UserError

@@ -20,6 +20,8 @@ from core.train import config as config_mod
 from core.train import features
 from core.train import stages as training
 
+pytestmark = pytest.mark.integration
+
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = {"input_size": 64, "augment": {"views": 1}, "max_train_per_class": None, "max_eval_per_class": None,
