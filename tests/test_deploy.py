@@ -272,6 +272,27 @@ def test_ctrl_c_swallowed_inside_a_conversion_still_stops_and_drops_the_variant(
 
 
 def test_cli_errors_are_one_line(tmp_path, run_copy, capsys):
+    # --runs 0 is refused for itself, before any work: the run folder is complete and usable here (the same
+    # folder is measured by test_cli_prints_the_table), and nothing in it is written, locked or replaced.
+    def files():
+        return {p.relative_to(run_copy): (p.stat().st_mtime_ns, p.stat().st_size) for p in run_copy.rglob("*")}
+
+    assert (run_copy / "complete.json").is_file() and (run_copy / "model.keras").is_file()
+    before = files()
+    assert cli_main(["deploy", str(run_copy), "--runs", "0"]) == 2
+    out, err = capsys.readouterr()
+    assert err.splitlines() == ["error: --runs must be at least 1"] and out == ""
+    assert files() == before and not (run_copy / "deploy").exists()
+    earlier = run_copy / "deploy" / "deployment.json"  # an earlier measurement stays as it was
+    earlier.parent.mkdir()
+    earlier.write_text('{"schema_version": 1, "variants": []}')
+    before = files()
+    assert cli_main(["deploy", str(run_copy), "--runs", "0", "--only", "keras"]) == 2
+    out, err = capsys.readouterr()
+    assert err.splitlines() == ["error: --runs must be at least 1"] and out == ""
+    assert files() == before and earlier.read_text() == '{"schema_version": 1, "variants": []}'
+    shutil.rmtree(earlier.parent)
+
     for target, message in ((tmp_path / "nothing", "not found"), (run_copy.parent, "not a run folder")):
         assert cli_main(["deploy", str(target)]) == 2
         err = capsys.readouterr().err
@@ -283,7 +304,6 @@ def test_cli_errors_are_one_line(tmp_path, run_copy, capsys):
     (run_copy / "complete.json").unlink()
     assert cli_main(["deploy", str(run_copy)]) == 2
     assert "not a complete run" in capsys.readouterr().err
-    assert cli_main(["deploy", str(run_copy), "--runs", "0"]) == 2
 
 
 def test_cli_prints_the_table(run_copy, capsys, monkeypatch):
