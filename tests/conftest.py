@@ -1,10 +1,24 @@
-"""Shared test set-up: keep every test away from the user's real Keras cache."""
+"""Shared test set-up: keep every test away from the user's real Keras cache.
+
+Every change to the environment goes through a fixture that undoes it afterwards
+(``monkeypatch``, or ``pytest.MonkeyPatch.context()`` in a session-scoped fixture).
+The test tiers (unit, integration, browser) are enforced by ``tier_guard``.
+"""
 
 import os
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+pytest_plugins = ["tier_guard"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quiet_tensorflow():
+    """TensorFlow's C++ INFO and WARNING logs off for the session (and its subprocesses), unless set already."""
+    with pytest.MonkeyPatch.context() as patch:
+        if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+            patch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+        yield
 
 
 @pytest.fixture
@@ -48,17 +62,14 @@ def lite0_home(tmp_path_factory):
     home = tmp_path_factory.mktemp("lite0home")
     models = home / ".keras" / "models"
     models.mkdir(parents=True)
-    saved = {k: os.environ.get(k) for k in ("HOME", "KERAS_HOME", "STUDY_CACHE")}
-    os.environ.update(HOME=str(home), KERAS_HOME=str(home / ".keras"), STUDY_CACHE=str(home / "cache"))
-    from core.models import efficientnet_lite
+    with pytest.MonkeyPatch.context() as patch:  # restored when the session ends
+        patch.setenv("HOME", str(home))
+        patch.setenv("KERAS_HOME", str(home / ".keras"))
+        patch.setenv("STUDY_CACHE", str(home / "cache"))
+        from core.models import efficientnet_lite
 
-    efficientnet_lite.convert_weights("EfficientNetLite0", models)
-    yield home
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+        efficientnet_lite.convert_weights("EfficientNetLite0", models)
+        yield home
 
 
 TINY_RUN = {"input_size": 64, "augment": {"views": 1}, "max_train_per_class": None, "max_eval_per_class": None,
@@ -76,8 +87,8 @@ def tiny_artifacts(tmp_path_factory, lite0_home):
 
     from core.data import audit
     from core.deploy import measure as deploy
-    from core.orchestrate import experiment
     from core.evaluate.compare import compare_dataset
+    from core.orchestrate import experiment
     from core.orchestrate.experiment import run_experiment
     from core.orchestrate.run import execute
     from core.train import config
@@ -102,7 +113,7 @@ def tiny_artifacts(tmp_path_factory, lite0_home):
                     'preset = "quick"\ndeploy = true\nset = { "input_size" = 64 }\n')
     real = deploy.deploy_architecture
     with pytest.MonkeyPatch.context() as patch:  # two real variants instead of the full plan (minutes)
-        patch.setattr(experiment, "deploy_architecture",
+        patch.setattr(experiment, "deploy_architecture",  # the name the experiment calls
                       lambda *a, **k: real(*a, **{**k, "only": ["keras", "tflite_float32"]}))
         assert run_experiment(grid, emit=lambda line: None) == 0
     return art

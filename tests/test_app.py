@@ -1,4 +1,7 @@
-"""The report app: every page renders on real (tiny) results and on none, without TensorFlow."""
+"""The report app without TensorFlow: every page with no results, the report helpers, the Train page switched off.
+
+Pages on real (tiny) results made by training are in test_app_results.py; ``render`` is shared.
+"""
 
 import json
 import os
@@ -7,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = ["overview", "data", "training", "per_class", "roc_pr", "calibration", "deployment", "significance",
@@ -51,72 +56,6 @@ def test_every_page_shows_an_empty_state_without_results(tmp_path):
     for page, content in result["pages"].items():
         assert content["exception"] == [], page
         assert any("No " in text for text in content["info"]), page
-
-
-def test_every_page_renders_real_results_without_tensorflow(tiny_artifacts):
-    result = render(tiny_artifacts)
-    assert result["tensorflow_loaded"] is False
-    assert result["datasets"] == ["colours", "shades"]
-    for page, content in result["pages"].items():
-        assert content["exception"] == [], (page, content["exception"])
-        assert content["error"] == [], (page, content["error"])
-    overview = result["pages"]["overview"]
-    leaderboard = overview["dataframes"][0]
-    # The leaderboard lists every complete run of the dataset: the network (2 seeds) and the baseline.
-    assert len(leaderboard["Run"]) == 3
-    assert any("transfer" in run for run in leaderboard["Run"]) and any("logreg" in run for run in leaderboard["Run"])
-    assert all("[" in cell for cell in leaderboard["Accuracy"])  # value [low, high]
-    spread = next(df for df in overview["dataframes"] if "SD across seeds" in df)
-    assert spread["Seeds"] == ["0, 1"]
-    waiting = next(df for df in overview["dataframes"] if "Fill in with" in df)
-    assert waiting["Backbone"] == ["MobileNetV3Small"] and "not measured" in waiting["Accuracy"][0]
-    assert "--backbone MobileNetV3Small" in waiting["Fill in with"][0]
-    deployment = result["pages"]["deployment"]
-    arch = next(df for df in deployment["dataframes"] if "GFLOPs" in df)
-    assert arch["Backbone"] == ["MobileNetV3Small"] and float(arch["TFLite f32 (MB)"][0]) > 0
-    audit = result["pages"]["data"]
-    assert not any("No audit" in text for text in audit["info"])
-    significance = result["pages"]["significance"]
-    assert significance["dataframes"] and len(significance["dataframes"][0]["A"]) == 3  # 3 runs: 3 pairs
-    assert any(c.startswith("python -m core run") for c in result["pages"]["methods"]["code"])
-    # Switching the dataset shows the other dataset's runs.
-    switched = result["switched"]
-    assert switched["exception"] == [], switched
-    assert "Leaderboard: shades" in switched["subheaders"]
-    assert len(switched["dataframes"][0]["Run"]) == 2
-
-
-def test_static_html_report_is_self_contained(tiny_artifacts, monkeypatch):
-    from core.artifacts import report
-
-    monkeypatch.setenv("STUDY_ARTIFACTS", str(tiny_artifacts))
-    html = report.static_html("colours")
-    assert html.startswith("<!doctype html>") and "<svg" in html
-    assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in html
-    assert "EfficientNetLite0" in html
-    # The export follows the sidebar filters: only the rows it is given.
-    runs = report.runs_table("colours")
-    baseline = runs[runs["method"] == "logreg"]
-    assert "logreg" in html and "transfer" in html
-    filtered = report.static_html("colours", runs=baseline)
-    assert "logreg" in filtered and "· transfer ·" not in filtered and "· transfer ·" in html
-    assert len(report.all_metrics("colours", runs=baseline)["runs"]) == 1 < len(report.all_metrics("colours")["runs"])
-
-
-def test_readme_results_are_generated_from_the_runs(tiny_artifacts, tmp_path, capsys):
-    from core.artifacts import report
-    from core.cli import main
-
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{report.README_BEGIN}\nstale\n{report.README_END}\noutro\n")
-    assert main(["report", "--readme", str(readme), "--artifacts", str(tiny_artifacts)]) == 0
-    text = readme.read_text()
-    assert "stale" not in text and text.startswith("intro\n") and text.endswith("outro\n")
-    assert "### colours" in text and "### shades" in text
-    assert text.count("EfficientNetLite0 · transfer") == 3 and "logreg" in text
-    assert "SD across seeds" in text and "not measured: ImageNet weights were not available" in text
-    assert main(["report", "--readme", str(readme), "--artifacts", str(tiny_artifacts)]) == 0
-    assert "already current" in capsys.readouterr().out
 
 
 def test_seed_spread_pools_only_runs_that_differ_by_seed():
@@ -257,37 +196,6 @@ def test_an_upload_past_pillows_bomb_limit_gets_the_pixel_limit_message(monkeypa
         predict.decode_upload("huge.png", buf.getvalue())
 
 
-def test_the_app_opens_on_a_dataset_with_results_not_the_first_name(tiny_artifacts, tmp_path, monkeypatch):
-    import shutil
-
-    from streamlit.testing.v1 import AppTest
-
-    art = tmp_path / "artifacts"
-    shutil.copytree(tiny_artifacts, art)
-    (art / "aaa").mkdir()  # sorts first; only a (now empty) record of runs waiting for weights
-    (art / "aaa" / "unavailable.json").write_text(json.dumps({"runs": []}))
-    monkeypatch.setenv("STUDY_ARTIFACTS", str(art))
-    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=120).run()
-    assert not at.exception
-    assert at.sidebar.selectbox[0].options[0] == "aaa" and at.sidebar.selectbox[0].value == "colours"
-    assert "Leaderboard: colours" in [h.value for h in at.subheader]
-    at.sidebar.selectbox[0].select("aaa").run()
-    assert any("No complete run of **aaa** yet" in i.value for i in at.info)
-
-
-def test_the_test_split_size_comes_from_the_split_file_not_from_the_runs(tiny_artifacts):
-    import pandas as pd
-
-    from core.artifacts import report
-
-    runs = report.runs_table("colours", tiny_artifacts)
-    split = json.loads(next((tiny_artifacts / "colours" / "splits").glob("split-*.json")).read_text())
-    assert set(runs["test_split"]) == {sum(1 for item in split["items"] if item["split"] == "test")}
-    mixed = pd.DataFrame({"n_test": [551, 100], "test_split": [551, 551]})
-    assert report.test_split_caption(mixed) == ("2 complete runs; the test split has 551 images; 1 run(s) were "
-                                                "evaluated on a subsample of it (quick preset): compare like with like")
-
-
 def test_a_failed_recommendation_says_why():
     import pandas as pd
 
@@ -324,43 +232,11 @@ def test_split_counts_keep_every_stored_split_apart(tmp_path):
     assert test == {"split-seed1-abc": 2, "split-seed2-abc": 3}
 
 
-def test_training_page_explains_that_baselines_have_no_curves(tiny_artifacts, monkeypatch):
+def test_train_page_is_disabled_on_a_shared_app(monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    monkeypatch.setenv("STUDY_ARTIFACTS", str(tiny_artifacts))
-    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=120)
-    # The sidebar's Method filter (AppTest drops the sidebar after a widget rerun under st.navigation,
-    # so the filter is set the way the widget stores it; a real browser was checked by hand).
-    at.session_state["f_method"] = ["logreg"]
-    at.switch_page("pages/training.py").run()
-    assert not at.exception
-    assert any("classical baselines on frozen embeddings" in i.value for i in at.info)
-
-
-def test_a_batchnorm_diagnosis_is_stored_and_shown_beside_the_curves(tiny_artifacts, tmp_path, monkeypatch):
-    import runpy
-    import shutil
-
-    from streamlit.testing.v1 import AppTest
-
-    art = tmp_path / "artifacts"
-    shutil.copytree(tiny_artifacts, art)
-    run = next(p.parent for p in sorted((art / "colours").glob("*/*/complete.json"))
-               if json.loads((p.parent / "config.json").read_text())["method"] == "finetune")
-    diagnose = runpy.run_path(str(REPO / "scripts" / "diagnose_batchnorm.py"), run_name="diagnose")["main"]
-    assert diagnose([str(run), "--train-images", "8"]) == 0
-    stored = json.loads(next((art / "colours" / "diagnostics").glob("batchnorm-*.json")).read_text())
-    results = stored["results"]
-    assert stored["run"] == run.name and results["reestimated"]["train_images"] == 8
-    assert results["reestimated"]["batches"] == 1 and stored["provenance"]["code"]["git_commit"]
-    n_val = stored["val_images"]
-    assert all(sum(r["predicted_per_class"]) == n_val for r in results.values())
-
-    monkeypatch.setenv("STUDY_ARTIFACTS", str(art))
-    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=120)
-    at.switch_page("pages/training.py").run()
-    assert not at.exception
-    assert "BatchNorm diagnosis" in [h.value for h in at.subheader]
-    table = next(d.value for d in at.dataframe if "re-estimated" in d.value)
-    assert list(table["re-estimated"]) == [results["reestimated"]["accuracy"]]
-    assert list(table["as validated"]) == [results["inference"]["accuracy"]]
+    monkeypatch.setenv("STUDY_DISABLE_TRAINING", "1")
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=60).run()
+    at.switch_page("pages/train.py").run()
+    assert any("Training is switched off" in i.value for i in at.info)
+    assert not [b for b in at.button if b.label == "Start training"]

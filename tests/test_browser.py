@@ -23,7 +23,8 @@ PAGES = {"try": "try", "overview": "", "data": "data", "training": "training", "
          "calibration": "calibration", "deployment": "deployment", "significance": "significance",
          "methods": "methods", "train": "train", "export": "export"}
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt-get install chromium)")
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt-get install chromium)")]
 
 
 def _free_port() -> int:

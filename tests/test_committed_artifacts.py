@@ -23,7 +23,7 @@ def committed_files() -> list[Path]:
         return [p for p in ARTIFACTS.rglob("*") if p.is_file()]
 
 
-pytestmark = pytest.mark.skipif(not ARTIFACTS.is_dir(), reason="no committed artifacts")
+pytestmark = [pytest.mark.unit, pytest.mark.skipif(not ARTIFACTS.is_dir(), reason="no committed artifacts")]
 
 
 def test_artifacts_stay_within_the_size_budget():

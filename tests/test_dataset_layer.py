@@ -11,6 +11,8 @@ from PIL import Image
 from core.data import dataset as data
 from core.errors import DatasetError, ImageDecodeError
 
+pytestmark = pytest.mark.unit
+
 
 def save(path, array, **kwargs):
     path.parent.mkdir(parents=True, exist_ok=True)

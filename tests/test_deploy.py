@@ -8,20 +8,20 @@ seconds, not minutes.
 """
 
 import csv
-import gzip
 import json
 import shutil
 import time
-import zlib
 
 import numpy as np
 import pytest
 from conftest import make_image_dataset
 
 from core.cli import main as cli_main
-from core.deploy.variants import FAMILIES
 from core.deploy import compression
 from core.deploy import measure as deploy
+from core.deploy import variants
+
+pytestmark = pytest.mark.integration
 
 SIZE = 32
 FAST = deploy.DeployOptions(runs=3, warmup=1, representative_images=8, finetune_images=12, finetune_batch_size=4,
@@ -118,7 +118,7 @@ def test_every_variant_is_converted_evaluated_timed_then_resumed(run_copy, monke
         test_ids = [row["id"] for row in csv.DictReader(fh)]
 
     for r in doc["variants"]:
-        assert r["family"] in FAMILIES and (out / r["file"]).is_file()
+        assert r["family"] in variants.FAMILIES and (out / r["file"]).is_file()
         assert r["bytes"] == (out / r["file"]).stat().st_size > 0
         assert r["gzip_bytes"] == compression.gzip_size((out / r["file"]).read_bytes())
         assert r["ratio_to_keras"] == pytest.approx(r["bytes"] / v["keras"]["bytes"], abs=1e-4)
@@ -180,17 +180,6 @@ def test_every_variant_is_converted_evaluated_timed_then_resumed(run_copy, monke
     again = deploy.deploy_run(run_copy, emit=lines.append, options=FAST)
     assert calls == [] and again["variants"] == doc["variants"]
     assert "nothing to measure" in lines[-1]
-
-
-def test_gzip_size_matches_gzip_of_a_known_byte_string():
-    data = b"deployment " * 1000 + bytes(range(256))
-    expected = gzip.compress(data, compresslevel=9, mtime=0)
-    assert compression.gzip_size(data) == len(expected)
-    # A gzip member is a 10-byte header, the raw deflate stream and an 8-byte trailer.
-    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
-    assert compression.gzip_size(data) == 10 + len(deflate.compress(data) + deflate.flush()) + 8
-    assert gzip.decompress(expected) == data
-    assert compression.gzip_size(b"") == 20  # empty deflate stream: 2 bytes
 
 
 def test_a_variant_tfmot_cannot_make_is_recorded_as_unsupported(run_copy, monkeypatch):
@@ -282,6 +271,27 @@ def test_ctrl_c_swallowed_inside_a_conversion_still_stops_and_drops_the_variant(
 
 
 def test_cli_errors_are_one_line(tmp_path, run_copy, capsys):
+    # --runs 0 is refused for itself, before any work: the run folder is complete and usable here (the same
+    # folder is measured by test_cli_prints_the_table), and nothing in it is written, locked or replaced.
+    def files():
+        return {p.relative_to(run_copy): (p.stat().st_mtime_ns, p.stat().st_size) for p in run_copy.rglob("*")}
+
+    assert (run_copy / "complete.json").is_file() and (run_copy / "model.keras").is_file()
+    before = files()
+    assert cli_main(["deploy", str(run_copy), "--runs", "0"]) == 2
+    out, err = capsys.readouterr()
+    assert err.splitlines() == ["error: --runs must be at least 1"] and out == ""
+    assert files() == before and not (run_copy / "deploy").exists()
+    earlier = run_copy / "deploy" / "deployment.json"  # an earlier measurement stays as it was
+    earlier.parent.mkdir()
+    earlier.write_text('{"schema_version": 1, "variants": []}')
+    before = files()
+    assert cli_main(["deploy", str(run_copy), "--runs", "0", "--only", "keras"]) == 2
+    out, err = capsys.readouterr()
+    assert err.splitlines() == ["error: --runs must be at least 1"] and out == ""
+    assert files() == before and earlier.read_text() == '{"schema_version": 1, "variants": []}'
+    shutil.rmtree(earlier.parent)
+
     for target, message in ((tmp_path / "nothing", "not found"), (run_copy.parent, "not a run folder")):
         assert cli_main(["deploy", str(target)]) == 2
         err = capsys.readouterr().err
@@ -293,7 +303,6 @@ def test_cli_errors_are_one_line(tmp_path, run_copy, capsys):
     (run_copy / "complete.json").unlink()
     assert cli_main(["deploy", str(run_copy)]) == 2
     assert "not a complete run" in capsys.readouterr().err
-    assert cli_main(["deploy", str(run_copy), "--runs", "0"]) == 2
 
 
 def test_cli_prints_the_table(run_copy, capsys, monkeypatch):

@@ -10,6 +10,8 @@ from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score, ro
 from core.evaluate import metrics as evaluation
 from core.evaluate.metrics import correctness, evaluate, mcnemar, pairwise_mcnemar
 
+pytestmark = pytest.mark.unit
+
 
 def _probs_for(predicted, k, confidence=0.6):
     """Rows of probabilities whose argmax is ``predicted``, ``confidence`` on that class."""

@@ -10,6 +10,8 @@ from conftest import make_image_dataset
 
 from core import jobs
 
+pytestmark = pytest.mark.integration
+
 QUICK = ["--preset", "quick", "--set", "input_size=64", "--set", "augment.views=0"]
 
 

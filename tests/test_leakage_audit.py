@@ -3,10 +3,13 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
 from core.cli import main as cli_main
 from core.data import audit
+
+pytestmark = pytest.mark.unit
 
 
 def texture(seed: int, size: int = 96) -> Image.Image:

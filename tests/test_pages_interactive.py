@@ -10,6 +10,8 @@ from conftest import make_image_dataset
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+pytestmark = pytest.mark.integration
+
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
 
 
@@ -61,11 +63,3 @@ def test_train_page_runs_a_quick_job_to_completion(lite0_home, tmp_path, monkeyp
     else:
         pytest.fail("the job did not finish: " + " ".join(c.value for c in at.code))
     assert list(art.glob("colours/EfficientNetLite0/*/complete.json"))
-
-
-def test_train_page_is_disabled_on_a_shared_app(monkeypatch):
-    monkeypatch.setenv("STUDY_DISABLE_TRAINING", "1")
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.switch_page("pages/train.py").run()
-    assert any("Training is switched off" in i.value for i in at.info)
-    assert not [b for b in at.button if b.label == "Start training"]

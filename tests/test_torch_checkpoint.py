@@ -7,6 +7,8 @@ import pytest
 from core.models import efficientnet_lite
 from core.models.torch_checkpoint import LEGACY_MAGIC, LEGACY_PROTOCOL, CheckpointError, load_state_dict
 
+pytestmark = pytest.mark.unit
+
 
 def _legacy_header() -> bytes:
     buf = io.BytesIO()
