@@ -43,12 +43,12 @@ def test_cli_error_for_a_class_too_small_to_split(lite0_home, tmp_path, capsys):
 def test_cli_reports_a_full_disk(lite0_home, dataset, tmp_path, capsys, monkeypatch):
     import errno
 
-    import core.cli
+    import core.orchestrate.run
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x"))
 
-    monkeypatch.setattr(core.cli, "execute", full)  # the name the CLI calls
+    monkeypatch.setattr(core.orchestrate.run, "execute", full)  # the CLI imports it when the command runs
     monkeypatch.setenv("STUDY_ARTIFACTS", str(tmp_path / "art"))  # never the repository's artifacts/
     assert cli_main(["run", "--data", str(dataset), "--backbone", "EfficientNetLite0"]) == 3
     assert "disk is full" in capsys.readouterr().err

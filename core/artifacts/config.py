@@ -20,6 +20,7 @@ from core.artifacts.records import RecordError, read_record_json
 from core.artifacts.storage import atomic_write_json
 
 SCHEMA_VERSION = 1
+SEED_LIMIT = 2**32  # numpy and Keras accept seeds in [0, 2**32)
 
 
 @dataclass

@@ -11,7 +11,7 @@ import json
 import shlex
 from typing import Any
 
-from core.artifacts.config import RunConfig, flatten
+from core.artifacts.config import SEED_LIMIT, RunConfig, flatten
 from core.errors import UserError
 from core.models.backbones import get_spec
 
@@ -49,7 +49,6 @@ _OPTIONAL_INTS = {"max_train_per_class", "max_eval_per_class", "input_size"}
 _OPTIONAL_FLOATS = {"bn_momentum"}
 _MINIMUM = {"batch_size": 1, "augment.views": 0, "unfreeze_layers": 0, "head_hidden_units": 0,
             "max_train_per_class": 1, "max_eval_per_class": 1, "input_size": 32}
-SEED_LIMIT = 2**32  # numpy and Keras accept seeds in [0, 2**32)
 
 
 def _check_values(data: dict[str, Any]) -> None:
