@@ -29,7 +29,10 @@ def main() -> int:
     parser.add_argument("--backbone", default="EfficientNetLite0")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    from core.artifacts.layout import artifacts_dir, dataset_slug
+    from core.artifacts.config import RunConfig
+    from core.artifacts.layout import CONFIG_FILE, PROVENANCE_FILE, artifacts_dir, dataset_slug
+    from core.artifacts.records import ProvenanceRecord
+    from core.artifacts.runs import RunFolder
     from core.artifacts.provenance import machine
 
     rows = []
@@ -41,14 +44,13 @@ def main() -> int:
                             "--preset", "quick", "--artifacts", str(Path(tmp) / "art")],
                            cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
             quick = time.perf_counter() - t
-        for prov_file in sorted((artifacts_dir() / dataset_slug(data) / args.backbone).glob("full-*/provenance.json")):
-            if not (prov_file.parent / "complete.json").is_file():
+        for run in sorted((artifacts_dir() / dataset_slug(data) / args.backbone).glob("full-*")):
+            if not RunFolder(run).is_complete():
                 continue
-            if json.loads((prov_file.parent / "config.json").read_text()).get("method", "finetune") != "finetune":
+            if RunConfig.load(run / CONFIG_FILE).method != "finetune":
                 continue  # baselines: no network training to time
-            prov = json.loads(prov_file.read_text())
-            timings = prov["timings_s"]
-            rows.append({"dataset": dataset_slug(data), "run": prov_file.parent.name, "quick_s": round(quick, 1),
+            timings = ProvenanceRecord.load(run / PROVENANCE_FILE).timings_s
+            rows.append({"dataset": dataset_slug(data), "run": run.name, "quick_s": round(quick, 1),
                          "full_s": round(sum(timings.values()), 1), "full_timings_s": timings})
         print(f"{dataset_slug(data)}: quick {quick:.0f} s")
     print("\n| dataset | full run | quick run (cold cache) | full run (sum of stages) | features | stage 1 | stage 2 / scratch | test inference |")

@@ -38,7 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.artifacts import provenance  # noqa: E402
-from core.artifacts.layout import METRICS_FILE, PROVENANCE_FILE, diagnostics_file, find_dataset  # noqa: E402
+from core.artifacts.layout import METRICS_FILE, MODEL_FILE, PROVENANCE_FILE, diagnostics_file, find_dataset  # noqa: E402
 from core.artifacts.records import BatchNormDiagnosis, MetricsRecord, ProvenanceRecord, SplitRecord  # noqa: E402
 from core.artifacts.runs import RunFolder  # noqa: E402
 from core.data.dataset import SplitAssignment  # noqa: E402
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.train_images < 1:
         parser.error("--train-images must be at least 1")
     run = RunFolder(args.run_dir.resolve())
-    if not run.is_complete() or not run.file("model.keras").is_file():
+    if not run.is_complete() or not run.file(MODEL_FILE).is_file():
         parser.error(f"{args.run_dir} is not a complete run with its model.keras")
     config = run.read_config()
     prov = ProvenanceRecord.load(run.file(PROVENANCE_FILE))
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     # Shuffled: the split lists images by class, and a one-class batch has class-specific statistics.
     val = [val[i] for i in rng.permutation(len(val))]
     x_val, y_val = load([p for p, _ in val]), np.array([classes.index(label) for _, label in val])
-    model = keras.models.load_model(run.file("model.keras"), compile=False)
+    model = keras.models.load_model(run.file(MODEL_FILE), compile=False)
     keras.utils.set_random_seed(args.seed)  # batch_statistics runs with dropout on: the same draws every time
     result = {"inference": accuracy(model, x_val, y_val, batch_size, False),
               "batch_statistics": accuracy(model, x_val, y_val, batch_size, True)}

@@ -169,7 +169,7 @@ class ProvenanceRecord(Record):
         return (self.dataset or {}).get("split_file")
 
 
-@dataclass
+@dataclass(kw_only=True)  # keyword-only: the fields keep the order of the stored files
 class SplitRecord(Record):
     """``splits/split-seed<S>-<fp>.json``: the train/val/test assignment shared by the runs of a split seed."""
 
@@ -178,9 +178,9 @@ class SplitRecord(Record):
     val_fraction: float
     test_fraction: float
     layout: str
-    items: list
     sources: dict = field(default_factory=dict)
     dataset_fingerprint: str | None = None
+    items: list
     extra: dict = field(default_factory=dict)
 
     def test_size(self) -> int:
@@ -213,9 +213,6 @@ class DeploymentRecord(Record):
     timings_s: dict | None = None
     extra: dict = field(default_factory=dict)
 
-    def variant(self, name: str) -> dict | None:
-        """One variant's entry, or None."""
-        return next((v for v in self.variants if v.get("name") == name), None)
 
 
 @dataclass
@@ -337,12 +334,38 @@ class Predictions:
             raise RecordError(f"{path}: not a {cls.KIND} (its header must start with id,true,pred)")
         classes = [c[2:] for c in header[3:] if c.startswith("p_")]
         if any(len(r) != len(header) for r in rows):
-            raise RecordError(f"{path}: not a {cls.KIND} (a row has {len(header)} columns expected)")
+            raise RecordError(f"{path}: not a {cls.KIND} (a row does not have the {len(header)} columns of its header)")
         try:
             probs = np.array([[float(v) for v in r[3:]] for r in rows], dtype=float).reshape(len(rows), len(classes))
         except ValueError:
             raise RecordError(f"{path}: not a {cls.KIND} (a probability is not a number)") from None
         return cls([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], classes, probs)
+
+
+def append_experiment_log(path: str | os.PathLike, entry: dict) -> None:
+    """Append one sitting's line to ``experiment_log.jsonl`` (flushed and fsync'ed: a killed sitting keeps it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_experiment_log(path: str | os.PathLike) -> list[dict]:
+    """Every readable line of ``experiment_log.jsonl`` (a blank line or one cut short by a kill is skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries
 
 
 # Every record with the fields it writes (the documentation test walks this list).

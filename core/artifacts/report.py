@@ -41,10 +41,13 @@ from core.artifacts.records import (
     ComparisonRecord,
     DeploymentRecord,
     MetricsRecord,
+    Predictions,
     ProvenanceRecord,
     SplitRecord,
     UnavailableRecord,
+    read_experiment_log,
 )
+from core.artifacts.runs import HISTORY_COLUMNS, RunFolder
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")
 METRIC_LABELS = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro-F1",
@@ -324,10 +327,12 @@ def recommend(df: pd.DataFrame, max_mb: float | None, max_ms: float | None,
 
 def history(run_path: str | Path) -> pd.DataFrame:
     """Epoch history with a global epoch counter across stages."""
-    path = Path(run_path) / "history.csv"
-    if not path.is_file():
+    rows = RunFolder(Path(run_path)).read_history()
+    if not rows:
         return pd.DataFrame()
-    df = pd.read_csv(path)
+    df = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    for column in HISTORY_COLUMNS[1:]:  # every column but the stage's name is a number (empty: missing)
+        df[column] = pd.to_numeric(df[column], errors="coerce")
     df["step"] = range(1, len(df) + 1)
     return df
 
@@ -349,8 +354,11 @@ def provenance(run_path: str | Path) -> dict:
 
 def predictions(run_path: str | Path) -> pd.DataFrame:
     """Per-image predictions; class names stay strings (a class called 'None' or 'NA' is not missing)."""
-    return pd.read_csv(Path(run_path) / PREDICTIONS_FILE, dtype={"id": str, "true": str, "pred": str},
-                       keep_default_na=False)
+    table = Predictions.load(Path(run_path) / PREDICTIONS_FILE)
+    df = pd.DataFrame({"id": table.ids, "true": table.true, "pred": table.pred})
+    for i, name in enumerate(table.classes):
+        df[f"p_{name}"] = table.probs[:, i]
+    return df
 
 
 def confusion_cells(metrics: dict, normalised: bool) -> pd.DataFrame:
@@ -536,16 +544,10 @@ def machine_time(root: Path | None = None) -> dict:
             timings = v.get("timings_s") or {}
             deployment += timings.get("total", sum(timings.values()))
     sittings: dict[str, float] = {}
-    log = root / EXPERIMENT_LOG
-    if log.is_file():
-        for n, line in enumerate(log.read_text(encoding="utf-8").splitlines()):
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue  # blank, or cut short by a killed sitting
-            # One entry per run finished in a sitting: its last (largest) wall time counts.
-            key = entry.get("sitting") or f"line-{n}"
-            sittings[key] = max(sittings.get(key, 0.0), entry.get("wall_time_s", 0.0))
+    for n, entry in enumerate(read_experiment_log(root / EXPERIMENT_LOG)):
+        # One entry per run finished in a sitting: its last (largest) wall time counts.
+        key = entry.get("sitting") or f"line-{n}"
+        sittings[key] = max(sittings.get(key, 0.0), entry.get("wall_time_s", 0.0))
     return {"training_s": training, "deployment_s": deployment, "experiment_sittings_s": sum(sittings.values()),
             "sittings": len(sittings)}
 

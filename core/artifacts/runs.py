@@ -38,7 +38,7 @@ from core.artifacts.layout import (
     run_dir,
 )
 from core.artifacts.records import CompleteRecord, RecordError
-from core.artifacts.storage import atomic_write_json, atomic_write_text, utc_timestamp
+from core.artifacts.storage import atomic_write_text, utc_timestamp
 from core.errors import UserError
 
 HISTORY_COLUMNS = ["stage", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]
@@ -119,9 +119,6 @@ class RunFolder:
             fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
             self._lock_fh.close()
             self._lock_fh = None
-
-    def write_json(self, name: str, obj: Any) -> Path:
-        return atomic_write_json(self.file(name), obj)
 
     def mark_complete(self, summary: dict) -> None:
         """Write the completion marker last and drop the resume state."""

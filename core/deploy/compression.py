@@ -241,7 +241,8 @@ def _fit(model, tune: FineTune, label: str, emit: Emit, callbacks: list | None =
                 self.last = now
                 rate = (batch + 1) / (now - self.started)
                 emit(f"{label}: fine-tune epoch {self.epoch + 1}/{tune.epochs}, batch {batch + 1}/"
-                     f"{tune.steps_per_epoch}, ETA of the epoch {_fmt_s((tune.steps_per_epoch - batch - 1) / rate)}")
+                     f"{tune.steps_per_epoch}, ETA of the epoch "
+                     f"{format_seconds((tune.steps_per_epoch - batch - 1) / rate)}")
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
@@ -257,8 +258,6 @@ def _fit(model, tune: FineTune, label: str, emit: Emit, callbacks: list | None =
     return history
 
 
-def _fmt_s(seconds: float) -> str:
-    return format_seconds(seconds)
 
 
 def _set_trainable(model, batchnorm: bool) -> None:

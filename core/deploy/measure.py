@@ -518,7 +518,6 @@ class _InterruptGuard:
         raise KeyboardInterrupt
 
     def __enter__(self) -> "_InterruptGuard":
-
         if threading.current_thread() is threading.main_thread() and \
                 signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             self._previous = signal.signal(signal.SIGINT, self._handle)

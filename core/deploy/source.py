@@ -102,7 +102,7 @@ def _train_pairs(run_dir: Path, config: RunConfig, prov: ProvenanceRecord, class
 
 
 def run_source(run_dir: Path, emit: Emit) -> Source:
-
+    """Check a complete run folder and gather what its variants are made from; locks the folder."""
     if not run_dir.is_dir():
         raise DeployError(f"run folder not found: {run_dir}")
     if not (run_dir / CONFIG_FILE).is_file():

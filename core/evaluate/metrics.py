@@ -238,9 +238,6 @@ def _as_bool_vector(values: Any, name: str) -> np.ndarray:
 
 # --- point estimates ---------------------------------------------------------------
 
-HEADLINE_METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
-
-
 def headline_metrics(y: Any, pred: Any) -> dict:
     """Accuracy, balanced accuracy and macro-F1 of predicted labels (the leaderboard's and every
     deployment variant's headline)."""

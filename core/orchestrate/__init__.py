@@ -1,1 +1,1 @@
-"""Orchestration on top of everything else: one run end to end, experiment grids, background jobs."""
+"""Orchestration on top of training, evaluation and deployment: one run end to end, experiment grids."""

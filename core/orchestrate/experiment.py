@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 import os
 import time
 import tomllib
@@ -50,7 +49,7 @@ from core.artifacts.layout import (
     dataset_slug,
 )
 from core.artifacts.provenance import machine
-from core.artifacts.records import DeploymentRecord, RecordError, UnavailableRecord
+from core.artifacts.records import DeploymentRecord, RecordError, UnavailableRecord, append_experiment_log
 from core.artifacts.runs import RunFolder
 from core.artifacts.storage import utc_timestamp
 from core.data import dataset as data_mod
@@ -311,11 +310,8 @@ def _forget_unavailable(root: Path, cfg: RunConfig, folder: RunFolder) -> None:
 
 def _log_time(root, path, started: float, n_runs: int, failures: list, finished: bool) -> None:
     """Append this sitting's wall time so far; readers keep the last entry of each sitting."""
-    log = Path(root) / EXPERIMENT_LOG
-    log.parent.mkdir(parents=True, exist_ok=True)
     entry = {"file": str(path), "started": utc_timestamp(started),
              "sitting": f"{started:.3f}-{os.getpid()}", "finished": finished,
              "wall_time_s": round(time.time() - started, 1), "runs": n_runs, "failed": len(failures),
              "machine": machine()}
-    with open(log, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(entry) + "\n")
+    append_experiment_log(Path(root) / EXPERIMENT_LOG, entry)

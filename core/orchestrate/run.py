@@ -95,8 +95,7 @@ def _train(run: RunFolder, config: RunConfig, spec: BackboneSpec, emit: Emit) ->
             outcome = transfer.train_and_predict(config, spec, data, run, emit)
         else:
             outcome = baselines.train_and_predict(config, spec, data, run, emit)
-        metrics = _store_results(run, config, data, outcome, started, split_file)
-        headline = {k: metrics[k] for k in ("accuracy", "balanced_accuracy", "macro_f1")}
+        headline = _store_results(run, config, data, outcome, started, split_file)
         run.event("complete", metrics=headline)
         emit(f"done: accuracy {headline['accuracy']:.4f}, balanced accuracy {headline['balanced_accuracy']:.4f}, "
              f"macro-F1 {headline['macro_f1']:.4f} -> {run.path}")
@@ -126,6 +125,7 @@ def _store_split(run: RunFolder, data: PreparedData) -> str:
 
 def _store_results(run: RunFolder, config: RunConfig, data: PreparedData, outcome: dict, started: float,
                    split_file: str) -> dict:
+    """Evaluate on the test split and write the run's results, completion marker last; returns the headline."""
     probs = outcome["test_probs"]
     metrics = MetricsRecord.from_dict(evaluation.evaluate(data.labels["test"], probs, data.classes, seed=config.seed))
     metrics.save(run.file(METRICS_FILE))

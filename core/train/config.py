@@ -121,7 +121,7 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-                raise UserError(f"--set expects KEY=VALUE, got '{item}'")
+            raise UserError(f"--set expects KEY=VALUE, got '{item}'")
         try:
             flat[key] = json.loads(raw)
         except json.JSONDecodeError:

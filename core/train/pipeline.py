@@ -29,9 +29,9 @@ def make_dataset(
 
     ``paths`` are absolute file paths. With ``preprocess_inputs=False`` the batches
     hold resized 0..255 pixels. ``views`` (one per image, with ``augment``, an
-    :class:`~core.config.AugmentConfig`, and ``ids``, the relative paths the views
+    :class:`~core.artifacts.config.AugmentConfig`, and ``ids``, the relative paths the views
     are derived from) applies those deterministic augmented views of
-    :mod:`core.augment`; view 0 is the original image.
+    :mod:`core.data.augment`; view 0 is the original image.
     """
     from core.models.tfkeras import tf
 

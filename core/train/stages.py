@@ -1,7 +1,7 @@
 """Training: two-stage transfer learning, training from scratch, resumable epochs.
 
 Transfer learning follows the keras-io guide, in small named steps:
-:func:`build_classifier` (backbone + new head), :func:`freeze_backbone`,
+:func:`core.models.classifier.build_classifier` (backbone + new head), :func:`freeze_backbone`,
 :func:`unfreeze_top` (BatchNorm stays frozen), :func:`compile_model`. Stage 1 trains
 the head on cached backbone outputs; stage 2 fine-tunes the top of the backbone on
 cached activations of the frozen lower part (see :mod:`core.train.features`).
