@@ -87,10 +87,14 @@ for position, (name, image) in enumerate(images):
             km = next(m for m in keras_models if m.label == st.selectbox(
                 "Keras model", [m.label for m in keras_models], key=f"cam-model-{position}"))
             klass = st.selectbox("Explain class", ["predicted"] + list(km.classes), key=f"cam-class-{position}")
-            with st.spinner("Loading TensorFlow and computing Grad-CAM…"):
-                index = None if klass == "predicted" else list(km.classes).index(klass)
-                cam, index, layer, probs = gradcam.gradcam(km.path, predict.model_input(image, km), index)
-            st.image(gradcam.overlay(image, cam), width=420)
-            st.caption(f"Grad-CAM of '{km.classes[index]}' (p = {probs[index]:.3f}) by {km.run_label}: gradients at "
-                       f"layer '{layer}', the last feature map before pooling ({cam.shape[0]}×{cam.shape[1]}). "
-                       "Red: most evidence for the class.")
+            try:
+                with st.spinner("Loading TensorFlow and computing Grad-CAM…"):
+                    index = None if klass == "predicted" else list(km.classes).index(klass)
+                    cam, index, layer, probs = gradcam.gradcam(km.path, predict.model_input(image, km), index)
+            except UserError as exc:  # a model file that is refused or damaged: the predictions above stand
+                st.error(f"No Grad-CAM from {km.run_label}: {exc}")
+            else:
+                st.image(gradcam.overlay(image, cam), width=420)
+                st.caption(f"Grad-CAM of '{km.classes[index]}' (p = {probs[index]:.3f}) by {km.run_label}: gradients "
+                           f"at layer '{layer}', the last feature map before pooling ({cam.shape[0]}×{cam.shape[1]}). "
+                           "Red: most evidence for the class.")

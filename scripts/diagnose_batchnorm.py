@@ -38,12 +38,19 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.artifacts import provenance  # noqa: E402
-from core.artifacts.layout import METRICS_FILE, MODEL_FILE, PROVENANCE_FILE, diagnostics_file, find_dataset  # noqa: E402
+from core.artifacts.layout import (  # noqa: E402
+    METRICS_FILE,
+    MODEL_FILE,
+    PROVENANCE_FILE,
+    diagnostics_file,
+    find_dataset,
+)
 from core.artifacts.records import BatchNormDiagnosis, MetricsRecord, ProvenanceRecord, SplitRecord  # noqa: E402
 from core.artifacts.runs import RunFolder  # noqa: E402
 from core.data.dataset import SplitAssignment  # noqa: E402
 from core.models.backbones import get_spec  # noqa: E402
 from core.models.batchnorm import reestimate_batchnorm_statistics  # noqa: E402
+from core.models.loading import load_model  # noqa: E402
 from core.models.preprocess import load_batch  # noqa: E402
 from core.train.config import reproduce_command  # noqa: E402
 
@@ -128,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     # Shuffled: the split lists images by class, and a one-class batch has class-specific statistics.
     val = [val[i] for i in rng.permutation(len(val))]
     x_val, y_val = load([p for p, _ in val]), np.array([classes.index(label) for _, label in val])
-    model = keras.models.load_model(run.file(MODEL_FILE), compile=False)
+    model = load_model(run.file(MODEL_FILE))
     keras.utils.set_random_seed(args.seed)  # batch_statistics runs with dropout on: the same draws every time
     result = {"inference": accuracy(model, x_val, y_val, batch_size, False),
               "batch_statistics": accuracy(model, x_val, y_val, batch_size, True)}

@@ -20,6 +20,7 @@ from core.cli import main as cli_main
 from core.deploy import compression
 from core.deploy import measure as deploy
 from core.deploy import variants
+from core.errors import UserError
 
 pytestmark = pytest.mark.integration
 
@@ -326,3 +327,23 @@ def test_mobilenet_v3_small_records_its_unsupported_variants(tmp_path):
     qat = _by_name(doc)["qat_int8"]
     assert qat["status"] == "unsupported" and "quantize_model" in qat["reason"]
     assert _by_name(doc)["tflite_float32"]["status"] == "ok"
+
+
+def test_deploy_and_gradcam_refuse_a_crafted_model_file_without_running_it(run_copy, tmp_path, capsys):
+    """The reported attack: an HDF5 model with a Lambda payload copied over a complete run's model.keras."""
+    from core.models import gradcam
+    from core.models.tfkeras import keras
+
+    marker = tmp_path / "MARKER"
+    target = str(marker)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    payload = keras.layers.Lambda(lambda t: (open(target, "w").close(), t)[1])
+    keras.Model(inputs, payload(inputs)).save(tmp_path / "crafted.h5", save_format="h5")
+    marker.unlink()
+    shutil.copy(tmp_path / "crafted.h5", run_copy / "model.keras")
+    assert cli_main(["deploy", str(run_copy), "--only", "tflite_float32"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "not a Keras .keras archive" in err and "\n" not in err
+    with pytest.raises(UserError, match="not a Keras .keras archive"):
+        gradcam.gradcam(run_copy / "model.keras", np.zeros((1, SIZE, SIZE, 3), np.float32))
+    assert not marker.exists()

@@ -93,6 +93,7 @@ from core.deploy.variants import DeployOptions, Variant, variant_plan
 from core.evaluate.metrics import headline_metrics
 from core.models.backbones import build_backbone, get_spec
 from core.models.classifier import build_classifier, build_head_layers
+from core.models.loading import ModelFileError, load_model
 from core.progress import Emit, Throughput
 
 # Below this change in accuracy a variant gets a warning (it may not be usable as is).
@@ -213,9 +214,9 @@ class _Deployment:
             keras.backend.clear_session()
             self._model = None
             try:
-                model = keras.models.load_model(str(self.src.model_path))
-            except Exception as exc:  # noqa: BLE001 - a damaged or foreign file raises many types
-                raise DeployError(f"cannot load {self.src.model_path}: {compression.condense(exc)}") from exc
+                model = load_model(self.src.model_path)
+            except ModelFileError as exc:
+                raise DeployError(str(exc)) from None
             if tuple(model.input_shape[1:3]) != (self.src.input_size, self.src.input_size):
                 raise DeployError(f"{self.src.model_path} takes {model.input_shape[1:3]} inputs, not "
                                   f"{self.src.input_size} px as the run's config says")

@@ -14,12 +14,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core.models.loading import load_model
+
 
 @lru_cache(maxsize=4)
 def _models(path: str, mtime_ns: int):
     from core.models.tfkeras import keras
 
-    model = keras.models.load_model(path, compile=False)
+    model = load_model(path)
     features = model.get_layer("avg_pool").input
     layer_name = features.node.layer.name if hasattr(features, "node") else features._keras_history[0].name
     grad_model = keras.Model(model.inputs, [features, model.output])

@@ -1,0 +1,87 @@
+"""Loading a stored model never runs code from the file: one loader, zip .keras archives of known classes only."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+
+from core.models.loading import ModelFileError, check_model_file, load_model
+
+pytestmark = pytest.mark.integration
+
+
+def _lambda_model(marker):
+    """A model whose Lambda layer touches ``marker`` when it is built: what a crafted file would carry."""
+    from core.models.tfkeras import keras
+
+    target = str(marker)  # a closure the file stores with the bytecode
+    inputs = keras.Input((4,))
+    touch = keras.layers.Lambda(lambda t: (open(target, "w").close(), t)[1], name="payload")
+    return keras.Model(inputs, keras.layers.Dense(2)(touch(inputs)))
+
+
+def test_an_hdf5_file_named_model_keras_is_refused_before_it_can_run_code(tmp_path):
+    from core.models.tfkeras import keras
+
+    marker = tmp_path / "MARKER"
+    _lambda_model(marker).save(tmp_path / "crafted.h5", save_format="h5")
+    marker.unlink()
+    crafted = tmp_path / "model.keras"
+    shutil.copy(tmp_path / "crafted.h5", crafted)
+    keras.models.load_model(str(crafted), compile=False)  # the attack: Keras' own loader runs the payload...
+    assert marker.exists()
+    marker.unlink()
+    with pytest.raises(ModelFileError, match="not a Keras .keras archive") as info:  # ...the product's does not
+        load_model(crafted)
+    assert not marker.exists() and str(crafted) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_keras_archive_with_a_lambda_or_custom_class_is_refused(tmp_path):
+    marker = tmp_path / "MARKER"
+    _lambda_model(marker).save(tmp_path / "lambda.keras")
+    marker.unlink()
+    with pytest.raises(ModelFileError, match=r"Lambda \(keras.layers\)"):
+        load_model(tmp_path / "lambda.keras")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "refused"),
+    (lambda p: p.write_bytes(b""), "not a Keras .keras archive"),
+    (lambda p: p.unlink(), "no model file here"),
+])
+def test_a_damaged_model_file_is_one_line(tmp_path, damage, expected):
+    from core.models.tfkeras import keras
+
+    path = tmp_path / "model.keras"
+    inputs = keras.Input((4,))
+    keras.Model(inputs, keras.layers.Dense(2)(inputs)).save(path)
+    damage(path)
+    with pytest.raises(ModelFileError, match=expected) as info:
+        load_model(path)
+    assert "\n" not in str(info.value)
+
+
+def test_an_archive_without_its_weights_is_refused(tmp_path):
+    path = tmp_path / "model.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", '{"class_name": "Functional", "config": {}}')
+    with pytest.raises(ModelFileError, match="no model.weights.h5"):
+        check_model_file(path)
+
+
+@pytest.mark.parametrize("backbone", ["EfficientNetLite0", "MobileNetV3Small", "MobileNetV2@0.35"])
+def test_the_classifiers_the_product_writes_load_and_predict_the_same(tmp_path, backbone):
+    from core.artifacts.config import RunConfig
+    from core.models.backbones import build_backbone
+    from core.models.classifier import build_classifier, build_head_layers
+
+    model = build_classifier(build_backbone(backbone, None, (64, 64, 3)),
+                             build_head_layers(3, RunConfig(dataset="", backbone=backbone)))
+    model.save(tmp_path / "model.keras")
+    loaded = load_model(tmp_path / "model.keras")
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)
