@@ -329,6 +329,7 @@ def test_mobilenet_v3_small_records_its_unsupported_variants(tmp_path):
     assert _by_name(doc)["tflite_float32"]["status"] == "ok"
 
 
+@pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file")
 def test_deploy_and_gradcam_refuse_a_crafted_model_file_without_running_it(run_copy, tmp_path, capsys):
     """The reported attack: an HDF5 model with a Lambda payload copied over a complete run's model.keras."""
     from core.models import gradcam

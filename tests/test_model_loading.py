@@ -10,7 +10,8 @@ import pytest
 
 from core.models.loading import ModelFileError, check_model_file, load_model
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration,
+              pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file")]
 
 
 def _lambda_model(marker):
