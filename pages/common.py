@@ -5,6 +5,7 @@ Only reads files through :mod:`core.artifacts.report`; never imports TensorFlow.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import streamlit as st
 
 from core.artifacts import report
 from core.artifacts.layout import DATASET_NOTES_FILE, artifacts_dir, find_dataset, result_files
+from core.artifacts.records import RecordError
 
 
 def _route_through_main_script() -> None:
@@ -43,6 +45,26 @@ def results_token() -> str:
     return f"{root}:{len(stamps)}:{max(stamps, default=0)}"
 
 
+def _cached_or_message(default):
+    """Cache a loader of stored results; a file it cannot read becomes one error line on the page.
+
+    ``default`` (a value, or a type called for a fresh one) stands in for what could not be
+    read, so the rest of the page still draws.
+    """
+    def wrap(fn):
+        cached = st.cache_data(show_spinner=False)(fn)
+
+        @functools.wraps(fn)
+        def load(*args):
+            try:
+                return cached(*args)
+            except RecordError as exc:
+                st.error(f"Not shown: {exc}")
+                return default() if callable(default) else default
+        return load
+    return wrap
+
+
 @st.cache_data(show_spinner=False)
 def load_datasets(token: str) -> list[str]:
     return report.datasets()
@@ -53,44 +75,44 @@ def load_runs(dataset: str, token: str) -> pd.DataFrame:
     return report.runs_table(dataset)
 
 
-@st.cache_data(show_spinner=False)
+@_cached_or_message(pd.DataFrame)
 def load_waiting(dataset: str, token: str) -> pd.DataFrame:
     return report.waiting_runs(dataset)
 
 
-@st.cache_data(show_spinner=False)
+@_cached_or_message(pd.DataFrame)
 def load_architectures(token: str) -> pd.DataFrame:
     return report.architectures()
 
 
-@st.cache_data(show_spinner=False)
+@_cached_or_message(None)
 def load_metrics(path: str, token: str) -> dict:
     return report.metrics(path)
 
 
-@st.cache_data(show_spinner=False)
+@_cached_or_message(pd.DataFrame)
 def load_history(path: str, token: str) -> pd.DataFrame:
     return report.history(path)
 
 
-@st.cache_data(show_spinner=False)
+@_cached_or_message(pd.DataFrame)
 def load_predictions(path: str, token: str) -> pd.DataFrame:
     return report.predictions(path)
 
 
-@st.cache_data(show_spinner=False)
+@_cached_or_message(None)
 def load_json(kind: str, key: str, token: str):
     loaders = {"audit": report.audit, "mcnemar": report.mcnemar, "config": report.config,
                "provenance": report.provenance, "deployment": report.deployment}
     return loaders[kind](key)
 
 
-@st.cache_data(show_spinner=False)
+@_cached_or_message(pd.DataFrame)
 def load_batchnorm_diagnoses(dataset: str, token: str) -> pd.DataFrame:
     return report.batchnorm_diagnoses(dataset)
 
 
-@st.cache_data(show_spinner=False)
+@_cached_or_message(pd.DataFrame)
 def load_split_counts(dataset: str, token: str) -> pd.DataFrame:
     return report.split_counts(dataset)
 
@@ -156,6 +178,9 @@ def selected_runs() -> tuple[str | None, pd.DataFrame]:
     if not dataset:
         return None, pd.DataFrame()
     df = load_runs(dataset, results_token())
+    problems = report.unreadable(df)
+    if problems:
+        st.warning(f"{len(problems)} run(s) of {dataset} could not be read and are left out: " + "; ".join(problems))
     if df.empty:
         return dataset, df
     for column, key in (("backbone", "f_backbone"), ("weights", "f_weights"), ("method", "f_method")):

@@ -28,6 +28,7 @@ def grab(at):
             "info": [i.value for i in at.info], "markdown": [m.value for m in at.markdown],
             "success": [s.value for s in at.success], "dataframes": [d.value.to_dict("list") for d in at.dataframe],
             "titles": [t.value for t in at.title], "code": [c.value for c in at.code],
+            "warning": [w.value for w in at.warning],
             "subheaders": [h.value for h in at.subheader]}
 for page in pages:
     at.switch_page(f"pages/{page}.py").run()
@@ -240,3 +241,36 @@ def test_train_page_is_disabled_on_a_shared_app(monkeypatch):
     at.switch_page("pages/train.py").run()
     assert any("Training is switched off" in i.value for i in at.info)
     assert not [b for b in at.button if b.label == "Start training"]
+
+
+def test_one_unreadable_file_leaves_the_rest_of_the_report_working(tmp_path, capsys):
+    """A truncated metrics.json leaves its run out, listed once with the file and the reason; a truncated
+    audit.json is one error line on the Data page; every other page and the CLI report still work."""
+    import shutil
+
+    from core.artifacts import report
+    from core.cli import main
+
+    art = tmp_path / "art"
+    shutil.copytree(REPO / "artifacts" / "alzheimer_mri", art / "alzheimer_mri",
+                    ignore=shutil.ignore_patterns("*.tflite", ".lock", "model.keras"))
+    runs = sorted((art / "alzheimer_mri").glob("*/*/metrics.json"))
+    broken = runs[0]
+    broken.write_text('{"accuracy": 0.6')
+    (art / "alzheimer_mri" / "audit.json").write_text("{")
+
+    table = report.runs_table("alzheimer_mri", art)
+    assert len(table) == len(runs) - 1 and str(broken.parent) not in set(table["path"])
+    [problem] = report.unreadable(table)
+    assert str(broken) in problem and "not valid JSON" in problem
+
+    result = render(art)
+    for page, content in result["pages"].items():
+        assert content["exception"] == [], page
+    assert any(str(broken) in w for w in result["pages"]["overview"]["warning"])
+    assert any("audit.json" in e and "not valid JSON" in e for e in result["pages"]["data"]["error"])
+
+    assert main(["report", "--artifacts", str(art)]) == 0
+    out = capsys.readouterr().out
+    assert "1 run(s) could not be read and are left out" in out and str(broken) in out
+    assert "| EfficientNetLite1 · transfer · full · seed 0 |" in out  # the other runs' rows are there

@@ -43,6 +43,7 @@ from core.artifacts.records import (
     MetricsRecord,
     Predictions,
     ProvenanceRecord,
+    RecordError,
     SplitRecord,
     UnavailableRecord,
     read_experiment_log,
@@ -102,44 +103,78 @@ def _setting_text(value) -> str:
     return "default" if value is None else str(value)
 
 
-def dataset_runs(dataset: str, root: Path | None = None) -> list[tuple[Path, dict]]:
-    """(folder, stored config) of every complete run of ``dataset``."""
-    return [(run, RunConfig.load(run / CONFIG_FILE).to_dict()) for run in complete_runs(Path(root or artifacts_dir()))
-            if dataset_of_run(run) == dataset]
+def dataset_runs(dataset: str, root: Path | None = None,
+                 problems: list[str] | None = None) -> list[tuple[Path, dict]]:
+    """(folder, stored config) of every complete run of ``dataset``.
+
+    With ``problems``, a run whose config cannot be read is left out and its one-line
+    reason appended there; without, the :class:`~core.artifacts.records.RecordError` is raised.
+    """
+    out = []
+    for run in complete_runs(Path(root or artifacts_dir())):
+        if dataset_of_run(run) != dataset:
+            continue
+        try:
+            out.append((run, RunConfig.load(run / CONFIG_FILE).to_dict()))
+        except RecordError as exc:
+            if problems is None:
+                raise
+            problems.append(str(exc))
+    return out
+
+
+def unreadable(df: pd.DataFrame) -> list[str]:
+    """The runs :func:`runs_table` left out because a stored file could not be read, one line each."""
+    return list(df.attrs.get("unreadable", []))
 
 
 def runs_table(dataset: str, root: Path | None = None) -> pd.DataFrame:
-    """One row per complete run of a dataset: settings, headline metrics with CIs, costs."""
-    rows, configs = [], []
-    for run, cfg in dataset_runs(dataset, root):
+    """One row per complete run of a dataset: settings, headline metrics with CIs, costs.
+
+    A run with a stored file that cannot be read is left out, and the reason is listed in
+    :func:`unreadable` of the table: one bad file never hides the other runs.
+    """
+    rows, configs, problems = [], [], []
+    for run, cfg in dataset_runs(dataset, root, problems):
+        try:
+            row = _run_row(dataset, run, cfg)
+        except RecordError as exc:
+            problems.append(str(exc))
+            continue
         configs.append(cfg)
-        metrics = MetricsRecord.load(run / METRICS_FILE)
-        prov = ProvenanceRecord.load(run / PROVENANCE_FILE)
-        row = {
-            "dataset": dataset, "backbone": cfg["backbone"], "run_id": run.name, "path": str(run),
-            "weights": cfg["weights"], "method": cfg.get("method", "finetune"), "preset": cfg["preset"],
-            "seed": cfg["seed"], "n_test": metrics.n, "ece": metrics.calibration["ece"],
-            "settings_key": _settings_key(cfg),
-            "wall_time_s": prov.wall_time_s or sum(prov.timings_s.values()) or None,
-            "test_split": _test_split_size(run, prov),
-            "git_commit": (prov.code or {}).get("git_commit"),
-        }
-        boot = metrics.bootstrap["metrics"]
-        for m in METRICS:
-            value = metrics.roc["macro_auc"] if m == "macro_auc" else getattr(metrics, m)
-            row[m] = value
-            row[f"{m}_low"] = boot.get(m, {}).get("low")
-            row[f"{m}_high"] = boot.get(m, {}).get("high")
-        row.update(_deployment_summary(run))
-        row["kind"] = run_kind(row["method"], row["weights"])
         rows.append(row)
     for row, label in zip(rows, run_labels(configs)):
         row["label"] = label
     df = pd.DataFrame(rows)
-    if df.empty:
-        return df
-    # Runs on the whole test split first: a subsampled (quick) run's score is not comparable.
-    return df.sort_values(["n_test", "accuracy", "macro_f1"], ascending=False, ignore_index=True)
+    if not df.empty:
+        # Runs on the whole test split first: a subsampled (quick) run's score is not comparable.
+        df = df.sort_values(["n_test", "accuracy", "macro_f1"], ascending=False, ignore_index=True)
+    df.attrs["unreadable"] = problems
+    return df
+
+
+def _run_row(dataset: str, run: Path, cfg: dict) -> dict:
+    """The leaderboard row of one run (raises RecordError if one of its files cannot be read)."""
+    metrics = MetricsRecord.load(run / METRICS_FILE)
+    prov = ProvenanceRecord.load(run / PROVENANCE_FILE)
+    row = {
+        "dataset": dataset, "backbone": cfg["backbone"], "run_id": run.name, "path": str(run),
+        "weights": cfg["weights"], "method": cfg.get("method", "finetune"), "preset": cfg["preset"],
+        "seed": cfg["seed"], "n_test": metrics.n, "ece": metrics.calibration["ece"],
+        "settings_key": _settings_key(cfg),
+        "wall_time_s": prov.wall_time_s or sum(prov.timings_s.values()) or None,
+        "test_split": _test_split_size(run, prov),
+        "git_commit": (prov.code or {}).get("git_commit"),
+    }
+    boot = metrics.bootstrap["metrics"]
+    for m in METRICS:
+        value = metrics.roc["macro_auc"] if m == "macro_auc" else getattr(metrics, m)
+        row[m] = value
+        row[f"{m}_low"] = boot.get(m, {}).get("low")
+        row[f"{m}_high"] = boot.get(m, {}).get("high")
+    row.update(_deployment_summary(run))
+    row["kind"] = run_kind(row["method"], row["weights"])
+    return row
 
 
 def _test_split_size(run: Path, prov: ProvenanceRecord) -> int | None:
@@ -463,7 +498,10 @@ def static_html(dataset: str, root: Path | None = None, runs: pd.DataFrame | Non
     ``runs``: the rows of :func:`runs_table` to include (default: every complete run).
     """
     df = runs_table(dataset, root) if runs is None else runs
-    audit_report = audit(dataset, root)
+    try:
+        audit_report, audit_problem = audit(dataset, root), None
+    except RecordError as exc:
+        audit_report, audit_problem = None, str(exc)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(dataset)}: transfer-learning study</title>",
              "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
              "font-size:13px}td,th{border:1px solid #ccc;padding:4px 6px}th{background:#f3f3f3}</style></head><body>",
@@ -482,6 +520,8 @@ def static_html(dataset: str, root: Path | None = None, runs: pd.DataFrame | Non
         for key in ("leakage_pairs", "conflicting_label_pairs", "within_split_pairs", "corrupt_files", "imbalance_ratio"):
             parts.append(f"<li>{key.replace('_', ' ')}: {html.escape(str(v.get(key)))}</li>")
         parts.append("</ul>")
+    if audit_problem:
+        parts.append(f"<h2>Data audit</h2><p>Not shown: {html.escape(audit_problem)}</p>")
     if not df.empty:
         parts.append("<h2>Provenance</h2>")
         parts.append(df[["label", "run_id", "git_commit", "wall_time_s"]].to_html(index=False, escape=True))
@@ -504,10 +544,13 @@ def estimate_seconds(backbone: str, preset: str, weights: str, n_images: int, ro
     """
     per_image = []
     for run in complete_runs(Path(root or artifacts_dir())):
-        cfg = RunConfig.load(run / CONFIG_FILE).to_dict()
+        try:
+            cfg = RunConfig.load(run / CONFIG_FILE).to_dict()
+            prov = ProvenanceRecord.load(run / PROVENANCE_FILE)
+        except RecordError:
+            continue  # the leaderboard lists it as unreadable; an estimate does without it
         if (cfg["backbone"], cfg["preset"], cfg["weights"], cfg.get("method")) != (backbone, preset, weights, "finetune"):
             continue
-        prov = ProvenanceRecord.load(run / PROVENANCE_FILE)
         images = sum((prov.dataset or {}).get("counts", {}).values())
         seconds = sum(prov.timings_s.values())
         if images and seconds:
@@ -535,12 +578,13 @@ def architecture_table(arch: pd.DataFrame) -> pd.DataFrame:
 def machine_time(root: Path | None = None) -> dict:
     """Machine time on record, in seconds: training stages, deployment measurements, experiment sittings."""
     root = Path(root or artifacts_dir())
-    training = sum(sum(ProvenanceRecord.load(run / PROVENANCE_FILE).timings_s.values()) for run in complete_runs(root))
+    training = sum(sum(_readable(ProvenanceRecord, run / PROVENANCE_FILE, ProvenanceRecord(
+        code={}, libraries={}, machine={}, dataset={})).timings_s.values()) for run in complete_runs(root))
     deployment = 0.0
     for path in [deployment_file(run) for run in complete_runs(root)] + list(root.glob(f"{ARCHITECTURES_DIR}/*/{DEPLOYMENT_FILE}")):
         if not path.is_file():
             continue
-        for v in DeploymentRecord.load(path).variants:
+        for v in _readable(DeploymentRecord, path, DeploymentRecord(kind="unreadable")).variants:
             timings = v.get("timings_s") or {}
             deployment += timings.get("total", sum(timings.values()))
     sittings: dict[str, float] = {}
@@ -550,6 +594,14 @@ def machine_time(root: Path | None = None) -> dict:
         sittings[key] = max(sittings.get(key, 0.0), entry.get("wall_time_s", 0.0))
     return {"training_s": training, "deployment_s": deployment, "experiment_sittings_s": sum(sittings.values()),
             "sittings": len(sittings)}
+
+
+def _readable(kind, path: Path, default):
+    """A record, or ``default`` when its file cannot be read (for totals that do without it)."""
+    try:
+        return kind.load(path)
+    except RecordError:
+        return default
 
 
 def _markdown_table(df: pd.DataFrame) -> list[str]:
@@ -566,12 +618,15 @@ def markdown_results(root: Path | None = None) -> str:
     for dataset in datasets(root):
         df = runs_table(dataset, root)
         waiting = waiting_runs(dataset, root)
-        if df.empty and waiting.empty:
+        if df.empty and waiting.empty and not unreadable(df):
             continue
         lines.append(f"### {dataset}\n")
         if not df.empty:
             lines.append(f"{test_split_caption(df)}; value [95% bootstrap CI].\n")
             lines += _markdown_table(leaderboard(df))
+        if unreadable(df):
+            lines.append(f"{len(unreadable(df))} run(s) could not be read and are left out: "
+                         + "; ".join(unreadable(df)) + "\n")
         spread = seed_spread(df)
         if not spread.empty:
             lines.append("Seed-to-seed spread (training randomness), next to the bootstrap CI width (test-sample "

@@ -48,7 +48,7 @@ class StoredModel:
 
 def stored_models(dataset: str, root: Path | None = None) -> tuple[list[StoredModel], list[StoredModel]]:
     """(TFLite variants, Keras models) of every complete network run of ``dataset``."""
-    network = [(run, cfg) for run, cfg in dataset_runs(dataset, root) if cfg.get("method", "finetune") == "finetune"]
+    network = [(run, cfg) for run, cfg in dataset_runs(dataset, root, problems=[]) if cfg.get("method", "finetune") == "finetune"]
     runs, configs = [r for r, _ in network], [c for _, c in network]
     lite, keras_models = [], []
     for run, cfg, label in zip(runs, configs, run_labels(configs)):
