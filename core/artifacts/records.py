@@ -214,7 +214,6 @@ class DeploymentRecord(Record):
     extra: dict = field(default_factory=dict)
 
 
-
 @dataclass
 class AuditRecord(Record):
     """``audit.json``: ``python -m core audit`` (duplicates, leakage, conflicting labels, corrupt files)."""
