@@ -116,6 +116,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     overrides = config_mod.parse_overrides(args.set or [])
     overrides.update(weights=args.weights, seed=args.seed, method=args.method)
+    if args.groups and args.group_pattern:
+        raise UserError("give either --groups FILE.csv or --group-pattern REGEX, not both")
+    if args.groups:
+        overrides["grouping"] = f"csv:{Path(args.groups).expanduser().resolve()}"
+    elif args.group_pattern:
+        overrides["grouping"] = f"regex:{args.group_pattern}"
     cfg = config_mod.resolve(args.data, args.backbone, args.preset, overrides)
     execute(cfg, args.artifacts, emit=_emit, deploy=args.deploy)
     return 0
@@ -135,6 +141,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a setting, e.g. --set stage1.epochs=5 --set augment.views=0 (repeatable)")
     p.add_argument("--deploy", action="store_true", help="measure the deployment variants right after training")
+    p.add_argument("--groups", metavar="FILE.csv", default=None,
+                   help="images that must stay on one side of every split: a CSV 'path,group' (e.g. subject ids); "
+                        "default: groups of near-duplicate images (--set grouping=none splits image by image)")
+    p.add_argument("--group-pattern", metavar="REGEX", default=None,
+                   help="group id from each image's relative path: the first capture group of REGEX")
     p.set_defaults(func=_cmd_run)
 
 
@@ -175,6 +186,35 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--artifacts", default=None)
     p.add_argument("--alpha", type=float, default=0.05)
     p.set_defaults(func=_cmd_compare)
+
+
+def _cmd_leakage(args: argparse.Namespace) -> int:
+    from core.evaluate.leakage import rescore_dataset
+
+    folder = Path(args.dataset)
+    if not folder.is_dir():
+        folder = Path(args.artifacts or artifacts_dir()) / args.dataset
+    if not folder.is_dir():
+        raise UserError(f"no dataset folder {args.dataset} (looked in {folder.parent})")
+    rows = []
+    for run, result in rescore_dataset(folder, emit=_emit):
+        name = f"{run.parent.name}/{run.name}"
+        if isinstance(result, str):
+            rows.append([name, "", "", "", "", f"not scored: {result}"])
+            continue
+        everything, free = result.subset("all"), result.subset("leak_free")
+        rows.append([name, everything["n"], f"{everything['accuracy']:.3f}", free["n"] if free else 0,
+                     f"{free['accuracy']:.3f}" if free else "-", ""])
+    print(format_table(rows, ["run", "test images", "accuracy", "leak-free images", "leak-free accuracy", "note"]))
+    return 0
+
+
+def _add_leakage(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("leakage", help="score every stored run of a dataset on its leak-free test images "
+                                       "(groups from the dataset's audit.json), written to each run's leakage.json")
+    p.add_argument("dataset", help="dataset folder under artifacts/ (e.g. alzheimer_mri) or its path")
+    p.add_argument("--artifacts", default=None)
+    p.set_defaults(func=_cmd_leakage)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -256,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_backbones(sub)
     _add_audit(sub)
+    _add_leakage(sub)
     _add_run(sub)
     _add_experiment(sub)
     _add_compare(sub)

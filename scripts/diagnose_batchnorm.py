@@ -47,7 +47,7 @@ from core.artifacts.layout import (  # noqa: E402
 )
 from core.artifacts.records import BatchNormDiagnosis, MetricsRecord, ProvenanceRecord, SplitRecord  # noqa: E402
 from core.artifacts.runs import RunFolder  # noqa: E402
-from core.data.dataset import SplitAssignment  # noqa: E402
+from core.data.splits import SplitAssignment  # noqa: E402
 from core.models.backbones import get_spec  # noqa: E402
 from core.models.batchnorm import reestimate_batchnorm_statistics  # noqa: E402
 from core.models.loading import load_model  # noqa: E402

@@ -9,6 +9,7 @@ from conftest import make_image_dataset
 from PIL import Image
 
 from core.data import dataset as data
+from core.data import splits
 from core.errors import DatasetError, ImageDecodeError
 
 pytestmark = pytest.mark.unit
@@ -36,7 +37,7 @@ def test_discovers_predefined_splits_and_keeps_them(tmp_path):
     root = make_image_dataset(tmp_path / "ds", per_class=8, layout="predefined")
     index = data.discover(root)
     assert index.layout == data.LAYOUT_PREDEFINED and index.splits() == ["train", "test"]
-    split = data.make_splits(index, val_fraction=0.25, seed=1)
+    split = splits.make_splits(index, val_fraction=0.25, seed=1)
     for path, _, s in split.items:
         if path.startswith("test/"):
             assert s == "test"  # the predefined test split is kept
@@ -49,14 +50,14 @@ def test_discovers_predefined_splits_and_keeps_them(tmp_path):
 
 def test_stratified_splits_are_deterministic_per_seed(tmp_path):
     index = data.discover(make_image_dataset(tmp_path / "ds", per_class=20))
-    a = data.make_splits(index, 0.15, 0.15, seed=42)
-    b = data.make_splits(index, 0.15, 0.15, seed=42)
-    c = data.make_splits(index, 0.15, 0.15, seed=7)
+    a = splits.make_splits(index, 0.15, 0.15, seed=42)
+    b = splits.make_splits(index, 0.15, 0.15, seed=42)
+    c = splits.make_splits(index, 0.15, 0.15, seed=7)
     assert a.items == b.items and a.items != c.items
     counts = a.counts()
     assert {counts["test"][k] for k in counts["test"]} == {3}  # 15% of 20 per class, stratified
     assert sum(sum(v.values()) for v in counts.values()) == 60
-    assert data.SplitAssignment.from_dict(a.to_dict()).items == a.items
+    assert splits.SplitAssignment.from_dict(a.to_dict()).items == a.items
 
 
 def test_a_class_too_small_to_split_is_named(tmp_path):
@@ -65,7 +66,7 @@ def test_a_class_too_small_to_split_is_named(tmp_path):
         extra.unlink()
     index = data.discover(root)
     with pytest.raises(DatasetError, match="blue") as caught:
-        data.make_splits(index)
+        splits.make_splits(index)
     assert "Add images" in str(caught.value) and "fits" not in str(caught.value)  # 2 images < 3 splits
 
     # The first class named is not the smallest: the suggestion must fit the smallest.
@@ -78,10 +79,10 @@ def test_a_class_too_small_to_split_is_named(tmp_path):
         extra.unlink()
     index = data.discover(root)
     with pytest.raises(DatasetError, match=r"'green' has only 6") as caught:
-        data.make_splits(index)
+        splits.make_splits(index)
     suggested = dict(kv.split("=") for kv in re.findall(r"\w+_fraction=[\d.]+", str(caught.value).split(". ", 1)[1]))
     assert suggested == {"val_fraction": "0.25", "test_fraction": "0.25"}
-    counts = data.make_splits(index, float(suggested["val_fraction"]), float(suggested["test_fraction"])).counts()
+    counts = splits.make_splits(index, float(suggested["val_fraction"]), float(suggested["test_fraction"])).counts()
     assert all(counts[s][c] >= 1 for s in ("train", "val", "test") for c in ("green", "red"))
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
 from core.cli import main as cli_main
-from core.data import audit
+from core.data import audit, duplicates
 
 pytestmark = pytest.mark.unit
 
@@ -86,7 +86,7 @@ def test_flat_images_match_only_flat_images_of_the_same_colour(tmp_path, monkeyp
         Image.new("RGB", (32, 32), (grey, grey, grey)).save(root / "a" / f"grey{k}.png")
     # Flat images never enter the hash comparison: their would-be pairs (all at distance 0)
     # cannot trip the pair limit meant for a loose threshold.
-    monkeypatch.setattr(audit, "MAX_PAIRS", 3)
+    monkeypatch.setattr(duplicates, "MAX_PAIRS", 3)
     report = audit.audit_dataset(root, val_fraction=0.0, test_fraction=0.0)
     pairs = {frozenset((p["a"], p["b"])) for p in report["duplicates"]["pairs"]}
     assert pairs == {frozenset(("a/black.png", "b/black_too.jpg"))}

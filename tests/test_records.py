@@ -20,6 +20,7 @@ from core.artifacts.records import (
     ComparisonRecord,
     CompleteRecord,
     DeploymentRecord,
+    LeakageRecord,
     MetricsRecord,
     Predictions,
     ProvenanceRecord,
@@ -58,6 +59,7 @@ def _committed(pattern: str) -> list[Path]:
     (f"{layout.ARCHITECTURES_DIR}/*/{layout.DEPLOYMENT_FILE}", DeploymentRecord),
     (f"*/{layout.AUDIT_FILE}", AuditRecord), (f"*/{layout.MCNEMAR_FILE}", ComparisonRecord),
     (f"*/{layout.UNAVAILABLE_FILE}", UnavailableRecord), (f"*/{layout.DIAGNOSTICS_DIR}/*.json", BatchNormDiagnosis),
+    (f"*/*/*/{layout.LEAKAGE_FILE}", LeakageRecord),
 ])
 def test_every_committed_record_loads_and_round_trips_unchanged(pattern, kind):
     defaults = {f.name: f.default for f in dataclasses.fields(kind) if f.default is not dataclasses.MISSING}

@@ -61,6 +61,12 @@ class RunConfig:
     split_seed: int = 42  # fixed across training seeds, so every run of a dataset shares its test set
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    # Images that must stay on one side of every split (core.data.groups): "duplicates" (connected
+    # near-copies), "csv:PATH" (path,group file), "regex:PATTERN" (group id from the path) or "none"
+    # (image by image, as the first runs were split).
+    grouping: str = "duplicates"
+    duplicate_threshold: int = 24  # pHash bits of 256 (core.data.duplicates.DEFAULT_THRESHOLD)
+    split_policy: str = "keep"  # "keep" predefined split folders, or "regroup" the whole dataset by group
     max_train_per_class: int | None = None  # subsampling (quick preset)
     max_eval_per_class: int | None = None
     input_size: int | None = None  # None: the backbone's native size
@@ -90,6 +96,8 @@ class RunConfig:
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
         """Inverse of :meth:`to_dict` (unknown keys are an error)."""
         data = {k: v for k, v in data.items() if k != "schema_version"}
+        for key, value in ABSENT_MEANS.items():
+            data.setdefault(key, value)
         nested = {"augment": AugmentConfig, "stage1": StageConfig, "stage2": StageConfig, "scratch": StageConfig}
         for key, kind in nested.items():
             if key in data and isinstance(data[key], dict):
@@ -137,7 +145,10 @@ def identity_settings(cfg: dict[str, Any], leave_out: Sequence[str] = ()) -> dic
 
 # Settings added after runs were committed, with the default that reproduces those runs:
 # left out of the run id while at that default, so existing run folders keep their names.
-ADDED_SETTINGS: dict[str, Any] = {"bn_momentum": None}
+ADDED_SETTINGS: dict[str, Any] = {"bn_momentum": None, "grouping": "none", "duplicate_threshold": 24,
+                                  "split_policy": "keep"}
+# What a stored config without the key meant: runs made before groups existed split image by image.
+ABSENT_MEANS: dict[str, Any] = {"grouping": "none"}
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -34,6 +34,7 @@ HISTORY_FILE = "history.csv"
 EVENTS_FILE = "events.jsonl"
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
+LEAKAGE_FILE = "leakage.json"
 MODEL_FILE = "model.keras"
 STATE_DIR = "state"
 COMPLETE_MARKER = "complete.json"
@@ -83,9 +84,11 @@ def dataset_of_run(run: Path) -> str:
     return Path(run).parent.parent.name
 
 
-def split_path(dataset_folder: Path, seed: int, fingerprint: str) -> Path:
-    """A dataset's stored split for a split seed and data fingerprint."""
-    return dataset_folder / SPLITS_DIR / f"split-seed{seed}-{fingerprint[:12]}.json"
+def split_path(dataset_folder: Path, seed: int, fingerprint: str, variant: str | None = None) -> Path:
+    """A dataset's stored split for a split seed and data fingerprint; ``variant`` tells apart splits of
+    the same seed made with other settings (groups, policy, fractions; none for the first runs' splits)."""
+    suffix = f"-{variant}" if variant else ""
+    return dataset_folder / SPLITS_DIR / f"split-seed{seed}-{fingerprint[:12]}{suffix}.json"
 
 
 def deploy_dir(run: Path) -> Path:
@@ -121,7 +124,7 @@ def result_files(root: str | os.PathLike | None = None) -> list[Path]:
     root = _root(root)
     if not root.is_dir():
         return []
-    patterns = [f"*/*/*/{COMPLETE_MARKER}", "*/*.json", f"*/*/*/{DEPLOY_DIR}/{DEPLOYMENT_FILE}",
+    patterns = [f"*/*/*/{COMPLETE_MARKER}", f"*/*/*/{LEAKAGE_FILE}", "*/*.json", f"*/*/*/{DEPLOY_DIR}/{DEPLOYMENT_FILE}",
                 f"{ARCHITECTURES_DIR}/*/{DEPLOYMENT_FILE}", f"*/{DIAGNOSTICS_DIR}/*.json", f"*/{SPLITS_DIR}/*.json"]
     return [p for pattern in patterns for p in root.glob(pattern)]
 

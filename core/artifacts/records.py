@@ -133,6 +133,27 @@ class MetricsRecord(Record):
 
 
 @dataclass
+class LeakageRecord(Record):
+    """``leakage.json``: the run scored on its whole test split and on the leak-free part of it
+    (:func:`core.evaluate.leakage.score_leakage`), intervals resampling groups."""
+
+    KIND: ClassVar[str] = "leakage record"
+    grouping: dict
+    computed_from: str
+    test_images: int
+    test_groups: int
+    leaking_images: int
+    definition: str
+    subsets: dict
+    created_at: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def subset(self, name: str) -> dict | None:
+        """``all``, ``leak_free`` or ``leaking``: n, metrics and bootstrap intervals (None when empty)."""
+        return self.subsets.get(name)
+
+
+@dataclass
 class CompleteRecord(Record):
     """``complete.json``: written last; only then is a run folder a result."""
 
@@ -370,7 +391,7 @@ def read_experiment_log(path: str | os.PathLike) -> list[dict]:
 # Every record with the fields it writes (the documentation test walks this list).
 JSON_RECORDS: tuple[type[Record], ...] = (MetricsRecord, CompleteRecord, ProvenanceRecord, SplitRecord,
                                           DeploymentRecord, AuditRecord, ComparisonRecord, UnavailableRecord,
-                                          BatchNormDiagnosis)
+                                          BatchNormDiagnosis, LeakageRecord)
 
 
 def record_fields(kind: type) -> list[str]:

@@ -8,8 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from core.artifacts.config import RunConfig
-from core.data.dataset import SplitAssignment, discover, fingerprint, make_splits
+from core.data import groups
+from core.data.dataset import DatasetIndex, discover, fingerprint
+from core.data.duplicates import find_duplicates
 from core.data.sampling import balanced_sample
+from core.data.splits import SplitAssignment, make_splits
 from core.errors import DatasetError
 from core.progress import Emit
 
@@ -25,6 +28,15 @@ class PreparedData:
     ids: dict[str, list[str]]  # split -> relative paths
     labels: dict[str, np.ndarray]  # split -> class indices
     skipped: list[tuple[str, str]]
+    measured_groups: groups.Grouping  # the groups leak-free scores and intervals use (the split's, or duplicates)
+
+    def test_groups(self) -> np.ndarray:
+        """Group codes of the test images (equal codes: one group), for cluster-bootstrap intervals."""
+        return self.measured_groups.codes(self.ids["test"])
+
+    def leaking_test(self) -> np.ndarray:
+        """Boolean per test image: its group has a member in train or val (the whole split, not a subsample)."""
+        return self.measured_groups.leaking(self.split.items, self.ids["test"])
 
     def abs_paths(self, split: str) -> list[str]:
         return [str(self.root / p) for p in self.ids[split]]
@@ -41,7 +53,13 @@ def prepare_data(config: RunConfig, emit: Emit) -> PreparedData:
         emit(f"data: note: {problem}")
     if len(index.classes) < 2:
         raise DatasetError(f"{config.dataset} has {len(index.classes)} class folder(s) with images; a classifier needs at least 2")
-    split = make_splits(index, config.val_fraction, config.test_fraction, config.split_seed)
+    grouping = make_grouping(config, index, emit)
+    split = make_splits(index, config.val_fraction, config.test_fraction, config.split_seed,
+                        None if grouping.source == "none" else grouping, config.split_policy)
+    if grouping.source == "none":  # split image by image, but leakage is still measured on duplicates
+        grouping = duplicate_groups(index, config.duplicate_threshold, emit)
+    for message in groups.chaining_messages(grouping.summary({p: lab for p, lab, _ in split.items})):
+        emit(f"data: WARNING: {message}")
     digest = fingerprint(index)
     split.dataset_fingerprint = digest
     class_index = {c: i for i, c in enumerate(index.classes)}
@@ -60,4 +78,29 @@ def prepare_data(config: RunConfig, emit: Emit) -> PreparedData:
         raise DatasetError(f"class(es) {', '.join(untrained)} of {config.dataset} have no training images (only in "
                            "val/test): a model cannot learn them; add training images or remove the class")
     emit("data: " + ", ".join(f"{k} {len(v)}" for k, v in ids.items()) + f" images, {len(index.classes)} classes")
-    return PreparedData(index.root, list(index.classes), digest, split, ids, labels, list(index.skipped))
+    return PreparedData(index.root, list(index.classes), digest, split, ids, labels, list(index.skipped), grouping)
+
+
+def make_grouping(config: RunConfig, index: DatasetIndex, emit: Emit) -> groups.Grouping:
+    """The groups the config asks for (see :mod:`core.data.groups`)."""
+    kind, arg = groups.parse_grouping(config.grouping)
+    paths = [r.path for r in index.records]
+    if kind == "duplicates":
+        return duplicate_groups(index, config.duplicate_threshold, emit)
+    if kind == "csv":
+        return groups.from_csv(arg, paths)
+    if kind == "regex":
+        return groups.from_pattern(arg, paths)
+    return groups.singletons(paths)
+
+
+def duplicate_groups(index: DatasetIndex, threshold: int, emit: Emit) -> groups.Grouping:
+    """Connected near-copies (perceptual hash within ``threshold`` bits, flips and rotations included)."""
+    emit(f"data: grouping near-copies of {len(index.records)} images (pHash threshold {threshold})")
+    scan = find_duplicates(index, threshold)
+    paths = [r.path for r in scan.index.records]
+    found = groups.from_pairs(paths, scan.ii, scan.jj, scan.dd, f"pHash within {threshold} of 256 bits, "
+                              "flips and rotations included, or identical bytes")
+    found.group_of.update({p: p for p in scan.bad})  # unreadable now, skipped by the split anyway
+    return found
+

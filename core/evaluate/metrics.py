@@ -77,16 +77,20 @@ def evaluate(
     seed: int = 0,
     calibration_bins: int = 15,
     max_curve_points: int = 200,
+    groups: Any = None,
 ) -> dict:
     """Every test-set metric of one classifier, as a JSON-able dict (see the module doc).
 
     ``y_true`` holds integer labels ``0..k-1`` (shape ``(n,)``), ``probs`` the predicted
     class probabilities (shape ``(n, k)``, rows summing to 1) and ``class_names`` the
-    ``k`` class names, stored as strings. Raises ``ValueError`` on malformed input.
+    ``k`` class names, stored as strings. ``groups`` (one id per sample) makes the
+    bootstrap resample whole groups (a cluster bootstrap): near-copies of one image, or
+    slices of one scan, are not independent evidence. Raises ``ValueError`` on malformed input.
     """
     y, p = _validate_arrays(y_true, probs)
     names = _validate_class_names(class_names, p.shape[1])
     _validate_options(n_bootstrap, seed, calibration_bins, max_curve_points)
+    codes = _group_codes(groups, y.size)
     pred = p.argmax(axis=1)
     summary = _summary_metrics(y, pred)
     roc = _roc(y, p, names, max_curve_points)
@@ -100,8 +104,24 @@ def evaluate(
         "roc": roc,
         "pr": _precision_recall(y, p, names, max_curve_points),
         "calibration": _calibration(y, p, calibration_bins),
-        "bootstrap": _bootstrap(y, p, summary, roc, n_bootstrap, seed),
+        "bootstrap": _bootstrap(y, p, summary, roc, n_bootstrap, seed, codes),
     }
+
+
+def interval_summary(y_true: Any, probs: Any, class_names: Sequence[Any], groups: Any = None,
+                     n_bootstrap: int = 1000, seed: int = 0) -> dict:
+    """The headline metrics of a (sub)set with their bootstrap intervals, as in :func:`evaluate`.
+
+    For scoring a subset of the test split (e.g. its leak-free part) without the curves.
+    """
+    y, p = _validate_arrays(y_true, probs)
+    names = _validate_class_names(class_names, p.shape[1])
+    _validate_options(n_bootstrap, seed, 15, 200)
+    codes = _group_codes(groups, y.size)
+    summary = _summary_metrics(y, p.argmax(axis=1))
+    roc = _roc(y, p, names, 2)
+    return {"n": int(y.size), **summary, "macro_auc": roc["macro_auc"],
+            "bootstrap": _bootstrap(y, p, summary, roc, n_bootstrap, seed, codes)}
 
 
 def mcnemar(correct_a: Any, correct_b: Any) -> dict:
@@ -402,15 +422,29 @@ def _calibration(y: np.ndarray, p: np.ndarray, n_bins: int) -> dict:
 
 # --- bootstrap ---------------------------------------------------------------------
 
-def _bootstrap(y: np.ndarray, p: np.ndarray, summary: dict, roc: dict, n_resamples: int, seed: int) -> dict:
+def _group_codes(groups: Any, n: int) -> np.ndarray | None:
+    """Dense codes ``0..G-1`` per sample, or None when every sample is its own group."""
+    if groups is None:
+        return None
+    values = np.asarray(groups)
+    if values.shape != (n,):
+        raise ValueError(f"groups must have one entry per sample ({n}), got shape {values.shape}")
+    _, codes = np.unique(values, return_inverse=True)
+    return None if codes.max(initial=-1) + 1 == n else codes.astype(np.int64)
+
+
+def _bootstrap(y: np.ndarray, p: np.ndarray, summary: dict, roc: dict, n_resamples: int, seed: int,
+               groups: np.ndarray | None = None) -> dict:
     estimates = {**summary, "macro_auc": roc["macro_auc"]}
     auc_classes = _bootstrap_auc_classes(roc)
-    samples = _bootstrap_samples(y, p, auc_classes, n_resamples, seed)
+    samples = _bootstrap_samples(y, p, auc_classes, n_resamples, seed, groups)
     return {
         "n_resamples": int(n_resamples),
         "seed": int(seed),
         "confidence": BOOTSTRAP_CONFIDENCE,
         "method": "percentile",
+        "unit": "image" if groups is None else "group",
+        "units": int(y.size if groups is None else groups.max() + 1),
         "metrics": {name: _interval(estimates[name], samples[name]) for name in BOOTSTRAP_METRICS},
     }
 
@@ -424,7 +458,7 @@ def _bootstrap_auc_classes(roc: dict) -> list[int]:
 
 
 def _bootstrap_samples(y: np.ndarray, p: np.ndarray, auc_classes: list[int], n_resamples: int,
-                       seed: int) -> dict[str, np.ndarray]:
+                       seed: int, groups: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Every metric of every resample (NaN where undefined), from one Generator(seed) stream."""
     n, k = p.shape
     pred = p.argmax(axis=1)
@@ -438,17 +472,24 @@ def _bootstrap_samples(y: np.ndarray, p: np.ndarray, auc_classes: list[int], n_r
     block = max(1, _BOOTSTRAP_BLOCK_ELEMENTS // n)
     parts: dict[str, list[np.ndarray]] = {name: [] for name in BOOTSTRAP_METRICS}
     for start in range(0, n_resamples, block):
-        weights = _resample_weights(rng, n, min(block, n_resamples - start))
+        weights = _resample_weights(rng, n, min(block, n_resamples - start), groups)
         counts = (weights @ cells).reshape(-1, k, k)
-        parts["accuracy"].append(np.trace(counts, axis1=1, axis2=2) / n)
+        parts["accuracy"].append(np.trace(counts, axis1=1, axis2=2) / weights.sum(axis=1))
         parts["balanced_accuracy"].append(_weighted_balanced_accuracy(counts, recall_classes))
         parts["macro_f1"].append(_weighted_macro_f1(counts, f1_classes))
         parts["macro_auc"].append(_weighted_macro_auc(weights, rankings))
     return {name: np.concatenate(values) if values else np.empty(0) for name, values in parts.items()}
 
 
-def _resample_weights(rng: np.random.Generator, n: int, n_resamples: int) -> np.ndarray:
-    """How often each sample is drawn, one row per resample of size ``n``."""
+def _resample_weights(rng: np.random.Generator, n: int, n_resamples: int,
+                      groups: np.ndarray | None = None) -> np.ndarray:
+    """How often each sample is drawn, one row per resample of size ``n``.
+
+    With ``groups`` (dense codes) whole groups are drawn, as many as there are, and every
+    sample of a group gets its group's count (a cluster bootstrap).
+    """
+    if groups is not None:
+        return _resample_weights(rng, int(groups.max()) + 1, n_resamples)[:, groups]
     idx = rng.integers(0, n, size=(n_resamples, n))
     flat = idx + (np.arange(n_resamples) * n)[:, None]
     return np.bincount(flat.ravel(), minlength=n_resamples * n).reshape(n_resamples, n).astype(np.float64)

@@ -7,20 +7,32 @@ checkpoints, and nothing counts as a result until ``complete.json`` is written.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from pathlib import Path
 
 from core.artifacts import provenance
 from core.artifacts.config import RunConfig
-from core.artifacts.layout import METRICS_FILE, PREDICTIONS_FILE, PROVENANCE_FILE, dataset_slug, split_path
+from core.artifacts.layout import (
+    LEAKAGE_FILE,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    PROVENANCE_FILE,
+    dataset_slug,
+    split_path,
+)
 from core.artifacts.records import MetricsRecord, Predictions, ProvenanceRecord, SplitRecord
 from core.artifacts.runs import RunFolder
 from core.data.dataset import discover, fingerprint
+from core.data.groups import parse_grouping
 from core.data.prepare import PreparedData, prepare_data
+from core.data.splits import POLICIES
 from core.deploy.measure import deploy_run
 from core.errors import DatasetError, UserError, WeightsUnavailableError
 from core.evaluate import metrics as evaluation
+from core.evaluate.leakage import score_leakage
 from core.models.backbones import BackboneSpec, get_spec
 from core.progress import Emit
 from core.train import baselines, transfer
@@ -37,6 +49,9 @@ def validate_config(config: RunConfig) -> BackboneSpec:
         raise UserError(f"unknown method '{config.method}'; choose one of: {', '.join(METHODS)}")
     if config.method != "finetune" and config.weights != "imagenet":
         raise UserError("baselines on frozen embeddings need ImageNet weights (--weights imagenet)")
+    parse_grouping(config.grouping)
+    if config.split_policy not in POLICIES:
+        raise UserError(f"split_policy must be one of {', '.join(POLICIES)}, not '{config.split_policy}'")
     root = Path(config.dataset).expanduser()
     if not root.is_dir():
         raise DatasetError(f"data folder not found: {config.dataset}")
@@ -117,7 +132,11 @@ def _check_same_dataset(run: RunFolder, config: RunConfig, stored: str | None, c
 
 def _store_split(run: RunFolder, data: PreparedData) -> str:
     """The dataset's split, shared by all runs with the same split seed and data."""
-    path = split_path(run.path.parent.parent, data.split.seed, data.fingerprint)
+    split = data.split
+    legacy = split.groups is None and (split.val_fraction, split.test_fraction) == (0.15, 0.15)
+    variant = None if legacy else hashlib.sha256(json.dumps(
+        [split.grouping, split.policy, split.val_fraction, split.test_fraction], sort_keys=True).encode()).hexdigest()[:8]
+    path = split_path(run.path.parent.parent, data.split.seed, data.fingerprint, variant)
     if not path.is_file():
         SplitRecord.from_dict(data.split.to_dict(), str(path)).save(path)
     return os.path.relpath(path, run.path)
@@ -127,8 +146,15 @@ def _store_results(run: RunFolder, config: RunConfig, data: PreparedData, outcom
                    split_file: str) -> dict:
     """Evaluate on the test split and write the run's results, completion marker last; returns the headline."""
     probs = outcome["test_probs"]
-    metrics = MetricsRecord.from_dict(evaluation.evaluate(data.labels["test"], probs, data.classes, seed=config.seed))
+    codes = data.test_groups()
+    metrics = MetricsRecord.from_dict(evaluation.evaluate(data.labels["test"], probs, data.classes, seed=config.seed,
+                                                          groups=codes))
     metrics.save(run.file(METRICS_FILE))
+    grouping = data.measured_groups
+    score_leakage(data.labels["test"], probs, data.classes, codes, data.leaking_test(),
+                  grouping.direct_copies(data.split.items, data.ids["test"]),
+                  {**grouping.to_dict(), "split_grouping": config.grouping}, "the run's own test predictions and groups",
+                  seed=config.seed).save(run.file(LEAKAGE_FILE))
     Predictions.from_probs(data.ids["test"], data.labels["test"], probs, data.classes).save(run.file(PREDICTIONS_FILE))
     ProvenanceRecord(
         **provenance.collect(),
