@@ -76,6 +76,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     report = audit.audit_dataset(args.root, seed=args.seed, near_threshold=threshold, progress=progress)
     audit.write_report(report, out)
     print(audit.format_summary(report))
+    _print_leakage_effect(out.parent)
     print(f"\nreport written to {out}")
     return 0
 
@@ -92,6 +93,20 @@ class _AuditProgress:
             return
         self.last = now
         print(f"{stage}: {done}/{total}", file=sys.stderr, flush=True)
+
+
+def _print_leakage_effect(dataset_folder: Path) -> None:
+    """After an audit beside stored runs: re-score them with its groups and show what leakage does to the scores."""
+    from core.artifacts import report
+    from core.evaluate.leakage import rescore_dataset
+
+    if not any(dataset_folder.glob("*/*/complete.json")):
+        return
+    rescore_dataset(dataset_folder, emit=lambda line: None)
+    effect = report.leakage_effect(report.runs_table(dataset_folder.name, dataset_folder.parent))
+    if not effect.empty:
+        print("\nWhat leakage does to the stored runs' test accuracy (leakage.json of each run):")
+        print(format_table(effect.values.tolist(), list(effect.columns)))
 
 
 def _add_audit(sub: argparse._SubParsersAction) -> None:

@@ -244,3 +244,21 @@ def test_leakage_command_scores_stored_runs_and_refuses_other_images(tmp_path, c
     (folder / "audit.json").write_text(json.dumps(audit))
     assert cli_main(["leakage", str(folder)]) == 0
     assert "made from other images than the audit" in capsys.readouterr().out
+
+
+def test_paired_bootstrap_of_two_runs_respects_groups():
+    a = np.ones(40, bool)
+    assert metrics.paired_bootstrap(a, a)["p_value"] == 1.0
+    # b is wrong on 8 images: as 8 separate images that is a clear difference; as one group of
+    # 8 slices of a single scan among 33 groups, one draw of that group more or less decides it.
+    b = a.copy()
+    b[:8] = False
+    by_image = metrics.paired_bootstrap(a, b, n_resamples=2000)
+    codes = np.concatenate([np.zeros(8, int), np.arange(1, 33)])
+    by_group = metrics.paired_bootstrap(a, b, codes, n_resamples=2000)
+    assert by_image["difference"] == by_group["difference"] == pytest.approx(0.2)
+    assert by_image["unit"] == "image" and by_group["unit"] == "group" and by_group["units"] == 33
+    assert by_image["p_value"] < 0.01 and by_image["low"] > 0.05
+    assert by_group["low"] == 0.0 and by_group["p_value"] > 0.05
+    with pytest.raises(ValueError, match="same non-zero length"):
+        metrics.paired_bootstrap(a, a[:3])

@@ -266,6 +266,7 @@ class ComparisonRecord(Record):
     pairs: list[dict]
     matrix: list
     accuracy: dict = field(default_factory=dict)
+    grouping: str | None = None  # the groups the paired bootstrap resampled (None: made before it existed)
     extra: dict = field(default_factory=dict)
 
 

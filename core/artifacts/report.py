@@ -24,6 +24,7 @@ from core.artifacts.layout import (
     DEPLOYMENT_FILE,
     DIAGNOSTICS_DIR,
     EXPERIMENT_LOG,
+    LEAKAGE_FILE,
     MCNEMAR_FILE,
     METRICS_FILE,
     PREDICTIONS_FILE,
@@ -40,6 +41,7 @@ from core.artifacts.records import (
     BatchNormDiagnosis,
     ComparisonRecord,
     DeploymentRecord,
+    LeakageRecord,
     MetricsRecord,
     Predictions,
     ProvenanceRecord,
@@ -172,9 +174,70 @@ def _run_row(dataset: str, run: Path, cfg: dict) -> dict:
         row[m] = value
         row[f"{m}_low"] = boot.get(m, {}).get("low")
         row[f"{m}_high"] = boot.get(m, {}).get("high")
+    row["ci_unit"] = metrics.bootstrap.get("unit", "image")
+    row.update(_leakage_columns(run, row))
     row.update(_deployment_summary(run))
     row["kind"] = run_kind(row["method"], row["weights"])
     return row
+
+
+LEAK_SUBSETS = {"leak_free": "leak_free", "leaking": "leaking", "direct_copy": "direct", "no_direct_copy": "no_direct"}
+
+
+def _leakage_columns(run: Path, row: dict) -> dict:
+    """Scores on the leak-free and leaking test images (``leakage.json``); the whole split's intervals
+    are taken from there when they resample groups (runs made before groups resampled images)."""
+    path = run / LEAKAGE_FILE
+    if not path.is_file():
+        return {"leak_free_n": None}
+    record = LeakageRecord.load(path)
+    out: dict = {"leak_groups": record.test_groups, "grouping": (record.grouping or {}).get("source")}
+    whole = record.subset("all") or {}
+    if whole.get("bootstrap", {}).get("unit") == "group" and row["ci_unit"] != "group":
+        for m in METRICS:
+            interval = whole["bootstrap"]["metrics"].get(m, {})
+            out[f"{m}_low"], out[f"{m}_high"] = interval.get("low"), interval.get("high")
+        out["ci_unit"] = "group"
+    for name, prefix in LEAK_SUBSETS.items():
+        sub = record.subset(name)
+        out[f"{prefix}_n"] = sub["n"] if sub else 0
+        for m in METRICS:
+            out[f"{prefix}_{m}"] = sub.get(m) if sub else None
+            interval = (sub or {}).get("bootstrap", {}).get("metrics", {}).get(m, {})
+            out[f"{prefix}_{m}_low"], out[f"{prefix}_{m}_high"] = interval.get("low"), interval.get("high")
+    return out
+
+
+def leak_free_differs(df: pd.DataFrame) -> bool:
+    """Whether any run's leak-free test subset is smaller than its test split (else one column is enough)."""
+    return "leak_free_n" in df and bool((df["leak_free_n"].notna() & (df["leak_free_n"] < df["n_test"])).any())
+
+
+def leak_free_caption(df: pd.DataFrame) -> str:
+    """One line on what the leak-free column means, with the sizes from the stored runs."""
+    if not leak_free_differs(df):
+        return ""
+    sizes = df.loc[df["leak_free_n"].notna()]
+    first = sizes.iloc[0]
+    return (f"Leak-free: scored only on the {int(first['leak_free_n'])} of {int(first['n_test'])} test images whose "
+            "group of near-copies has no member in train or val (the others' near-copies were seen in training). "
+            f"{'Intervals resample groups' if (df['ci_unit'] == 'group').all() else 'Intervals resample groups where marked'}"
+            ", not images.")
+
+
+def leakage_effect(df: pd.DataFrame) -> pd.DataFrame:
+    """Per run: accuracy on all, leak-free, leaking and direct-copy test images (the audit's 'what it means')."""
+    if df.empty or "leak_free_n" not in df or df["leak_free_n"].isna().all():
+        return pd.DataFrame()
+    rows = []
+    for _, r in df[df["leak_free_n"].notna()].iterrows():
+        def score(prefix: str) -> str:
+            n, value = r.get(f"{prefix}_n"), r.get(f"{prefix}_accuracy")
+            return "" if not n or value is None or value != value else f"{value:.3f} (n={int(n)})"
+        rows.append({"Run": r["label"], "All test images": f"{r['accuracy']:.3f} (n={int(r['n_test'])})",
+                     "Leak-free": score("leak_free"), "Leaking (group seen in training)": score("leaking"),
+                     "Near-copy of a training image": score("direct"), "No near-copy": score("no_direct")})
+    return pd.DataFrame(rows)
 
 
 def _test_split_size(run: Path, prov: ProvenanceRecord) -> int | None:
@@ -312,6 +375,12 @@ def leaderboard(df: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"Run": df["label"], "Test images": df["n_test"].astype(int)})
     for m in METRICS:
         out[METRIC_LABELS[m]] = [format_ci(v, lo, hi) for v, lo, hi in zip(df[m], df[f"{m}_low"], df[f"{m}_high"])]
+    if leak_free_differs(df):
+        out["Leak-free test images"] = df["leak_free_n"].map(lambda v: "" if v != v or v is None else str(int(v)))
+        for m in ("accuracy", "balanced_accuracy"):
+            out[f"Leak-free {METRIC_LABELS[m].lower()}"] = [
+                format_ci(v, lo, hi) for v, lo, hi in
+                zip(df[f"leak_free_{m}"], df[f"leak_free_{m}_low"], df[f"leak_free_{m}_high"])]
     out["ECE"] = df["ece"].map(lambda v: "" if v is None else f"{v:.3f}")
     out["Size (MB, TFLite f32)"] = df["tflite_f32_mb"].map(_fmt_num)
     out["int8 size (MB)"] = df["int8_mb"].map(_fmt_num)

@@ -8,8 +8,9 @@ How
 ---
 1. :func:`core.data.dataset.discover` lists the images; every one is read once, hashed
    (SHA-256 of the bytes) and decoded; files that fail to decode are reported as corrupt.
-2. The split is the one the product uses: :func:`core.data.splits.make_splits` with the
-   given seed (predefined train/test folders are kept); it is recorded in the report.
+2. The split is the one a run makes by default: :func:`core.data.splits.make_splits` with the
+   given seed, disjoint by group of near-copies (predefined train/test folders are kept, so
+   a predefined test split can still leak); it is recorded in the report.
 3. Each image gets a perceptual hash (pHash, ``hash_size=16`` -> 256 bits) for all 8
    flips/rotations (the dihedral group). Two images are near-duplicates when the
    smallest Hamming distance between one image's 8 hashes and the other's upright
@@ -37,6 +38,7 @@ import numpy as np
 from core.artifacts.layout import AUDIT_FILE, dataset_dir, dataset_slug
 from core.artifacts.records import AuditRecord
 from core.data import dataset as data
+from core.data import groups
 from core.data import splits as splits_mod
 from core.data.duplicates import (
     DEFAULT_THRESHOLD,
@@ -73,7 +75,10 @@ def audit_dataset(root: str | os.PathLike, seed: int = 42, val_fraction: float =
     index, shas, bad, flat = scan.index, scan.shas, scan.bad, scan.flat
     ii, jj, dd = scan.ii, scan.jj, scan.dd
     t_hash = time.perf_counter()
-    splits, split_problem = _product_split(index, val_fraction, test_fraction, seed)
+    grouping = groups.from_pairs([r.path for r in index.records], ii, jj, dd,
+                                 f"pHash within {near_threshold} of {hash_size * hash_size} bits, flips and rotations "
+                                 "included, or identical bytes")
+    splits, split_problem = _product_split(index, val_fraction, test_fraction, seed, grouping)
     splits.dataset_fingerprint = data.fingerprint(index, shas)
     t_cmp = time.perf_counter()
 
@@ -104,6 +109,8 @@ def audit_dataset(root: str | os.PathLike, seed: int = 42, val_fraction: float =
         "counts": {"per_split": counts, "per_class": _per_class(counts),
                    "per_split_total": {s: sum(c.values()) for s, c in counts.items()}},
         "duplicates": _duplicate_section(pairs, clusters),
+        "groups": {**grouping.summary({r.path: r.label for r in index.records}),
+                   "leaking": _leaking_by_group(grouping, splits)},
         "corrupt": [{"path": p, "reason": r} for p, r in sorted(bad.items())],
         "skipped": [{"path": p, "reason": r} for p, r in raw.skipped],
         "imbalance": _imbalance(counts),
@@ -115,10 +122,10 @@ def audit_dataset(root: str | os.PathLike, seed: int = 42, val_fraction: float =
 
 
 def _product_split(index: data.DatasetIndex, val_fraction: float, test_fraction: float,
-                   seed: int) -> tuple[SplitAssignment, str | None]:
-    """The split the product would make; if it cannot, a fallback and the reason."""
+                   seed: int, grouping: groups.Grouping) -> tuple[SplitAssignment, str | None]:
+    """The split a run would make by default (disjoint by duplicate group); if it cannot, a fallback and the reason."""
     try:
-        return splits_mod.make_splits(index, val_fraction, test_fraction, seed), None
+        return splits_mod.make_splits(index, val_fraction, test_fraction, seed, grouping), None
     except DatasetError as exc:
         fallback = splits_mod.make_splits(index, 0.0, 0.0, seed)
         return fallback, f"cannot make the product's split ({exc}); audited with predefined splits only"
@@ -201,6 +208,16 @@ def _duplicate_section(pairs: list[dict[str, Any]], clusters: list[dict[str, Any
     }
 
 
+def _leaking_by_group(grouping: groups.Grouping, splits: SplitAssignment) -> dict[str, dict[str, int]]:
+    """Per evaluation split: images whose group has a member in an earlier split (train, or train and val for test)."""
+    out = {}
+    for split, earlier in (("val", ("train",)), ("test", ("train", "val"))):
+        seen = {grouping.group_of.get(p, p) for p, _, s in splits.items if s in earlier}
+        paths = [p for p, _, s in splits.items if s == split]
+        out[split] = {"images": sum(grouping.group_of.get(p, p) in seen for p in paths), "of": len(paths)}
+    return out
+
+
 def _per_class(counts: dict[str, dict[str, int]]) -> dict[str, int]:
     classes = sorted({c for per in counts.values() for c in per})
     return {c: sum(per.get(c, 0) for per in counts.values()) for c in classes}
@@ -240,6 +257,11 @@ def _verdict(report: dict[str, Any], pairs: list[dict[str, Any]], splits: SplitA
         messages.append(f"LEAKAGE: {leakage} duplicate pair(s) across splits; "
                         f"{eval_twins['test']['images']} test and {eval_twins['val']['images']} val image(s) "
                         "have a copy in train")
+    messages += [f"CHAINING: {m}" for m in groups.chaining_messages(report["groups"])]
+    by_group = report["groups"]["leaking"]
+    if by_group["test"]["images"] > eval_twins["test"]["images"]:
+        messages.append(f"counting whole groups of near-copies, {by_group['test']['images']} of "
+                        f"{by_group['test']['of']} test images are in a group with train or val images")
     if dup["conflicting_label_pairs"]:
         messages.append(f"{dup['conflicting_label_pairs']} duplicate pair(s) with conflicting labels")
     if dup["by_relation"]["within_split"]:
@@ -255,6 +277,7 @@ def _verdict(report: dict[str, Any], pairs: list[dict[str, Any]], splits: SplitA
         "leakage": bool(leakage),
         "leakage_pairs": leakage,
         "eval_images_with_train_copy": eval_twins,
+        "eval_images_in_train_groups": by_group,
         "conflicting_label_pairs": dup["conflicting_label_pairs"],
         "within_split_pairs": dup["by_relation"]["within_split"],
         "exact_pairs": dup["by_kind"]["exact"],
@@ -295,6 +318,7 @@ def format_summary(report: dict[str, Any], examples: int = 5) -> str:
                  f"conflicting labels {dup['conflicting_label_pairs']}, "
                  f"within one split {dup['by_relation']['within_split']}")
     lines += _example_pairs(dup["pairs"], examples)
+    lines += _group_lines(report)
     lines.append(f"Corrupt or unreadable files: {len(report['corrupt'])}")
     lines += [f"  {c['path']}: {c['reason']}" for c in report["corrupt"][:examples]]
     if len(report["corrupt"]) > examples:
@@ -311,6 +335,21 @@ def format_summary(report: dict[str, Any], examples: int = 5) -> str:
         lines.append("No leakage across splits found." if not dup["pairs_total"] else
                      "No leakage across splits found (duplicates within splits only).")
     return "\n".join(lines)
+
+
+def _group_lines(report: dict[str, Any]) -> list[str]:
+    """How the near-copies join into groups, which splits they cross, and chains (audits before groups: none)."""
+    g = report.get("groups")
+    if not g:
+        return []
+    largest = g["largest"] or {"size": 0, "classes": []}
+    lines = [f"Groups (images that must stay on one side of a split): {g['groups']} for {g['images']} images; "
+             f"largest {largest['size']} ({', '.join(largest['classes'])}); "
+             f"{g['share_in_groups_of_2_or_more']:.1%} of images are in groups of 2 or more"]
+    lines += [f"  {s} images in a group with earlier-split images: {v['images']} of {v['of']}"
+              for s, v in g.get("leaking", {}).items() if v["of"]]
+    lines += [f"  CHAINING: {m}" for m in groups.chaining_messages(g)]
+    return lines
 
 
 def _counts_table(report: dict[str, Any]) -> list[str]:

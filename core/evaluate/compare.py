@@ -1,11 +1,18 @@
-"""Pairwise McNemar comparison of every complete run of a dataset on its shared test set."""
+"""Pairwise comparison of every complete run of a dataset on its shared test set.
+
+McNemar's test treats test images as independent; next to it, a paired bootstrap of the
+accuracy difference resamples whole groups of near-copies (from the dataset's audit), so
+two runs that differ only on one patient's slices are not called different with false
+confidence.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from core.artifacts.layout import MCNEMAR_FILE, METRICS_FILE, PREDICTIONS_FILE, complete_runs
-from core.artifacts.records import ComparisonRecord, MetricsRecord, Predictions
+from core.artifacts.layout import AUDIT_FILE, MCNEMAR_FILE, METRICS_FILE, PREDICTIONS_FILE, complete_runs
+from core.artifacts.records import AuditRecord, ComparisonRecord, MetricsRecord, Predictions
+from core.data.groups import Grouping, from_audit
 from core.errors import UserError
 from core.evaluate import metrics as evaluation
 
@@ -21,6 +28,23 @@ def load_correctness(run_dir: Path) -> tuple[list[str], list[bool]]:
     return table.ids, table.correct()
 
 
+def _audit_groups(dataset_dir: Path) -> Grouping | None:
+    """The dataset's duplicate groups from its audit, if it has one."""
+    path = dataset_dir / AUDIT_FILE
+    return from_audit(AuditRecord.load(path).to_dict()) if path.is_file() else None
+
+
+def _paired(run_a: tuple[list[str], list[bool]], run_b: tuple[list[str], list[bool]],
+            grouping: Grouping | None) -> dict | None:
+    """Paired (group) bootstrap of the accuracy difference on the common test images."""
+    a, b = dict(zip(*run_a)), dict(zip(*run_b))
+    common = sorted(a.keys() & b.keys())
+    if not common:
+        return None
+    groups = grouping.codes(common) if grouping else None
+    return evaluation.paired_bootstrap([a[i] for i in common], [b[i] for i in common], groups)
+
+
 def compare_dataset(dataset_dir: str | Path, alpha: float = 0.05) -> dict:
     """McNemar's test between every pair of complete runs under ``dataset_dir``.
 
@@ -31,7 +55,12 @@ def compare_dataset(dataset_dir: str | Path, alpha: float = 0.05) -> dict:
     runs = [r for r in complete_runs(dataset_dir.parent) if r.parent.parent == dataset_dir]
     if len(runs) < 2:
         raise UserError(f"{dataset_dir} has {len(runs)} complete run(s); McNemar needs at least 2")
-    result = evaluation.pairwise_mcnemar({run_label(r): load_correctness(r) for r in runs}, alpha=alpha)
+    tables = {run_label(r): load_correctness(r) for r in runs}
+    result = evaluation.pairwise_mcnemar(tables, alpha=alpha)
+    grouping = _audit_groups(dataset_dir)
+    for pair in result["pairs"]:
+        pair["paired_bootstrap"] = _paired(tables[pair["a"]], tables[pair["b"]], grouping)
+    result["grouping"] = grouping.describe() if grouping else "none: no audit.json, every image its own group"
     result["accuracy"] = {run_label(r): MetricsRecord.load(r / METRICS_FILE).accuracy for r in runs}
     record = ComparisonRecord.from_dict(result, "McNemar comparison")
     record.save(dataset_dir / MCNEMAR_FILE)

@@ -85,7 +85,8 @@ def rescore_dataset(dataset_dir: Path, emit=print) -> list[tuple[Path, LeakageRe
     """Score every complete run of a dataset folder with the groups of its ``audit.json``.
 
     Returns ``(run, record or reason it was not scored)`` per run. A run made from other
-    images than the audited ones (dataset fingerprint differs) is not scored.
+    images than the audited ones (dataset fingerprint differs) is not scored, nor is a run
+    that scored itself with its own groups when it finished (its record is kept).
     """
     audit_path = dataset_dir / AUDIT_FILE
     if not audit_path.is_file():
@@ -98,6 +99,9 @@ def rescore_dataset(dataset_dir: Path, emit=print) -> list[tuple[Path, LeakageRe
     for marker in sorted(dataset_dir.glob(f"*/*/{COMPLETE_MARKER}")):
         run = marker.parent
         try:
+            if (run / LEAKAGE_FILE).is_file() and AUDIT_FILE not in LeakageRecord.load(run / LEAKAGE_FILE).computed_from:
+                out.append((run, "scored by the run itself with its own groups (kept)"))
+                continue
             prov = ProvenanceRecord.load(run / PROVENANCE_FILE)
             if prov.fingerprint != fingerprint:
                 out.append((run, f"made from other images than the audit (fingerprint {str(prov.fingerprint)[:12]}, "
