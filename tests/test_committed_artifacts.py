@@ -106,3 +106,25 @@ def test_readme_quotes_the_committed_batchnorm_diagnoses():
         results = json.loads(path.read_text())["results"]
         for mode in ("inference", "reestimated"):
             assert f"{results[mode]['accuracy']:.3f}" in readme, (path.name, mode)
+
+
+def test_every_committed_run_has_a_leak_free_score_that_its_predictions_and_the_audit_reproduce(committed_copy):
+    from core.artifacts.records import LeakageRecord
+    from core.evaluate.leakage import rescore_dataset
+
+    for dataset in ("alzheimer_mri", "flower_photos"):
+        folder = committed_copy / dataset
+        stored = {run: LeakageRecord.load(run / "leakage.json")
+                  for run in folder.glob("*/*") if (run / "complete.json").is_file()}
+        assert stored, dataset
+        for run, again in rescore_dataset(folder, emit=lambda line: None):
+            assert not isinstance(again, str), again
+            for name, subset in again.subsets.items():
+                kept = stored[run].subset(name)
+                assert (subset is None) == (kept is None), (run, name)
+                if subset:
+                    assert (subset["n"], subset["accuracy"], subset["bootstrap"]) == \
+                        (kept["n"], kept["accuracy"], kept["bootstrap"]), (run, name)
+    mri = LeakageRecord.load(next((committed_copy / "alzheimer_mri" / "EfficientNetLite0").glob("full-imagenet-s0-*"))
+                             / "leakage.json")
+    assert mri.leaking_images > 0 and mri.subset("leak_free")["n"] + mri.leaking_images == mri.test_images

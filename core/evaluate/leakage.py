@@ -52,7 +52,11 @@ def score_leakage(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str],
         if not mask.any():
             return None
         out = interval_summary(y[mask], p[mask], classes, codes[mask], n_bootstrap, seed)
-        return {**out, "groups": int(len(np.unique(codes[mask])))}
+        pred = p[mask].argmax(axis=1)
+        recall = [{"class": str(name), "support": int((y[mask] == k).sum()),
+                   "recall": float((pred[y[mask] == k] == k).mean()) if (y[mask] == k).any() else None}
+                  for k, name in enumerate(classes)]
+        return {**out, "groups": int(len(np.unique(codes[mask]))), "per_class": recall}
 
     return LeakageRecord(
         grouping=dict(grouping), computed_from=computed_from, test_images=int(y.size),
