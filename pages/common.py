@@ -213,4 +213,4 @@ def pick_run(df: pd.DataFrame, label: str, key: str | None = None) -> pd.Series 
 def dataset_root(run_path: str) -> Path | None:
     """The run's dataset folder if it exists on this machine (images are never in artifacts)."""
     cfg = load_json("config", run_path, results_token())
-    return find_dataset(cfg["dataset"], Path(run_path))
+    return find_dataset(cfg["dataset"], Path(run_path)) if cfg else None

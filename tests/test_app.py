@@ -181,6 +181,47 @@ def test_try_page_offers_only_variants_whose_measurement_succeeded(tmp_path):
     assert [m.variant for m in lite] == ["tflite_float16"]
 
 
+def test_the_try_page_models_leave_out_a_run_with_an_unreadable_record_and_say_why(tmp_path):
+    from core.artifacts.config import RunConfig
+    from core.artifacts.records import CompleteRecord
+    from core.deploy.predict import stored_models
+
+    for name in ("a", "b"):
+        run = tmp_path / "pets" / "EfficientNetLite0" / f"quick-imagenet-s0-{name}"
+        (run / "deploy").mkdir(parents=True)
+        RunConfig(dataset="pets", backbone="EfficientNetLite0", preset="quick", seed=ord(name)).save(
+            run / "config.json")
+        CompleteRecord(completed_at="2026-11-30T00:00:00Z").save(run / "complete.json")
+        (run / "model.keras").write_bytes(b"not checked here")
+    (tmp_path / "pets" / "EfficientNetLite0" / "quick-imagenet-s0-a" / "provenance.json").write_text('{"code"')
+    (tmp_path / "pets" / "EfficientNetLite0" / "quick-imagenet-s0-b" / "provenance.json").write_text(
+        json.dumps({"code": {}, "libraries": {}, "machine": {}, "dataset": {"classes": ["cat", "dog"]}}))
+    (tmp_path / "pets" / "EfficientNetLite0" / "quick-imagenet-s0-b" / "deploy" / "deployment.json").write_text("[")
+    problems = []
+    assert stored_models("pets", tmp_path, problems) == ([], [])
+    assert len(problems) == 2 and all("not valid JSON" in p for p in problems)
+    assert "provenance.json" in problems[0] and "deployment.json" in problems[1]
+
+
+@pytest.mark.parametrize("image_id, expected", [("../outside.png", "not a path inside the dataset folder"),
+                                                ("/etc/hostname", "not a path inside the dataset folder"),
+                                                ("cat/gone.png", "is no longer in the dataset folder"),
+                                                ("cat", "cannot be read"),
+                                                ("cat/notes.png", "is not an image"),
+                                                ("cat/empty.png", "is empty")])
+def test_a_picked_test_image_that_cannot_be_shown_is_one_line(tmp_path, image_id, expected):
+    from core.deploy.predict import read_test_image
+    from core.errors import UserError
+
+    (tmp_path / "data" / "cat").mkdir(parents=True)
+    (tmp_path / "data" / "cat" / "notes.png").write_text("a text file now")
+    (tmp_path / "data" / "cat" / "empty.png").write_bytes(b"")
+    (tmp_path / "outside.png").write_bytes(b"not read")
+    with pytest.raises(UserError, match=expected) as info:
+        read_test_image(tmp_path / "data", image_id)
+    assert image_id in str(info.value) and "\n" not in str(info.value)
+
+
 def test_an_upload_past_pillows_bomb_limit_gets_the_pixel_limit_message(monkeypatch):
     import io
 
