@@ -315,3 +315,49 @@ def test_one_unreadable_file_leaves_the_rest_of_the_report_working(tmp_path, cap
     out = capsys.readouterr().out
     assert "1 run(s) could not be read and are left out" in out and str(broken) in out
     assert "| EfficientNetLite1 · transfer · full · seed 0 |" in out  # the other runs' rows are there
+
+
+def test_a_truncated_predictions_table_or_history_is_flagged_not_shown_partially(tmp_path, capsys):
+    """predictions.csv cut inside its last value, or short of whole lines: the run is left out and listed with the
+    file. history.csv cut mid-line, or short of epochs its provenance records: a warning on the Training page."""
+    import shutil
+
+    from core.artifacts import report
+    from core.cli import main
+
+    art = tmp_path / "art"
+    shutil.copytree(REPO / "artifacts" / "alzheimer_mri", art / "alzheimer_mri",
+                    ignore=shutil.ignore_patterns("*.tflite", ".lock", "model.keras"))
+    table = report.runs_table("alzheimer_mri", art)
+    curves = [Path(p) for p in table[table["method"] == "finetune"]["path"]][:2]  # the Training page's default pick
+    cut_value, lost_lines = [Path(p) / "predictions.csv" for p in table["path"].iloc[-2:]]
+    cut_value.write_bytes(cut_value.read_bytes()[:-4])
+    lost_lines.write_text("".join(lost_lines.read_text().splitlines(keepends=True)[:100]))
+    cut_history, short_history = [run / "history.csv" for run in curves]
+    cut_history.write_bytes(cut_history.read_bytes()[:-10])
+    short_history.write_text("".join(short_history.read_text().splitlines(keepends=True)[:-3]))
+
+    table = report.runs_table("alzheimer_mri", art)
+    problems = report.unreadable(table)
+    assert len(table) == 9 and len(problems) == 2
+    assert any(str(cut_value) in p and "last line is cut short" in p for p in problems)
+    assert any(str(lost_lines) in p and "99 rows where the run's metrics count" in p for p in problems)
+    with pytest.raises(report.RecordError, match="cut short"):
+        report.predictions(cut_value.parent)
+    history = report.history(cut_history.parent)
+    cut, count = report.history_problems(history)  # the cut line, then the epoch it cost
+    assert cut == f"{cut_history}: its last line is cut short (that epoch is left out)" and "records" in count
+    assert history["val_accuracy"].notna().all()  # no half row
+    [short] = report.history_problems(report.history(short_history.parent))
+    assert str(short_history) in short and "where provenance.json records" in short
+
+    result = render(art)
+    for page, content in result["pages"].items():
+        assert content["exception"] == [], page
+    assert any(str(cut_value) in w and str(lost_lines) in w for w in result["pages"]["overview"]["warning"])
+    training = result["pages"]["training"]["warning"]
+    assert any(str(cut_history) in w and "cut short" in w for w in training), training
+    assert any(str(short_history) in w and "the curve is incomplete" in w for w in training), training
+
+    assert main(["report", "--artifacts", str(art)]) == 0
+    assert "2 run(s) could not be read and are left out" in capsys.readouterr().out
