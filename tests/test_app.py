@@ -361,3 +361,17 @@ def test_a_truncated_predictions_table_or_history_is_flagged_not_shown_partially
 
     assert main(["report", "--artifacts", str(art)]) == 0
     assert "2 run(s) could not be read and are left out" in capsys.readouterr().out
+
+
+def test_the_data_page_names_the_artifacts_folder_the_app_reads(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    art = tmp_path / "results elsewhere"
+    (art / "pets").mkdir(parents=True)
+    (art / "pets" / "unavailable.json").write_text(json.dumps({"runs": []}))  # a dataset with no audit yet
+    monkeypatch.setenv("STUDY_ARTIFACTS", str(art))
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=60).run()
+    at.switch_page("pages/data.py").run()
+    assert not at.exception
+    [hint] = [i.value for i in at.info if "No audit stored" in i.value]
+    assert f"--out '{art / 'pets' / 'audit.json'}'" in hint and "artifacts/pets" not in hint
