@@ -175,8 +175,8 @@ def test_a_history_with_a_cut_or_malformed_line_keeps_the_whole_rows_and_names_t
                         f"{path}: line 3 does not have the columns of its header (left out)"]
 
 
-def test_a_corrupt_metrics_file_makes_compare_say_one_line(tmp_path, capsys):
-    """The CLI reads through the records, so a damaged file is an error line, not a traceback."""
+def test_a_corrupt_metrics_file_or_a_short_predictions_table_makes_compare_say_one_line(tmp_path, capsys):
+    """The CLI reads through the records, so a damaged file is an error line, not a traceback or a partial result."""
     dataset = tmp_path / "art" / "flower_photos"
     for run in sorted((ARTIFACTS / "flower_photos" / "EfficientNetLite0").glob("full-imagenet-s[01]-*")):
         target = dataset / "EfficientNetLite0" / run.name
@@ -191,6 +191,15 @@ def test_a_corrupt_metrics_file_makes_compare_say_one_line(tmp_path, capsys):
     assert main(["compare", str(dataset)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and str(broken) in err and "not valid JSON" in err and "\n" not in err
+
+    # predictions.csv short of whole lines: McNemar would pair the runs on the rest; it stops instead.
+    shutil.copy(next(ARTIFACTS.glob(f"flower_photos/*/{broken.parent.name}/{layout.METRICS_FILE}")), broken)
+    cut = next(dataset.glob(f"*/*/{layout.PREDICTIONS_FILE}"))
+    cut.write_text("".join(cut.read_text().splitlines(keepends=True)[:-5]))
+    capsys.readouterr()
+    assert main(["compare", str(dataset)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and str(cut) in err and "rows where the run's metrics count" in err
 
 
 def test_the_audit_writes_its_report_under_the_artifacts_folder_by_default(tmp_path, monkeypatch, capsys):
