@@ -117,14 +117,19 @@ def load_split_counts(dataset: str, token: str) -> pd.DataFrame:
     return report.split_counts(dataset)
 
 
+def app_setting(key: str, default=None):
+    """A setting of this deployment from the app's secrets (``.streamlit/secrets.toml``), or ``default``."""
+    try:
+        return st.secrets.get(key, default)
+    except Exception:  # noqa: BLE001 - no secrets file at all is the normal local case
+        return default
+
+
 def training_disabled() -> bool:
     """True on a shared deployment: STUDY_DISABLE_TRAINING=1 or ``disable_training = true`` in st.secrets."""
     if os.environ.get("STUDY_DISABLE_TRAINING", "").strip().lower() in {"1", "true", "yes"}:
         return True
-    try:
-        return bool(st.secrets.get("disable_training", False))
-    except Exception:  # noqa: BLE001 - no secrets file at all is the normal local case
-        return False
+    return bool(app_setting("disable_training", False))
 
 
 def table_section(title: str, caption: str, table: pd.DataFrame | None) -> None:
@@ -208,4 +213,4 @@ def pick_run(df: pd.DataFrame, label: str, key: str | None = None) -> pd.Series 
 def dataset_root(run_path: str) -> Path | None:
     """The run's dataset folder if it exists on this machine (images are never in artifacts)."""
     cfg = load_json("config", run_path, results_token())
-    return find_dataset(cfg["dataset"], Path(run_path))
+    return find_dataset(cfg["dataset"], Path(run_path)) if cfg else None

@@ -1,11 +1,13 @@
 """Data: class balance per split, the audit (duplicates, leakage, conflicting labels, corrupt files)."""
 
+import shlex
 from pathlib import Path
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
+from core.artifacts.layout import AUDIT_FILE, dataset_dir
 from pages.common import current_dataset, dataset_notes, empty_state, load_json, load_split_counts, results_token
 
 st.title("Data and leakage audit")
@@ -37,7 +39,8 @@ if not counts.empty:
 
 st.subheader("Audit")
 if not audit:
-    st.info(f"No audit stored for {dataset}: run `python -m core audit DATA_DIR --out artifacts/{dataset}/audit.json`.")
+    out = shlex.quote(str(dataset_dir(dataset) / AUDIT_FILE))  # the artifacts folder this app reads
+    st.info(f"No audit stored for {dataset}: run `python -m core audit DATA_DIR --out {out}`.")
     st.stop()
 verdict = audit["verdict"]
 c = st.columns(5)

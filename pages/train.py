@@ -1,6 +1,5 @@
 """Train: launch runs as a background job and watch them live."""
 
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -10,14 +9,14 @@ import streamlit as st
 
 from core import jobs
 from core.artifacts import report
-from core.artifacts.layout import REPO_ROOT, artifacts_dir
+from core.artifacts.layout import artifacts_dir
 from core.artifacts.runs import RunFolder
-from core.data.dataset import discover
+from core.data import folders
 from core.errors import UserError
 from core.models import backbones
 from core.orchestrate.experiment import grid_toml, parse_grid
 from core.train import config as config_mod
-from pages.common import training_disabled
+from pages.common import app_setting, training_disabled
 
 st.title("Train")
 if training_disabled():
@@ -27,20 +26,14 @@ if training_disabled():
     st.stop()
 
 
-def data_roots() -> list[Path]:
-    roots = [Path(p) for p in os.environ.get("STUDY_DATA_ROOTS", "").split(os.pathsep) if p]
-    roots += [REPO_ROOT / "data", REPO_ROOT.parent / "shared" / "data"]
-    return [r for r in roots if r.is_dir()]
-
-
 @st.cache_data(ttl=60, show_spinner=False)
-def dataset_choices() -> list[str]:
-    return sorted(str(d) for r in data_roots() for d in r.iterdir() if d.is_dir() and not d.name.startswith("."))
+def dataset_choices(allowed: list[Path] | None) -> list[str]:
+    return folders.dataset_choices(allowed)
 
 
 @st.cache_data(show_spinner=False)
-def class_counts(folder: str) -> dict[str, int]:
-    return dict(Counter(r.label for r in discover(folder, validate=False).records))
+def class_counts(folder: str, allowed: list[Path] | None) -> dict[str, int]:
+    return dict(Counter(r.label for r in folders.scan_for_training(folder, allowed).records))
 
 
 def images_used(counts: dict[str, int], preset: str) -> int:
@@ -110,11 +103,20 @@ if recent:
     if last.state not in ("succeeded",):
         st.code(last.log_tail or "(no output)", language="text")
 
-choices = dataset_choices()
-folder = st.selectbox("Dataset folder", choices + ["other…"], help="Folders under the data roots "
-                      "(data/ in the repo, ../shared/data, and $STUDY_DATA_ROOTS)")
-if folder == "other…" or not choices:
-    folder = st.text_input("Path of a class-per-folder image dataset")
+# A shared app restricts datasets to its allowed roots: no free path, nothing outside them is read.
+allowed = folders.allowed_roots(app_setting("allowed_data_roots"))
+choices = dataset_choices(allowed)
+if allowed is None:
+    folder = st.selectbox("Dataset folder", choices + ["other…"], help="Folders under the data roots "
+                          "(data/ in the repo, ../shared/data, and $STUDY_DATA_ROOTS)")
+    if folder == "other…" or not choices:
+        folder = st.text_input("Path of a class-per-folder image dataset")
+elif choices:
+    folder = st.selectbox("Dataset folder", choices, help="Folders under this app's allowed data roots")
+else:
+    st.info("No dataset folder under this app's allowed data roots: "
+            + ", ".join(f"`{r}`" for r in allowed) + ". Put class-per-folder image datasets there.")
+    st.stop()
 specs = backbones.listed_specs()
 names = [s.name for s in specs]
 available = {s.name for s in specs if s.weights_available()}
@@ -135,18 +137,15 @@ deploy = st.checkbox("Then measure deployment variants (TFLite float/int8, pruni
                      value=True, help="Needed for the Try page's LiteRT predictions and the Deployment page")
 
 if folder and chosen:
-    if not Path(folder).is_dir():
-        st.error(f"Data folder not found: {folder}")
+    try:  # the folder is checked (allowed roots, scan limit) before anything else reads it
+        counts = class_counts(folder, allowed)
+        n_images = images_used(counts, preset)
+    except Exception as exc:  # noqa: BLE001 - shown to the user as a message
+        st.error(str(exc))
         st.stop()
     missing = [n for n in chosen if weights == "imagenet" and n not in available]
     if missing:
         st.error(" ".join(backbones.get_spec(n).missing_weights_message() for n in missing))
-        st.stop()
-    try:
-        counts = class_counts(folder)
-        n_images = images_used(counts, preset)
-    except Exception as exc:  # noqa: BLE001 - shown to the user as a message
-        st.error(str(exc))
         st.stop()
     estimates = [report.estimate_seconds(n, preset, weights, n_images) for n in chosen]
     if all(e is not None for e in estimates):

@@ -4,6 +4,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from core.artifacts import report
 from pages.common import empty_state, load_batchnorm_diagnoses, load_history, pick_runs, results_token, selected_runs
 
 st.title("Training curves")
@@ -23,6 +24,8 @@ metric = st.radio("Metric", ["loss", "accuracy"], horizontal=True)
 frames = []
 for _, run in chosen.iterrows():
     h = load_history(run["path"], token)
+    for problem in report.history_problems(h):
+        st.warning(f"{run['label']}: {problem}")
     if h.empty:
         continue
     for split, column in (("train", metric), ("validation", f"val_{metric}")):

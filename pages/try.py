@@ -9,7 +9,7 @@ import streamlit as st
 from core.deploy import predict
 from core.errors import UserError
 from core.models import gradcam
-from pages.common import current_dataset, dataset_root, results_token
+from pages.common import current_dataset, dataset_root, load_predictions, results_token
 
 st.title("Try the models")
 dataset = current_dataset()
@@ -20,10 +20,14 @@ if not dataset:
 
 @st.cache_data(show_spinner=False)
 def models(dataset: str, token: str):
-    return predict.stored_models(dataset)
+    problems: list[str] = []
+    return *predict.stored_models(dataset, problems=problems), problems
 
 
-lite_models, keras_models = models(dataset, results_token())
+token = results_token()
+lite_models, keras_models, problems = models(dataset, token)
+if problems:
+    st.warning(f"{len(problems)} run(s) of {dataset} could not be read and are left out: " + "; ".join(problems))
 if not lite_models and not keras_models:
     st.info(f"No stored model for {dataset} yet: train one, then `python -m core deploy RUN_DIR` writes its "
             "TFLite variants.")
@@ -39,13 +43,14 @@ for upload in uploads or []:
         st.error(str(exc))
 source = (keras_models or lite_models)[0]
 root = dataset_root(str(source.run_dir))
-if root is not None:
-    from core.artifacts.report import predictions
-
-    test_ids = predictions(source.run_dir)["id"].tolist()
-    picked = st.multiselect("…or pick test images of the dataset", test_ids, max_selections=4)
+stored = load_predictions(str(source.run_dir), token) if root is not None else pd.DataFrame()
+if not stored.empty:
+    picked = st.multiselect("…or pick test images of the dataset", stored["id"].tolist(), max_selections=4)
     for rel in picked:
-        images.append((rel, predict.decode_upload(rel, (root / rel).read_bytes())))
+        try:  # deleted or replaced since the run: the other images still go through
+            images.append((rel, predict.read_test_image(root, rel)))
+        except UserError as exc:
+            st.warning(str(exc))
 if not images:
     st.caption(f"{len(lite_models)} TFLite variants and {len(keras_models)} Keras models of {dataset} are ready.")
     st.stop()
@@ -91,8 +96,11 @@ for position, (name, image) in enumerate(images):
                 with st.spinner("Loading TensorFlow and computing Grad-CAM…"):
                     index = None if klass == "predicted" else list(km.classes).index(klass)
                     cam, index, layer, probs = gradcam.gradcam(km.path, predict.model_input(image, km), index)
-            except UserError as exc:  # a model file that is refused or damaged: the predictions above stand
+            except UserError as exc:  # a model file that is refused, damaged or gone: the predictions above stand
                 st.error(f"No Grad-CAM from {km.run_label}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - e.g. a replaced model.keras that no longer fits its run
+                st.error(f"No Grad-CAM from {km.run_label}: {type(exc).__name__}: "
+                         + " ".join(str(exc).split())[:300])
             else:
                 st.image(gradcam.overlay(image, cam), width=420)
                 st.caption(f"Grad-CAM of '{km.classes[index]}' (p = {probs[index]:.3f}) by {km.run_label}: gradients "

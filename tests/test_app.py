@@ -181,6 +181,47 @@ def test_try_page_offers_only_variants_whose_measurement_succeeded(tmp_path):
     assert [m.variant for m in lite] == ["tflite_float16"]
 
 
+def test_the_try_page_models_leave_out_a_run_with_an_unreadable_record_and_say_why(tmp_path):
+    from core.artifacts.config import RunConfig
+    from core.artifacts.records import CompleteRecord
+    from core.deploy.predict import stored_models
+
+    for name in ("a", "b"):
+        run = tmp_path / "pets" / "EfficientNetLite0" / f"quick-imagenet-s0-{name}"
+        (run / "deploy").mkdir(parents=True)
+        RunConfig(dataset="pets", backbone="EfficientNetLite0", preset="quick", seed=ord(name)).save(
+            run / "config.json")
+        CompleteRecord(completed_at="2026-11-30T00:00:00Z").save(run / "complete.json")
+        (run / "model.keras").write_bytes(b"not checked here")
+    (tmp_path / "pets" / "EfficientNetLite0" / "quick-imagenet-s0-a" / "provenance.json").write_text('{"code"')
+    (tmp_path / "pets" / "EfficientNetLite0" / "quick-imagenet-s0-b" / "provenance.json").write_text(
+        json.dumps({"code": {}, "libraries": {}, "machine": {}, "dataset": {"classes": ["cat", "dog"]}}))
+    (tmp_path / "pets" / "EfficientNetLite0" / "quick-imagenet-s0-b" / "deploy" / "deployment.json").write_text("[")
+    problems = []
+    assert stored_models("pets", tmp_path, problems) == ([], [])
+    assert len(problems) == 2 and all("not valid JSON" in p for p in problems)
+    assert "provenance.json" in problems[0] and "deployment.json" in problems[1]
+
+
+@pytest.mark.parametrize("image_id, expected", [("../outside.png", "not a path inside the dataset folder"),
+                                                ("/etc/hostname", "not a path inside the dataset folder"),
+                                                ("cat/gone.png", "is no longer in the dataset folder"),
+                                                ("cat", "cannot be read"),
+                                                ("cat/notes.png", "is not an image"),
+                                                ("cat/empty.png", "is empty")])
+def test_a_picked_test_image_that_cannot_be_shown_is_one_line(tmp_path, image_id, expected):
+    from core.deploy.predict import read_test_image
+    from core.errors import UserError
+
+    (tmp_path / "data" / "cat").mkdir(parents=True)
+    (tmp_path / "data" / "cat" / "notes.png").write_text("a text file now")
+    (tmp_path / "data" / "cat" / "empty.png").write_bytes(b"")
+    (tmp_path / "outside.png").write_bytes(b"not read")
+    with pytest.raises(UserError, match=expected) as info:
+        read_test_image(tmp_path / "data", image_id)
+    assert image_id in str(info.value) and "\n" not in str(info.value)
+
+
 def test_an_upload_past_pillows_bomb_limit_gets_the_pixel_limit_message(monkeypatch):
     import io
 
@@ -274,3 +315,63 @@ def test_one_unreadable_file_leaves_the_rest_of_the_report_working(tmp_path, cap
     out = capsys.readouterr().out
     assert "1 run(s) could not be read and are left out" in out and str(broken) in out
     assert "| EfficientNetLite1 · transfer · full · seed 0 |" in out  # the other runs' rows are there
+
+
+def test_a_truncated_predictions_table_or_history_is_flagged_not_shown_partially(tmp_path, capsys):
+    """predictions.csv cut inside its last value, or short of whole lines: the run is left out and listed with the
+    file. history.csv cut mid-line, or short of epochs its provenance records: a warning on the Training page."""
+    import shutil
+
+    from core.artifacts import report
+    from core.cli import main
+
+    art = tmp_path / "art"
+    shutil.copytree(REPO / "artifacts" / "alzheimer_mri", art / "alzheimer_mri",
+                    ignore=shutil.ignore_patterns("*.tflite", ".lock", "model.keras"))
+    table = report.runs_table("alzheimer_mri", art)
+    curves = [Path(p) for p in table[table["method"] == "finetune"]["path"]][:2]  # the Training page's default pick
+    cut_value, lost_lines = [Path(p) / "predictions.csv" for p in table["path"].iloc[-2:]]
+    cut_value.write_bytes(cut_value.read_bytes()[:-4])
+    lost_lines.write_text("".join(lost_lines.read_text().splitlines(keepends=True)[:100]))
+    cut_history, short_history = [run / "history.csv" for run in curves]
+    cut_history.write_bytes(cut_history.read_bytes()[:-10])
+    short_history.write_text("".join(short_history.read_text().splitlines(keepends=True)[:-3]))
+
+    table = report.runs_table("alzheimer_mri", art)
+    problems = report.unreadable(table)
+    assert len(table) == 9 and len(problems) == 2
+    assert any(str(cut_value) in p and "last line is cut short" in p for p in problems)
+    assert any(str(lost_lines) in p and "99 rows where the run's metrics count" in p for p in problems)
+    with pytest.raises(report.RecordError, match="cut short"):
+        report.predictions(cut_value.parent)
+    history = report.history(cut_history.parent)
+    cut, count = report.history_problems(history)  # the cut line, then the epoch it cost
+    assert cut == f"{cut_history}: its last line is cut short (that epoch is left out)" and "records" in count
+    assert history["val_accuracy"].notna().all()  # no half row
+    [short] = report.history_problems(report.history(short_history.parent))
+    assert str(short_history) in short and "where provenance.json records" in short
+
+    result = render(art)
+    for page, content in result["pages"].items():
+        assert content["exception"] == [], page
+    assert any(str(cut_value) in w and str(lost_lines) in w for w in result["pages"]["overview"]["warning"])
+    training = result["pages"]["training"]["warning"]
+    assert any(str(cut_history) in w and "cut short" in w for w in training), training
+    assert any(str(short_history) in w and "the curve is incomplete" in w for w in training), training
+
+    assert main(["report", "--artifacts", str(art)]) == 0
+    assert "2 run(s) could not be read and are left out" in capsys.readouterr().out
+
+
+def test_the_data_page_names_the_artifacts_folder_the_app_reads(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    art = tmp_path / "results elsewhere"
+    (art / "pets").mkdir(parents=True)
+    (art / "pets" / "unavailable.json").write_text(json.dumps({"runs": []}))  # a dataset with no audit yet
+    monkeypatch.setenv("STUDY_ARTIFACTS", str(art))
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=60).run()
+    at.switch_page("pages/data.py").run()
+    assert not at.exception
+    [hint] = [i.value for i in at.info if "No audit stored" in i.value]
+    assert f"--out '{art / 'pets' / 'audit.json'}'" in hint and "artifacts/pets" not in hint

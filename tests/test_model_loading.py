@@ -49,11 +49,37 @@ def test_a_keras_archive_with_a_lambda_or_custom_class_is_refused(tmp_path):
     assert not marker.exists()
 
 
+def _flip_bytes_inside(path):
+    """Damage the weights member in place: the archive's table of contents stays intact."""
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        start = archive.getinfo("model.weights.h5").header_offset + 60
+    data[start:start + 16] = bytes(b ^ 0xFF for b in data[start:start + 16])
+    path.write_bytes(bytes(data))
+
+
+def _junk_weights(path):
+    """A well-formed archive whose weights file is not HDF5 (h5py: "file signature not found")."""
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, b"x" * 5000 if name == "model.weights.h5" else content)
+
+
+INCOMPLETE = "is not a complete .keras model archive \\(truncated or corrupt\\)$"
+
+
 @pytest.mark.parametrize("damage, expected", [
-    (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), "refused"),
-    (lambda p: p.write_bytes(b""), "not a Keras .keras archive"),
+    (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]), INCOMPLETE),
+    (lambda p: p.write_bytes(p.read_bytes()[:100]), INCOMPLETE),
+    (lambda p: p.write_bytes(p.read_bytes()[:-1]), INCOMPLETE),
+    (lambda p: p.write_bytes(b""), INCOMPLETE),
+    (_flip_bytes_inside, INCOMPLETE),
+    (_junk_weights, INCOMPLETE),
+    (lambda p: p.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100), "not a Keras .keras archive"),
     (lambda p: p.unlink(), "no model file here"),
-])
+], ids=["half", "first-100-bytes", "last-byte-cut", "empty", "flipped-bytes", "junk-weights", "hdf5", "missing"])
 def test_a_damaged_model_file_is_one_line(tmp_path, damage, expected):
     from core.models.tfkeras import keras
 
@@ -63,7 +89,8 @@ def test_a_damaged_model_file_is_one_line(tmp_path, damage, expected):
     damage(path)
     with pytest.raises(ModelFileError, match=expected) as info:
         load_model(path)
-    assert "\n" not in str(info.value)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message and "signature" not in message
 
 
 def test_an_archive_without_its_weights_is_refused(tmp_path):

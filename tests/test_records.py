@@ -139,8 +139,46 @@ def test_predictions_round_trip_through_their_table(tmp_path):
     np.testing.assert_allclose(back.probs, probs)
 
 
-def test_a_corrupt_metrics_file_makes_compare_say_one_line(tmp_path, capsys):
-    """The CLI reads through the records, so a damaged file is an error line, not a traceback."""
+WHOLE = "id,true,pred,p_a,p_b\nx.png,a,b,0.25,0.75\ny.png,b,b,0.125,0.875\n"
+
+
+@pytest.mark.parametrize("content, expected_rows, expected", [
+    (WHOLE[:-3], None, "incomplete predictions table (its last line is cut short)"),  # same columns, value cut
+    (WHOLE[:-1], None, "its last line is cut short"),
+    (WHOLE.rsplit("y.png", 1)[0], 2, "1 rows where the run's metrics count 2 test images"),  # a whole line lost
+    (WHOLE, 3, "2 rows where the run's metrics count 3 test images"),
+    (WHOLE.rsplit("y.png", 1)[0] + "y.png,b", None, "cut short"),
+], ids=["value-cut", "newline-cut", "line-lost", "fewer-than-metrics", "row-cut"])
+def test_a_truncated_predictions_table_is_refused_not_read_partially(tmp_path, content, expected_rows, expected):
+    path = tmp_path / "predictions.csv"
+    path.write_text(content)
+    with pytest.raises(RecordError) as info:
+        Predictions.load(path, expected_rows=expected_rows)
+    message = str(info.value)
+    assert expected in message and str(path) in message and "\n" not in message
+    path.write_text(WHOLE)
+    assert len(Predictions.load(path, expected_rows=2).ids) == 2
+
+
+def test_a_history_with_a_cut_or_malformed_line_keeps_the_whole_rows_and_names_the_rest(tmp_path):
+    from core.artifacts.runs import RunFolder
+
+    run = RunFolder(tmp_path)
+    for epoch in (1, 2, 3):
+        run.append_history({"stage": "stage1", "epoch": epoch, "loss": 1.0 / epoch, "accuracy": 0.5, "val_loss": 1.0,
+                            "val_accuracy": 0.5, "learning_rate": 0.001, "seconds": 2.0})
+    path = tmp_path / "history.csv"
+    assert len(run.read_history()) == 3 and run.history_problems() == []
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(lines[0] + lines[1] + "stage1,2,0.5\n" + lines[3][:-5])
+    assert [r["epoch"] for r in run.read_history()] == ["1"]
+    problems = run.history_problems()
+    assert problems == [f"{path}: its last line is cut short (that epoch is left out)",
+                        f"{path}: line 3 does not have the columns of its header (left out)"]
+
+
+def test_a_corrupt_metrics_file_or_a_short_predictions_table_makes_compare_say_one_line(tmp_path, capsys):
+    """The CLI reads through the records, so a damaged file is an error line, not a traceback or a partial result."""
     dataset = tmp_path / "art" / "flower_photos"
     for run in sorted((ARTIFACTS / "flower_photos" / "EfficientNetLite0").glob("full-imagenet-s[01]-*")):
         target = dataset / "EfficientNetLite0" / run.name
@@ -155,6 +193,15 @@ def test_a_corrupt_metrics_file_makes_compare_say_one_line(tmp_path, capsys):
     assert main(["compare", str(dataset)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and str(broken) in err and "not valid JSON" in err and "\n" not in err
+
+    # predictions.csv short of whole lines: McNemar would pair the runs on the rest; it stops instead.
+    shutil.copy(next(ARTIFACTS.glob(f"flower_photos/*/{broken.parent.name}/{layout.METRICS_FILE}")), broken)
+    cut = next(dataset.glob(f"*/*/{layout.PREDICTIONS_FILE}"))
+    cut.write_text("".join(cut.read_text().splitlines(keepends=True)[:-5]))
+    capsys.readouterr()
+    assert main(["compare", str(dataset)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and str(cut) in err and "rows where the run's metrics count" in err
 
 
 def test_the_audit_writes_its_report_under_the_artifacts_folder_by_default(tmp_path, monkeypatch, capsys):

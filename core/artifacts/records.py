@@ -340,19 +340,26 @@ class Predictions:
         return atomic_write_text(path, self.to_csv())
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Predictions":
-        """Read a stored table; one :class:`RecordError` line if it is missing or not a predictions table."""
+    def load(cls, path: str | os.PathLike, expected_rows: int | None = None) -> "Predictions":
+        """Read a stored table; one :class:`RecordError` line if it is missing, not a predictions table, or
+        incomplete: its last line cut short, or not ``expected_rows`` rows (the test images its metrics count)."""
         try:
             with open(path, newline="", encoding="utf-8") as fh:
-                reader = csv.reader(fh)
-                header = next(reader, None)
-                rows = list(reader)
+                text = fh.read()
+            reader = csv.reader(io.StringIO(text, newline=""))
+            header = next(reader, None)
+            rows = list(reader)
         except FileNotFoundError:
             raise RecordError(f"{path}: no {cls.KIND} here (file missing)") from None
         except (OSError, ValueError, csv.Error) as exc:
             raise RecordError(f"{path}: unreadable {cls.KIND}: {_reason(exc)}") from None
         if not header or header[:3] != ["id", "true", "pred"]:
             raise RecordError(f"{path}: not a {cls.KIND} (its header must start with id,true,pred)")
+        if not text.endswith("\n"):  # every line is written whole: a file that stops mid-line was cut short
+            raise RecordError(f"{path}: an incomplete {cls.KIND} (its last line is cut short)")
+        if expected_rows is not None and len(rows) != expected_rows:
+            raise RecordError(f"{path}: {len(rows)} rows where the run's metrics count {expected_rows} test images "
+                              f"(a truncated or foreign {cls.KIND})")
         classes = [c[2:] for c in header[3:] if c.startswith("p_")]
         if any(len(r) != len(header) for r in rows):
             raise RecordError(f"{path}: not a {cls.KIND} (a row does not have the {len(header)} columns of its header)")

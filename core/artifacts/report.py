@@ -24,6 +24,7 @@ from core.artifacts.layout import (
     DEPLOYMENT_FILE,
     DIAGNOSTICS_DIR,
     EXPERIMENT_LOG,
+    HISTORY_FILE,
     LEAKAGE_FILE,
     MCNEMAR_FILE,
     METRICS_FILE,
@@ -159,6 +160,7 @@ def _run_row(dataset: str, run: Path, cfg: dict) -> dict:
     """The leaderboard row of one run (raises RecordError if one of its files cannot be read)."""
     metrics = MetricsRecord.load(run / METRICS_FILE)
     prov = ProvenanceRecord.load(run / PROVENANCE_FILE)
+    Predictions.load(run / PREDICTIONS_FILE, expected_rows=metrics.n)  # the pages and McNemar read it: it must be whole
     row = {
         "dataset": dataset, "backbone": cfg["backbone"], "run_id": run.name, "path": str(run),
         "weights": cfg["weights"], "method": cfg.get("method", "finetune"), "preset": cfg["preset"],
@@ -430,15 +432,40 @@ def recommend(df: pd.DataFrame, max_mb: float | None, max_ms: float | None,
 
 
 def history(run_path: str | Path) -> pd.DataFrame:
-    """Epoch history with a global epoch counter across stages."""
-    rows = RunFolder(Path(run_path)).read_history()
-    if not rows:
-        return pd.DataFrame()
-    df = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
-    for column in HISTORY_COLUMNS[1:]:  # every column but the stage's name is a number (empty: missing)
-        df[column] = pd.to_numeric(df[column], errors="coerce")
-    df["step"] = range(1, len(df) + 1)
+    """Epoch history with a global epoch counter across stages.
+
+    Only whole, well-formed lines are kept; what is missing or was left out (a line cut
+    short, fewer epochs than the run's provenance records) is in :func:`history_problems`.
+    """
+    folder = RunFolder(Path(run_path))
+    rows = folder.read_history()
+    problems = folder.history_problems() + _missing_epochs(folder.path, rows)
+    df = pd.DataFrame(rows, columns=HISTORY_COLUMNS) if rows else pd.DataFrame()
+    if rows:
+        for column in HISTORY_COLUMNS[1:]:  # every column but the stage's name is a number (empty: missing)
+            df[column] = pd.to_numeric(df[column], errors="coerce")
+        df["step"] = range(1, len(df) + 1)
+    df.attrs["problems"] = problems
     return df
+
+
+def history_problems(df: pd.DataFrame) -> list[str]:
+    """Why a :func:`history` table is incomplete, one line each naming the file (empty when it is whole)."""
+    return list(df.attrs.get("problems", []))
+
+
+def _missing_epochs(run: Path, rows: list[dict]) -> list[str]:
+    """Stages whose history rows differ in number from the epochs the run's provenance records."""
+    prov = _readable(ProvenanceRecord, run / PROVENANCE_FILE, None)  # none yet while the run trains
+    details = prov.details if prov else {}
+    problems = []
+    for stage, info in details.items():
+        recorded = info.get("epochs_run") if isinstance(info, dict) else None
+        found = sum(1 for r in rows if r["stage"] == stage)
+        if isinstance(recorded, int) and found != recorded:
+            problems.append(f"{run / HISTORY_FILE}: {found} {stage} epoch(s) where {PROVENANCE_FILE} records "
+                            f"{recorded}: the curve is incomplete")
+    return problems
 
 
 def metrics(run_path: str | Path) -> dict:
@@ -457,8 +484,14 @@ def provenance(run_path: str | Path) -> dict:
 
 
 def predictions(run_path: str | Path) -> pd.DataFrame:
-    """Per-image predictions; class names stay strings (a class called 'None' or 'NA' is not missing)."""
-    table = Predictions.load(Path(run_path) / PREDICTIONS_FILE)
+    """Per-image predictions; class names stay strings (a class called 'None' or 'NA' is not missing).
+
+    A table cut short, or with another number of rows than the run's metrics count, raises
+    :class:`RecordError` (without readable metrics only the cut is checked).
+    """
+    metrics_record = _readable(MetricsRecord, Path(run_path) / METRICS_FILE, None)
+    table = Predictions.load(Path(run_path) / PREDICTIONS_FILE,
+                             expected_rows=metrics_record.n if metrics_record else None)
     df = pd.DataFrame({"id": table.ids, "true": table.true, "pred": table.pred})
     for i, name in enumerate(table.classes):
         df[f"p_{name}"] = table.probs[:, i]

@@ -127,11 +127,30 @@ class RunFolder:
 
     # --- history and events ------------------------------------------------------
     def read_history(self) -> list[dict]:
+        """The rows of history.csv; a line cut short or malformed is left out (:meth:`history_problems`)."""
+        return self._history()[0]
+
+    def history_problems(self) -> list[str]:
+        """One line per part of history.csv that :meth:`read_history` left out, naming the file."""
+        return self._history()[1]
+
+    def _history(self) -> tuple[list[dict], list[str]]:
         path = self.file(HISTORY_FILE)
         if not path.is_file():
-            return []
-        with open(path, newline="", encoding="utf-8") as fh:
-            return [row for row in csv.DictReader(fh)]
+            return [], []
+        text = path.read_text(encoding="utf-8")
+        problems = []
+        if text and not text.endswith("\n"):  # a crash in the middle of an append
+            text = text[: text.rfind("\n") + 1]
+            problems.append(f"{path}: its last line is cut short (that epoch is left out)")
+        rows = []
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        for row in reader:
+            if None in row or None in row.values():  # more or fewer fields than the header
+                problems.append(f"{path}: line {reader.line_num} does not have the columns of its header (left out)")
+            else:
+                rows.append(row)
+        return rows, problems
 
     def rewrite_history(self, rows: Iterable[dict]) -> None:
         """Replace history.csv with ``rows`` (used when resuming from a checkpoint)."""

@@ -106,13 +106,14 @@ class DatasetIndex:
 
 
 def discover(root: str | os.PathLike, validate: bool = True, progress: Progress | None = None,
-             workers: int | None = None) -> DatasetIndex:
+             workers: int | None = None, max_files: int | None = None) -> DatasetIndex:
     """Scan a dataset folder and return its :class:`DatasetIndex`.
 
     With ``validate`` every image is really decoded (see :func:`load_image`); the ones
     that fail move to ``skipped`` with the reason. ``progress(done, total)`` is called
     while validating. Raises :class:`DatasetError` when the folder is missing, has no
-    class folders, or holds no usable image.
+    class folders, or holds no usable image, and, with ``max_files``, as soon as the scan
+    has met more files and folders than that (a disk, not a dataset: it is not walked to the end).
     """
     root_path = _check_root(root)
     layout, tops, notes = _detect_layout(root_path)
@@ -122,7 +123,7 @@ def discover(root: str | os.PathLike, validate: bool = True, progress: Progress 
     for split, top in tops:
         for label, class_dir in _class_dirs(top, root_path, skipped):
             class_dirs.append((split, label))
-            _scan_class_dir(class_dir, root_path, label, split, records, skipped)
+            _scan_class_dir(class_dir, root_path, label, split, records, skipped, max_files)
     if not class_dirs:
         raise DatasetError(f"no class folders found in {root_path} (expected ROOT/<class>/<images> "
                            "or ROOT/train|test/<class>/<images>)")
@@ -230,7 +231,7 @@ def _class_dirs(top: Path, root: Path, skipped: list[tuple[str, str]]) -> list[t
 
 
 def _scan_class_dir(class_dir: Path, root: Path, label: str, split: str | None,
-                    records: list[ImageRecord], skipped: list[tuple[str, str]]) -> None:
+                    records: list[ImageRecord], skipped: list[tuple[str, str]], max_files: int | None = None) -> None:
     """Add the images under ``class_dir`` (recursively, symlinked folders too, each real folder once) to ``records``."""
     seen: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
@@ -249,6 +250,9 @@ def _scan_class_dir(class_dir: Path, root: Path, label: str, split: str | None,
             else:
                 ext = os.path.splitext(name)[1].lower() or "none"
                 skipped.append((rel, f"not an image file (extension '{ext}')"))
+        if max_files is not None and len(records) + len(skipped) + len(seen) > max_files:
+            raise DatasetError(f"stopped scanning {root}: more than {max_files:,} files and folders, too many for "
+                               "one dataset here; point at a folder of class folders of images")
 
 
 def _assemble(root: Path, layout: str, records: list[ImageRecord], skipped: list[tuple[str, str]],

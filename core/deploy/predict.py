@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from core.artifacts.layout import MODEL_FILE, PROVENANCE_FILE, deploy_dir, deployment_file
-from core.artifacts.records import DeploymentRecord, ProvenanceRecord
+from core.artifacts.records import DeploymentRecord, ProvenanceRecord, RecordError
 from core.artifacts.report import dataset_runs, run_labels
 from core.data.dataset import open_image
 from core.deploy.latency import LiteModel
@@ -46,16 +46,28 @@ class StoredModel:
         return f"{self.run_label} · {self.variant}"
 
 
-def stored_models(dataset: str, root: Path | None = None) -> tuple[list[StoredModel], list[StoredModel]]:
-    """(TFLite variants, Keras models) of every complete network run of ``dataset``."""
-    network = [(run, cfg) for run, cfg in dataset_runs(dataset, root, problems=[]) if cfg.get("method", "finetune") == "finetune"]
+def stored_models(dataset: str, root: Path | None = None,
+                  problems: list[str] | None = None) -> tuple[list[StoredModel], list[StoredModel]]:
+    """(TFLite variants, Keras models) of every complete network run of ``dataset``.
+
+    A run whose config, provenance or deployment record cannot be read is left out, its
+    one-line reason appended to ``problems`` when given.
+    """
+    problems = [] if problems is None else problems
+    network = [(run, cfg) for run, cfg in dataset_runs(dataset, root, problems)
+               if cfg.get("method", "finetune") == "finetune"]
     runs, configs = [r for r, _ in network], [c for _, c in network]
     lite, keras_models = [], []
     for run, cfg, label in zip(runs, configs, run_labels(configs)):
         spec = get_spec(cfg["backbone"])
         backbone, size, mode = cfg["backbone"], cfg.get("input_size") or spec.input_size, spec.entry.preprocessing
-        classes = tuple(ProvenanceRecord.load(run / PROVENANCE_FILE).dataset["classes"])
-        for path in _measured_tflite_files(run):
+        try:
+            classes = tuple(ProvenanceRecord.load(run / PROVENANCE_FILE).dataset["classes"])
+            measured = _measured_tflite_files(run)
+        except RecordError as exc:
+            problems.append(str(exc))
+            continue
+        for path in measured:
             lite.append(StoredModel(run, label, path.stem, path, backbone, size, mode, classes))
         if (run / MODEL_FILE).is_file():
             keras_models.append(StoredModel(run, label, "keras", run / MODEL_FILE, backbone, size, mode, classes))
@@ -90,6 +102,21 @@ def decode_upload(name: str, content: bytes) -> np.ndarray:
         return np.array(open_image(name, content=content), dtype=np.uint8)
     except ImageDecodeError as exc:
         raise UserError(f"{name}: {exc.reason}") from None
+
+
+def read_test_image(root: Path, image_id: str) -> np.ndarray:
+    """Decode a test image of the dataset by its id (path relative to ``root``); one :class:`UserError` line
+    if it is gone, unreadable, not an image, or named outside the dataset folder."""
+    rel = Path(image_id)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise UserError(f"{image_id}: not a path inside the dataset folder {root}")
+    try:
+        content = (root / rel).read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{image_id} is no longer in the dataset folder {root}") from None
+    except OSError as exc:
+        raise UserError(f"{image_id} cannot be read: {exc.strerror or exc}") from None
+    return decode_upload(image_id, content)
 
 
 def model_input(image: np.ndarray, model: StoredModel) -> np.ndarray:

@@ -70,9 +70,9 @@ class Source:
         return os.path.relpath(path, self.out_dir)
 
 
-def _read_predictions(path: Path, classes: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+def _read_predictions(path: Path, classes: list[str], n: int) -> tuple[list[str], np.ndarray, np.ndarray]:
     try:
-        table = Predictions.load(path)
+        table = Predictions.load(path, expected_rows=n)
     except RecordError as exc:
         raise DeployError(str(exc)) from None
     index = {c: i for i, c in enumerate(classes)}
@@ -131,7 +131,7 @@ def run_source(run_dir: Path, emit: Emit) -> Source:
     if root is None:
         raise DeployError(f"the run's dataset folder '{config.dataset}' (config.json) is not found from "
                           f"{Path.cwd()} or the repository root; run deploy from where the run was trained")
-    ids, labels, parent_pred = _read_predictions(run_dir / PREDICTIONS_FILE, classes)
+    ids, labels, parent_pred = _read_predictions(run_dir / PREDICTIONS_FILE, classes, metrics.n)
     missing = [i for i in ids if not (root / i).is_file()]
     if missing:
         raise DeployError(f"{len(missing)} of the {len(ids)} test images of the run are missing from {root} "

@@ -23,8 +23,9 @@ def run_label(run_dir: Path) -> str:
 
 
 def load_correctness(run_dir: Path) -> tuple[list[str], list[bool]]:
-    """Test-sample ids and whether the run predicted each correctly, from predictions.csv."""
-    table = Predictions.load(run_dir / PREDICTIONS_FILE)
+    """Test-sample ids and whether the run predicted each correctly, from predictions.csv (whole: one row per
+    test image its metrics count)."""
+    table = Predictions.load(run_dir / PREDICTIONS_FILE, expected_rows=MetricsRecord.load(run_dir / METRICS_FILE).n)
     return table.ids, table.correct()
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.models.loading import load_model
+from core.models.loading import ModelFileError, load_model
 
 
 @lru_cache(maxsize=4)
@@ -22,7 +22,10 @@ def _models(path: str, mtime_ns: int):
     from core.models.tfkeras import keras
 
     model = load_model(path)
-    features = model.get_layer("avg_pool").input
+    try:
+        features = model.get_layer("avg_pool").input
+    except ValueError:
+        raise ModelFileError(f"{path}: no 'avg_pool' layer to explain: not a classifier this product wrote") from None
     layer_name = features.node.layer.name if hasattr(features, "node") else features._keras_history[0].name
     grad_model = keras.Model(model.inputs, [features, model.output])
     return model, grad_model, layer_name
@@ -36,7 +39,8 @@ def gradcam(model_path, batch: np.ndarray, class_index: int | None = None) -> tu
     from core.models.tfkeras import tf
 
     path = Path(model_path)
-    _, grad_model, layer_name = _models(str(path), path.stat().st_mtime_ns)
+    # A file deleted since the page listed it: the loader says so in its own words.
+    _, grad_model, layer_name = _models(str(path), path.stat().st_mtime_ns if path.is_file() else -1)
     x = tf.convert_to_tensor(batch)
     with tf.GradientTape() as tape:
         features, probs = grad_model(x, training=False)

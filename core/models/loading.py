@@ -83,6 +83,8 @@ def check_model_file(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise ModelFileError(f"{path}: no model file here")
     if not zipfile.is_zipfile(path):
+        if _starts_like_a_zip(path):  # the start of an archive whose end (its table of contents) is missing
+            raise _incomplete(path)
         raise ModelFileError(f"{path}: refused: not a Keras .keras archive (zip); other formats (HDF5, SavedModel) "
                              "can carry code and are never loaded")
     try:
@@ -90,14 +92,27 @@ def check_model_file(path: str | os.PathLike) -> dict:
             missing = [m for m in ARCHIVE_MEMBERS if m not in archive.namelist()]
             if missing:
                 raise ModelFileError(f"{path}: refused: an incomplete .keras archive (no {', '.join(missing)})")
+            if archive.testzip() is not None:  # a member whose bytes no longer match its checksum
+                raise _incomplete(path)
             config = json.loads(archive.read("config.json"))
     except ModelFileError:
         raise
-    except (zipfile.BadZipFile, OSError, ValueError, RuntimeError) as exc:
-        raise ModelFileError(f"{path}: refused: a damaged .keras archive ({exc})") from None
+    except (zipfile.BadZipFile, OSError, ValueError, RuntimeError, EOFError):
+        raise _incomplete(path) from None
     if not isinstance(config, dict) or "class_name" not in config:
         raise ModelFileError(f"{path}: refused: its config.json is not a Keras model config")
     return config
+
+
+def _starts_like_a_zip(path: Path) -> bool:
+    """An empty file, or one that begins as a zip archive does (a .keras file cut short)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    return head in (b"", b"PK\x03\x04")
+
+
+def _incomplete(path: Path) -> ModelFileError:
+    return ModelFileError(f"{path} is not a complete .keras model archive (truncated or corrupt)")
 
 
 def load_model(path: str | os.PathLike):
@@ -111,6 +126,8 @@ def load_model(path: str | os.PathLike):
                              f"{', ...' if len(unknown) > 5 else ''}); a model file with them could run code")
     try:
         return keras.models.load_model(str(path), compile=False, safe_mode=True)
+    except OSError:  # h5py on a damaged weights file: "file signature not found", "truncated file", ...
+        raise _incomplete(Path(path)) from None
     except Exception as exc:  # noqa: BLE001 - a damaged archive raises many types
         message = " ".join(str(exc).split())[:300] or type(exc).__name__
         raise ModelFileError(f"{path}: cannot be loaded: {message}") from None
