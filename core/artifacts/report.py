@@ -77,9 +77,34 @@ def run_labels(configs: list[dict]) -> list[str]:
     Runs that would share a label (same backbone, kind, preset and seed, other settings
     different) get the settings that tell them apart appended, e.g. ``scratch.epochs=40``.
     """
-    labels = [f"{c['backbone']} · {run_kind(c.get('method', 'finetune'), c['weights'])} · {c['preset']} · seed {c['seed']}"
-              for c in configs]
-    flat = [config_mod.flatten({k: v for k, v in c.items() if k != "dataset"}) for c in configs]
+    labels = _told_apart([f"{_base_label(c)} · seed {c['seed']}" for c in configs],
+                         [config_mod.flatten({k: v for k, v in c.items() if k != "dataset"}) for c in configs])
+    # Identical settings (the same run made twice): number them so no two rows share a label.
+    seen: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] > 1:
+            labels[i] = f"{label} · #{seen[label]}"
+    return labels
+
+
+def configuration_labels(configs: list[dict]) -> list[str]:
+    """The label of each run's configuration (backbone · kind · preset): runs that differ only by seed share it.
+
+    Configurations that would share a label get the settings that tell them apart appended,
+    as in :func:`run_labels`.
+    """
+    return _told_apart([_base_label(c) for c in configs],
+                       [config_mod.flatten(config_mod.identity_settings(c, ["dataset", "seed"])) for c in configs])
+
+
+def _base_label(cfg: dict) -> str:
+    return f"{cfg['backbone']} · {run_kind(cfg.get('method', 'finetune'), cfg['weights'])} · {cfg['preset']}"
+
+
+def _told_apart(labels: list[str], flat: list[dict]) -> list[str]:
+    """``labels`` with the flattened settings that differ among the entries sharing a label appended."""
+    labels = list(labels)
     for label in set(labels):
         members = [i for i, lab in enumerate(labels) if lab == label]
         if len(members) < 2:
@@ -89,12 +114,6 @@ def run_labels(configs: list[dict]) -> list[str]:
         for i in members:
             extra = ", ".join(f"{k}={_setting_text(flat[i].get(k))}" for k in differing)
             labels[i] = f"{label} · {extra}" if extra else labels[i]
-    # Identical settings (the same run made twice): number them so no two rows share a label.
-    seen: dict[str, int] = {}
-    for i, label in enumerate(labels):
-        seen[label] = seen.get(label, 0) + 1
-        if seen[label] > 1:
-            labels[i] = f"{label} · #{seen[label]}"
     return labels
 
 
@@ -143,8 +162,8 @@ def runs_table(dataset: str, root: Path | None = None) -> pd.DataFrame:
             continue
         configs.append(cfg)
         rows.append(row)
-    for row, label in zip(rows, run_labels(configs)):
-        row["label"] = label
+    for row, label, configuration in zip(rows, run_labels(configs), configuration_labels(configs)):
+        row["label"], row["configuration"] = label, configuration
     df = pd.DataFrame(rows)
     if not df.empty:
         # Runs on the whole test split first: a subsampled (quick) run's score is not comparable.
@@ -173,8 +192,42 @@ def _run_row(dataset: str, run: Path, cfg: dict) -> dict:
         row[f"{m}_low"] = boot.get(m, {}).get("low")
         row[f"{m}_high"] = boot.get(m, {}).get("high")
     row.update(_deployment_summary(run))
+    row.update(_validation_score(run, row["method"], prov.details or {}))
     row["kind"] = run_kind(row["method"], row["weights"])
     return row
+
+
+def _validation_score(run: Path, method: str, details: dict) -> dict:
+    """Validation accuracy and loss of the model the run kept (None where its records do not say).
+
+    A network run (``finetune``) keeps the weights of the best epoch of its last stage
+    (``best_epoch`` in provenance.details, restored by early stopping): its history.csv row.
+    A baseline keeps the hyperparameter it chose on validation: that row of its grid.
+    """
+    if method != "finetune":
+        key, chosen = details.get("hyperparameter"), details.get("chosen")
+        row = next((g for g in details.get("grid") or [] if key and g.get(key) == chosen), None)
+        source = f"grid {key}={chosen}"
+    else:
+        curves = history(run)
+        stage = curves["stage"].iloc[-1] if not curves.empty else None
+        best = (details.get(stage) or {}).get("best_epoch") if stage else None
+        rows = curves[(curves["stage"] == stage) & (curves["epoch"] == best)] if best else curves.iloc[:0]
+        row = rows.iloc[-1].to_dict() if not rows.empty else None
+        source = f"{stage} epoch {best}"
+    if row is None:
+        return {"val_accuracy": None, "val_loss": None, "val_source": None}
+    return {"val_accuracy": _finite(row.get("val_accuracy")), "val_loss": _finite(row.get("val_loss")),
+            "val_source": source}
+
+
+def _finite(value) -> float | None:
+    """A stored number as float; None when missing or not a number."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if value == value else None
 
 
 def _test_split_size(run: Path, prov: ProvenanceRecord) -> int | None:
