@@ -223,8 +223,8 @@ def no_recommendation_reason(df: pd.DataFrame) -> str:
 def planned_pairs(configs: pd.DataFrame, recommended: str | None) -> list[tuple[str, str, str]]:
     """The planned family as (configuration A, configuration B, why) label triples, each pair once.
 
-    Every configuration against the ``recommended`` one, and every transfer configuration
-    against each baseline (scratch, logreg, linear SVM, kNN) of the same backbone.
+    The ``recommended`` configuration (as A) against every other one, and every transfer
+    configuration (as A) against each baseline (scratch, logreg, linear SVM, kNN) of the same backbone.
     """
     labels = list(configs["label"])
     planned: dict[frozenset, list] = {}
@@ -237,7 +237,7 @@ def planned_pairs(configs: pd.DataFrame, recommended: str | None) -> list[tuple[
     if recommended in labels:
         for label in labels:
             if label != recommended:
-                add(label, recommended, AGAINST_RECOMMENDED)
+                add(recommended, label, AGAINST_RECOMMENDED)
     transfer = configs[configs["kind"] == TRANSFER]
     baselines = configs[configs["kind"].isin(BASELINE_KINDS)]
     for _, t in transfer.iterrows():
@@ -275,7 +275,7 @@ def planned_comparisons(configs: pd.DataFrame, pairs: list[dict], recommended: s
             row["better"] = label_of.get(pair.get("better"))
             row["reason"] = pair.get("reason")
         rows.append(row)
-    tested = [row for row in rows if row["p_value"] is not None]
+    tested = [row for row in rows if row["p_value"] is not None and row["p_value"] == row["p_value"]]
     if tested:
         for row, p_holm in zip(tested, multipletests([row["p_value"] for row in tested], method="holm")[1].tolist()):
             row["p_holm"], row["significant"] = p_holm, p_holm <= alpha
