@@ -4,7 +4,15 @@ import altair as alt
 import streamlit as st
 
 from core.artifacts import ranking, report
-from pages.common import dataset_notes, empty_state, load_json, load_waiting, results_token, selected_runs, table_section
+from pages.common import (
+    dataset_notes,
+    empty_state,
+    load_json,
+    load_waiting,
+    results_token,
+    selected_runs,
+    table_section,
+)
 
 st.title("Which ImageNet backbone, in which form, for your images?")
 st.write(

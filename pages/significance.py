@@ -53,10 +53,11 @@ def planned() -> None:
     if not other_seed.empty:
         st.caption("Represented by a seed other than 0: " + "; ".join(
             f"{r['label']} (seed {r['run_seed']})" for _, r in other_seed.iterrows()) + ".")
-    table = family.assign(reason=family["reason"].fillna(""), better=family["better"].fillna("")).rename(columns={"comparison": "Comparison", "a": "A", "b": "B", "n_common": "Common images",
-                                   "n01": "A wrong, B right", "n10": "A right, B wrong", "p_value": "p",
-                                   "p_holm": "p (Holm, family)", "significant": f"Significant at {result['alpha']:g}",
-                                   "better": "Better", "reason": "Note"})
+    table = family.assign(reason=family["reason"].fillna(""), better=family["better"].fillna(""))
+    table = table.rename(columns={"comparison": "Comparison", "a": "A", "b": "B", "n_common": "Common images",
+                                  "n01": "A wrong, B right", "n10": "A right, B wrong", "p_value": "p",
+                                  "p_holm": "p (Holm, family)", "significant": f"Significant at {result['alpha']:g}",
+                                  "better": "Better", "reason": "Note"})
     st.dataframe(table.drop(columns=["run_a", "run_b"]), hide_index=True, width="stretch")
 
 
