@@ -1,17 +1,26 @@
-"""Overview: the question, the leaderboard with CIs, a constrained recommendation, the headline chart."""
+"""Overview: the question, the configurations ranked with their intervals, the recommendation, the headline chart."""
 
 import altair as alt
 import streamlit as st
 
-from core.artifacts import report
-from pages.common import dataset_notes, empty_state, load_waiting, results_token, selected_runs, table_section
+from core.artifacts import ranking, report
+from pages.common import (
+    dataset_notes,
+    empty_state,
+    load_json,
+    load_waiting,
+    results_token,
+    selected_runs,
+    table_section,
+)
 
 st.title("Which ImageNet backbone, in which form, for your images?")
 st.write(
     "ImageNet-pretrained backbones are fine-tuned on each dataset (a new head on the frozen backbone, then "
     "the top layers fine-tuned) and compared with the same architectures trained from scratch and with "
     "classical classifiers on frozen embeddings. Every number below comes from a stored run: held-out test "
-    "split, 95% bootstrap confidence intervals, and the cost of deploying each model."
+    "split, 95% intervals, and the cost of deploying each model. Rankings compare configurations (a run's "
+    "settings without its seed: the mean over its seeds), so one lucky seed cannot win them."
 )
 
 dataset, runs = selected_runs()
@@ -31,12 +40,35 @@ if dataset is None or runs.empty:
     show_waiting()
     st.stop()
 
+configs = ranking.configurations(runs)
+metrics = ranking.interval_metrics(runs)
+preset, preset_note = ranking.ranking_preset(configs)
+
 st.subheader(f"Leaderboard: {dataset}")
-st.caption(f"{report.test_split_caption(runs)}. Metrics: value [95% bootstrap CI].")
+metric = st.selectbox("Rank by", metrics,
+                      index=metrics.index(report.DEFAULT_METRIC) if report.DEFAULT_METRIC in metrics else 0,
+                      format_func=report.metric_label)
+chosen = report.metric_label(metric)
+st.caption(f"{report.test_split_caption(runs)}.")
 notes = dataset_notes(dataset)
 if notes:
     st.warning(notes)
-st.dataframe(report.leaderboard(runs), hide_index=True, width="stretch")
+top = ranking.ranked(configs, metric)
+if st.toggle("Show single runs", key="single_runs",
+             help="Every run on its own, seeds apart. Rankings and the recommendation use configurations."):
+    st.caption("Single runs: value [95% bootstrap CI]. A difference between seeds of one configuration is "
+               "training randomness, not a better model.")
+    st.dataframe(report.leaderboard(runs), hide_index=True, width="stretch")
+else:
+    st.caption(f"Configurations (runs that differ only by seed), ranked by mean {chosen.lower()}: "
+               f"{ranking.interval_caption(top)}.")
+    st.dataframe(report.configurations_table(top), hide_index=True, width="stretch")
+    others = configs[configs["preset"] != preset]
+    if not others.empty:
+        st.caption(f"{preset_note} Their configurations, for reference:")
+        st.dataframe(report.configurations_table(others), hide_index=True, width="stretch")
+    elif preset_note:
+        st.caption(preset_note)
 spread = report.seed_spread(runs)
 if not spread.empty:
     st.caption("Seed-to-seed spread (training randomness) next to the bootstrap CI width (which test images were "
@@ -45,36 +77,35 @@ if not spread.empty:
 show_waiting()
 
 st.subheader("Recommendation under your constraints")
-c1, c2, c3 = st.columns(3)
-metric = c1.selectbox("Rank by", list(report.METRICS), index=1, format_func=report.METRIC_LABELS.get)
-max_mb = c2.number_input("Max model size (MB, full-int8 TFLite)", min_value=0.0, value=0.0, step=0.5,
+st.caption("The configuration with the best mean validation accuracy (ties: the smaller full-int8 model) among those "
+           f"within the limits, {preset}-preset ones only; the test split is not used to choose, only to report "
+           f"its {chosen.lower()}.")
+c1, c2 = st.columns(2)
+max_mb = c1.number_input("Max model size (MB, full-int8 TFLite)", min_value=0.0, value=0.0, step=0.5,
                          help="0 = no limit")
-max_ms = c3.number_input("Max latency (ms, int8, 1 thread)", min_value=0.0, value=0.0, step=1.0, help="0 = no limit")
-
-
-def metric_with_ci(row) -> str:
-    return report.format_ci(row[metric], row[f"{metric}_low"], row[f"{metric}_high"]) or "undefined"
-
-
-if max_mb or max_ms:
-    best = report.recommend(runs, max_mb or None, max_ms or None, metric)
-    if best is None:
-        st.error(report.no_recommendation_reason(runs))
-    else:
-        st.success(f"**{best['label']}**: {report.METRIC_LABELS[metric]} "
-                   f"{metric_with_ci(best)}, "
-                   f"int8 {best['int8_mb']:.2f} MB, {best['int8_latency_ms']:.1f} ms")
+max_ms = c2.number_input("Max latency (ms, int8, 1 thread)", min_value=0.0, value=0.0, step=1.0, help="0 = no limit")
+rec = ranking.recommend(configs, max_mb or None, max_ms or None, metric)
+if rec.chosen is None:
+    (st.error if max_mb or max_ms else st.info)(rec.reason)
 else:
-    best = runs.sort_values(metric, ascending=False).iloc[0]
-    st.success(f"Without limits: **{best['label']}**, {report.METRIC_LABELS[metric]} "
-               f"{metric_with_ci(best)}.")
+    st.success(report.recommendation_text(rec, max_mb or None, max_ms or None))
+    others_close = report.not_distinguishable_text(rec)
+    if others_close:
+        st.info(others_close)
+leak = report.validation_leak_note(load_json("audit", dataset, results_token()))
+if leak:
+    st.warning(leak)
 
 st.subheader("Headline")
-chosen = report.METRIC_LABELS[metric]
-base = alt.Chart(runs).encode(y=alt.Y("label:N", sort=alt.EncodingSortField(field=metric, order="descending"),
-                                      title=None, axis=alt.Axis(labelLimit=420, labelOverlap=False)))
-bars = base.mark_point(filled=True, size=80).encode(
-    x=alt.X(f"{metric}:Q", title=f"{chosen} (test, 95% CI)", scale=alt.Scale(zero=False)),
-    color=alt.Color("kind:N", title="kind"), tooltip=["label", metric, f"{metric}_low", f"{metric}_high"])
+st.caption(f"Configurations of the {preset} preset: mean {chosen.lower()} over seeds with its 95% interval "
+           "(t-interval over seeds; the bootstrap CI of the run where there is one seed).")
+points = top.assign(seeds_text=top["n_seeds"].map(lambda n: "one seed" if n == 1 else f"{n} seeds"))[
+    ["label", "kind", "seeds_text", metric, f"{metric}_low", f"{metric}_high"]]
+base = alt.Chart(points).encode(y=alt.Y("label:N", sort=alt.EncodingSortField(field=metric, order="descending"),
+                                        title=None, axis=alt.Axis(labelLimit=420, labelOverlap=False)))
+dots = base.mark_point(filled=True, size=80).encode(
+    x=alt.X(f"{metric}:Q", title=f"{chosen} (test, mean over seeds, 95% interval)", scale=alt.Scale(zero=False)),
+    color=alt.Color("kind:N", title="kind"), shape=alt.Shape("seeds_text:N", title="seeds"),
+    tooltip=["label", "seeds_text", metric, f"{metric}_low", f"{metric}_high"])
 errors = base.mark_rule().encode(x=f"{metric}_low:Q", x2=f"{metric}_high:Q")
-st.altair_chart((errors + bars).properties(height=max(120, 28 * len(runs))), width="stretch")
+st.altair_chart((errors + dots).properties(height=max(120, 28 * len(points))), width="stretch")

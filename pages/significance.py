@@ -1,14 +1,17 @@
-"""Significance: McNemar's test between runs on the same test images."""
+"""Significance: McNemar's test on the same test images, planned comparisons first, every pair on request."""
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
+from core.artifacts import ranking
 from pages.common import empty_state, load_json, results_token, selected_runs
 
 st.title("Which differences are real?")
 st.write("McNemar's test compares two classifiers on the same test images, using only the images where "
-         "exactly one of them is right. p-values are Holm-corrected for the number of pairs.")
+         "exactly one of them is right. The default view tests a planned family of comparisons, Holm-corrected "
+         "within that family: every configuration against the recommended one, and transfer learning against "
+         "each baseline of the same backbone.")
 dataset, runs = selected_runs()
 if runs.empty:
     empty_state(dataset)
@@ -23,16 +26,61 @@ pairs = pairs[pairs["a"].isin(labels) & pairs["b"].isin(labels)]
 if pairs.empty:
     st.info("The comparison holds none of the runs selected in the sidebar.")
     st.stop()
-pairs["A"] = pairs["a"].map(labels)
-pairs["B"] = pairs["b"].map(labels)
-cells = pd.concat([pairs[["A", "B", "p_holm", "significant"]],
-                   pairs.rename(columns={"A": "B", "B": "A"})[["A", "B", "p_holm", "significant"]]])
-heat = alt.Chart(cells).mark_rect().encode(
-    x=alt.X("A:N", title=None), y=alt.Y("B:N", title=None),
-    color=alt.Color("p_holm:Q", scale=alt.Scale(scheme="redblue", domain=[0, 0.1], clamp=True), title="p (Holm)"),
-    tooltip=["A", "B", "p_holm", "significant"])
-st.altair_chart(heat.properties(height=max(250, 40 * len(labels))), width="stretch")
-table = pairs[["A", "B", "n_common", "n01", "n10", "p_value", "p_holm", "significant", "better"]].copy()
-table["better"] = table["better"].map(lambda b: labels.get(b, b) if b else "")
-st.dataframe(table.rename(columns={"n01": "A wrong, B right", "n10": "A right, B wrong"}), hide_index=True,
-             width="stretch")
+
+
+def planned() -> None:
+    """The planned family: tests, Holm within the family, and which run stands for each configuration."""
+    configs = ranking.configurations(runs)
+    preset, note = ranking.ranking_preset(configs)
+    configs = configs[configs["preset"] == preset]
+    recommended = ranking.recommend(configs).chosen
+    if recommended is None:
+        st.info("No configuration could be recommended (no validation score), so the family holds only transfer "
+                "against the baselines.")
+    else:
+        st.caption(f"Recommended configuration (by mean validation accuracy, no limits): **{recommended['label']}**.")
+    stored = [pair for pair in result["pairs"] if pair["a"] in labels and pair["b"] in labels]
+    family = ranking.planned_comparisons(configs, stored,
+                                         None if recommended is None else recommended["label"], result["alpha"])
+    if family.empty:
+        st.info("No planned comparison among the selected runs: it needs two configurations of the same preset.")
+        return
+    tested = int(family["p_value"].notna().sum())
+    st.caption(f"{len(family)} planned comparison(s), {tested} tested; Holm correction over those {tested}. "
+               f"Each configuration is represented by one run, its seed 0 (its lowest seed where it has no seed 0); "
+               f"McNemar compares single runs.{' ' + note if note else ''}")
+    other_seed = configs[configs["run_seed"] != 0]
+    if not other_seed.empty:
+        st.caption("Represented by a seed other than 0: " + "; ".join(
+            f"{r['label']} (seed {r['run_seed']})" for _, r in other_seed.iterrows()) + ".")
+    table = family.assign(reason=family["reason"].fillna(""), better=family["better"].fillna(""))
+    table = table.rename(columns={"comparison": "Comparison", "a": "A", "b": "B", "n_common": "Common images",
+                                  "n01": "A wrong, B right", "n10": "A right, B wrong", "p_value": "p",
+                                  "p_holm": "p (Holm, family)", "significant": f"Significant at {result['alpha']:g}",
+                                  "better": "Better", "reason": "Note"})
+    st.dataframe(table.drop(columns=["run_a", "run_b"]), hide_index=True, width="stretch")
+
+
+def all_pairs() -> None:
+    """Every pair of runs, Holm-corrected over all pairs (as stored by ``python -m core compare``)."""
+    st.caption(f"Every pair of runs, single seeds apart: {len(pairs)} pair(s), Holm-corrected over all pairs of the "
+               "stored comparison. Exploratory: a pair picked from this matrix after looking is not a planned test.")
+    both = pairs.assign(A=pairs["a"].map(labels), B=pairs["b"].map(labels))
+    cells = pd.concat([both[["A", "B", "p_holm", "significant"]],
+                       both.rename(columns={"A": "B", "B": "A"})[["A", "B", "p_holm", "significant"]]])
+    heat = alt.Chart(cells).mark_rect().encode(
+        x=alt.X("A:N", title=None), y=alt.Y("B:N", title=None),
+        color=alt.Color("p_holm:Q", scale=alt.Scale(scheme="redblue", domain=[0, 0.1], clamp=True), title="p (Holm)"),
+        tooltip=["A", "B", "p_holm", "significant"])
+    st.altair_chart(heat.properties(height=max(250, 40 * len(labels))), width="stretch")
+    table = both[["A", "B", "n_common", "n01", "n10", "p_value", "p_holm", "significant", "better"]].copy()
+    table["better"] = table["better"].map(lambda b: labels.get(b, b) if b else "")
+    st.dataframe(table.rename(columns={"n01": "A wrong, B right", "n10": "A right, B wrong"}), hide_index=True,
+                 width="stretch")
+
+
+view = st.radio("Comparisons", ["Planned (default)", "All pairs of runs"], horizontal=True, key="significance_view")
+if view.startswith("Planned"):
+    planned()
+else:
+    all_pairs()

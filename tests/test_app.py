@@ -241,22 +241,25 @@ def test_an_upload_past_pillows_bomb_limit_gets_the_pixel_limit_message(monkeypa
 def test_a_failed_recommendation_says_why():
     import pandas as pd
 
-    from core.artifacts import report
+    from core.artifacts import ranking
 
-    def runs(deployed, int8_mb):
-        return pd.DataFrame({"deployed": deployed, "int8_mb": int8_mb, "int8_latency_ms": [1.0] * len(deployed),
-                             "accuracy": [0.9] * len(deployed)})
+    def configs(deployed, int8_mb):
+        n = len(deployed)
+        return pd.DataFrame({"preset": ["full"] * n, "label": [f"c{i}" for i in range(n)], "deployed": deployed,
+                             "int8_mb": int8_mb, "int8_latency_ms": [1.0] * n, "val_accuracy": [0.9] * n,
+                             "accuracy": [0.9] * n, "accuracy_low": [0.8] * n, "accuracy_high": [0.95] * n})
 
-    assert "No run has deployment" in report.no_recommendation_reason(runs([False], [None]))
-    failed = runs([True, False], [None, None])  # deployed, but the full-int8 variant failed
-    assert report.recommend(failed, 100.0, None, "accuracy") is None
-    assert "working full-int8 model" in report.no_recommendation_reason(failed)
-    too_big = runs([True, True], [5.0, 3.25])
-    assert report.recommend(too_big, 1.0, None, "accuracy") is None
-    assert report.no_recommendation_reason(too_big) == ("No deployed run fits these limits: the smallest full-int8 "
-                                                        "model is 3.25 MB and the fastest takes 1.0 ms.")
+    assert "No run has deployment" in ranking.recommend(configs([False], [None]), 100.0, None, "accuracy").reason
+    failed = configs([True, False], [None, None])  # deployed, but the full-int8 variant failed
+    assert ranking.recommend(failed, 100.0, None, "accuracy").chosen is None
+    assert "working full-int8 model" in ranking.recommend(failed, 100.0, None, "accuracy").reason
+    too_big = configs([True, True], [5.0, 3.25])
+    assert ranking.recommend(too_big, 1.0, None, "accuracy").reason == (
+        "No deployed run fits these limits: the smallest full-int8 model is 3.25 MB and the fastest takes 1.0 ms.")
     untimed = too_big.assign(int8_latency_ms=[None, None])
-    assert "no int8 latency was measured" in report.no_recommendation_reason(untimed)
+    assert "no int8 latency was measured" in ranking.recommend(untimed, 1.0, None, "accuracy").reason
+    unscored = too_big.assign(val_accuracy=[None, None])
+    assert "has a validation score" in ranking.recommend(unscored, None, None, "accuracy").reason
 
 
 def test_split_counts_keep_every_stored_split_apart(tmp_path):

@@ -21,10 +21,12 @@ def test_every_page_renders_real_results_without_tensorflow(tiny_artifacts):
         assert content["error"] == [], (page, content["error"])
     overview = result["pages"]["overview"]
     leaderboard = overview["dataframes"][0]
-    # The leaderboard lists every complete run of the dataset: the network (2 seeds) and the baseline.
-    assert len(leaderboard["Run"]) == 3
-    assert any("transfer" in run for run in leaderboard["Run"]) and any("logreg" in run for run in leaderboard["Run"])
+    # The leaderboard lists configurations: the network (2 seeds pooled) and the baseline (one seed, marked).
+    seeds = dict(zip(leaderboard["Configuration"], leaderboard["Seeds"]))
+    assert seeds == {"EfficientNetLite0 · transfer · quick": "0, 1",
+                     "EfficientNetLite0 · logreg · quick": "0 (one seed)"}
     assert all("[" in cell for cell in leaderboard["Accuracy"])  # value [low, high]
+    assert any("chosen by validation accuracy" in text for text in overview["success"])
     spread = next(df for df in overview["dataframes"] if "SD across seeds" in df)
     assert spread["Seeds"] == ["0, 1"]
     waiting = next(df for df in overview["dataframes"] if "Fill in with" in df)
@@ -36,13 +38,15 @@ def test_every_page_renders_real_results_without_tensorflow(tiny_artifacts):
     audit = result["pages"]["data"]
     assert not any("No audit" in text for text in audit["info"])
     significance = result["pages"]["significance"]
-    assert significance["dataframes"] and len(significance["dataframes"][0]["A"]) == 3  # 3 runs: 3 pairs
+    # Planned family: transfer against its baseline (also the recommended one against the other): one pair.
+    planned = significance["dataframes"][0]
+    assert len(planned["A"]) == 1 and "transfer vs baseline" in planned["Comparison"][0]
     assert any(c.startswith("python -m core run") for c in result["pages"]["methods"]["code"])
     # Switching the dataset shows the other dataset's runs.
     switched = result["switched"]
     assert switched["exception"] == [], switched
     assert "Leaderboard: shades" in switched["subheaders"]
-    assert len(switched["dataframes"][0]["Run"]) == 2
+    assert len(switched["dataframes"][0]["Configuration"]) == 2
 
 
 def test_static_html_report_is_self_contained(tiny_artifacts, monkeypatch):
@@ -72,7 +76,9 @@ def test_readme_results_are_generated_from_the_runs(tiny_artifacts, tmp_path, ca
     text = readme.read_text()
     assert "stale" not in text and text.startswith("intro\n") and text.endswith("outro\n")
     assert "### colours" in text and "### shades" in text
-    assert text.count("EfficientNetLite0 · transfer") == 3 and "logreg" in text
+    assert "| EfficientNetLite0 · transfer · quick | 0, 1 |" in text and "logreg" in text  # a configuration
+    assert "| EfficientNetLite0 · transfer · quick · seed 1 |" in text  # and its single runs
+    assert text.count("Recommendation: **") == 2
     assert "SD across seeds" in text and "not measured: ImageNet weights were not available" in text
     assert main(["report", "--readme", str(readme), "--artifacts", str(tiny_artifacts)]) == 0
     assert "already current" in capsys.readouterr().out
@@ -149,3 +155,19 @@ def test_a_batchnorm_diagnosis_is_stored_and_shown_beside_the_curves(tiny_artifa
     table = next(d.value for d in at.dataframe if "re-estimated" in d.value)
     assert list(table["re-estimated"]) == [results["reestimated"]["accuracy"]]
     assert list(table["as validated"]) == [results["inference"]["accuracy"]]
+
+
+def test_single_runs_and_all_pairs_stay_one_click_away(tiny_artifacts, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("STUDY_ARTIFACTS", str(tiny_artifacts))
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=120)
+    at.session_state["single_runs"] = True  # the Overview's toggle, set the way the widget stores it
+    at.session_state["significance_view"] = "All pairs of runs"
+    at.run()
+    assert not at.exception
+    runs = at.dataframe[0].value
+    assert len(runs["Run"]) == 3 and any(run.endswith("seed 1") for run in runs["Run"])
+    at.switch_page("pages/significance.py").run()
+    assert not at.exception
+    assert len(at.dataframe[0].value["A"]) == 3  # 3 runs: 3 pairs, Holm over all of them

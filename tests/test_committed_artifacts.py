@@ -89,13 +89,28 @@ def test_every_page_renders_the_committed_results_without_tensorflow(committed_c
         assert content["exception"] == [], (page, content["exception"])
         # The Data page reports the audit's findings (leakage, imbalance) as errors, on purpose.
         assert page == "data" or content["error"] == [], (page, content["error"])
-    assert len(result["pages"]["overview"]["dataframes"][0]["Run"]) >= 5
+    assert len(result["pages"]["overview"]["dataframes"][0]["Configuration"]) >= 5
+    assert any("(3 seeds), chosen by validation accuracy" in s for s in result["pages"]["overview"]["success"]
+               + result["switched"]["success"])
+    assert "Comparison" in result["pages"]["significance"]["dataframes"][0]  # planned comparisons by default
     for dataset in ("flower_photos", "alzheimer_mri"):
         from core.artifacts import report
 
         board = report.leaderboard(report.runs_table(dataset, committed_copy))
         # Runs on the whole test split come first: a quick run's subsample score is not comparable.
         assert list(board["Test images"]) == sorted(board["Test images"], reverse=True)
+
+
+def test_the_committed_recommendations_are_full_configurations_chosen_on_validation(committed_copy):
+    from core.artifacts import ranking, report
+
+    for dataset in ("flower_photos", "alzheimer_mri"):
+        configs = ranking.configurations(report.runs_table(dataset, committed_copy))
+        rec = ranking.recommend(configs)
+        full = configs[configs["preset"] == "full"]
+        assert rec.preset == "full" and rec.chosen["preset"] == "full", dataset  # never the quick run
+        assert rec.chosen["val_accuracy"] == full["val_accuracy"].max(), dataset
+        assert full["val_accuracy"].notna().all(), dataset  # every committed run has a validation score
 
 
 def test_readme_quotes_the_committed_batchnorm_diagnoses():

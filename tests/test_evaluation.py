@@ -305,6 +305,23 @@ def test_mcnemar_switches_method_at_25_discordant_pairs():
     assert balanced["statistic"] == 0.0 and balanced["p_value"] == 1.0
 
 
+def test_mcnemar_with_as_many_discordant_pairs_each_way_has_p_one():
+    # 14 vs 14 (chi-square branch): |14 - 14| - 1 is clamped at 0, so p = 1. statsmodels' mcnemar does
+    # not clamp (statistic 1/28, p 0.85); the committed flower_photos comparison has such a pair.
+    result = mcnemar(*_paired(14, 14, both_correct=20))
+    assert result["method"] == "chi2_continuity_corrected"
+    assert result["statistic"] == 0.0 and result["p_value"] == 1.0
+
+
+def test_holm_adjusts_the_tested_pairs_by_hand():
+    pairs = [{"p_value": p} for p in (0.01, 0.04, 0.03, 0.005)] + [{"p_value": None, "p_holm": None,
+                                                                    "significant": None}]
+    evaluation._apply_holm(pairs, alpha=0.05)
+    # Sorted: 0.005 * 4 = 0.02, 0.01 * 3 = 0.03, 0.03 * 2 = 0.06, 0.04 * 1 = 0.04 -> kept monotone at 0.06.
+    assert [pair["p_holm"] for pair in pairs] == pytest.approx([0.03, 0.06, 0.06, 0.02, None])
+    assert [pair["significant"] for pair in pairs] == [True, False, False, True, None]
+
+
 def test_identical_classifiers_have_p_one():
     correct = [True, False, True, True, False]
     result = mcnemar(correct, correct)

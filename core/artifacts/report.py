@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.artifacts import config as config_mod
+from core.artifacts import ranking
 from core.artifacts.config import RunConfig
 from core.artifacts.layout import (
     ARCHITECTURES_DIR,
@@ -55,7 +56,15 @@ from core.artifacts.runs import HISTORY_COLUMNS, RunFolder
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")
 METRIC_LABELS = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro-F1",
-                 "macro_auc": "Macro AUC"}
+                 "macro_auc": "Macro AUC", ranking.VALIDATION_SCORE: "Validation accuracy",
+                 "leak_free_accuracy": "Leak-free accuracy", "leak_free_balanced_accuracy": "Leak-free balanced accuracy"}
+# What the Overview ranks by unless the reader picks another metric, and what the README ranks by.
+DEFAULT_METRIC = "balanced_accuracy"
+
+
+def metric_label(metric: str) -> str:
+    """A metric column's name for readers (a column added later reads as its own name)."""
+    return METRIC_LABELS.get(metric) or metric.replace("_", " ").capitalize()
 
 
 def datasets(root: Path | None = None) -> list[str]:
@@ -80,9 +89,34 @@ def run_labels(configs: list[dict]) -> list[str]:
     Runs that would share a label (same backbone, kind, preset and seed, other settings
     different) get the settings that tell them apart appended, e.g. ``scratch.epochs=40``.
     """
-    labels = [f"{c['backbone']} · {run_kind(c.get('method', 'finetune'), c['weights'])} · {c['preset']} · seed {c['seed']}"
-              for c in configs]
-    flat = [config_mod.flatten({k: v for k, v in c.items() if k != "dataset"}) for c in configs]
+    labels = _told_apart([f"{_base_label(c)} · seed {c['seed']}" for c in configs],
+                         [config_mod.flatten({k: v for k, v in c.items() if k != "dataset"}) for c in configs])
+    # Identical settings (the same run made twice): number them so no two rows share a label.
+    seen: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] > 1:
+            labels[i] = f"{label} · #{seen[label]}"
+    return labels
+
+
+def configuration_labels(configs: list[dict]) -> list[str]:
+    """The label of each run's configuration (backbone · kind · preset): runs that differ only by seed share it.
+
+    Configurations that would share a label get the settings that tell them apart appended,
+    as in :func:`run_labels`.
+    """
+    return _told_apart([_base_label(c) for c in configs],
+                       [config_mod.flatten(config_mod.identity_settings(c, ["dataset", "seed"])) for c in configs])
+
+
+def _base_label(cfg: dict) -> str:
+    return f"{cfg['backbone']} · {run_kind(cfg.get('method', 'finetune'), cfg['weights'])} · {cfg['preset']}"
+
+
+def _told_apart(labels: list[str], flat: list[dict]) -> list[str]:
+    """``labels`` with the flattened settings that differ among the entries sharing a label appended."""
+    labels = list(labels)
     for label in set(labels):
         members = [i for i, lab in enumerate(labels) if lab == label]
         if len(members) < 2:
@@ -92,12 +126,6 @@ def run_labels(configs: list[dict]) -> list[str]:
         for i in members:
             extra = ", ".join(f"{k}={_setting_text(flat[i].get(k))}" for k in differing)
             labels[i] = f"{label} · {extra}" if extra else labels[i]
-    # Identical settings (the same run made twice): number them so no two rows share a label.
-    seen: dict[str, int] = {}
-    for i, label in enumerate(labels):
-        seen[label] = seen.get(label, 0) + 1
-        if seen[label] > 1:
-            labels[i] = f"{label} · #{seen[label]}"
     return labels
 
 
@@ -146,8 +174,8 @@ def runs_table(dataset: str, root: Path | None = None) -> pd.DataFrame:
             continue
         configs.append(cfg)
         rows.append(row)
-    for row, label in zip(rows, run_labels(configs)):
-        row["label"] = label
+    for row, label, configuration in zip(rows, run_labels(configs), configuration_labels(configs)):
+        row["label"], row["configuration"] = label, configuration
     df = pd.DataFrame(rows)
     if not df.empty:
         # Runs on the whole test split first: a subsampled (quick) run's score is not comparable.
@@ -179,10 +207,12 @@ def _run_row(dataset: str, run: Path, cfg: dict) -> dict:
     row["ci_unit"] = metrics.bootstrap.get("unit", "image")
     row.update(_leakage_columns(run, row))
     row.update(_deployment_summary(run))
+    row.update(_validation_score(run, row["method"], prov.details or {}))
     row["kind"] = run_kind(row["method"], row["weights"])
     return row
 
 
+LEAK_FREE_INTERVALS = ("accuracy", "balanced_accuracy")
 LEAK_SUBSETS = {"leak_free": "leak_free", "leaking": "leaking", "direct_copy": "direct", "no_direct_copy": "no_direct"}
 
 
@@ -205,9 +235,15 @@ def _leakage_columns(run: Path, row: dict) -> dict:
         out[f"{prefix}_n"] = sub["n"] if sub else 0
         for m in METRICS:
             out[f"{prefix}_{m}"] = sub.get(m) if sub else None
-            interval = (sub or {}).get("bootstrap", {}).get("metrics", {}).get(m, {})
-            out[f"{prefix}_{m}_low"], out[f"{prefix}_{m}_high"] = interval.get("low"), interval.get("high")
+    for m in LEAK_FREE_INTERVALS:  # stored with intervals: pooled over seeds and shown like the headline metrics
+        interval = (record.subset("leak_free") or {}).get("bootstrap", {}).get("metrics", {}).get(m, {})
+        out[f"leak_free_{m}_low"], out[f"leak_free_{m}_high"] = interval.get("low"), interval.get("high")
     return out
+
+
+def shown_metrics(df: pd.DataFrame) -> list[str]:
+    """The interval metrics a table shows: leak-free ones only where some test split leaks (else they repeat)."""
+    return [m for m in ranking.interval_metrics(df) if leak_free_differs(df) or not m.startswith("leak_free_")]
 
 
 def leak_free_differs(df: pd.DataFrame) -> bool:
@@ -240,6 +276,37 @@ def leakage_effect(df: pd.DataFrame) -> pd.DataFrame:
                      "Leak-free": score("leak_free"), "Leaking (group seen in training)": score("leaking"),
                      "Near-copy of a training image": score("direct"), "No near-copy": score("no_direct")})
     return pd.DataFrame(rows)
+def _validation_score(run: Path, method: str, details: dict) -> dict:
+    """Validation accuracy and loss of the model the run kept (None where its records do not say).
+
+    A network run (``finetune``) keeps the weights of the best epoch of its last stage
+    (``best_epoch`` in provenance.details, restored by early stopping): its history.csv row.
+    A baseline keeps the hyperparameter it chose on validation: that row of its grid.
+    """
+    if method != "finetune":
+        key, chosen = details.get("hyperparameter"), details.get("chosen")
+        row = next((g for g in details.get("grid") or [] if key and g.get(key) == chosen), None)
+        source = f"grid {key}={chosen}"
+    else:
+        curves = history(run)
+        stage = curves["stage"].iloc[-1] if not curves.empty else None
+        best = (details.get(stage) or {}).get("best_epoch") if stage else None
+        rows = curves[(curves["stage"] == stage) & (curves["epoch"] == best)] if best else curves.iloc[:0]
+        row = rows.iloc[-1].to_dict() if not rows.empty else None
+        source = f"{stage} epoch {best}"
+    if row is None:
+        return {"val_accuracy": None, "val_loss": None, "val_source": None}
+    return {"val_accuracy": _finite(row.get("val_accuracy")), "val_loss": _finite(row.get("val_loss")),
+            "val_source": source}
+
+
+def _finite(value) -> float | None:
+    """A stored number as float; None when missing or not a number."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if value == value else None
 
 
 def _test_split_size(run: Path, prov: ProvenanceRecord) -> int | None:
@@ -375,20 +442,50 @@ def leaderboard(df: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return df
     out = pd.DataFrame({"Run": df["label"], "Test images": df["n_test"].astype(int)})
-    for m in METRICS:
-        out[METRIC_LABELS[m]] = [format_ci(v, lo, hi) for v, lo, hi in zip(df[m], df[f"{m}_low"], df[f"{m}_high"])]
-    if leak_free_differs(df):
-        out["Leak-free test images"] = df["leak_free_n"].map(lambda v: "" if v != v or v is None else str(int(v)))
-        for m in ("accuracy", "balanced_accuracy"):
-            out[f"Leak-free {METRIC_LABELS[m].lower()}"] = [
-                format_ci(v, lo, hi) for v, lo, hi in
-                zip(df[f"leak_free_{m}"], df[f"leak_free_{m}_low"], df[f"leak_free_{m}_high"])]
-    out["ECE"] = df["ece"].map(lambda v: "" if v is None else f"{v:.3f}")
+    for m in shown_metrics(df):
+        out[metric_label(m)] = [format_ci(v, lo, hi) for v, lo, hi in zip(df[m], df[f"{m}_low"], df[f"{m}_high"])]
+    return _with_costs(out, df)
+
+
+def _with_costs(out: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
+    """``out`` with the calibration, size and latency columns of ``df`` (runs or configurations)."""
+    out["ECE"] = df["ece"].map(lambda v: "" if v is None or v != v else f"{v:.3f}")
     out["Size (MB, TFLite f32)"] = df["tflite_f32_mb"].map(_fmt_num)
     out["int8 size (MB)"] = df["int8_mb"].map(_fmt_num)
     out["Latency (ms, 1 thread)"] = df["latency_ms"].map(_fmt_num)
     out["int8 latency (ms)"] = df["int8_latency_ms"].map(_fmt_num)
     return out
+
+
+def configurations_table(configs: pd.DataFrame) -> pd.DataFrame:
+    """The configurations shown to readers, in the order given: each metric as 'mean ± SD [low, high]'.
+
+    With one seed there is no SD: the cell is the run's 'value [bootstrap CI]' and the Seeds
+    column says 'one seed'. :func:`core.artifacts.ranking.interval_caption` says which is which.
+    """
+    if configs.empty:
+        return pd.DataFrame()
+    out = pd.DataFrame({
+        "Configuration": configs["label"],
+        "Seeds": [f"{s[0]} (one seed)" if one else ", ".join(map(str, s))
+                  for s, one in zip(configs["seeds"], configs["one_seed"])],
+        "Test images": configs["n_test"].map(lambda v: "" if v != v else f"{v:.0f}"),
+        f"{metric_label(ranking.VALIDATION_SCORE)} (mean)": configs[ranking.VALIDATION_SCORE].map(
+            lambda v: "" if v is None or v != v else f"{v:.3f}"),
+    })
+    for m in ranking.interval_metrics(configs):
+        out[metric_label(m)] = [format_pooled(v, sd, lo, hi) for v, sd, lo, hi in
+                                zip(configs[m], configs[f"{m}_sd"], configs[f"{m}_low"], configs[f"{m}_high"])]
+    return _with_costs(out, configs).reset_index(drop=True)
+
+
+def format_pooled(mean, sd, low, high) -> str:
+    """``0.637 ± 0.018 [0.592, 0.682]`` over several seeds; ``format_ci`` of the one run when sd is undefined."""
+    cell = format_ci(mean, low, high)
+    if not cell or sd is None or sd != sd:
+        return cell
+    head, _, interval = cell.partition(" ")
+    return f"{head} ± {sd:.3f} {interval}".rstrip()
 
 
 def format_ci(value, low, high) -> str:
@@ -404,31 +501,47 @@ def _fmt_num(v) -> str:
     return "" if v is None or v != v else f"{v:.2f}"
 
 
-def no_recommendation_reason(df: pd.DataFrame) -> str:
-    """Why :func:`recommend` found nothing: no deployment yet, no working int8 model, or the limits."""
-    if "deployed" not in df or not df["deployed"].any():
-        return "No run has deployment measurements yet (`python -m core deploy RUN_DIR`)."
-    if df["int8_mb"].isna().all():
-        return ("No deployed run has a working full-int8 model (its conversion or measurement failed: the "
-                "Deployment page gives the reason), so size and latency limits cannot be checked.")
-    smallest, fastest = df["int8_mb"].min(), df["int8_latency_ms"].min()
-    speed = (f" and the fastest takes {fastest:.1f} ms" if pd.notna(fastest)
-             else "; no int8 latency was measured, so a latency limit excludes every run")
-    return f"No deployed run fits these limits: the smallest full-int8 model is {smallest:.2f} MB{speed}."
+def recommendation_text(rec: ranking.Recommendation, max_mb: float | None = None,
+                        max_ms: float | None = None) -> str:
+    """The recommendation in one Markdown paragraph: what was chosen, how, and its test score with its interval."""
+    if rec.chosen is None:
+        return rec.reason or "No recommendation."
+    best, metric = rec.chosen, rec.metric
+    limits = ", ".join(filter(None, [max_mb and f"full-int8 model ≤ {max_mb:g} MB",
+                                     max_ms and f"int8 latency ≤ {max_ms:g} ms"])) or "no size or latency limit"
+    seeds = "one seed" if best["one_seed"] else f"{best['n_seeds']} seeds"
+    interval = ("its run's bootstrap CI" if best["interval"] == ranking.INTERVAL_BOOTSTRAP
+                else "mean over seeds ± SD, t-interval over the seeds")
+    cost = (f"; full-int8 {best['int8_mb']:.2f} MB, {best['int8_latency_ms']:.1f} ms"
+            if pd.notna(best.get("int8_mb")) and pd.notna(best.get("int8_latency_ms")) else "")
+    score = format_pooled(best[metric], best.get(f"{metric}_sd"), best[f"{metric}_low"], best[f"{metric}_high"])
+    return (f"**{best['label']}** ({seeds}), chosen by "
+            f"{metric_label(ranking.VALIDATION_SCORE).lower()} {best[ranking.VALIDATION_SCORE]:.3f} (mean over seeds; "
+            f"{limits}, {rec.preset} preset): test {metric_label(metric).lower()} {score or 'undefined'} "
+            f"({interval}){cost}.")
 
 
-def recommend(df: pd.DataFrame, max_mb: float | None, max_ms: float | None,
-              metric: str = "balanced_accuracy") -> pd.Series | None:
-    """The best run by ``metric`` whose int8 size and latency fit the limits (None if none fits)."""
-    if df.empty:
+def not_distinguishable_text(rec: ranking.Recommendation) -> str | None:
+    """The configurations whose test interval overlaps the recommended one's, in one line (None if none)."""
+    if rec.chosen is None or rec.not_distinguishable.empty:
         return None
-    ok = pd.Series(True, index=df.index)
-    if max_mb is not None:
-        ok &= df["int8_mb"].notna() & (df["int8_mb"] <= max_mb)
-    if max_ms is not None:
-        ok &= df["int8_latency_ms"].notna() & (df["int8_latency_ms"] <= max_ms)
-    fitting = df[ok]
-    return None if fitting.empty else fitting.sort_values(metric, ascending=False).iloc[0]
+    metric = rec.metric
+    items = [f"{r['label']} {format_pooled(r[metric], r.get(f'{metric}_sd'), r[f'{metric}_low'], r[f'{metric}_high'])}"
+             for _, r in rec.not_distinguishable.iterrows()]
+    return (f"Not distinguishable from it on test {metric_label(metric).lower()} (the intervals overlap): "
+            + "; ".join(items) + ".")
+
+
+def validation_leak_note(audit_report: dict | None) -> str | None:
+    """What the audit says about the validation split the recommendation chooses on (None if no leak found)."""
+    found = (((audit_report or {}).get("verdict") or {}).get("eval_images_with_train_copy") or {}).get("val") or {}
+    if not found.get("images"):
+        return None
+    return (f"Validation leaks here: {found['images']} of {found['of']} validation images "
+            f"({found['images'] / found['of']:.1%}) have an exact or near copy in train (data audit), because "
+            "validation images are drawn from the training pool image by image. Validation scores are then "
+            "optimistic and can favour models that remember training images; a leak-free validation comes with "
+            "group-disjoint splits.")
 
 
 def history(run_path: str | Path) -> pd.DataFrame:
@@ -611,11 +724,18 @@ def static_html(dataset: str, root: Path | None = None, runs: pd.DataFrame | Non
     if df.empty:
         parts.append("<p>No complete runs.</p>")
     else:
-        parts.append(f"<p>{len(df)} complete runs, test split of {int(df['n_test'].max())} images. "
-                     "Metrics: value [95% bootstrap CI].</p>")
+        configs = ranking.configurations(df)
+        top = ranking.ranked(configs, DEFAULT_METRIC)
+        _, note = ranking.ranking_preset(configs)
+        parts.append(f"<p>{html.escape(test_split_caption(df))}.</p>")
+        parts.append(f"<h2>Configurations</h2><p>Runs that differ only by seed, ranked by mean "
+                     f"{metric_label(DEFAULT_METRIC).lower()}: {html.escape(ranking.interval_caption(top))}."
+                     f"{' ' + html.escape(note) if note else ''}</p>")
+        parts.append(configurations_table(top).to_html(index=False, escape=True))
+        parts.append(f"<h2>{metric_label(DEFAULT_METRIC)} of each configuration with its 95% interval</h2>")
+        parts.append(ci_svg(top, DEFAULT_METRIC))
+        parts.append("<h2>Single runs</h2><p>Metrics: value [95% bootstrap CI].</p>")
         parts.append(leaderboard(df).to_html(index=False, escape=True))
-        parts.append("<h2>Balanced accuracy with 95% CI</h2>")
-        parts.append(ci_svg(df, "balanced_accuracy"))
     if audit_report:
         v = audit_report["verdict"]
         parts.append("<h2>Data audit</h2><ul>")
@@ -713,6 +833,31 @@ def _markdown_table(df: pd.DataFrame) -> list[str]:
     return lines + [""]
 
 
+def _configurations_markdown(configs: pd.DataFrame, audit_report: dict | None) -> list[str]:
+    """The README's configuration ranking of one dataset, its recommendation and what to read it with."""
+    metric = DEFAULT_METRIC
+    top = ranking.ranked(configs, metric)
+    _, note = ranking.ranking_preset(configs)
+    lines = [f"Configurations (runs that differ only by seed), ranked by mean {metric_label(metric).lower()}: "
+             f"{ranking.interval_caption(top)}.\n"]
+    lines += _markdown_table(configurations_table(top))
+    rec = ranking.recommend(configs, metric=metric)
+    lines.append(f"Recommendation: {recommendation_text(rec)}" + "".join(
+        f" {text}" for text in (not_distinguishable_text(rec), *rec.notes) if text) + "\n")
+    leak = validation_leak_note(audit_report)
+    if leak:
+        lines.append(f"{leak}\n")
+    return lines
+
+
+def _audit_or_none(dataset: str, root: Path | None) -> dict | None:
+    """The dataset's audit, or None when there is none or it cannot be read (the Data page says why)."""
+    try:
+        return audit(dataset, root)
+    except RecordError:
+        return None
+
+
 def markdown_results(root: Path | None = None) -> str:
     """The README "Results" tables for every dataset, generated from the stored runs."""
     root = Path(root or artifacts_dir())
@@ -724,7 +869,9 @@ def markdown_results(root: Path | None = None) -> str:
             continue
         lines.append(f"### {dataset}\n")
         if not df.empty:
-            lines.append(f"{test_split_caption(df)}; value [95% bootstrap CI].\n")
+            lines.append(f"{test_split_caption(df)}.\n")
+            lines += _configurations_markdown(ranking.configurations(df), _audit_or_none(dataset, root))
+            lines.append("Single runs: value [95% bootstrap CI].\n")
             lines += _markdown_table(leaderboard(df))
         if unreadable(df):
             lines.append(f"{len(unreadable(df))} run(s) could not be read and are left out: "

@@ -44,6 +44,7 @@ from sklearn.metrics import (
     roc_auc_score,
     roc_curve,
 )
+from statsmodels.stats.multitest import multipletests
 
 SCHEMA_VERSION = 1
 BOOTSTRAP_CONFIDENCE = 0.95
@@ -564,6 +565,8 @@ def _interval(estimate: float | None, samples: np.ndarray) -> dict:
 # --- McNemar -----------------------------------------------------------------------
 
 def _mcnemar_test(n01: int, n10: int) -> tuple[float, float, str]:
+    # Not statsmodels' mcnemar: it agrees on the exact test and on the chi-square test except when
+    # n01 == n10, where it does not clamp |n01 - n10| - 1 at 0 (14 vs 14 gives p 0.85 instead of 1).
     discordant = n01 + n10
     if discordant < EXACT_MCNEMAR_BELOW:
         if discordant == 0:
@@ -606,23 +609,15 @@ def _compare_runs(a: str, table_a: dict[str, bool], b: str, table_b: dict[str, b
             "method": result["method"], "better": better}
 
 
-def _holm(p_values: Sequence[float]) -> list[float]:
-    """Holm–Bonferroni adjusted p-values, in the order given."""
-    m = len(p_values)
-    order = np.argsort(p_values, kind="stable")
-    adjusted = np.empty(m)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p_values[i]))
-        adjusted[i] = running
-    return adjusted.tolist()
-
-
 def _apply_holm(pairs: list[dict], alpha: float) -> None:
+    """Holm–Bonferroni adjusted p-values (statsmodels) over the pairs that were tested."""
     tested = [pair for pair in pairs if pair["p_value"] is not None]
-    for pair, adjusted in zip(tested, _holm([pair["p_value"] for pair in tested])):
-        pair["p_holm"] = adjusted
-        pair["significant"] = adjusted <= alpha
+    if not tested:
+        return
+    adjusted = multipletests([pair["p_value"] for pair in tested], method="holm")[1]
+    for pair, p_holm in zip(tested, adjusted.tolist()):
+        pair["p_holm"] = p_holm
+        pair["significant"] = p_holm <= alpha
 
 
 def _pair_matrix(names: list[str], pairs: list[dict]) -> list[list[float | None]]:

@@ -1,0 +1,283 @@
+"""Configurations, and the rankings built on them, so that no seed can flip a ranking (pandas only, no TensorFlow).
+
+A configuration is a run's dataset, backbone, weights, method, preset and every setting except
+the seed (the runs table's ``settings_key``). Rankings, the headline chart, the recommendation
+and the planned comparisons use configurations: the mean over seeds, the seed SD and the number
+of seeds, never the best single seed. Everything works on the columns it finds: each metric stored
+with an interval (``m``, ``m_low``, ``m_high``) is pooled over seeds, every other number averaged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+CONFIGURATION_KEYS = ("dataset", "backbone", "weights", "method", "preset", "settings_key")
+CONFIDENCE = 0.95
+# The recommendation chooses on this runs-table column (mean over seeds), never on a test score.
+VALIDATION_SCORE = "val_accuracy"
+FULL_PRESET = "full"
+TRANSFER = "transfer"
+BASELINE_KINDS = ("scratch", "logreg", "linear_svm", "knn")
+INTERVAL_SEEDS = "seeds"  # mean ± t·SD/√n over the seeds
+INTERVAL_BOOTSTRAP = "bootstrap"  # one seed: that run's bootstrap CI
+AGAINST_RECOMMENDED = "against the recommended"
+TRANSFER_VS_BASELINE = "transfer vs baseline"
+# Runs-table columns that identify a run rather than measure it: never averaged over seeds.
+_NOT_AVERAGED = {"seed"}
+
+
+def interval_metrics(runs: pd.DataFrame) -> list[str]:
+    """The metric columns stored with an interval (``m``, ``m_low`` and ``m_high``), in table order."""
+    return [c for c in runs.columns if f"{c}_low" in runs.columns and f"{c}_high" in runs.columns]
+
+
+def configurations(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration of the runs table: metrics pooled over its seeds.
+
+    For each interval metric ``m``: ``m`` is the mean over seeds, ``m_sd`` the SD across seeds
+    (undefined with one seed), and ``m_low``/``m_high`` a 95% interval: mean ± t·SD/√n with two
+    or more seeds (``interval`` = ``"seeds"``), the run's own bootstrap CI with one seed
+    (``"bootstrap"``). Other numbers (validation score, sizes, latency) are means over the seeds
+    that have them; ``deployed`` is true when any seed was deployed. ``run`` names the run that
+    stands for the configuration in paired tests: seed 0, or its lowest seed.
+    """
+    if runs.empty:
+        return pd.DataFrame()
+    keys = [k for k in CONFIGURATION_KEYS if k in runs.columns]
+    metrics = interval_metrics(runs)
+    pooled = set(metrics) | {f"{m}_{end}" for m in metrics for end in ("low", "high")}
+    averaged = [c for c in runs.columns if c not in pooled and c not in keys and c not in _NOT_AVERAGED
+                and _numeric(runs[c]) is not None]
+    rows = []
+    for _, group in runs.groupby(keys, sort=False, dropna=False):
+        group = group.sort_values("seed", kind="stable")
+        first = group.iloc[0]
+        n = len(group)
+        row = {k: first[k] for k in keys}
+        row.update({
+            "label": first.get("configuration", first.get("label")), "kind": first.get("kind"),
+            "seeds": [int(s) for s in group["seed"]], "n_seeds": n, "one_seed": n == 1,
+            "interval": INTERVAL_SEEDS if n >= 2 else INTERVAL_BOOTSTRAP,
+            "run": f"{first['backbone']}/{first['run_id']}" if "run_id" in group else None,
+            "run_label": first.get("label"), "run_seed": int(first["seed"]),
+        })
+        for m in metrics:
+            row.update(_pooled(group, m))
+        for column in averaged:
+            values = _numeric(group[column])
+            row[column] = bool(values.any()) if group[column].dtype == bool else values.mean()
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _numeric(values: pd.Series) -> pd.Series | None:
+    """``values`` as numbers (booleans kept), or None when some value is not a number."""
+    if values.dtype == bool:
+        return values
+    numbers = pd.to_numeric(values, errors="coerce")
+    return numbers if numbers.notna().sum() == values.notna().sum() else None
+
+
+def _pooled(group: pd.DataFrame, metric: str) -> dict:
+    """Mean, SD across seeds and the 95% interval of one metric over a configuration's runs."""
+    columns = [metric, f"{metric}_low", f"{metric}_high"]
+    numbers = group[columns].apply(pd.to_numeric, errors="coerce").astype(float)
+    numbers = numbers[numbers[metric].notna()]
+    values, n = numbers[metric], len(numbers)
+    out = {metric: values.mean() if n else math.nan, f"{metric}_sd": values.std(ddof=1) if n >= 2 else math.nan,
+           f"{metric}_low": math.nan, f"{metric}_high": math.nan}
+    if n == 1:
+        out[f"{metric}_low"], out[f"{metric}_high"] = numbers.iloc[0][columns[1]], numbers.iloc[0][columns[2]]
+    elif n >= 2:
+        half = stats.t.ppf((1 + CONFIDENCE) / 2, n - 1) * out[f"{metric}_sd"] / math.sqrt(n)
+        # Every interval metric is a proportion or an AUC: the interval stays within [0, 1].
+        out[f"{metric}_low"], out[f"{metric}_high"] = max(0.0, out[metric] - half), min(1.0, out[metric] + half)
+    return out
+
+
+def interval_caption(configs: pd.DataFrame) -> str:
+    """Which interval each configuration row carries, for the caption under a configurations table."""
+    if configs.empty:
+        return ""
+    several = int((~configs["one_seed"]).sum())
+    single = int(configs["one_seed"].sum())
+    parts = []
+    if several:
+        parts.append(f"{several} configuration(s) with two or more seeds: mean ± SD across seeds [95% interval: "
+                     "mean ± t·SD/√n over the seeds, i.e. training randomness]")
+    if single:
+        parts.append(f"{single} configuration(s) with one seed (marked 'one seed'): the run's value [95% bootstrap "
+                     "CI over the test images]")
+    return "; ".join(parts)
+
+
+def ranking_preset(configs: pd.DataFrame) -> tuple[str | None, str | None]:
+    """The preset rankings use (full whenever a full configuration exists) and a note on what is left out.
+
+    A quick run is scored on a subsample of the test split: it is never ranked against full runs.
+    """
+    if configs.empty:
+        return None, None
+    presets = sorted(set(configs["preset"]))
+    preset = FULL_PRESET if FULL_PRESET in presets else presets[0]
+    others = configs[configs["preset"] != preset]
+    if preset != FULL_PRESET:
+        note = (f"No full-preset configuration yet: the ranking compares the {preset}-preset ones, which are "
+                f"trained briefly and may be scored on a subsample of the test split.")
+    else:
+        note = None
+    if not others.empty:
+        left = ", ".join(sorted(set(others["preset"])))
+        extra = (f"{len(others)} configuration(s) of the {left} preset are not ranked against the {preset} ones "
+                 "(shorter training, scored on a subsample of the test split).")
+        note = f"{note} {extra}" if note else extra
+    return preset, note
+
+
+def ranked(configs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The configurations of the ranking preset, best mean ``metric`` first."""
+    preset, _ = ranking_preset(configs)
+    if preset is None:
+        return configs
+    same = configs[configs["preset"] == preset]
+    return same.sort_values([metric, "label"], ascending=[False, True], na_position="last", ignore_index=True)
+
+
+@dataclass
+class Recommendation:
+    """The configuration chosen by validation score, and what the test split says about it."""
+
+    metric: str
+    preset: str | None = None
+    chosen: pd.Series | None = None
+    # Fitting configurations whose test interval on ``metric`` overlaps the chosen one's.
+    not_distinguishable: pd.DataFrame = field(default_factory=pd.DataFrame)
+    reason: str | None = None  # why nothing was chosen
+    notes: list[str] = field(default_factory=list)
+
+
+def _fits(df: pd.DataFrame, max_mb: float | None, max_ms: float | None) -> pd.Series:
+    ok = pd.Series(True, index=df.index)
+    if max_mb is not None:
+        ok &= df["int8_mb"].notna() & (df["int8_mb"] <= max_mb)
+    if max_ms is not None:
+        ok &= df["int8_latency_ms"].notna() & (df["int8_latency_ms"] <= max_ms)
+    return ok
+
+
+def recommend(configs: pd.DataFrame, max_mb: float | None = None, max_ms: float | None = None,
+              metric: str = "balanced_accuracy") -> Recommendation:
+    """Choose a configuration by mean validation score among those within the int8 size/latency limits.
+
+    Only configurations of :func:`ranking_preset` compete. Ties on the validation score go to
+    the smaller full-int8 model. The test split is not used to choose: it reports the chosen
+    configuration's ``metric`` with its interval, and which other fitting configurations have
+    overlapping intervals (:attr:`Recommendation.not_distinguishable`).
+    """
+    if configs.empty:
+        return Recommendation(metric, reason="No complete run.")
+    preset, note = ranking_preset(configs)
+    rec = Recommendation(metric, preset, notes=[note] if note else [])
+    pool = configs[configs["preset"] == preset]
+    fitting = pool[_fits(pool, max_mb, max_ms)]
+    if fitting.empty:
+        rec.reason = no_recommendation_reason(pool)
+        return rec
+    scored = fitting[fitting[VALIDATION_SCORE].notna()] if VALIDATION_SCORE in fitting else fitting.iloc[:0]
+    if scored.empty:
+        rec.reason = ("No configuration within the limits has a validation score (network runs: history.csv and "
+                      "best_epoch in provenance.json; baselines: their hyperparameter grid).")
+        return rec
+    if len(scored) < len(fitting):
+        rec.notes.append(f"{len(fitting) - len(scored)} configuration(s) without a validation score could not "
+                         "be chosen.")
+    size = scored["int8_mb"] if "int8_mb" in scored else pd.Series(math.nan, index=scored.index)
+    order = scored.assign(_score=scored[VALIDATION_SCORE].round(9), _size=size).sort_values(
+        ["_score", "_size", "label"], ascending=[False, True, True], na_position="last")
+    rec.chosen = fitting.loc[order.index[0]]
+    low, high = rec.chosen[f"{metric}_low"], rec.chosen[f"{metric}_high"]
+    others = fitting.drop(index=order.index[0])
+    overlap = (others[f"{metric}_low"] <= high) & (others[f"{metric}_high"] >= low)
+    rec.not_distinguishable = others[overlap].sort_values(metric, ascending=False)
+    return rec
+
+
+def no_recommendation_reason(df: pd.DataFrame) -> str:
+    """Why nothing fits the limits: no deployment yet, no working int8 model, or the limits themselves."""
+    if "deployed" not in df or not df["deployed"].any():
+        return "No run has deployment measurements yet (`python -m core deploy RUN_DIR`)."
+    if df["int8_mb"].isna().all():
+        return ("No deployed run has a working full-int8 model (its conversion or measurement failed: the "
+                "Deployment page gives the reason), so size and latency limits cannot be checked.")
+    smallest, fastest = df["int8_mb"].min(), df["int8_latency_ms"].min()
+    speed = (f" and the fastest takes {fastest:.1f} ms" if pd.notna(fastest)
+             else "; no int8 latency was measured, so a latency limit excludes every run")
+    return f"No deployed run fits these limits: the smallest full-int8 model is {smallest:.2f} MB{speed}."
+
+
+def planned_pairs(configs: pd.DataFrame, recommended: str | None) -> list[tuple[str, str, str]]:
+    """The planned family as (configuration A, configuration B, why) label triples, each pair once.
+
+    The ``recommended`` configuration (as A) against every other one, and every transfer
+    configuration (as A) against each baseline (scratch, logreg, linear SVM, kNN) of the same backbone.
+    """
+    labels = list(configs["label"])
+    planned: dict[frozenset, list] = {}
+
+    def add(a: str, b: str, why: str) -> None:
+        entry = planned.setdefault(frozenset((a, b)), [a, b, []])
+        if why not in entry[2]:
+            entry[2].append(why)
+
+    if recommended in labels:
+        for label in labels:
+            if label != recommended:
+                add(recommended, label, AGAINST_RECOMMENDED)
+    transfer = configs[configs["kind"] == TRANSFER]
+    baselines = configs[configs["kind"].isin(BASELINE_KINDS)]
+    for _, t in transfer.iterrows():
+        for _, b in baselines[baselines["backbone"] == t["backbone"]].iterrows():
+            add(t["label"], b["label"], TRANSFER_VS_BASELINE)
+    return [(a, b, "; ".join(why)) for a, b, why in planned.values()]
+
+
+def planned_comparisons(configs: pd.DataFrame, pairs: list[dict], recommended: str | None,
+                        alpha: float = 0.05) -> pd.DataFrame:
+    """McNemar tests of the planned family (:func:`planned_pairs`), Holm-corrected within that family.
+
+    ``configs``: the configurations compared (one preset); each is represented by its ``run``.
+    ``pairs``: the stored all-pairs comparison (``a``, ``b`` run names, ``n01``, ``n10``,
+    ``p_value``, ...), whose raw p-values are reused. A planned pair missing from it, or
+    without common test images, keeps its ``reason`` and stays out of the correction.
+    """
+    runs = dict(zip(configs["label"], configs["run"]))
+    stored = {}
+    for pair in pairs:
+        stored[(pair["a"], pair["b"])] = pair
+        stored[(pair["b"], pair["a"])] = {**pair, "a": pair["b"], "b": pair["a"], "n01": pair.get("n10"),
+                                          "n10": pair.get("n01")}
+    label_of = {run: label for label, run in runs.items()}
+    rows = []
+    for a, b, why in planned_pairs(configs, recommended):
+        pair = stored.get((runs[a], runs[b]))
+        row = {"comparison": why, "a": a, "b": b, "run_a": runs[a], "run_b": runs[b], "n_common": None,
+               "n01": None, "n10": None, "p_value": None, "p_holm": None, "significant": None, "better": None,
+               "reason": None}
+        if pair is None:
+            row["reason"] = "not in the stored comparison: rerun `python -m core compare DATASET`"
+        else:
+            row.update({k: pair.get(k) for k in ("n_common", "n01", "n10", "p_value")})
+            row["better"] = label_of.get(pair.get("better"))
+            row["reason"] = pair.get("reason")
+        rows.append(row)
+    tested = [row for row in rows if row["p_value"] is not None and row["p_value"] == row["p_value"]]
+    if tested:
+        for row, p_holm in zip(tested, multipletests([row["p_value"] for row in tested], method="holm")[1].tolist()):
+            row["p_holm"], row["significant"] = p_holm, p_holm <= alpha
+    return pd.DataFrame(rows, columns=["comparison", "a", "b", "run_a", "run_b", "n_common", "n01", "n10",
+                                       "p_value", "p_holm", "significant", "better", "reason"])

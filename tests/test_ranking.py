@@ -1,0 +1,182 @@
+"""Rankings that a seed cannot flip: configurations, the recommendation by validation score, planned comparisons."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from core.artifacts import ranking, report
+
+pytestmark = pytest.mark.unit
+
+
+def _run(backbone, seed, val, acc, *, method="finetune", weights="imagenet", preset="full", key=None, int8_mb=None,
+         ci=0.02):
+    """One runs-table row as :func:`core.artifacts.report.runs_table` makes it (the columns ranking reads)."""
+    kind = report.run_kind(method, weights)
+    configuration = f"{backbone} · {kind} · {preset}"
+    return {"dataset": "d", "backbone": backbone, "weights": weights, "method": method, "preset": preset,
+            "settings_key": key or f"{backbone}-{kind}-{preset}", "seed": seed, "run_id": f"{preset}-{kind}-s{seed}",
+            "label": f"{configuration} · seed {seed}", "configuration": configuration, "kind": kind,
+            "n_test": 100 if preset == "quick" else 500, "val_accuracy": val, "val_loss": 1 - val,
+            "accuracy": acc, "accuracy_low": acc - ci, "accuracy_high": acc + ci,
+            "balanced_accuracy": acc, "balanced_accuracy_low": acc - ci, "balanced_accuracy_high": acc + ci,
+            "ece": 0.05, "deployed": int8_mb is not None, "int8_mb": int8_mb,
+            "int8_latency_ms": 1.0 if int8_mb else None,
+            "tflite_f32_mb": None, "latency_ms": None}
+
+
+def test_a_lucky_seed_does_not_win_the_recommendation_or_the_ranking():
+    # "Lucky": one seed far above its two others; its mean is below the steady configuration's.
+    runs = pd.DataFrame([_run("Lucky", 0, 0.95, 0.95), _run("Lucky", 1, 0.70, 0.70), _run("Lucky", 2, 0.71, 0.71),
+                         _run("Steady", 0, 0.85, 0.85), _run("Steady", 1, 0.84, 0.84), _run("Steady", 2, 0.86, 0.86)])
+    best_single = runs.loc[runs["val_accuracy"].idxmax()]
+    assert best_single["label"] == "Lucky · transfer · full · seed 0"  # what ranking single runs would pick
+    configs = ranking.configurations(runs)
+    rec = ranking.recommend(configs, metric="accuracy")
+    assert rec.chosen["label"] == "Steady · transfer · full" and rec.chosen["n_seeds"] == 3
+    ranks = list(ranking.ranked(configs, "accuracy")["label"])
+    assert ranks == ["Steady · transfer · full", "Lucky · transfer · full"]
+    lucky = configs.set_index("label").loc["Lucky · transfer · full"]
+    assert lucky["accuracy"] == pytest.approx((0.95 + 0.70 + 0.71) / 3)
+    # The lucky configuration's interval (three seeds, t-interval) is wide and overlaps: not distinguishable.
+    assert list(rec.not_distinguishable["label"]) == ["Lucky · transfer · full"]
+    assert "Not distinguishable" in report.not_distinguishable_text(rec)
+    text = report.recommendation_text(rec)
+    assert "**Steady · transfer · full** (3 seeds), chosen by validation accuracy 0.850" in text
+
+
+def test_the_choice_uses_validation_not_test_and_ties_go_to_the_smaller_model():
+    runs = pd.DataFrame([_run("TestBest", 0, 0.80, 0.99, int8_mb=1.0), _run("ValBest", 0, 0.90, 0.60, int8_mb=5.0),
+                         _run("ValTieSmall", 0, 0.90, 0.60, int8_mb=2.0)])
+    configs = ranking.configurations(runs)
+    assert ranking.recommend(configs, metric="accuracy").chosen["label"] == "ValTieSmall · transfer · full"
+    # A size limit leaves only the test-best one: it is chosen, because it fits, not because of its test score.
+    assert ranking.recommend(configs, max_mb=1.5, metric="accuracy").chosen["label"] == "TestBest · transfer · full"
+
+
+def test_a_quick_run_is_never_recommended_over_a_full_one():
+    runs = pd.DataFrame([_run("Fast", 0, 0.99, 0.99, preset="quick", int8_mb=0.5),
+                         _run("Full", 0, 0.80, 0.80, int8_mb=4.0), _run("Full", 1, 0.82, 0.81, int8_mb=4.0)])
+    configs = ranking.configurations(runs)
+    rec = ranking.recommend(configs, metric="accuracy")
+    assert rec.preset == "full" and rec.chosen["label"] == "Full · transfer · full"
+    assert "Fast · transfer · quick" not in set(rec.not_distinguishable.get("label", []))
+    assert any("quick preset are not ranked against the full ones" in note for note in rec.notes)
+    assert list(ranking.ranked(configs, "accuracy")["label"]) == ["Full · transfer · full"]
+    # Only the quick model fits the limit: no recommendation, rather than a quick run against full ones.
+    limited = ranking.recommend(configs, max_mb=1.0, metric="accuracy")
+    assert limited.chosen is None and "No deployed run fits these limits" in limited.reason
+    # Without any full configuration the quick ones are ranked, and the note says so.
+    quick_only = ranking.recommend(configs[configs["preset"] == "quick"], metric="accuracy")
+    assert quick_only.chosen["label"] == "Fast · transfer · quick"
+    assert any("No full-preset configuration yet" in note for note in quick_only.notes)
+
+
+def test_configurations_pool_seeds_and_mark_one_seed_configurations():
+    runs = pd.DataFrame([_run("Three", s, 0.9, acc) for s, acc in ((2, 0.88), (0, 0.80), (1, 0.84))]
+                        + [_run("One", 3, 0.9, 0.70, ci=0.05)])
+    configs = ranking.configurations(runs).set_index("label")
+    three, one = configs.loc["Three · transfer · full"], configs.loc["One · transfer · full"]
+    # Mean 0.84, SD 0.04; 95% t-interval with 2 degrees of freedom: 0.84 ± 4.302653 * 0.04 / sqrt(3).
+    half = 4.302653 * 0.04 / math.sqrt(3)
+    assert three["accuracy"] == pytest.approx(0.84) and three["accuracy_sd"] == pytest.approx(0.04)
+    assert (three["accuracy_low"], three["accuracy_high"]) == pytest.approx((0.84 - half, 0.84 + half), abs=1e-6)
+    assert three["interval"] == "seeds" and three["seeds"] == [0, 1, 2] and not three["one_seed"]
+    assert three["run"] == "Three/full-transfer-s0" and three["run_seed"] == 0  # seed 0 stands for it
+    # One seed: the run's own bootstrap interval, no SD, marked; its lowest seed (3) stands for it.
+    assert one["one_seed"] and one["interval"] == "bootstrap" and math.isnan(one["accuracy_sd"])
+    assert (one["accuracy_low"], one["accuracy_high"]) == pytest.approx((0.65, 0.75))
+    assert one["run_seed"] == 3
+    table = report.configurations_table(configs.reset_index()).set_index("Configuration")
+    assert table.loc["One · transfer · full", "Seeds"] == "3 (one seed)"
+    assert table.loc["One · transfer · full", "Accuracy"] == "0.700 [0.650, 0.750]"
+    pooled = f"0.840 ± 0.040 [{0.84 - half:.3f}, {0.84 + half:.3f}]"
+    assert table.loc["Three · transfer · full", "Accuracy"] == pooled
+    caption = ranking.interval_caption(configs.reset_index())
+    assert "1 configuration(s) with one seed (marked 'one seed')" in caption and "t·SD/√n" in caption
+
+
+def test_a_metric_column_added_later_is_pooled_and_shown():
+    runs = pd.DataFrame([_run("A", s, 0.9, 0.8) | {"leak_free_accuracy": v, "leak_free_accuracy_low": v - 0.1,
+                                                    "leak_free_accuracy_high": v + 0.1}
+                         for s, v in ((0, 0.6), (1, 0.7))])
+    configs = ranking.configurations(runs)
+    assert configs["leak_free_accuracy"].iloc[0] == pytest.approx(0.65)
+    assert "Leak free accuracy" in report.configurations_table(configs).columns
+
+
+def _config(backbone, method="finetune", weights="imagenet", val=0.8):
+    return _run(backbone, 0, val, 0.8, method=method, weights=weights)
+
+
+def _pair(a, b, p, n01=5, n10=3):
+    return {"a": a, "b": b, "n_common": 500, "n01": n01, "n10": n10, "p_value": p, "better": a}
+
+
+def test_the_planned_family_and_its_holm_correction_by_hand():
+    configs = ranking.configurations(pd.DataFrame([
+        _config("B0", val=0.95), _config("B0", "logreg"), _config("B0", "knn"),
+        _config("B1"), _config("B1", "logreg"), _config("B1", weights="none")]))
+    run = dict(zip(configs["label"], configs["run"]))
+    rec = ranking.recommend(configs).chosen["label"]
+    assert rec == "B0 · transfer · full"
+    pairs = [
+        _pair(run["B0 · transfer · full"], run["B0 · logreg · full"], 0.01),
+        # Stored the other way round: read back as (transfer, knn) with the counts swapped.
+        _pair(run["B0 · knn · full"], run["B0 · transfer · full"], 0.04, n01=2, n10=9),
+        _pair(run["B0 · transfer · full"], run["B1 · transfer · full"], 0.03),
+        _pair(run["B0 · transfer · full"], run["B1 · logreg · full"], 0.005),
+        _pair(run["B1 · transfer · full"], run["B1 · logreg · full"], 0.02),
+        _pair(run["B0 · transfer · full"], run["B1 · scratch · full"], 0.001),
+        # Not planned (two baselines, neither recommended): stays out of the family.
+        _pair(run["B0 · knn · full"], run["B1 · logreg · full"], 0.0001),
+    ]
+    # B1 transfer vs its scratch run was never stored: listed, not tested, not counted.
+    family = ranking.planned_comparisons(configs, pairs, rec, alpha=0.05)
+    got = {(r["a"], r["b"]): r for r in family.to_dict("records")}
+    assert set(got) == {
+        ("B0 · transfer · full", "B0 · logreg · full"), ("B0 · transfer · full", "B0 · knn · full"),
+        ("B0 · transfer · full", "B1 · transfer · full"), ("B0 · transfer · full", "B1 · logreg · full"),
+        ("B0 · transfer · full", "B1 · scratch · full"),
+        ("B1 · transfer · full", "B1 · logreg · full"), ("B1 · transfer · full", "B1 · scratch · full")}
+    assert got[("B0 · transfer · full", "B0 · logreg · full")]["comparison"] == (
+        "against the recommended; transfer vs baseline")
+    knn = got[("B0 · transfer · full", "B0 · knn · full")]
+    assert (knn["n01"], knn["n10"]) == (9, 2) and knn["better"] == "B0 · knn · full"
+    missing = got[("B1 · transfer · full", "B1 · scratch · full")]
+    assert pd.isna(missing["p_holm"]) and "not in the stored comparison" in missing["reason"]
+    # Six tested: sorted 0.001*6=0.006, 0.005*5=0.025, 0.01*4=0.04, 0.02*3=0.06, 0.03*2=0.06, 0.04*1 -> 0.06.
+    expected = {("B0 · transfer · full", "B1 · scratch · full"): 0.006,
+                ("B0 · transfer · full", "B1 · logreg · full"): 0.025,
+                ("B0 · transfer · full", "B0 · logreg · full"): 0.04,
+                ("B1 · transfer · full", "B1 · logreg · full"): 0.06,
+                ("B0 · transfer · full", "B1 · transfer · full"): 0.06,
+                ("B0 · transfer · full", "B0 · knn · full"): 0.06}
+    assert {k: got[k]["p_holm"] for k in expected} == pytest.approx(expected)
+    assert [got[k]["significant"] for k in expected] == [True, True, True, False, False, False]
+
+
+def test_validation_score_comes_from_the_restored_epoch_or_the_chosen_grid_row(tmp_path):
+    (tmp_path / "history.csv").write_text(
+        "stage,epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds\n"
+        "stage1,1,1.0,0.5,0.9,0.55,0.001,1\nstage1,2,0.8,0.6,0.7,0.65,0.001,1\n"
+        "stage2,1,0.6,0.7,0.5,0.80,0.0001,1\nstage2,2,0.5,0.8,0.6,0.85,0.0001,1\n")
+    details = {"stage1": {"best_epoch": 2}, "stage2": {"best_epoch": 1}}
+    assert report._validation_score(tmp_path, "finetune", details) == {
+        "val_accuracy": 0.80, "val_loss": 0.5, "val_source": "stage2 epoch 1"}
+    grid = {"hyperparameter": "C", "chosen": 0.1, "grid": [{"C": 0.01, "val_accuracy": 0.9, "val_loss": 0.3},
+                                                           {"C": 0.1, "val_accuracy": 0.7, "val_loss": 0.2}]}
+    assert report._validation_score(tmp_path, "logreg", grid)["val_accuracy"] == 0.7
+    empty = tmp_path / "no-history"
+    empty.mkdir()
+    assert report._validation_score(empty, "finetune", details)["val_accuracy"] is None
+
+
+def test_the_validation_leak_note_comes_from_the_audit():
+    audit = {"verdict": {"eval_images_with_train_copy": {"val": {"images": 689, "of": 769, "fraction": 0.896}}}}
+    note = report.validation_leak_note(audit)
+    assert note.startswith("Validation leaks here: 689 of 769 validation images (89.6%)")
+    assert "group-disjoint splits" in note
+    clean = {"verdict": {"eval_images_with_train_copy": {"val": {"images": 0, "of": 769}}}}
+    assert report.validation_leak_note(clean) is None and report.validation_leak_note(None) is None
