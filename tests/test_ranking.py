@@ -98,12 +98,24 @@ def test_configurations_pool_seeds_and_mark_one_seed_configurations():
 
 
 def test_a_metric_column_added_later_is_pooled_and_shown():
-    runs = pd.DataFrame([_run("A", s, 0.9, 0.8) | {"leak_free_accuracy": v, "leak_free_accuracy_low": v - 0.1,
-                                                    "leak_free_accuracy_high": v + 0.1}
+    runs = pd.DataFrame([_run("A", s, 0.9, 0.8) | {"top2_accuracy": v, "top2_accuracy_low": v - 0.1,
+                                                    "top2_accuracy_high": v + 0.1}
                          for s, v in ((0, 0.6), (1, 0.7))])
     configs = ranking.configurations(runs)
-    assert configs["leak_free_accuracy"].iloc[0] == pytest.approx(0.65)
-    assert "Leak free accuracy" in report.configurations_table(configs).columns
+    assert configs["top2_accuracy"].iloc[0] == pytest.approx(0.65)
+    assert "Top2 accuracy" in report.configurations_table(configs).columns
+
+
+def test_leak_free_columns_are_shown_only_where_some_test_images_leak():
+    def runs(leak_free_n):
+        return pd.DataFrame([_run("A", s, 0.9, 0.8) | {
+            "n_test": 100, "leak_free_n": leak_free_n, "leak_free_accuracy": 0.6, "leak_free_accuracy_low": 0.5,
+            "leak_free_accuracy_high": 0.7} for s in (0, 1)])
+    leaky, clean = runs(80), runs(100)
+    assert "Leak-free accuracy" in report.configurations_table(ranking.configurations(leaky)).columns
+    assert "Leak-free accuracy" in report.leaderboard(leaky).columns
+    assert "Leak-free accuracy" not in report.configurations_table(ranking.configurations(clean)).columns
+    assert "Leak-free accuracy" not in report.leaderboard(clean).columns
 
 
 def _config(backbone, method="finetune", weights="imagenet", val=0.8):

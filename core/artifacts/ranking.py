@@ -65,6 +65,7 @@ def configurations(runs: pd.DataFrame) -> pd.DataFrame:
             "interval": INTERVAL_SEEDS if n >= 2 else INTERVAL_BOOTSTRAP,
             "run": f"{first['backbone']}/{first['run_id']}" if "run_id" in group else None,
             "run_label": first.get("label"), "run_seed": int(first["seed"]),
+            "ci_unit": first.get("ci_unit", "image"),
         })
         for m in metrics:
             row.update(_pooled(group, m))
@@ -100,6 +101,14 @@ def _pooled(group: pd.DataFrame, metric: str) -> dict:
     return out
 
 
+def bootstrap_unit(runs: pd.DataFrame) -> str:
+    """What the runs' bootstrap resampled: groups of near-copies, test images, or a mix (said per run)."""
+    units = set(runs["ci_unit"].dropna()) if "ci_unit" in runs else {"image"}
+    if units == {"group"}:
+        return "resampling groups of near-copies, not images"
+    return "resampling test images" if units <= {"image"} else "resampling groups where the run has them, else images"
+
+
 def interval_caption(configs: pd.DataFrame) -> str:
     """Which interval each configuration row carries, for the caption under a configurations table."""
     if configs.empty:
@@ -112,7 +121,7 @@ def interval_caption(configs: pd.DataFrame) -> str:
                      "mean ± t·SD/√n over the seeds, i.e. training randomness]")
     if single:
         parts.append(f"{single} configuration(s) with one seed (marked 'one seed'): the run's value [95% bootstrap "
-                     "CI over the test images]")
+                     f"CI, {bootstrap_unit(configs)}]")
     return "; ".join(parts)
 
 

@@ -258,9 +258,8 @@ def leak_free_caption(df: pd.DataFrame) -> str:
     sizes = df.loc[df["leak_free_n"].notna()]
     first = sizes.iloc[0]
     return (f"Leak-free: scored only on the {int(first['leak_free_n'])} of {int(first['n_test'])} test images whose "
-            "group of near-copies has no member in train or val (the others' near-copies were seen in training). "
-            f"{'Intervals resample groups' if (df['ci_unit'] == 'group').all() else 'Intervals resample groups where marked'}"
-            ", not images.")
+            "group of near-copies has no member in train or val (a near-copy of the others was seen in training); "
+            "`python -m core leakage DATASET` re-scores stored runs.")
 
 
 def leakage_effect(df: pd.DataFrame) -> pd.DataFrame:
@@ -473,7 +472,7 @@ def configurations_table(configs: pd.DataFrame) -> pd.DataFrame:
         f"{metric_label(ranking.VALIDATION_SCORE)} (mean)": configs[ranking.VALIDATION_SCORE].map(
             lambda v: "" if v is None or v != v else f"{v:.3f}"),
     })
-    for m in ranking.interval_metrics(configs):
+    for m in shown_metrics(configs):
         out[metric_label(m)] = [format_pooled(v, sd, lo, hi) for v, sd, lo, hi in
                                 zip(configs[m], configs[f"{m}_sd"], configs[f"{m}_low"], configs[f"{m}_high"])]
     return _with_costs(out, configs).reset_index(drop=True)
@@ -734,7 +733,8 @@ def static_html(dataset: str, root: Path | None = None, runs: pd.DataFrame | Non
         parts.append(configurations_table(top).to_html(index=False, escape=True))
         parts.append(f"<h2>{metric_label(DEFAULT_METRIC)} of each configuration with its 95% interval</h2>")
         parts.append(ci_svg(top, DEFAULT_METRIC))
-        parts.append("<h2>Single runs</h2><p>Metrics: value [95% bootstrap CI].</p>")
+        parts.append(f"<h2>Single runs</h2><p>Metrics: value [95% bootstrap CI, {_esc(ranking.bootstrap_unit(df))}]."
+                     f" {_esc(leak_free_caption(df))}</p>")
         parts.append(leaderboard(df).to_html(index=False, escape=True))
     if audit_report:
         v = audit_report["verdict"]
@@ -871,7 +871,9 @@ def markdown_results(root: Path | None = None) -> str:
         if not df.empty:
             lines.append(f"{test_split_caption(df)}.\n")
             lines += _configurations_markdown(ranking.configurations(df), _audit_or_none(dataset, root))
-            lines.append("Single runs: value [95% bootstrap CI].\n")
+            lines.append(f"Single runs: value [95% bootstrap CI, {ranking.bootstrap_unit(df)}].\n")
+            if leak_free_differs(df):
+                lines.append(f"{leak_free_caption(df)}\n")
             lines += _markdown_table(leaderboard(df))
         if unreadable(df):
             lines.append(f"{len(unreadable(df))} run(s) could not be read and are left out: "
