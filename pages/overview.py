@@ -4,7 +4,15 @@ import altair as alt
 import streamlit as st
 
 from core.artifacts import report
-from pages.common import dataset_notes, empty_state, load_waiting, results_token, selected_runs, table_section
+from pages.common import (
+    dataset_notes,
+    empty_state,
+    load_failed,
+    load_waiting,
+    results_token,
+    selected_runs,
+    table_section,
+)
 
 st.title("Which ImageNet backbone, in which form, for your images?")
 st.write(
@@ -16,6 +24,7 @@ st.write(
 
 dataset, runs = selected_runs()
 waiting = load_waiting(dataset, results_token()) if dataset else None
+failed = load_failed(dataset, results_token()) if dataset else None
 
 
 def show_waiting() -> None:
@@ -24,6 +33,9 @@ def show_waiting() -> None:
                   "made these artifacts. Their size and latency come from the architecture with random weights "
                   "(Deployment page); the command in each row fills in the accuracy on a machine that has the "
                   "weights.", None if waiting is None else report.waiting_table(waiting))
+    table_section("Failed runs", "These runs stopped with an error when last tried, so they have no results. Fix "
+                  "the reason and start the same run again (same command or experiment file): it picks up where it "
+                  "stopped.", None if failed is None else report.failed_table(failed))
 
 
 if dataset is None or runs.empty:

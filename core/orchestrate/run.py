@@ -15,7 +15,8 @@ from core.artifacts import provenance
 from core.artifacts.config import RunConfig
 from core.artifacts.layout import METRICS_FILE, PREDICTIONS_FILE, PROVENANCE_FILE, dataset_slug, split_path
 from core.artifacts.records import MetricsRecord, Predictions, ProvenanceRecord, SplitRecord
-from core.artifacts.runs import RunFolder
+from core.artifacts.runs import RunFolder, total_timings
+from core.artifacts.storage import utc_timestamp
 from core.data.dataset import discover, fingerprint
 from core.data.prepare import PreparedData, prepare_data
 from core.deploy.measure import deploy_run
@@ -87,7 +88,10 @@ def _train(run: RunFolder, config: RunConfig, spec: BackboneSpec, emit: Emit) ->
         started = time.time()
         data = prepare_data(config, emit)
         if resuming:
-            first = next((e for e in run.read_events() if e.get("event") == "data"), {})
+            problems: list[str] = []
+            first = next((e for e in run.read_events(problems) if e["event"] == "data"), {})
+            for problem in problems:
+                emit(f"warning: {problem}")
             _check_same_dataset(run, config, first.get("fingerprint"), data.fingerprint)
         run.event("data", fingerprint=data.fingerprint)
         split_file = _store_split(run, data)
@@ -126,6 +130,7 @@ def _store_split(run: RunFolder, data: PreparedData) -> str:
 def _store_results(run: RunFolder, config: RunConfig, data: PreparedData, outcome: dict, started: float,
                    split_file: str) -> dict:
     """Evaluate on the test split and write the run's results, completion marker last; returns the headline."""
+    invocations = _invocations(run, started)
     probs = outcome["test_probs"]
     metrics = MetricsRecord.from_dict(evaluation.evaluate(data.labels["test"], probs, data.classes, seed=config.seed))
     metrics.save(run.file(METRICS_FILE))
@@ -136,9 +141,17 @@ def _store_results(run: RunFolder, config: RunConfig, data: PreparedData, outcom
                     "fingerprint": data.fingerprint, "classes": data.classes,
                     "split_file": split_file, "split_seed": config.split_seed,
                     "counts": {k: len(v) for k, v in data.ids.items()}, "skipped_files": len(data.skipped)},
-        timings_s=outcome.get("timings", {}),
-        wall_time_s=round(time.time() - started, 1),
+        timings_s=total_timings(invocations),
+        wall_time_s=round(sum(inv["wall_time_s"] or 0.0 for inv in invocations), 1),
         details=outcome.get("details", {}),
+        invocations=invocations,
     ).save(run.file(PROVENANCE_FILE))
     run.mark_complete(metrics.headline())
     return metrics.headline()
+
+
+def _invocations(run: RunFolder, started: float) -> list[dict]:
+    """Every invocation on record, this one (completing the run now) last."""
+    invocations = run.invocations() or [{"started_at": utc_timestamp(started), "resumed": None, "timings_s": {}}]
+    invocations[-1].update(outcome="complete", wall_time_s=round(time.time() - started, 1))
+    return invocations
