@@ -5,11 +5,15 @@ Training is replaced by a stand-in that times its phases like the real one, so n
 """
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 from conftest import make_image_dataset
+from test_app import _PROBE, REPO
 
 from core.artifacts import report
 from core.artifacts.layout import EVENTS_FILE, EXPERIMENT_LOG, PROVENANCE_FILE, dataset_slug
@@ -169,3 +173,18 @@ def test_a_schema_1_provenance_file_reads_as_its_one_invocation(tmp_path):
     path.write_text(json.dumps({**old, "schema_version": 3}))
     with pytest.raises(RecordError, match="newer than this code reads"):
         ProvenanceRecord.load(path)
+
+
+def test_the_overview_page_lists_a_failed_run_with_its_reason(tmp_path):
+    one_class = make_image_dataset(tmp_path / "lonely", classes=("only",), per_class=10)
+    art = tmp_path / "art"
+    with pytest.raises(DatasetError):
+        run_mod.execute(config_for(one_class), art, emit=lambda line: None)
+    env = dict(os.environ, STUDY_ARTIFACTS=str(art))
+    out = subprocess.run([sys.executable, "-c", _PROBE % ["overview"]], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    page = json.loads(out.stdout.strip().splitlines()[-1])["pages"]["overview"]
+    assert page["exception"] == [] and "Failed runs" in page["subheaders"]
+    reasons = [r for table in page["dataframes"] for r in table.get("Reason", [])]
+    assert len(reasons) == 1 and "a classifier needs at least 2" in reasons[0]
