@@ -121,7 +121,7 @@ def test_a_run_whose_weights_fail_to_load_after_the_folder_exists_is_failed(tmp_
 
 
 def stand_in_training(phases, stop_in=None):
-    """A train_and_predict that times ``phases`` ({name: seconds}) like the real one; KeyboardInterrupt in ``stop_in``."""
+    """A train_and_predict timing ``phases`` ({name: seconds}) like the real one; KeyboardInterrupt in ``stop_in``."""
     def train_and_predict(config, spec, data, run, emit):
         for name, seconds in phases.items():
             with run.phase(name):
@@ -144,10 +144,14 @@ def test_timings_keep_every_invocation_after_a_resume(tmp_path, monkeypatch):
     folder = RunFolder.for_config(cfg, art)
     assert folder.status().state == "interrupted"
     assert report.failed_runs(dataset_slug(data), art).empty  # interrupted is not failed: it resumes
-    # The resume finds the features cached (fast) and finishes.
+    with open(folder.file(EVENTS_FILE), "ab") as fh:
+        fh.write(CUT)  # the disk filled up while the first invocation wrote its last event
+    # The resume warns about the cut line, finds the features cached (fast) and finishes.
     monkeypatch.setattr(run_mod.transfer, "train_and_predict",
                         stand_in_training({"features": 0.0, "stage1": 0.1, "test_inference": 0.0}))
-    run_mod.execute(cfg, art, emit=lambda line: None)
+    lines = []
+    run_mod.execute(cfg, art, emit=lines.append)
+    assert any(line.startswith("warning: ") and "not a complete event" in line for line in lines)
     prov = ProvenanceRecord.load(folder.file(PROVENANCE_FILE))
     first, second = prov.invocations
     assert (first["outcome"], first["resumed"], second["outcome"], second["resumed"]) == \

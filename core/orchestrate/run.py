@@ -104,7 +104,8 @@ def _train(run: RunFolder, config: RunConfig, spec: BackboneSpec, emit: Emit) ->
         emit(f"done: accuracy {headline['accuracy']:.4f}, balanced accuracy {headline['balanced_accuracy']:.4f}, "
              f"macro-F1 {headline['macro_f1']:.4f} -> {run.path}")
     except BaseException as exc:
-        run.event("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", error=f"{type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        run.event("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", error=error)
         raise
     finally:
         run.unlock()

@@ -69,7 +69,7 @@ def pooled_features(config: RunConfig, spec: BackboneSpec, data, emit) -> dict[s
 
 
 def train_and_predict(config: RunConfig, spec: BackboneSpec, data, run, emit) -> dict:
-    """Fit the baseline, choose its hyperparameter on val, return test probabilities (phases timed in the run's events)."""
+    """Fit the baseline, choose its hyperparameter on val, return test probabilities (phases timed as run events)."""
     with run.phase("features"):
         x = pooled_features(config, spec, data, emit)
     with run.phase("fit"):
