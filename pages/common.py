@@ -81,6 +81,11 @@ def load_waiting(dataset: str, token: str) -> pd.DataFrame:
 
 
 @_cached_or_message(pd.DataFrame)
+def load_failed(dataset: str, token: str) -> pd.DataFrame:
+    return report.failed_runs(dataset)
+
+
+@_cached_or_message(pd.DataFrame)
 def load_architectures(token: str) -> pd.DataFrame:
     return report.architectures()
 

@@ -30,6 +30,6 @@ with right:
     st.json(prov.get("dataset", {}), expanded=False)
     st.subheader("Machine and libraries")
     st.json({"machine": prov.get("machine"), "libraries": prov.get("libraries"), "code": prov.get("code"),
-             "timings_s": prov.get("timings_s")}, expanded=False)
+             "timings_s": prov.get("timings_s"), "invocations": prov.get("invocations")}, expanded=False)
 st.subheader("All runs")
 st.dataframe(runs[["label", "run_id", "git_commit", "wall_time_s"]], hide_index=True, width="stretch")

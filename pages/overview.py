@@ -7,6 +7,7 @@ from core.artifacts import ranking, report
 from pages.common import (
     dataset_notes,
     empty_state,
+    load_failed,
     load_json,
     load_waiting,
     results_token,
@@ -25,6 +26,7 @@ st.write(
 
 dataset, runs = selected_runs()
 waiting = load_waiting(dataset, results_token()) if dataset else None
+failed = load_failed(dataset, results_token()) if dataset else None
 
 
 def show_waiting() -> None:
@@ -33,6 +35,9 @@ def show_waiting() -> None:
                   "made these artifacts. Their size and latency come from the architecture with random weights "
                   "(Deployment page); the command in each row fills in the accuracy on a machine that has the "
                   "weights.", None if waiting is None else report.waiting_table(waiting))
+    table_section("Failed runs", "These runs stopped with an error when last tried, so they have no results. Fix "
+                  "the reason and start the same run again (same command or experiment file): it picks up where it "
+                  "stopped.", None if failed is None else report.failed_table(failed))
 
 
 if dataset is None or runs.empty:
@@ -50,6 +55,8 @@ metric = st.selectbox("Rank by", metrics,
                       format_func=report.metric_label)
 chosen = report.metric_label(metric)
 st.caption(f"{report.test_split_caption(runs)}.")
+if report.leak_free_differs(runs):
+    st.caption(report.leak_free_caption(runs))
 notes = dataset_notes(dataset)
 if notes:
     st.warning(notes)

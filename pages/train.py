@@ -54,12 +54,17 @@ def live(job_id: str) -> None:
     st.markdown(f"**{status.spec['description']}**: {status.state}")
     for run_dir in status.spec.get("run_dirs", []):
         run_dir = Path(run_dir)
-        events = _events(run_dir)
+        problems: list[str] = []
+        events = RunFolder(run_dir).read_events(problems)
+        for problem in problems:
+            st.warning(problem)
         last = next((e for e in reversed(events) if e["event"] == "epoch"), None)
-        complete = RunFolder(run_dir).is_complete()
+        run_status = RunFolder(run_dir).status()
         label = f"{run_dir.parent.name} / {run_dir.name}"
-        if complete:
+        if run_status.state == "complete":
             st.success(f"{label}: complete")
+        elif run_status.state == "failed":
+            st.error(f"{label}: failed: {run_status.reason}")
         elif last:
             m = last["metrics"]
             st.write(f"{label}: {last['stage']} epoch {last['epoch']}/{last['epochs']}, val_acc "
@@ -81,10 +86,6 @@ def live(job_id: str) -> None:
     else:
         st.cache_data.clear()  # new results must show in the report pages
         st.rerun(scope="app")
-
-
-def _events(run_dir: Path) -> list[dict]:
-    return RunFolder(run_dir).read_events()
 
 
 running = jobs.current_job()

@@ -59,6 +59,9 @@ def test_two_stage_run_writes_a_complete_run_folder(lite0_home, dataset, tmp_pat
     assert prov["dataset"]["fingerprint"] and prov["machine"]["cores"] >= 1
     assert "tf-keras" in prov["libraries"] and "git_commit" in prov["code"]
     assert prov["details"]["feature_cut_layer"]  # stage 2 ran on cached activations
+    assert prov["schema_version"] == 2 and len(prov["invocations"]) == 1
+    assert set(prov["timings_s"]) == {"features", "stage1", "stage2", "test_inference"}
+    assert prov["invocations"][0]["timings_s"] == prov["timings_s"]
     with open(run.file("predictions.csv"), newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == metrics["n"] and set(rows[0]) >= {"id", "true", "pred", "p_red", "p_green", "p_blue"}
@@ -133,6 +136,10 @@ def test_kill_minus_nine_then_rerun_resumes_and_finishes(lite0_home, dataset, tm
     assert epochs == list(range(1, len(epochs) + 1))  # no gap, no duplicate after the resume
     kinds = [json.loads(line)["event"] for line in run.file("events.jsonl").read_text().splitlines()]
     assert kinds[0] == "started" and "resumed" in kinds and kinds[-1] == "complete"
+    # Both invocations' time is on record: the killed one up to its last event, its finished phases by name.
+    killed, resumed = json.loads(run.file("provenance.json").read_text())["invocations"]
+    assert killed["outcome"] is None and "features" in killed["timings_s"] and killed["wall_time_s"] > 0
+    assert resumed["outcome"] == "complete" and resumed["resumed"] is True
 
 
 def test_cut_layer_model_matches_the_full_classifier(lite0_home):

@@ -119,12 +119,21 @@ def complete_runs(root: str | os.PathLike | None = None) -> list[Path]:
     return sorted(marker.parent for marker in root.glob(f"*/*/*/{COMPLETE_MARKER}"))
 
 
+def run_folders(root: str | os.PathLike | None = None) -> list[Path]:
+    """Folders of every run begun (a stored config), complete or not, sorted."""
+    root = _root(root)
+    if not root.is_dir():
+        return []
+    return sorted(config.parent for config in root.glob(f"*/*/*/{CONFIG_FILE}"))
+
+
 def result_files(root: str | os.PathLike | None = None) -> list[Path]:
     """Every file whose change changes what the report shows (the app's cache key is built from them)."""
     root = _root(root)
     if not root.is_dir():
         return []
-    patterns = [f"*/*/*/{COMPLETE_MARKER}", f"*/*/*/{LEAKAGE_FILE}", "*/*.json", f"*/*/*/{DEPLOY_DIR}/{DEPLOYMENT_FILE}",
+    patterns = [f"*/*/*/{COMPLETE_MARKER}", f"*/*/*/{LEAKAGE_FILE}", f"*/*/*/{EVENTS_FILE}", "*/*.json",
+                f"*/*/*/{DEPLOY_DIR}/{DEPLOYMENT_FILE}",
                 f"{ARCHITECTURES_DIR}/*/{DEPLOYMENT_FILE}", f"*/{DIAGNOSTICS_DIR}/*.json", f"*/{SPLITS_DIR}/*.json"]
     return [p for pattern in patterns for p in root.glob(pattern)]
 

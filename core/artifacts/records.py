@@ -6,8 +6,8 @@ one :class:`RecordError` line for a missing, unreadable or foreign file). Where 
 lives is :mod:`core.artifacts.layout`; what each field means is ``docs/ARTIFACTS.md``
 (a test checks that it names every field written here).
 
-Reading an older schema: :meth:`Record.migrate` turns it into the current one (every
-record is at schema 1 today; files written before versioning count as schema 1). A file
+Reading an older schema: :meth:`Record.migrate` turns it into the current one (files
+written before versioning count as schema 1; :class:`ProvenanceRecord` is at schema 2). A file
 of a newer schema than this code knows is refused, not guessed at. Fields a newer minor
 writer added are kept in ``extra`` and written back unchanged.
 
@@ -28,7 +28,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from core.artifacts.storage import atomic_write_json, atomic_write_text, read_json
+from core.artifacts.storage import append_lines, atomic_write_json, atomic_write_text, read_json
 from core.errors import UserError
 
 R = TypeVar("R", bound="Record")
@@ -167,8 +167,15 @@ class CompleteRecord(Record):
 
 @dataclass
 class ProvenanceRecord(Record):
-    """``provenance.json``: code version, libraries, machine, dataset fingerprint and split, timings."""
+    """``provenance.json``: code version, libraries, machine, dataset fingerprint and split, timings.
 
+    Schema 2: ``invocations`` lists every invocation that worked on the run (a resume
+    is one more) with its own seconds per phase; ``timings_s`` and ``wall_time_s`` are
+    their totals. Schema 1 recorded only the invocation that completed the run: it reads
+    as that one invocation, ``started_at`` unknown.
+    """
+
+    SCHEMA_VERSION: ClassVar[int] = 2
     KIND: ClassVar[str] = "provenance record"
     code: dict
     libraries: dict
@@ -177,7 +184,17 @@ class ProvenanceRecord(Record):
     timings_s: dict = field(default_factory=dict)
     wall_time_s: float | None = None
     details: dict = field(default_factory=dict)
+    invocations: list = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def migrate(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
+        """Schema 1 -> 2: its timings become the one invocation on record."""
+        if version < 2:
+            data = {**data, "invocations": [{"started_at": None, "resumed": None, "outcome": "complete",
+                                             "wall_time_s": data.get("wall_time_s"),
+                                             "timings_s": dict(data.get("timings_s") or {})}]}
+        return data
 
     @property
     def fingerprint(self) -> str | None:
@@ -374,10 +391,7 @@ def append_experiment_log(path: str | os.PathLike, entry: dict) -> None:
     """Append one sitting's line to ``experiment_log.jsonl`` (flushed and fsync'ed: a killed sitting keeps it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(entry) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    append_lines(path, json.dumps(entry) + "\n")
 
 
 def read_experiment_log(path: str | os.PathLike) -> list[dict]:

@@ -37,6 +37,7 @@ from core.artifacts.layout import (
     complete_runs,
     dataset_of_run,
     deployment_file,
+    run_folders,
 )
 from core.artifacts.records import (
     AuditRecord,
@@ -52,7 +53,7 @@ from core.artifacts.records import (
     UnavailableRecord,
     read_experiment_log,
 )
-from core.artifacts.runs import HISTORY_COLUMNS, RunFolder
+from core.artifacts.runs import HISTORY_COLUMNS, RunFolder, RunStatus
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")
 METRIC_LABELS = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro-F1",
@@ -68,11 +69,12 @@ def metric_label(metric: str) -> str:
 
 
 def datasets(root: Path | None = None) -> list[str]:
-    """Dataset folders under artifacts/ that hold a complete run, an audit or runs waiting for weights."""
+    """Dataset folders under artifacts/ that hold a complete or failed run, an audit or runs waiting for weights."""
     root = Path(root or artifacts_dir())
     if not root.is_dir():
         return []
     found = {r.parent.parent.name for r in complete_runs(root)}
+    found |= {dataset_of_run(r) for r, _ in _failed_run_folders(root)}
     found |= {p.parent.name for p in root.glob(f"*/{AUDIT_FILE}")}
     found |= {p.parent.name for p in root.glob(f"*/{UNAVAILABLE_FILE}")}
     return sorted(found)
@@ -400,6 +402,41 @@ def waiting_table(waiting: pd.DataFrame) -> pd.DataFrame:
         "Latency (ms, 1 thread)": waiting["latency_ms"].map(_fmt_num),
         "Fill in with": waiting["command"],
     })
+
+
+def _failed_run_folders(root: Path) -> list[tuple[Path, RunStatus]]:
+    """Run folders whose last invocation failed, with their status (a complete or working run is not one)."""
+    out = []
+    for run in run_folders(root):
+        if (run / COMPLETE_MARKER).is_file():
+            continue
+        status = RunFolder(run).status()
+        if status.state == "failed":
+            out.append((run, status))
+    return out
+
+
+def failed_runs(dataset: str, root: Path | None = None) -> pd.DataFrame:
+    """Runs of a dataset that failed when last tried (bad data, weights that would not load, ...), with the reason.
+
+    Such a folder holds a config and the run's events but no result; it is listed so it
+    never passes for a run in progress or a stray folder. ``python -m core run`` (or the
+    experiment) with the same settings tries it again.
+    """
+    rows = []
+    for run, status in _failed_run_folders(Path(root or artifacts_dir())):
+        if dataset_of_run(run) == dataset:
+            rows.append({"backbone": run.parent.name, "run_id": run.name, "path": str(run), "failed_at": status.at,
+                         "reason": status.reason})
+    return pd.DataFrame(rows)
+
+
+def failed_table(failed: pd.DataFrame) -> pd.DataFrame:
+    """The rows readers see for failed runs: which run, when, and why."""
+    if failed.empty:
+        return failed
+    return pd.DataFrame({"Backbone": failed["backbone"], "Run": failed["run_id"], "Failed at": failed["failed_at"],
+                         "Reason": failed["reason"]})
 
 
 def seed_spread(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:

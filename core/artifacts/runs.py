@@ -17,6 +17,7 @@ locked while a process works on it, so two processes never train the same run.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
 import io
@@ -24,8 +25,9 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from core.artifacts.config import RunConfig
 from core.artifacts.layout import (
@@ -38,11 +40,23 @@ from core.artifacts.layout import (
     run_dir,
 )
 from core.artifacts.records import CompleteRecord, RecordError
-from core.artifacts.storage import atomic_write_text, utc_timestamp
+from core.artifacts.storage import append_lines, atomic_write_text, utc_timestamp
 from core.errors import UserError
 
 HISTORY_COLUMNS = ["stage", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]
 
+
+START_EVENTS = ("started", "resumed")  # the first event of an invocation
+END_EVENTS = ("complete", "failed", "interrupted")  # the last event of an invocation that ended in Python
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """Where a run folder stands (:meth:`RunFolder.status`)."""
+
+    state: str  # new | partial | failed | interrupted | complete
+    reason: str | None = None  # why a failed or interrupted run stopped (its error)
+    at: str | None = None  # when it stopped (UTC)
 
 
 class RunLockedError(UserError):
@@ -167,29 +181,116 @@ class RunFolder:
             self.rewrite_history([])
         buf = io.StringIO()
         csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n").writerow(row)
-        _append(path, buf.getvalue())
+        append_lines(path, buf.getvalue())
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time a phase of this invocation (``features``, ``stage1``, ...) into a ``phase`` event.
+
+        The event is written when the phase ends, also when it fails or is interrupted
+        (``finished`` false), so the time an invocation spent is on record even if the run
+        completes in a later one (see :meth:`invocations`).
+        """
+        started, finished = time.monotonic(), False
+        try:
+            yield
+            finished = True
+        finally:
+            self.event("phase", phase=name, seconds=round(time.monotonic() - started, 2), finished=finished)
 
     def event(self, kind: str, **fields: Any) -> dict:
         """Append one progress event to events.jsonl and return it."""
         record = {"t": round(time.time(), 3), "event": kind, **fields}
-        _append(self.file(EVENTS_FILE), json.dumps(record, default=float) + "\n")
+        append_lines(self.file(EVENTS_FILE), json.dumps(record, default=float) + "\n")
         return record
 
-    def read_events(self) -> list[dict]:
+    def read_events(self, problems: list[str] | None = None) -> list[dict]:
+        """Every readable event of events.jsonl, in order.
+
+        A line that is not one event (cut short by a crash or a full disk) is skipped;
+        with ``problems``, a one-line warning for it is appended there, for the caller to show.
+        """
         path = self.file(EVENTS_FILE)
-        if not path.is_file():
+        try:
+            lines = path.read_bytes().split(b"\n")
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            _note(problems, f"{path}: unreadable ({exc.strerror or exc}); its progress events are not shown")
             return []
         out = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut by a crash
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            event = _parse_event(line)
+            if event is None:
+                _note(problems, f"{path} line {number}: not a complete event (cut short by a crash or a full "
+                                "disk?), skipped")
+            else:
+                out.append(event)
         return out
 
 
-def _append(path: Path, text: str) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
+    def status(self, problems: list[str] | None = None) -> RunStatus:
+        """Where this run stands: complete, never started (``new``), or how its last invocation ended.
+
+        A last invocation that recorded no end is ``partial``: working now, or killed.
+        """
+        if self.is_complete():
+            return RunStatus("complete")
+        if not self.exists():
+            return RunStatus("new")
+        ends = [e for e in self.read_events(problems) if e["event"] in START_EVENTS + END_EVENTS]
+        last = ends[-1] if ends else {"event": "started"}
+        if last["event"] in ("failed", "interrupted"):
+            return RunStatus(last["event"], str(last.get("error") or "no reason recorded"), utc_timestamp(last["t"]))
+        return RunStatus("partial")
+
+    def invocations(self, problems: list[str] | None = None) -> list[dict]:
+        """Every invocation (``run``, ``experiment``, a resume) on record in events.jsonl, oldest first.
+
+        Each: ``started_at``, ``resumed``, ``outcome`` (``complete``, ``failed``,
+        ``interrupted``, or None when it recorded no end: killed, or still working),
+        ``wall_time_s`` (from its start to its last event) and ``timings_s`` (seconds per
+        phase, from its ``phase`` events).
+        """
+        out: list[dict] = []
+        for e in self.read_events(problems):
+            if e["event"] in START_EVENTS:
+                out.append({"started_at": utc_timestamp(e["t"]), "resumed": e["event"] == "resumed", "outcome": None,
+                            "wall_time_s": 0.0, "timings_s": {}, "_t0": e["t"]})
+                continue
+            if not out:
+                continue
+            current = out[-1]
+            current["wall_time_s"] = round(max(0.0, e["t"] - current["_t0"]), 1)
+            if e["event"] in END_EVENTS:
+                current["outcome"] = e["event"]
+            elif e["event"] == "phase" and isinstance(e.get("seconds"), (int, float)):
+                name = str(e.get("phase"))
+                current["timings_s"][name] = round(current["timings_s"].get(name, 0.0) + e["seconds"], 2)
+        return [{k: v for k, v in inv.items() if k != "_t0"} for inv in out]
+
+
+def total_timings(invocations: list[dict]) -> dict[str, float]:
+    """Seconds per phase summed over ``invocations`` (see :meth:`RunFolder.invocations`)."""
+    total: dict[str, float] = {}
+    for inv in invocations:
+        for name, seconds in inv.get("timings_s", {}).items():
+            total[name] = round(total.get(name, 0.0) + seconds, 2)
+    return total
+
+
+def _parse_event(line: bytes) -> dict | None:
+    """One line of events.jsonl as an event (an object with a time and a kind), or None."""
+    try:
+        event = json.loads(line.decode("utf-8"))
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        return None
+    ok = isinstance(event, dict) and isinstance(event.get("event"), str) and isinstance(event.get("t"), (int, float))
+    return event if ok else None
+
+
+def _note(problems: list[str] | None, line: str) -> None:
+    if problems is not None:
+        problems.append(line)

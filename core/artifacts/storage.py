@@ -1,7 +1,9 @@
 """Crash-safe file writing and plain-data helpers shared by every module.
 
 Every result file is written to a temporary file in the same folder, flushed and
-fsync'ed, then renamed over the target, so a reader never sees half a file.
+fsync'ed, then renamed over the target, so a reader never sees half a file. Appended
+logs (:func:`append_lines`) start every write on a fresh line, so one line cut short by
+a crash or a full disk costs that line only.
 """
 
 from __future__ import annotations
@@ -57,6 +59,24 @@ def atomic_save(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def append_lines(path: str | os.PathLike, text: str) -> None:
+    """Append ``text`` (whole lines), flushed and fsync'ed, on a fresh line.
+
+    If the file does not end with a newline (a write cut short by a crash or a full
+    disk), one is written first, so the new line is not glued onto the broken one.
+    """
+    data = text.encode("utf-8")
+    with open(path, "ab+") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        if end:
+            fh.seek(end - 1)
+            if fh.read(1) != b"\n":
+                data = b"\n" + data
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:

@@ -239,6 +239,11 @@ def _imbalance(counts: dict[str, dict[str, int]]) -> dict[str, Any]:
     return {"overall": _imbalance_of(_per_class(counts)), "per_split": per_split}
 
 
+def too_few_classes(classes: Sequence[str]) -> str:
+    """The verdict line of a dataset with fewer than 2 classes: no classifier can be trained on it."""
+    return f"{len(classes)} class folder(s) with images; training needs at least 2"
+
+
 def _verdict(report: dict[str, Any], pairs: list[dict[str, Any]], splits: SplitAssignment) -> dict[str, Any]:
     """Top-level summary numbers and one-line messages."""
     dup = report["duplicates"]
@@ -270,7 +275,7 @@ def _verdict(report: dict[str, Any], pairs: list[dict[str, Any]], splits: SplitA
         messages.append(f"{len(report['corrupt'])} corrupt or unreadable file(s)")
     classes = report["dataset"]["classes"]
     if len(classes) < 2:
-        messages.append(f"{len(classes)} class folder(s) with images; training needs at least 2")
+        messages.append(too_few_classes(classes))
     if ratio is None or ratio >= 3:
         messages.append(f"class imbalance: largest/smallest = {ratio if ratio is not None else 'inf'}")
     return {
@@ -323,11 +328,16 @@ def format_summary(report: dict[str, Any], examples: int = 5) -> str:
     lines += [f"  {c['path']}: {c['reason']}" for c in report["corrupt"][:examples]]
     if len(report["corrupt"]) > examples:
         lines.append(f"  ... and {len(report['corrupt']) - examples} more")
-    other = [s for s in report["skipped"]]
-    if other:
-        lines.append(f"Skipped non-image files: {len(other)} (e.g. {other[0]['path']})")
+    skipped = report["skipped"]
+    if skipped:
+        lines.append(f"Skipped files, folders and links: {len(skipped)}")
+        lines += [f"  {s['path']}: {s['reason']}" for s in skipped[:examples]]
+        if len(skipped) > examples:
+            lines.append(f"  ... and {len(skipped) - examples} more (all in the JSON report)")
     lines.append(_imbalance_line(report["imbalance"]))
     lines += [f"Warning: {p}" for p in ds["problems"]]
+    if len(ds["classes"]) < 2:
+        lines.append(f"Warning: {too_few_classes(ds['classes'])}")
     lines.append("")
     if verdict["leakage"]:
         lines.append(verdict["messages"][0] + " -- test scores would be inflated; deduplicate before training")

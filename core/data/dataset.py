@@ -17,10 +17,16 @@ recursively inside a class folder. Hidden files and folders (name starting with
 (``LICENSE.txt``, ``README.md``) are ignored too, while non-image files *inside* a
 class folder are listed in :attr:`DatasetIndex.skipped` with the reason. All lists
 are sorted, so the same folder always gives the same index.
+
+Symbolic links are followed only out of the dataset (to an image pool elsewhere, say).
+A link back into the dataset would give another class's images this class's label, one
+to an enclosing folder would loop, and a broken or looping link leads nowhere: each is
+skipped with the reason, like an unreadable folder or file. Each real folder is read once.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -43,6 +49,8 @@ LAYOUT_PREDEFINED = "predefined_splits"
 # Folder names at ROOT that mark a predefined split, and the split they mean.
 SPLIT_DIR_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                    "validation": "val", "test": "test", "testing": "test"}
+
+UNREADABLE_FOLDER = "unreadable folder"  # how a skipped folder's reason starts when it cannot be listed
 
 Progress = Callable[[int, int], None]
 
@@ -68,8 +76,8 @@ class DatasetIndex:
     records: list[ImageRecord]
     skipped: list[tuple[str, str]]  # (relative path, reason)
     problems: list[str]  # human-readable warnings: empty classes, classes missing in a split, ...
-    # Every class folder seen as (split, label); kept to recompute problems after filtering.
-    class_dirs: list[tuple[str | None, str]] = field(default_factory=list, repr=False)
+    # Every class folder seen as (split, label, relative path); kept to recompute problems after filtering.
+    class_dirs: list[tuple[str | None, str, str]] = field(default_factory=list, repr=False)
     notes: list[str] = field(default_factory=list, repr=False)  # warnings found while scanning
 
     @property
@@ -111,18 +119,19 @@ def discover(root: str | os.PathLike, validate: bool = True, progress: Progress 
 
     With ``validate`` every image is really decoded (see :func:`load_image`); the ones
     that fail move to ``skipped`` with the reason. ``progress(done, total)`` is called
-    while validating. Raises :class:`DatasetError` when the folder is missing, has no
-    class folders, or holds no usable image, and, with ``max_files``, as soon as the scan
-    has met more files and folders than that (a disk, not a dataset: it is not walked to the end).
+    while validating. Raises :class:`DatasetError` when the folder is missing or
+    unreadable, has no class folders, or holds no usable image, and, with ``max_files``, as
+    soon as the scan has met more files and folders than that (a disk, not a dataset: it is
+    not walked to the end).
     """
     root_path = _check_root(root)
     layout, tops, notes = _detect_layout(root_path)
     records: list[ImageRecord] = []
     skipped: list[tuple[str, str]] = []
-    class_dirs: list[tuple[str | None, str]] = []
+    class_dirs: list[tuple[str | None, str, str]] = []
     for split, top in tops:
         for label, class_dir in _class_dirs(top, root_path, skipped):
-            class_dirs.append((split, label))
+            class_dirs.append((split, label, _rel(class_dir, root_path)))
             _scan_class_dir(class_dir, root_path, label, split, records, skipped, max_files)
     if not class_dirs:
         raise DatasetError(f"no class folders found in {root_path} (expected ROOT/<class>/<images> "
@@ -157,21 +166,52 @@ def _check_root(root: str | os.PathLike) -> Path:
 
 
 def _visible_entries(folder: Path) -> list[os.DirEntry]:
-    """Non-hidden entries of ``folder``, sorted by name."""
-    with os.scandir(folder) as it:
-        return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+    """Non-hidden entries of ``folder``, sorted by name; :class:`DatasetError` if it cannot be read.
+
+    For the dataset root and its split folders, which the whole dataset needs; class
+    folders go through :func:`_readable_entries`, so one bad class skips only itself.
+    """
+    entries = _readable_entries(folder)
+    if isinstance(entries, str):
+        raise DatasetError(f"{folder} is {entries.replace(UNREADABLE_FOLDER, 'unreadable', 1)}")
+    return entries
+
+
+def _readable_entries(folder: Path) -> list[os.DirEntry] | str:
+    """Non-hidden entries of ``folder`` sorted by name, or why it cannot be read (``unreadable folder (...)``)."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+    except OSError as exc:
+        return f"{UNREADABLE_FOLDER} ({exc.strerror or exc})"
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    """Whether an entry is a folder, following links; False for a broken or looping link."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    """Whether an entry is a regular file, following links (not a pipe, socket or device)."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def _detect_layout(root: Path) -> tuple[str, list[tuple[str | None, Path]], list[str]]:
     """Return the layout, the (split, folder) pairs that hold class folders, and notes."""
-    dirs = [e for e in _visible_entries(root) if e.is_dir()]
+    dirs = [e for e in _visible_entries(root) if _is_dir(e)]
     split_dirs: dict[str, list[str]] = {}
     for e in dirs:
         split = SPLIT_DIR_NAMES.get(e.name.lower())
         if split:
             split_dirs.setdefault(split, []).append(e.name)
     train = split_dirs.get("train")
-    if not train or not any(x.is_dir() for x in _visible_entries(root / train[0])):
+    if not train or not any(_is_dir(x) for x in _visible_entries(root / train[0])):
         _refuse_split_folders_as_classes(root, dirs, split_dirs)
         return LAYOUT_CLASS_FOLDERS, [(None, root)], []
     notes, tops = [], []
@@ -200,10 +240,12 @@ def _refuse_split_folders_as_classes(root: Path, dirs: list[os.DirEntry], split_
         return
     inner = []
     for e in dirs:
-        entries = _visible_entries(Path(e.path))
-        if any(not x.is_dir() and _is_image_name(x.name) for x in entries):
+        entries = _readable_entries(Path(e.path))
+        if isinstance(entries, str):
+            return  # an unreadable folder: the scan reports it; nothing to compare
+        if any(not _is_dir(x) and _is_image_name(x.name) for x in entries):
             return  # images directly in the folder: a class folder
-        inner.append(frozenset(x.name for x in entries if x.is_dir()))
+        inner.append(frozenset(x.name for x in entries if _is_dir(x)))
     if inner[0] and all(names == inner[0] for names in inner) and len(inner[0]) >= 2:
         raise DatasetError(
             f"every folder of {root} ({', '.join(e.name for e in dirs)}) holds the same subfolders "
@@ -220,63 +262,111 @@ def _is_image_name(name: str) -> bool:
 
 
 def _class_dirs(top: Path, root: Path, skipped: list[tuple[str, str]]) -> list[tuple[str, Path]]:
-    """Class folders directly under ``top``; stray images beside them go to ``skipped``."""
+    """Class folders directly under ``top``; stray images and links that must not be followed go to ``skipped``."""
     out = []
     for e in _visible_entries(top):
-        if e.is_dir():
-            out.append((e.name, Path(e.path)))
+        path = Path(e.path)
+        if e.is_symlink():
+            problem = _link_problem(path, Path(os.path.realpath(top)), root, root)
+            if problem:
+                skipped.append((_rel(path, root), problem))
+                continue
+        if _is_dir(e):
+            out.append((e.name, path))
         elif _is_image_name(e.name):
-            skipped.append((_rel(Path(e.path), root), "image outside any class folder"))
+            skipped.append((_rel(path, root), "image outside any class folder"))
     return out
+
+
+def _link_problem(link: Path, holder: Path, class_dir: Path, root: Path) -> str | None:
+    """Why the symbolic link ``link`` must not be followed, or None when it leads out of the dataset.
+
+    ``holder`` is the real folder the link sits in, ``class_dir`` the real class folder
+    being scanned (``root`` itself when the link is a class folder), ``root`` the real
+    dataset root.
+    """
+    try:
+        target = Path(os.path.realpath(link, strict=True))
+    except OSError as exc:
+        why = "a loop of links" if exc.errno == errno.ELOOP else "its target does not exist"
+        return f"broken symbolic link ({why})"
+    if target == holder or target in holder.parents or target == class_dir or target in class_dir.parents:
+        return (f"symbolic link to an enclosing folder ({target}): following it would loop and read the "
+                "other classes' images")
+    if class_dir != root and class_dir in target.parents:
+        return f"symbolic link to '{_rel(target, class_dir)}' inside its own class folder, which is read from there"
+    if root in target.parents:
+        return (f"symbolic link into another part of the dataset ('{_rel(target, root)}'): read here, its images "
+                "would get a second label")
+    return None
 
 
 def _scan_class_dir(class_dir: Path, root: Path, label: str, split: str | None,
                     records: list[ImageRecord], skipped: list[tuple[str, str]], max_files: int | None = None) -> None:
-    """Add the images under ``class_dir`` (recursively, symlinked folders too, each real folder once) to ``records``."""
-    seen: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:  # a link loop, or two links to one folder
-            dirnames[:] = []
+    """Add the images under ``class_dir`` (recursively) to ``records``; what is not read goes to ``skipped``.
+
+    Links are followed only out of the dataset (see :func:`_link_problem`); every real
+    folder is read once, so two links to one folder give its images once.
+    """
+    class_real = Path(os.path.realpath(class_dir))
+    seen: dict[Path, str] = {}
+    stack = [class_dir]
+    while stack:
+        folder = stack.pop()
+        real, rel = Path(os.path.realpath(folder)), _rel(folder, root)
+        if real in seen:
+            skipped.append((rel, f"symbolic link to a folder read already ('{seen[real]}')"))
             continue
-        seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith("."):
-                continue
-            rel = _rel(Path(dirpath) / name, root)
-            if _is_image_name(name):
-                records.append(ImageRecord(rel, label, split))
+        seen[real] = rel
+        entries = _readable_entries(folder)
+        if isinstance(entries, str):
+            skipped.append((rel, entries))
+            continue
+        subfolders = []
+        for e in entries:
+            path = Path(e.path)
+            if e.is_symlink():
+                problem = _link_problem(path, real, class_real, root)
+                if problem:
+                    skipped.append((_rel(path, root), problem))
+                    continue
+            if _is_dir(e):
+                subfolders.append(path)
+            elif not _is_file(e):
+                skipped.append((_rel(path, root), "not a regular file (a pipe, socket or device)"))
+            elif _is_image_name(e.name):
+                records.append(ImageRecord(_rel(path, root), label, split))
             else:
-                ext = os.path.splitext(name)[1].lower() or "none"
-                skipped.append((rel, f"not an image file (extension '{ext}')"))
+                ext = os.path.splitext(e.name)[1].lower() or "none"
+                skipped.append((_rel(path, root), f"not an image file (extension '{ext}')"))
+        stack.extend(reversed(subfolders))
         if max_files is not None and len(records) + len(skipped) + len(seen) > max_files:
             raise DatasetError(f"stopped scanning {root}: more than {max_files:,} files and folders, too many for "
                                "one dataset here; point at a folder of class folders of images")
 
 
 def _assemble(root: Path, layout: str, records: list[ImageRecord], skipped: list[tuple[str, str]],
-              class_dirs: list[tuple[str | None, str]], notes: list[str]) -> DatasetIndex:
+              class_dirs: list[tuple[str | None, str, str]], notes: list[str]) -> DatasetIndex:
     """Build the index: sort, derive the classes and the problems."""
     records = sorted(records, key=lambda r: r.path)
     if not records:
         hint = f" ({len(skipped)} file(s) skipped, e.g. {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
         raise DatasetError(f"no usable images found in {root}{hint}")
     classes = sorted({r.label for r in records})
-    problems = list(notes) + _record_problems(layout, classes, records, class_dirs)
+    problems = list(notes) + _record_problems(layout, classes, records, class_dirs, skipped)
     return DatasetIndex(root, layout, classes, records, list(skipped), problems, list(class_dirs), list(notes))
 
 
 def _record_problems(layout: str, classes: list[str], records: list[ImageRecord],
-                     class_dirs: list[tuple[str | None, str]]) -> list[str]:
-    """Warnings about empty class folders and classes missing from a split."""
+                     class_dirs: list[tuple[str | None, str, str]], skipped: list[tuple[str, str]]) -> list[str]:
+    """Warnings about empty or unreadable class folders and classes missing from a split."""
     seen = {(r.split, r.label) for r in records}
     problems = []
-    for split, label in sorted(set(class_dirs), key=lambda x: (x[0] or "", x[1])):
+    for split, label, folder in sorted(set(class_dirs), key=lambda x: (x[0] or "", x[1], x[2])):
         if (split, label) not in seen:
             where = f"{split}/{label}" if split else label
             extra = "" if label in classes else "; the class is ignored"
-            problems.append(f"class folder '{where}' has no usable images{extra}")
+            problems.append(f"class folder '{where}' {_why_empty(folder, skipped)}{extra}")
     if layout == LAYOUT_PREDEFINED:
         splits = [s for s in SPLITS if any(r.split == s for r in records)]
         for label in classes:
@@ -284,6 +374,18 @@ def _record_problems(layout: str, classes: list[str], records: list[ImageRecord]
                 if (split, label) not in seen:
                     problems.append(f"class '{label}' has no images in the {split} split")
     return problems
+
+
+def _why_empty(folder: str, skipped: list[tuple[str, str]]) -> str:
+    """Why the class folder ``folder`` (relative path) gave no image: unreadable, or what was skipped in it."""
+    reason = dict(skipped).get(folder)
+    if reason and reason.startswith(UNREADABLE_FOLDER):
+        return "is " + reason.replace(UNREADABLE_FOLDER, "unreadable", 1)
+    inside = [(p, r) for p, r in skipped if p.startswith(folder + "/")]
+    if not inside:
+        return "has no usable images"
+    kind = "unreadable" if all(r.startswith("unreadable") for _, r in inside) else "skipped"
+    return f"has no usable images: {len(inside)} {kind} (e.g. {inside[0][0]}: {inside[0][1]})"
 
 
 # --- parallel helper -------------------------------------------------------------

@@ -16,6 +16,8 @@ from core.data.splits import SplitAssignment, make_splits
 from core.errors import DatasetError
 from core.progress import Emit
 
+SKIPPED_SHOWN = 5  # skipped files named in a run's output
+
 
 @dataclass
 class PreparedData:
@@ -47,8 +49,11 @@ def prepare_data(config: RunConfig, emit: Emit) -> PreparedData:
     emit(f"data: scanning {config.dataset}")
     index = discover(config.dataset)
     if index.skipped:
-        emit(f"data: skipped {len(index.skipped)} files that are not readable images "
-             f"(e.g. {index.skipped[0][0]}: {index.skipped[0][1]})")
+        emit(f"data: skipped {len(index.skipped)} file(s), folder(s) or link(s) that are not usable images:")
+        for path, reason in index.skipped[:SKIPPED_SHOWN]:
+            emit(f"data:   {path}: {reason}")
+        if len(index.skipped) > SKIPPED_SHOWN:
+            emit(f"data:   ... and {len(index.skipped) - SKIPPED_SHOWN} more (python -m core audit lists them all)")
     for problem in index.problems:
         emit(f"data: note: {problem}")
     if len(index.classes) < 2:

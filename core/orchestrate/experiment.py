@@ -168,10 +168,12 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
     done = sum(f.is_complete() for _, _, f in states)
     emit(f"{len(states)} runs in {path}: {done} complete, {len(states) - done} to do")
     if dry_run:
-        invalid = 0
+        invalid, failed = 0, 0
         for c, wants_deploy, f in states:
-            state = "complete" if f.is_complete() else "partial" if f.exists() else "new"
-            problem = ""
+            status = f.status()
+            state, problem = status.state, ""
+            if status.reason:  # failed or interrupted when last tried: say why, until a sitting retries it
+                problem = f"  ({status.state} {status.at}: {status.reason})"
             if state != "complete":
                 try:  # the cheap checks a real sitting would only meet when it reaches the run
                     validate_config(c)
@@ -179,8 +181,11 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
                     state = "waiting"
                 except UserError as exc:
                     state, problem, invalid = "invalid", f"  ({exc})", invalid + 1
+            failed += state == "failed"
             emit(f"  {state:8s} {c.backbone:18s} {c.weights:8s} {c.method:10s} seed {c.seed}"
                  f"{'  +deploy' if wants_deploy else ''}  {f.path}{problem}")
+        if failed:
+            emit(f"{failed} runs failed when last tried (the reason is shown); a sitting tries them again")
         if invalid:
             emit(f"{invalid} runs are invalid: fix the grid before running it")
         return 1 if invalid else 0

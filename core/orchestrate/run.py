@@ -24,7 +24,8 @@ from core.artifacts.layout import (
     split_path,
 )
 from core.artifacts.records import MetricsRecord, Predictions, ProvenanceRecord, SplitRecord
-from core.artifacts.runs import RunFolder
+from core.artifacts.runs import RunFolder, total_timings
+from core.artifacts.storage import utc_timestamp
 from core.data.dataset import discover, fingerprint
 from core.data.groups import parse_grouping
 from core.data.prepare import PreparedData, prepare_data
@@ -102,7 +103,10 @@ def _train(run: RunFolder, config: RunConfig, spec: BackboneSpec, emit: Emit) ->
         started = time.time()
         data = prepare_data(config, emit)
         if resuming:
-            first = next((e for e in run.read_events() if e.get("event") == "data"), {})
+            problems: list[str] = []
+            first = next((e for e in run.read_events(problems) if e["event"] == "data"), {})
+            for problem in problems:
+                emit(f"warning: {problem}")
             _check_same_dataset(run, config, first.get("fingerprint"), data.fingerprint)
         run.event("data", fingerprint=data.fingerprint)
         split_file = _store_split(run, data)
@@ -115,7 +119,8 @@ def _train(run: RunFolder, config: RunConfig, spec: BackboneSpec, emit: Emit) ->
         emit(f"done: accuracy {headline['accuracy']:.4f}, balanced accuracy {headline['balanced_accuracy']:.4f}, "
              f"macro-F1 {headline['macro_f1']:.4f} -> {run.path}")
     except BaseException as exc:
-        run.event("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", error=f"{type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        run.event("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", error=error)
         raise
     finally:
         run.unlock()
@@ -145,6 +150,7 @@ def _store_split(run: RunFolder, data: PreparedData) -> str:
 def _store_results(run: RunFolder, config: RunConfig, data: PreparedData, outcome: dict, started: float,
                    split_file: str) -> dict:
     """Evaluate on the test split and write the run's results, completion marker last; returns the headline."""
+    invocations = _invocations(run, started)
     probs = outcome["test_probs"]
     codes = data.test_groups()
     metrics = MetricsRecord.from_dict(evaluation.evaluate(data.labels["test"], probs, data.classes, seed=config.seed,
@@ -162,9 +168,17 @@ def _store_results(run: RunFolder, config: RunConfig, data: PreparedData, outcom
                     "fingerprint": data.fingerprint, "classes": data.classes,
                     "split_file": split_file, "split_seed": config.split_seed,
                     "counts": {k: len(v) for k, v in data.ids.items()}, "skipped_files": len(data.skipped)},
-        timings_s=outcome.get("timings", {}),
-        wall_time_s=round(time.time() - started, 1),
+        timings_s=total_timings(invocations),
+        wall_time_s=round(sum(inv["wall_time_s"] or 0.0 for inv in invocations), 1),
         details=outcome.get("details", {}),
+        invocations=invocations,
     ).save(run.file(PROVENANCE_FILE))
     run.mark_complete(metrics.headline())
     return metrics.headline()
+
+
+def _invocations(run: RunFolder, started: float) -> list[dict]:
+    """Every invocation on record, this one (completing the run now) last."""
+    invocations = run.invocations() or [{"started_at": utc_timestamp(started), "resumed": None, "timings_s": {}}]
+    invocations[-1].update(outcome="complete", wall_time_s=round(time.time() - started, 1))
+    return invocations

@@ -19,8 +19,6 @@ and saved as ``model.keras``.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from core.artifacts.config import RunConfig
@@ -36,21 +34,23 @@ from core.train.pipeline import make_dataset
 
 
 def train_and_predict(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit) -> dict:
-    """Train the network for ``config`` and return test probabilities, timings and details."""
+    """Train the network for ``config`` and return test probabilities and details.
+
+    Each phase's time goes to the run's events (:meth:`RunFolder.phase`).
+    """
     from core.models.tfkeras import keras
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(config.seed)
     try:
         if config.weights == "none":
-            classifier, timings, details = _from_scratch(config, spec, data, run, emit)
+            classifier, details = _from_scratch(config, spec, data, run, emit)
         else:
-            classifier, timings, details = _two_stage(config, spec, data, run, emit)
-        started = time.monotonic()
-        probs = predict_images(classifier, spec, config, data.abs_paths("test"))
-        timings["test_inference"] = round(time.monotonic() - started, 2)
+            classifier, details = _two_stage(config, spec, data, run, emit)
+        with run.phase("test_inference"):
+            probs = predict_images(classifier, spec, config, data.abs_paths("test"))
         atomic_save(run.file("model.keras"), classifier.save)
-        return {"test_probs": probs, "timings": timings, "details": details}
+        return {"test_probs": probs, "details": details}
     finally:
         keras.backend.clear_session()  # free the graph and weights before the next run
 
@@ -69,7 +69,6 @@ def _two_stage(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit
     from core.models.tfkeras import keras
 
     size = config.input_size or spec.input_size
-    timings: dict[str, float] = {}
     base = build_backbone(spec, "imagenet", (size, size, 3))
     head_layers = build_head_layers(len(data.classes), config)
     classifier = build_classifier(base, head_layers)
@@ -79,19 +78,17 @@ def _two_stage(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit
     training.freeze_backbone(base)
 
     # Backbone outputs, computed once per image and view and cached across runs.
-    started = time.monotonic()
-    extractor = feat.FeatureExtractor(base, spec, size, cut)
-    cache = {}
-    for split, views in (("train", _views(config)), ("val", [0])):
-        for view in views:
-            key = feat.FeatureKey(data.fingerprint, spec.name, "imagenet", size, spec.entry.preprocessing, cut, view,
-                                  feat.augment_tuple(config.augment) if view else ())
-            label = f"features {split} view {view}"
-            progress = Throughput(label, emit)
-            run.event("features", split=split, view=view, images=len(data.ids[split]))
-            cache[(split, view)] = feat.compute(extractor, key, data.root, data.ids[split], config.augment,
-                                                config.batch_size, progress)
-    timings["features"] = round(time.monotonic() - started, 2)
+    with run.phase("features"):
+        extractor = feat.FeatureExtractor(base, spec, size, cut)
+        cache = {}
+        for split, views in (("train", _views(config)), ("val", [0])):
+            for view in views:
+                key = feat.FeatureKey(data.fingerprint, spec.name, "imagenet", size, spec.entry.preprocessing, cut,
+                                      view, feat.augment_tuple(config.augment) if view else ())
+                progress = Throughput(f"features {split} view {view}", emit)
+                run.event("features", split=split, view=view, images=len(data.ids[split]))
+                cache[(split, view)] = feat.compute(extractor, key, data.root, data.ids[split], config.augment,
+                                                    config.batch_size, progress)
 
     train_views = _views(config)
     y_train = np.concatenate([data.labels["train"]] * len(train_views))
@@ -104,9 +101,9 @@ def _two_stage(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit
     head = build_head_model(pooled_train.shape[1], head_layers)
     training.compile_model(head, config.stage1)
     run.event("stage", stage="stage1", epochs=config.stage1.epochs)
-    s1 = training.train_stage(head, "stage1", config.stage1, lambda epoch: (pooled_train, y_train),
-                              (cache[("val", 0)]["pooled"], data.labels["val"]), run, config, emit, weights)
-    timings["stage1"] = round(s1.seconds, 2)
+    with run.phase("stage1"):
+        s1 = training.train_stage(head, "stage1", config.stage1, lambda epoch: (pooled_train, y_train),
+                                  (cache[("val", 0)]["pooled"], data.labels["val"]), run, config, emit, weights)
     details = {"stage1": _stage_details(s1), "feature_cut_layer": cut, "views": config.augment.views,
                "augmentation": "fixed views per training image, backbone outputs cached (core.data.augment)"}
 
@@ -129,11 +126,12 @@ def _two_stage(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit
         trainable = int(sum(np.prod(w.shape) for w in upper.trainable_weights))
         emit(f"stage2: {len(unfrozen)} layers unfrozen ({trainable:,} trainable parameters), {mode}")
         run.event("stage", stage="stage2", epochs=config.stage2.epochs)
-        s2 = training.train_stage(upper, "stage2", config.stage2, train_input, val_input, run, config, emit, weights)
-        timings["stage2"] = round(s2.seconds, 2)
+        with run.phase("stage2"):
+            s2 = training.train_stage(upper, "stage2", config.stage2, train_input, val_input, run, config, emit,
+                                      weights)
         details["stage2"] = {**_stage_details(s2), "unfrozen_layers": unfrozen, "trainable_params": trainable,
                              "mode": mode}
-    return classifier, timings, details
+    return classifier, details
 
 
 def _image_epoch(config: RunConfig, spec: BackboneSpec, data, epoch: int):
@@ -160,11 +158,13 @@ def _from_scratch(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, e
     val = make_dataset(data.abs_paths("val"), data.labels["val"], spec, config.batch_size, input_size=config.input_size)
     run.event("stage", stage="scratch", epochs=config.scratch.epochs)
     emit(f"scratch: training all {classifier.count_params():,} parameters from random initialisation")
-    result = training.train_stage(classifier, "scratch", config.scratch,
-                                  lambda epoch: _image_epoch(config, spec, data, epoch), val, run, config, emit, weights)
+    with run.phase("scratch"):
+        result = training.train_stage(classifier, "scratch", config.scratch,
+                                      lambda epoch: _image_epoch(config, spec, data, epoch), val, run, config, emit,
+                                      weights)
     details = {"scratch": _stage_details(result), "views": config.augment.views,
                "augmentation": "each epoch shows every training image as one of its fixed views (core.data.augment)"}
-    return classifier, {"scratch": round(result.seconds, 2)}, details
+    return classifier, details
 
 
 def _stage_details(result: training.StageResult) -> dict:
