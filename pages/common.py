@@ -108,7 +108,7 @@ def load_predictions(path: str, token: str) -> pd.DataFrame:
 @_cached_or_message(None)
 def load_json(kind: str, key: str, token: str):
     loaders = {"audit": report.audit, "mcnemar": report.mcnemar, "config": report.config,
-               "provenance": report.provenance, "deployment": report.deployment}
+               "provenance": report.provenance, "deployment": report.deployment, "leakage": report.leakage}
     return loaders[kind](key)
 
 

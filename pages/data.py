@@ -8,7 +8,16 @@ import pandas as pd
 import streamlit as st
 
 from core.artifacts.layout import AUDIT_FILE, dataset_dir
-from pages.common import current_dataset, dataset_notes, empty_state, load_json, load_split_counts, results_token
+from core.artifacts import report
+from pages.common import (
+    current_dataset,
+    dataset_notes,
+    empty_state,
+    load_json,
+    load_runs,
+    load_split_counts,
+    results_token,
+)
 
 st.title("Data and leakage audit")
 dataset = current_dataset()
@@ -55,6 +64,36 @@ for message in verdict.get("messages", []):
 st.caption(f"Perceptual hash: {audit['hash']['bits']}-bit pHash over all 8 flips/rotations, near-duplicate "
            f"threshold {audit['hash']['threshold']} bits; exact: {audit['hash']['exact']}. Split seed "
            f"{audit['split']['seed']} ({', '.join(f'{k}: {v}' for k, v in audit['split']['sources'].items())}).")
+
+groups = audit.get("groups")
+if groups:
+    st.subheader("Groups: images that must stay on one side of a split")
+    largest = groups["largest"] or {"size": 0, "classes": []}
+    g = st.columns(3)
+    g[0].metric("Groups", f"{groups['groups']:,} for {groups['images']:,} images")
+    g[1].metric("Largest group", f"{largest['size']} ({', '.join(largest['classes'])})")
+    g[2].metric("Images in groups of 2 or more", f"{groups['share_in_groups_of_2_or_more']:.1%}")
+    st.caption(f"A group is a set of connected near-copies ({groups['detail']}). Runs split by group, so no group "
+               "is on two sides of a split; a predefined test split is kept as its authors made it, and the test "
+               "images whose group also has train or val members are scored apart (leak-free scores).")
+    for split, found in (groups.get("leaking") or {}).items():
+        if found["images"]:
+            st.warning(f"{found['images']} of {found['of']} {split} images are in a group that also has images in an "
+                       "earlier split (this audit's split).")
+    for chained in groups.get("chaining", []):
+        st.error(f"One group holds {chained['share_of_class']:.0%} of class '{chained['class']}' ({chained['size']} "
+                 "images): one subject with many images, or a threshold so loose that distinct images chain together. "
+                 "Its weakest links:")
+        st.dataframe(pd.DataFrame(chained["weakest_links"]), hide_index=True, width="stretch")
+
+runs = load_runs(dataset, token)
+effect = report.leakage_effect(runs) if not runs.empty else pd.DataFrame()
+if not effect.empty:
+    st.subheader("What leakage does to the scores")
+    st.caption("Each stored run's test accuracy on all test images, on the leak-free ones (no member of their group "
+               "in train or val), on the leaking ones, and on the images that are themselves a near-copy of a "
+               "training or validation image. From each run's leakage.json (`python -m core leakage DATASET`).")
+    st.dataframe(effect, hide_index=True, width="stretch")
 
 pairs = pd.DataFrame(audit["duplicates"]["pairs"])
 if not pairs.empty:

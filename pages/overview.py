@@ -8,7 +8,6 @@ from pages.common import (
     dataset_notes,
     empty_state,
     load_failed,
-    load_json,
     load_waiting,
     results_token,
     selected_runs,
@@ -99,7 +98,7 @@ else:
     others_close = report.not_distinguishable_text(rec)
     if others_close:
         st.info(others_close)
-leak = report.validation_leak_note(load_json("audit", dataset, results_token()))
+leak = report.validation_leak_note(runs)
 if leak:
     st.warning(leak)
 

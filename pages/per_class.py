@@ -1,13 +1,13 @@
 """Per-class results: confusion matrices side by side, per-class metrics, misclassified images."""
 
 import altair as alt
-import pandas as pd
 import streamlit as st
 
 from core.artifacts import report
 from pages.common import (
     dataset_root,
     empty_state,
+    load_json,
     load_metrics,
     load_predictions,
     pick_runs,
@@ -36,8 +36,11 @@ for col, (_, run) in zip(columns, chosen.iterrows()):
     with col:
         st.markdown(f"**{run['label']}**")
         st.altair_chart((heat + text).properties(height=300), width="stretch")
-        table = pd.DataFrame(m["per_class"])[["class", "precision", "recall", "f1", "support"]]
+        table = report.per_class_with_leak_free(m, load_json("leakage", run["path"], token))
         st.dataframe(table.round(3), hide_index=True, width="stretch")
+        if "leak-free recall" in table:
+            st.caption("Leak-free: recall on the test images whose group of near-copies has no member in train or "
+                       "val; a class whose leak-free support is small or zero is mostly scored on near-copies.")
 
 st.subheader("Misclassified test images")
 if chosen.empty:

@@ -93,6 +93,13 @@ def test_every_page_renders_the_committed_results_without_tensorflow(committed_c
     assert any("(3 seeds), chosen by validation accuracy" in s for s in result["pages"]["overview"]["success"]
                + result["switched"]["success"])
     assert "Comparison" in result["pages"]["significance"]["dataframes"][0]  # planned comparisons by default
+    assert result["datasets"][0] == "alzheimer_mri"  # the pages below show it: its test split leaks
+    data = result["pages"]["data"]
+    assert "What leakage does to the scores" in data["subheaders"]
+    effect = next(d for d in data["dataframes"] if "Leak-free" in d)
+    assert all("(n=761)" in cell for cell in effect["Leak-free"])
+    assert any("Leak-free accuracy" in d for d in result["pages"]["overview"]["dataframes"])
+    assert any("leak-free recall" in d for d in result["pages"]["per_class"]["dataframes"])
     for dataset in ("flower_photos", "alzheimer_mri"):
         from core.artifacts import report
 

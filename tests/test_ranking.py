@@ -185,10 +185,13 @@ def test_validation_score_comes_from_the_restored_epoch_or_the_chosen_grid_row(t
     assert report._validation_score(empty, "finetune", details)["val_accuracy"] is None
 
 
-def test_the_validation_leak_note_comes_from_the_audit():
-    audit = {"verdict": {"eval_images_with_train_copy": {"val": {"images": 689, "of": 769, "fraction": 0.896}}}}
-    note = report.validation_leak_note(audit)
-    assert note.startswith("Validation leaks here: 689 of 769 validation images (89.6%)")
-    assert "group-disjoint splits" in note
-    clean = {"verdict": {"eval_images_with_train_copy": {"val": {"images": 0, "of": 769}}}}
-    assert report.validation_leak_note(clean) is None and report.validation_leak_note(None) is None
+def test_the_validation_leak_note_comes_from_the_runs_own_splits():
+    import pandas as pd
+
+    runs = pd.DataFrame({"val_n": [769, 763, None], "val_leaking_n": [689, 0, None]})
+    note = report.validation_leak_note(runs)
+    assert note.startswith("Validation leaks in 1 of 3 run(s): up to 689 of 769 validation images (89.6%)")
+    assert "split by group" in note
+    assert report.validation_leak_note(runs.iloc[1:]) is None and report.validation_leak_note(pd.DataFrame()) is None
+    minor = report.validation_leak_note(pd.DataFrame({"val_n": [551], "val_leaking_n": [6]}))
+    assert minor.startswith("Up to 6 of 551 validation images (1.1%)") and "too few" in minor

@@ -146,6 +146,7 @@ class LeakageRecord(Record):
     definition: str
     subsets: dict
     created_at: str | None = None
+    validation: dict | None = None  # val images and how many are in a group with train images (the run's split)
     extra: dict = field(default_factory=dict)
 
     def subset(self, name: str) -> dict | None:
@@ -269,6 +270,7 @@ class AuditRecord(Record):
     imbalance: dict
     timings_s: dict
     verdict: dict
+    groups: dict | None = None  # groups of near-copies and the splits they cross (audits before groups: none)
     extra: dict = field(default_factory=dict)
 
 

@@ -59,14 +59,21 @@ class Grouping:
         ids: dict[str, int] = {}
         return np.array([ids.setdefault(self.group_of.get(p, p), len(ids)) for p in paths], dtype=np.int64)
 
-    def leaking(self, split_items: Iterable[tuple[str, str, str]], paths: Sequence[str]) -> np.ndarray:
+    def leaking(self, split_items: Iterable[tuple[str, str, str]], paths: Sequence[str],
+                earlier: Sequence[str] = ("train", "val")) -> np.ndarray:
         """For each of ``paths`` (test images): does its group have a member in train or val?
 
         ``split_items`` are ``(path, label, split)`` of the whole split, so a member left out of a
-        subsampled (quick) run still counts.
+        subsampled (quick) run still counts. For validation images pass ``earlier=("train",)``.
         """
-        seen = {self.group_of.get(p, p) for p, _, s in split_items if s in ("train", "val")}
+        seen = {self.group_of.get(p, p) for p, _, s in split_items if s in earlier}
         return np.array([self.group_of.get(p, p) in seen for p in paths], dtype=bool)
+
+    def validation_leak(self, split_items: Sequence[tuple[str, str, str]]) -> dict[str, int]:
+        """How many validation images are in a group that also has training images (early stopping and
+        every choice made on validation then rest on near-copies of training images)."""
+        val = [p for p, _, s in split_items if s == "val"]
+        return {"images": len(val), "leaking": int(self.leaking(split_items, val, ("train",)).sum())}
 
     def direct_copies(self, split_items: Iterable[tuple[str, str, str]], paths: Sequence[str]) -> np.ndarray | None:
         """For each of ``paths``: is it itself a near-copy of a train or val image (a listed pair)?

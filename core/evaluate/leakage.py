@@ -35,11 +35,12 @@ DEFINITION = ("a test image leaks when its group also has a member in train or v
 
 def score_leakage(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str], group_codes: np.ndarray,
                   leaking: np.ndarray, direct: np.ndarray | None, grouping: dict[str, Any], computed_from: str,
-                  seed: int = 0, n_bootstrap: int = 1000) -> LeakageRecord:
+                  seed: int = 0, n_bootstrap: int = 1000, validation: dict[str, int] | None = None) -> LeakageRecord:
     """Score one run's test predictions on all, leak-free and leaking test images (cluster bootstrap).
 
     ``leaking``: the image's group has a member in train or val. ``direct`` (duplicate groups
     only): the image itself is a near-copy of a train or val image, a subset of the leaking ones.
+    ``validation``: the validation split's size and its images in a group with train images.
     """
     y, p = np.asarray(y_true), np.asarray(probs, dtype=float)
     codes, leaking = np.asarray(group_codes), np.asarray(leaking, dtype=bool)
@@ -63,7 +64,7 @@ def score_leakage(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str],
         test_groups=int(len(np.unique(codes))), leaking_images=int(leaking.sum()), definition=DEFINITION,
         subsets={"all": subset(np.ones(y.size, bool)), "leak_free": subset(~leaking), "leaking": subset(leaking),
                  **{name: subset(mask) for name, mask in direct_sets.items()}},
-        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), validation=validation)
 
 
 def rescore_run(run: Path, grouping: Grouping, grouping_info: dict[str, Any], computed_from: str,
@@ -80,7 +81,7 @@ def rescore_run(run: Path, grouping: Grouping, grouping_info: dict[str, Any], co
     y = np.array([index[t] for t in preds.true])
     record = score_leakage(y, preds.probs, preds.classes, grouping.codes(preds.ids),
                            grouping.leaking(split.items, preds.ids), grouping.direct_copies(split.items, preds.ids),
-                           grouping_info, computed_from, seed)
+                           grouping_info, computed_from, seed, validation=grouping.validation_leak(split.items))
     record.save(run / LEAKAGE_FILE)
     return record
 

@@ -160,7 +160,7 @@ def _store_results(run: RunFolder, config: RunConfig, data: PreparedData, outcom
     score_leakage(data.labels["test"], probs, data.classes, codes, data.leaking_test(),
                   grouping.direct_copies(data.split.items, data.ids["test"]),
                   {**grouping.to_dict(), "split_grouping": config.grouping}, "the run's own test predictions and groups",
-                  seed=config.seed).save(run.file(LEAKAGE_FILE))
+                  seed=config.seed, validation=grouping.validation_leak(data.split.items)).save(run.file(LEAKAGE_FILE))
     Predictions.from_probs(data.ids["test"], data.labels["test"], probs, data.classes).save(run.file(PREDICTIONS_FILE))
     ProvenanceRecord(
         **provenance.collect(),
