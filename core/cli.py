@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
-from core.artifacts.layout import DEPLOYMENT_FILE, artifacts_dir, deployment_file
+from core.artifacts.layout import DEPLOYMENT_FILE, deployment_file, existing_artifacts_dir
 from core.errors import UserError
 from core.formatting import format_table
 
@@ -69,8 +70,11 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     from core.data import audit
 
     out = Path(args.out).expanduser() if args.out else audit.default_report_path(args.root, args.artifacts)
-    if out.is_dir():  # checked before the audit, not after minutes of hashing
+    # Checked before the audit, not after minutes of hashing.
+    if out.is_dir():
         raise UserError(f"--out {out} is a folder; give a file path, e.g. {out / 'audit.json'}")
+    if args.out:  # the default's folder is made under the artifacts folder; a typed path's folder must exist
+        _check_output_folder(out.parent, "--out")
     progress = _AuditProgress()
     threshold = audit.DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     report = audit.audit_dataset(args.root, seed=args.seed, near_threshold=threshold, progress=progress)
@@ -79,6 +83,16 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     _print_leakage_effect(out.parent)
     print(f"\nreport written to {out}")
     return 0
+
+
+def _check_output_folder(folder: Path, option: str) -> None:
+    """One line if ``folder`` (where ``option`` writes) is missing, not a folder or not writable."""
+    if not folder.exists():
+        raise UserError(f"{option}: the folder {folder} does not exist; create it first or give another path")
+    if not folder.is_dir():
+        raise UserError(f"{option}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{option}: the folder {folder} is not writable")
 
 
 class _AuditProgress:
@@ -179,13 +193,25 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_experiment)
 
 
+def _dataset_folder(dataset: str, artifacts: str | None) -> Path:
+    """A dataset's results folder: a path, or a name under the artifacts folder; one line if neither exists."""
+    folder = Path(dataset).expanduser()
+    if not folder.is_dir():
+        root = existing_artifacts_dir(artifacts)
+        folder = root / dataset
+        if not folder.is_dir():
+            from core.artifacts.report import datasets
+
+            known = ", ".join(datasets(root)) or "none"
+            raise UserError(f"no results for '{dataset}': neither a folder {dataset} nor {folder} exists "
+                            f"(datasets with results in {root}: {known})")
+    return folder
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from core.evaluate.compare import compare_dataset
 
-
-    folder = Path(args.dataset)
-    if not folder.is_dir():
-        folder = Path(args.artifacts or artifacts_dir()) / args.dataset
+    folder = _dataset_folder(args.dataset, args.artifacts)
     result = compare_dataset(folder, alpha=args.alpha)
     rows = [[p["a"], p["b"], p["n_common"], p["n01"], p["n10"],
              "" if p["p_holm"] is None else f"{p['p_holm']:.4g}", "yes" if p["significant"] else "no"]
@@ -206,11 +232,7 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
 def _cmd_leakage(args: argparse.Namespace) -> int:
     from core.evaluate.leakage import rescore_dataset
 
-    folder = Path(args.dataset)
-    if not folder.is_dir():
-        folder = Path(args.artifacts or artifacts_dir()) / args.dataset
-    if not folder.is_dir():
-        raise UserError(f"no dataset folder {args.dataset} (looked in {folder.parent})")
+    folder = _dataset_folder(args.dataset, args.artifacts)
     rows = []
     for run, result in rescore_dataset(folder, emit=_emit):
         name = f"{run.parent.name}/{run.name}"
@@ -235,11 +257,12 @@ def _add_leakage(sub: argparse._SubParsersAction) -> None:
 def _cmd_report(args: argparse.Namespace) -> int:
     from core.artifacts import report
 
+    root = existing_artifacts_dir(args.artifacts)
     if args.readme:
-        changed = report.update_readme(Path(args.readme), Path(args.artifacts) if args.artifacts else None)
+        changed = report.update_readme(Path(args.readme), root)
         print(f"{args.readme}: results section {'updated' if changed else 'already current'}")
     else:
-        print(report.markdown_results(Path(args.artifacts) if args.artifacts else None))
+        print(report.markdown_results(root))
     return 0
 
 

@@ -306,6 +306,19 @@ def test_cli_errors_are_one_line(tmp_path, run_copy, capsys):
     assert "not a complete run" in capsys.readouterr().err
 
 
+def test_a_model_that_does_not_load_is_refused_before_the_matmul_peaks(run_copy, capsys, monkeypatch):
+    """Latency calibration takes seconds per variant plan; a damaged model.keras is one line before it."""
+    def peak(*args, **kwargs):
+        raise AssertionError("the matmul peak was measured before the model was loaded")
+
+    monkeypatch.setattr(deploy.lat, "matmul_peak", peak)
+    monkeypatch.setattr(deploy.lat, "litert_matmul_peak", peak)
+    (run_copy / "model.keras").write_bytes(b"not a model")
+    assert cli_main(["deploy", str(run_copy), "--only", "keras"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "model.keras" in err and len(err.strip().splitlines()) == 1
+
+
 def test_cli_prints_the_table(run_copy, capsys, monkeypatch):
     quick_peak = deploy.lat.matmul_peak
     quick_litert = deploy.lat.litert_matmul_peak

@@ -4,6 +4,7 @@ Grids that run, record and dry-run real runs are in test_experiment_runs.py.
 """
 
 import pytest
+from conftest import make_image_dataset
 
 pytestmark = pytest.mark.unit
 
@@ -45,3 +46,70 @@ def test_experiment_files_with_mistakes_get_one_clear_error(text, message):
 
     with pytest.raises(UserError, match=message):
         parse_grid(text, "test.toml")
+
+
+GRID = '[[grid]]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\n'
+
+
+@pytest.mark.parametrize("text, message", [
+    ("grid = [1, 2]\n", "test.toml: grid 1 is 1, not a table"),
+    ('grid = ["a"]\n', "test.toml: grid 1 is 'a', not a table"),
+    (GRID + 'preset = ["quick"]\n', "test.toml: grid 1: 'preset' must be one name in quotes"),
+    (GRID + "preset = 1\n", "test.toml: grid 1: 'preset' must be one name in quotes"),
+    (GRID + 'preset = "slow"\n', "test.toml: grid 1: unknown preset 'slow'"),
+    (GRID + 'set = { "head_dropout" = 1.5 }\n', "test.toml: grid 1: setting 'head_dropout' is 1.5; allowed"),
+    (GRID + GRID + 'set = { "batch_size" = 100000 }\n', "test.toml: grid 2: setting 'batch_size' is 100000"),
+    (GRID + GRID + 'set = { "stage1.epoch" = 5 }\n', "test.toml: grid 2: unknown setting 'stage1.epoch'"),
+    (GRID + 'set = { "stage1.optimizer" = "bogus" }\n', "test.toml: grid 1: setting 'stage1.optimizer' is 'bogus'"),
+    (GRID + 'set = { "stage1" = 5, "stage1.epochs" = 3 }\n', "test.toml: grid 1: 'stage1' is set both"),
+    (GRID + 'set = { "stage1.epochs" = 0, "stage2.epochs" = 0 }\n', "test.toml: grid 1: settings 'stage1.epochs'"),
+    (GRID + 'set = { "augment" = { "views" = "two" } }\n', "test.toml: grid 1: setting 'augment.views' must be"),
+    (GRID.replace("EfficientNetLite0", "ResNet9000"), "test.toml: grid 1: unknown backbone 'ResNet9000'"),
+    (GRID + 'weights = ["None"]\n', "test.toml: grid 1: setting 'weights' is 'None'; allowed: imagenet, none"),
+    (GRID + 'methods = ["svm"]\n', "test.toml: grid 1: setting 'method' is 'svm'"),
+    (GRID + "seeds = [-1]\n", "test.toml: grid 1: setting 'seed' is -1"),
+    (GRID + "seeds = [true]\n", "test.toml: grid 1: 'seeds' must be a list"),
+    (GRID + "frobnicate = 1\n", "test.toml: grid 1: unknown keys: frobnicate"),
+])
+def test_wrong_types_and_values_in_a_grid_name_the_file_and_the_grid(text, message):
+    from core.errors import UserError
+    from core.orchestrate.experiment import parse_grid
+
+    with pytest.raises(UserError) as caught:
+        parse_grid(text, "test.toml")
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+
+
+def test_an_experiment_file_that_is_not_utf8_is_one_line(tmp_path, capsys):
+    from core.cli import main as cli_main
+
+    path = tmp_path / "latin1.toml"
+    content = b'[[grid]]\ndatasets = ["donn\xe9es"]\nbackbones = ["EfficientNetLite0"]\n'  # Latin-1
+    path.write_bytes(content)
+    assert cli_main(["experiment", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    offset = content.index(b"\xe9")
+    assert err == f"error: {path} is not UTF-8 text (byte offset {offset}): save the experiment file as UTF-8\n"
+
+
+def test_dry_run_says_a_dataset_is_missing_or_has_no_images(tmp_path, capsys):
+    """Dry runs list each run's state; a dataset that cannot be trained on is 'invalid' with the reason, not 'new'."""
+    from core.orchestrate.experiment import run_experiment
+
+    good = make_image_dataset(tmp_path / "good", per_class=6)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "no_images" / "cats").mkdir(parents=True)
+    (tmp_path / "no_images" / "cats" / "notes.txt").write_text("x")
+    (tmp_path / "a_file").write_text("x")
+    datasets = [good] + [tmp_path / name for name in ("empty", "no_images", "a_file", "missing")]
+    grid = tmp_path / "grid.toml"
+    grid.write_text(f'artifacts = "{tmp_path / "art"}"\n[[grid]]\ndatasets = {[str(d) for d in datasets]!r}\n'
+                    'backbones = ["EfficientNetLite0"]\nweights = ["none"]\npreset = "quick"\n'.replace("'", '"'))
+    lines = []
+    assert run_experiment(grid, dry_run=True, emit=lines.append) == 1
+    states = [line.split()[0] for line in lines[1:6]]
+    assert states == ["new", "invalid", "invalid", "invalid", "invalid"]
+    assert "no class folders found" in lines[2] and "no usable images found" in lines[3]
+    assert "is a file, not a folder" in lines[4] and "data folder not found" in lines[5]
+    assert lines[6] == "4 runs are invalid: fix the grid before running it"
+    assert not (tmp_path / "art").exists()

@@ -113,9 +113,11 @@ def test_a_second_dataset_reuses_the_architecture_measured_for_the_first(
 
 def test_dry_run_flags_runs_that_would_fail(lite0_home, dataset, tmp_path, capsys):
     grid = tmp_path / "grid.toml"
-    grid.write_text(f'artifacts = "{tmp_path / "art"}"\n[[grid]]\ndatasets = ["{dataset}", "{tmp_path / "missing"}"]\n'
-                    'backbones = ["EfficientNetLite0"]\nweights = ["imagenet", "None"]\npreset = "quick"\n')
+    (tmp_path / "empty").mkdir()
+    grid.write_text(f'artifacts = "{tmp_path / "art"}"\n[[grid]]\n'
+                    f'datasets = ["{dataset}", "{tmp_path / "missing"}", "{tmp_path / "empty"}"]\n'
+                    'backbones = ["EfficientNetLite0"]\nweights = ["imagenet"]\npreset = "quick"\n')
     assert cli_main(["experiment", str(grid), "--dry-run"]) == 1
     out = capsys.readouterr().out
-    assert out.count("  invalid ") == 3 and "data folder not found" in out and "weights must be" in out
-    assert "3 runs are invalid" in out and out.count("  new ") == 1
+    assert out.count("  invalid ") == 2 and "data folder not found" in out and "no class folders found" in out
+    assert "2 runs are invalid" in out and out.count("  new ") == 1

@@ -24,6 +24,8 @@ import os
 import re
 from pathlib import Path
 
+from core.errors import UserError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ARTIFACTS = REPO_ROOT / "artifacts"
 
@@ -61,6 +63,15 @@ def artifacts_dir() -> Path:
 
 def _root(root: str | os.PathLike | None) -> Path:
     return Path(root).expanduser() if root else artifacts_dir()
+
+
+def existing_artifacts_dir(root: str | os.PathLike | None = None) -> Path:
+    """The artifacts folder to read results from (``root`` or the default); one line if it is not a folder."""
+    path = _root(root)
+    if not path.is_dir():
+        what = "is a file, not a folder" if path.exists() else "not found"
+        raise UserError(f"artifacts folder {what}: {path}")
+    return path
 
 
 def dataset_slug(dataset: str | os.PathLike) -> str:

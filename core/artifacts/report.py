@@ -54,6 +54,7 @@ from core.artifacts.records import (
     read_experiment_log,
 )
 from core.artifacts.runs import HISTORY_COLUMNS, RunFolder, RunStatus
+from core.errors import UserError
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")
 METRIC_LABELS = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro-F1",
@@ -972,7 +973,7 @@ def update_readme(readme: Path, root: Path | None = None) -> bool:
     """Replace the text between the results markers of ``readme``; True if it changed."""
     text = readme.read_text(encoding="utf-8")
     if README_BEGIN not in text or README_END not in text:
-        raise ValueError(f"{readme} has no results markers ({README_BEGIN} ... {README_END})")
+        raise UserError(f"{readme} has no results markers ({README_BEGIN} ... {README_END})")
     head, rest = text.split(README_BEGIN, 1)
     _, tail = rest.split(README_END, 1)
     new = f"{head}{README_BEGIN}\n{markdown_results(root)}\n{README_END}{tail}"

@@ -159,9 +159,10 @@ def validate_images(index: DatasetIndex, progress: Progress | None = None,
 def _check_root(root: str | os.PathLike) -> Path:
     path = Path(root).expanduser()
     if not path.exists():
-        raise DatasetError(f"dataset folder not found: {path}")
+        raise DatasetError(f"data folder not found: {path}")
     if not path.is_dir():
-        raise DatasetError(f"dataset path is not a folder: {path}")
+        kind = "is a file, not a folder" if path.is_file() else "is not a folder"
+        raise DatasetError(f"{path} {kind}: give the dataset folder (ROOT/<class>/<images>)")
     return path.resolve()
 
 

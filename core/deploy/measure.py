@@ -302,6 +302,7 @@ class _Deployment:
             self.emit(f"deploy: nothing to measure; results in {self.doc_path}")
             self._write(doc, only_if_changed=True)  # nothing measured: keep the file and its updated_at
             return doc
+        model = self.model()  # a model that cannot be loaded is one line now, not after the machine's peaks
         timings = {}
         t = time.monotonic()
         self.emit(f"deploy: measuring the machine's float32 matmul peak ({self.opt.matmul_n}x{self.opt.matmul_n}, "
@@ -310,7 +311,7 @@ class _Deployment:
         doc["matmul_peak"]["litert"] = lat.litert_matmul_peak(min(512, self.opt.matmul_n), threads=self.threads)
         doc["machine"] = self.machine
         timings["matmul_peak"] = round(time.monotonic() - t, 1)
-        doc["flops"] = lat.count_flops(self.model())
+        doc["flops"] = lat.count_flops(model)
         peak = doc["matmul_peak"]
         self.emit(f"deploy: {doc['flops']['gflops']:.3f} GFLOPs per inference "
                   f"({doc['flops']['macs'] / 1e6:.0f}M MACs); "
@@ -610,12 +611,14 @@ def deploy_architecture(backbone: str, num_classes: int, out_dir: str | os.PathL
     spec = get_spec(backbone)
     if num_classes < 2:
         raise DeployError("a classifier needs at least 2 classes")
+    size = input_size or spec.input_size
+    spec.check_input_size(size)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lock = RunFolder(out)
     lock.lock()  # one measurement at a time; staging skips a folder being measured
     try:
-        return _measure_architecture(spec, num_classes, out, size=input_size or spec.input_size, seed=seed,
+        return _measure_architecture(spec, num_classes, out, size=size, seed=seed,
                                      options=options, emit=emit, only=only)
     finally:
         lock.unlock()

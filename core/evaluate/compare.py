@@ -53,6 +53,8 @@ def compare_dataset(dataset_dir: str | Path, alpha: float = 0.05) -> dict:
     on test-sample ids, so runs with different test subsets compare on their overlap.
     """
     dataset_dir = Path(dataset_dir)
+    if not dataset_dir.is_dir():
+        raise UserError(f"results folder not found: {dataset_dir}")
     runs = [r for r in complete_runs(dataset_dir.parent) if r.parent.parent == dataset_dir]
     if len(runs) < 2:
         raise UserError(f"{dataset_dir} has {len(runs)} complete run(s); McNemar needs at least 2")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from core.errors import UnknownBackboneError, WeightsUnavailableError
+from core.errors import UnknownBackboneError, UserError, WeightsUnavailableError
 from core.models import efficientnet_lite
 
 # Input preprocessing modes (applied by core.models.preprocess.preprocess, never twice).
@@ -56,6 +56,11 @@ def find_cached_weights(filename: str) -> Path | None:
     return None
 
 
+# Input sides (pixels) a run may ask for: below 32 the five stride-2 stages leave nothing to pool; above
+# 1024 a batch of images no longer fits in memory at these model sizes, for no gain on these datasets.
+MIN_INPUT_SIZE, MAX_INPUT_SIZE = 32, 1024
+
+
 @dataclass(frozen=True)
 class BackboneEntry:
     """One backbone: how to build it, what it expects, where its weights come from."""
@@ -71,6 +76,7 @@ class BackboneEntry:
     alphas: tuple[float, ...] = ()  # width multipliers Keras offers ImageNet weights for
     default_alpha: float | None = None
     notes: str = ""
+    min_input_size: int = MIN_INPUT_SIZE  # the smallest side its Keras constructor accepts
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,12 @@ class BackboneSpec:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (self.entry.input_size, self.entry.input_size, 3)
+
+    def check_input_size(self, size: int, setting: str = "input size") -> None:
+        """Refuse an input side this backbone cannot take: one line naming the setting, the value and the range."""
+        if not self.entry.min_input_size <= size <= MAX_INPUT_SIZE:
+            raise UserError(f"{setting} is {size}; {self.name} takes {self.entry.min_input_size} to "
+                            f"{MAX_INPUT_SIZE} pixels")
 
     def weights_filename(self) -> str:
         """The ImageNet weights file name as it is cached locally."""
@@ -192,7 +204,7 @@ _ENTRIES = [
                   _mobilenet_v3_file("large"), alphas=(0.75, 1.0), default_alpha=1.0,
                   notes="has its own Rescaling layer: feed raw 0..255 pixels"),
     BackboneEntry("InceptionV3", "Inception", 299, "tf", _KERAS, 21_802_784, _keras_app("InceptionV3"),
-                  _fixed_file("inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5")),
+                  _fixed_file("inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"), min_input_size=75),
     BackboneEntry("ResNet101", "ResNet", 224, "caffe", _KERAS, 42_658_176, _keras_app("ResNet101"),
                   _fixed_file("resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5")),
     BackboneEntry("VGG19", "VGG", 224, "caffe", _KERAS, 20_024_384, _keras_app("VGG19"),

@@ -77,7 +77,12 @@ def load_grid(path: str | Path) -> tuple[list[PlannedRun], str | None]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"experiment file not found: {path}")
-    return parse_grid(path.read_text(encoding="utf-8"), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path} is not UTF-8 text (byte offset {exc.start}): save the experiment file as "
+                        "UTF-8") from None
+    return parse_grid(text, str(path))
 
 
 def parse_grid(text: str, where: str = "experiment") -> tuple[list[PlannedRun], str | None]:
@@ -99,34 +104,49 @@ def parse_grid(text: str, where: str = "experiment") -> tuple[list[PlannedRun], 
         raise UserError(f"{where}: write each grid as [[grid]] (an array of tables), not [grid]")
     configs = []
     for n, grid in enumerate(grids, 1):
-        unknown = set(grid) - GRID_KEYS
-        if unknown:
-            raise UserError(f"{where}: grid {n} has unknown keys: {', '.join(sorted(unknown))}")
-        for key in ("datasets", "backbones"):
-            if not grid.get(key):
-                raise UserError(f"{where}: grid {n} needs '{key}'")
-        for key, kind, example in (("datasets", str, '["data/flowers"]'), ("backbones", str, '["EfficientNetLite0"]'),
-                                   ("weights", str, '["imagenet"]'), ("methods", str, '["finetune"]'),
-                                   ("seeds", int, "[0, 1, 2]")):
-            value = grid.get(key, [])
-            if not isinstance(value, list) or not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
-                raise UserError(f"{where}: grid {n}: '{key}' must be a list, e.g. {key} = {example}")
-        deploy = grid.get("deploy", False)
-        if not isinstance(deploy, bool):
-            raise UserError(f"{where}: grid {n}: 'deploy' must be true or false")
-        if not isinstance(grid.get("set", {}), dict):
-            raise UserError(f'{where}: grid {n}: \'set\' must be a table, e.g. set = {{ "stage1.epochs" = 5 }}')
-        overrides = config_mod.nest(grid.get("set", {}))
-        config_mod.reject_identity_overrides(overrides, f"{where}: grid {n}: 'set'")
-        combos = itertools.product(grid["datasets"], grid["backbones"], grid.get("weights", ["imagenet"]),
-                                   grid.get("methods", ["finetune"]), grid.get("seeds", [0]))
-        for dataset, backbone, weights, method, seed in combos:
-            if method != "finetune" and weights != "imagenet":
-                continue  # baselines exist only on ImageNet embeddings
-            layer = copy.deepcopy(overrides)
-            layer.update(weights=weights, method=method, seed=seed)
-            configs.append(PlannedRun(config_mod.resolve(dataset, backbone, grid.get("preset", "full"), layer), deploy))
+        if not isinstance(grid, dict):
+            raise UserError(f"{where}: grid {n} is {grid!r}, not a table: write each grid as a [[grid]] section")
+        try:
+            configs += _grid_runs(grid)
+        except UserError as exc:
+            raise UserError(f"{where}: grid {n}: {exc}") from None
     return configs, spec.get("artifacts")
+
+
+def _grid_runs(grid: dict) -> list[PlannedRun]:
+    """The runs of one [[grid]] table, in order; one :class:`UserError` line for a mistake in it."""
+    unknown = set(grid) - GRID_KEYS
+    if unknown:
+        raise UserError(f"unknown keys: {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(GRID_KEYS))})")
+    for key in ("datasets", "backbones"):
+        if not grid.get(key):
+            raise UserError(f"needs '{key}'")
+    for key, kind, example in (("datasets", str, '["data/flowers"]'), ("backbones", str, '["EfficientNetLite0"]'),
+                               ("weights", str, '["imagenet"]'), ("methods", str, '["finetune"]'),
+                               ("seeds", int, "[0, 1, 2]")):
+        value = grid.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, kind) and not isinstance(v, bool) for v in value):
+            raise UserError(f"'{key}' must be a list, e.g. {key} = {example}")
+    if not isinstance(grid.get("preset", "full"), str):
+        raise UserError(f"'preset' must be one name in quotes, e.g. preset = \"quick\" "
+                        f"(one of: {', '.join(config_mod.PRESETS)})")
+    deploy = grid.get("deploy", False)
+    if not isinstance(deploy, bool):
+        raise UserError("'deploy' must be true or false")
+    if not isinstance(grid.get("set", {}), dict):
+        raise UserError('\'set\' must be a table, e.g. set = { "stage1.epochs" = 5 }')
+    overrides = config_mod.nest(grid.get("set", {}))
+    config_mod.reject_identity_overrides(overrides, "'set'")
+    runs = []
+    combos = itertools.product(grid["datasets"], grid["backbones"], grid.get("weights", ["imagenet"]),
+                               grid.get("methods", ["finetune"]), grid.get("seeds", [0]))
+    for dataset, backbone, weights, method, seed in combos:
+        if method != "finetune" and weights != "imagenet":
+            continue  # baselines exist only on ImageNet embeddings
+        layer = copy.deepcopy(overrides)
+        layer.update(weights=weights, method=method, seed=seed)
+        runs.append(PlannedRun(config_mod.resolve(dataset, backbone, grid.get("preset", "full"), layer), deploy))
+    return runs
 
 
 def grid_toml(artifacts: str | Path, datasets: list[str], backbones: list[str], weights: str, seed: int,

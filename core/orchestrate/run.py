@@ -27,35 +27,23 @@ from core.artifacts.records import MetricsRecord, Predictions, ProvenanceRecord,
 from core.artifacts.runs import RunFolder, total_timings
 from core.artifacts.storage import utc_timestamp
 from core.data.dataset import discover, fingerprint
-from core.data.groups import parse_grouping
 from core.data.prepare import PreparedData, prepare_data
-from core.data.splits import POLICIES
 from core.deploy.measure import deploy_run
-from core.errors import DatasetError, UserError, WeightsUnavailableError
+from core.errors import UserError, WeightsUnavailableError
 from core.evaluate import metrics as evaluation
 from core.evaluate.leakage import score_leakage
 from core.models.backbones import BackboneSpec, get_spec
 from core.progress import Emit
-from core.train import baselines, transfer
-
-METHODS = ("finetune", "logreg", "linear_svm", "knn")
+from core.train import baselines
+from core.train import config as config_mod
+from core.train import transfer
 
 
 def validate_config(config: RunConfig) -> BackboneSpec:
-    """Check a config before any work; returns the backbone spec."""
+    """Check a config before any work (nothing is written before this passes); returns the backbone spec."""
     spec = get_spec(config.backbone)
-    if config.weights not in ("imagenet", "none"):
-        raise UserError(f"weights must be 'imagenet' or 'none', not '{config.weights}'")
-    if config.method not in METHODS:
-        raise UserError(f"unknown method '{config.method}'; choose one of: {', '.join(METHODS)}")
-    if config.method != "finetune" and config.weights != "imagenet":
-        raise UserError("baselines on frozen embeddings need ImageNet weights (--weights imagenet)")
-    parse_grouping(config.grouping)
-    if config.split_policy not in POLICIES:
-        raise UserError(f"split_policy must be one of {', '.join(POLICIES)}, not '{config.split_policy}'")
-    root = Path(config.dataset).expanduser()
-    if not root.is_dir():
-        raise DatasetError(f"data folder not found: {config.dataset}")
+    config_mod.check_config(config)
+    discover(config.dataset, validate=False)  # missing, a file, no class folders or no images: one line now
     if config.weights == "imagenet" and not spec.weights_available():
         raise WeightsUnavailableError(spec.missing_weights_message())
     return spec

@@ -15,6 +15,7 @@ from core.artifacts.config import RunConfig
 from core.models.backbones import BackboneSpec, build_backbone
 from core.progress import Throughput
 from core.train import features as feat
+from core.train.pipeline import inference_batch
 
 GRIDS = {
     "logreg": ("C", [0.01, 0.1, 1.0, 10.0]),
@@ -62,7 +63,8 @@ def pooled_features(config: RunConfig, spec: BackboneSpec, data, emit) -> dict[s
     out = {}
     for split in ("train", "val", "test"):
         key = feat.FeatureKey(data.fingerprint, spec.name, "imagenet", size, spec.entry.preprocessing, None, 0)
-        out[split] = feat.compute(extractor, key, data.root, data.ids[split], config.augment, config.batch_size,
+        out[split] = feat.compute(extractor, key, data.root, data.ids[split], config.augment,
+                                  inference_batch(config.batch_size),
                                   Throughput(f"features {split}", emit))["pooled"]
     keras.backend.clear_session()
     return out

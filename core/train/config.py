@@ -9,11 +9,14 @@ from __future__ import annotations
 import difflib
 import json
 import shlex
+from dataclasses import dataclass
 from typing import Any
 
 from core.artifacts.config import SEED_LIMIT, RunConfig, flatten
+from core.data.groups import parse_grouping
+from core.data.splits import POLICIES
 from core.errors import UserError
-from core.models.backbones import get_spec
+from core.models.backbones import MAX_INPUT_SIZE, MIN_INPUT_SIZE, get_spec
 
 PRESETS: dict[str, dict[str, Any]] = {
     # A few minutes on a 2-core CPU: subsampled data, few epochs.
@@ -31,15 +34,17 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def resolve(dataset: str, backbone: str, preset: str = "full", overrides: dict[str, Any] | None = None) -> RunConfig:
     """Defaults, then the preset, then explicit overrides (nested dicts merge)."""
-    if preset not in PRESETS:
-        raise UserError(f"unknown preset '{preset}'; choose one of: {', '.join(PRESETS)}")
+    if not isinstance(preset, str) or preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     # One spelling per backbone ("efficientnetlite0", "MobileNetV2@1" -> the registry's name), so
     # the same model always lands in the same run folder.
     data = RunConfig(dataset=dataset, backbone=get_spec(backbone).name, preset=preset).to_dict()
     for layer in (PRESETS[preset], overrides or {}):
         _merge(data, layer)
     _check_values(data)
-    return RunConfig.from_dict(data)
+    config = RunConfig.from_dict(data)
+    _check_input_size(config)
+    return config
 
 
 # Settings with their own flag (or grid key): --set may not change them behind the run's name.
@@ -47,45 +52,82 @@ IDENTITY_KEYS = {"dataset": "--data", "backbone": "--backbone", "preset": "--pre
                  "weights": "--weights", "method": "--method", "schema_version": None}
 _OPTIONAL_INTS = {"max_train_per_class", "max_eval_per_class", "input_size"}
 _OPTIONAL_FLOATS = {"bn_momentum"}
-_MINIMUM = {"batch_size": 1, "augment.views": 0, "unfreeze_layers": 0, "head_hidden_units": 0,
-            "max_train_per_class": 1, "max_eval_per_class": 1, "input_size": 32}
+GROUPS = ("augment", "stage1", "stage2", "scratch")
+
+# The names a name-valued setting may take.
+WEIGHTS = ("imagenet", "none")
+METHODS = ("finetune", "logreg", "linear_svm", "knn")
+OPTIMIZERS = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop"}  # name -> keras.optimizers class
+CHOICES = {"weights": WEIGHTS, "method": METHODS, "split_policy": POLICIES, **{f"{g}.optimizer": OPTIMIZERS for g in GROUPS[1:]}}
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting may take: ``low`` to ``high``, either end open or absent."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # low itself excluded
+    high_open: bool = False  # high itself excluded
+
+    def __contains__(self, value: float) -> bool:
+        # Written so that NaN is outside every range.
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return bool(above and below)
+
+    def __str__(self) -> str:
+        def num(x: float) -> str:
+            return "2**32" if x == SEED_LIMIT else f"{x:g}"
+
+        low = None if self.low is None else f"{'above' if self.low_open else 'at least'} {num(self.low)}"
+        high = None if self.high is None else f"{'below' if self.high_open else 'at most'} {num(self.high)}"
+        if low and high and not (self.low_open or self.high_open):
+            return f"{num(self.low)} to {num(self.high)}"
+        return " and ".join(x for x in (low, high) if x)
+
+
+_SEED = Range(0, SEED_LIMIT, high_open=True)
+_FRACTION = Range(0, 1, high_open=True)
+_STAGE = {"epochs": Range(0, 1000), "learning_rate": Range(0, 1, low_open=True), "patience": Range(0, 1000)}
+# Every numeric setting's allowed values (docs/ARTIFACTS.md, config.json): checked before any work.
+RANGES: dict[str, Range] = {
+    "seed": _SEED, "split_seed": _SEED, "augment.seed": _SEED,
+    "val_fraction": _FRACTION, "test_fraction": _FRACTION,
+    "max_train_per_class": Range(1), "max_eval_per_class": Range(1),
+    "input_size": Range(MIN_INPUT_SIZE, MAX_INPUT_SIZE),  # and the backbone's own minimum
+    # Training batches only: evaluation and feature extraction batch apart (core.train.pipeline.inference_batch).
+    "batch_size": Range(1, 1024),
+    "augment.views": Range(0, 32),  # each view is one more cached pass over the training images
+    "augment.rotation_deg": Range(0, 180),
+    "augment.zoom": _FRACTION,  # a factor 1 +- zoom: 1 could shrink the image to nothing
+    "augment.brightness": Range(0, 1),  # fraction of 255
+    "augment.contrast": Range(0, 1),  # a factor 1 +- contrast: above 1 it would invert the image
+    "head_hidden_units": Range(0, 8192),
+    "head_dropout": _FRACTION,
+    "unfreeze_layers": Range(0),
+    "bn_momentum": _FRACTION,
+    "duplicate_threshold": Range(0, 255),  # pHash bits of 256
+    **{f"{g}.{key}": r for g in GROUPS[1:] for key, r in _STAGE.items()},
+}
 
 
 def _check_values(data: dict[str, Any]) -> None:
-    """Every setting has its default's type and a sensible range: a clear error now, not deep in training."""
+    """Every setting has its default's type and its allowed values: a clear error now, not deep in training."""
+    parse_grouping(data.get("grouping", "duplicates"))
     defaults = flatten(RunConfig(dataset="", backbone="").to_dict())
     for key, value in flatten(data).items():
-        default = defaults.get(key)
         if key not in defaults:
             raise UserError(f"'{key}' is a group of settings, not a value: set its fields, e.g. {key}.epochs=5"
-                            if key in ("augment", "stage1", "stage2", "scratch") else f"unknown setting '{key}'")
-        if key in _OPTIONAL_INTS:
-            ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
-            expected = "a whole number or null"
-        elif key in _OPTIONAL_FLOATS:
-            ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
-            expected = "a number or null"
-        elif isinstance(default, bool):
-            ok, expected = isinstance(value, bool), "true or false"
-        elif isinstance(default, int):
-            ok, expected = isinstance(value, int) and not isinstance(value, bool), "a whole number"
-        elif isinstance(default, float):
-            ok, expected = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
-        else:
-            ok, expected = isinstance(value, str), "text"
-        if not ok:
-            raise UserError(f"setting '{key}' must be {expected}, got {value!r}")
-        if value is None:
-            continue
-        low = _MINIMUM.get(key, 0 if key.endswith(("epochs", "patience", "seed")) else None)
-        if low is not None and value < low:
-            raise UserError(f"setting '{key}' must be at least {low}, got {value}")
-        if key.endswith("seed") and value >= SEED_LIMIT:
-            raise UserError(f"setting '{key}' must be below 2**32, got {value}")
-        if key.endswith("learning_rate") and not value > 0:
-            raise UserError(f"setting '{key}' must be positive, got {value}")
-        if key in ("val_fraction", "test_fraction", "bn_momentum") and not 0 <= value < 1:
-            raise UserError(f"setting '{key}' must be at least 0 and below 1, got {value}")
+                            if key in GROUPS else f"unknown setting '{key}'")
+        _check_type(key, value, defaults[key])
+        if key in RANGES and value is not None and value not in RANGES[key]:
+            raise UserError(f"setting '{key}' is {value}; allowed: {RANGES[key]}")
+        if key in CHOICES and value not in CHOICES[key]:
+            raise UserError(f"setting '{key}' is '{value}'; allowed: {', '.join(CHOICES[key])}")
+    if data["method"] != "finetune" and data["weights"] != "imagenet":
+        raise UserError("baselines on frozen embeddings need ImageNet weights (--weights imagenet)")
+    _check_epochs(data)
     if data.get("bn_momentum") is not None:
         if data.get("weights") != "none" or data.get("method", "finetune") != "finetune":
             raise UserError("setting 'bn_momentum' applies only to training from scratch (--weights none, "
@@ -93,6 +135,50 @@ def _check_values(data: dict[str, Any]) -> None:
         data["bn_momentum"] = float(data["bn_momentum"])  # 0 and 0.0 are the same run
     if data["val_fraction"] + data["test_fraction"] >= 1:
         raise UserError("val_fraction + test_fraction must leave some images for training (sum below 1)")
+
+
+def _check_type(key: str, value: Any, default: Any) -> None:
+    """One line if ``value`` does not have the type of the setting's default."""
+    if key in _OPTIONAL_INTS:
+        ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
+        expected = "a whole number or null"
+    elif key in _OPTIONAL_FLOATS:
+        ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+        expected = "a number or null"
+    elif isinstance(default, bool):
+        ok, expected = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, expected = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+    elif isinstance(default, float):
+        ok, expected = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    else:
+        ok, expected = isinstance(value, str), "text"
+    if not ok:
+        raise UserError(f"setting '{key}' must be {expected}, got {value!r}")
+
+
+def _check_epochs(data: dict[str, Any]) -> None:
+    """A network run trains at least one epoch: otherwise an untrained head would be stored as a result."""
+    if data["method"] != "finetune":
+        return  # the baselines fit on embeddings; they have no epochs
+    stages = ["scratch"] if data["weights"] == "none" else ["stage1", "stage2"]
+    if all(data[s]["epochs"] == 0 for s in stages):
+        if len(stages) == 1:
+            raise UserError(f"setting '{stages[0]}.epochs' is 0; allowed: 1 to {RANGES['scratch.epochs'].high} "
+                            "(a network run trains at least 1 epoch)")
+        raise UserError("settings 'stage1.epochs' and 'stage2.epochs' are both 0; a network run trains at least "
+                        "1 epoch in one of them")
+
+
+def check_config(config: RunConfig) -> None:
+    """The checks of :func:`resolve` for a config made another way (read from a file, built in code)."""
+    _check_values(config.to_dict())
+    _check_input_size(config)
+
+
+def _check_input_size(config: RunConfig) -> None:
+    if config.input_size is not None:
+        get_spec(config.backbone).check_input_size(config.input_size, "setting 'input_size'")
 
 
 def reject_identity_overrides(overrides: dict[str, Any], where: str) -> None:
@@ -111,6 +197,8 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"'{part}' is set both as a value and as a group of settings (in '{key}')")
         node[parts[-1]] = value
     return out
 

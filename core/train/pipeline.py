@@ -11,6 +11,18 @@ from core.data.dataset import load_image
 from core.models.backbones import BackboneSpec
 from core.models.preprocess import preprocess
 
+INFERENCE_BATCH = 64
+
+
+def inference_batch(batch_size: int) -> int:
+    """Images per batch when a run only predicts (validation, test, feature extraction).
+
+    The training batch, at most :data:`INFERENCE_BATCH`: a training batch chosen for cached
+    features (hundreds) need not fit in memory as full images, and predicting gains nothing
+    from it. At the default 32 a run predicts exactly as before.
+    """
+    return min(batch_size, INFERENCE_BATCH)
+
 
 def make_dataset(
     paths: Sequence[str],

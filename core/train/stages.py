@@ -22,9 +22,10 @@ import numpy as np
 from core.artifacts.config import RunConfig, StageConfig
 from core.artifacts.runs import RunFolder
 from core.artifacts.storage import atomic_save, atomic_write_json, read_json
-from core.errors import UserError
 from core.models.batchnorm import is_batchnorm
 from core.progress import Emit, format_seconds
+from core.train.config import OPTIMIZERS
+from core.train.pipeline import inference_batch
 
 # --- freezing and compiling ------------------------------------------------------
 
@@ -53,10 +54,8 @@ def compile_model(model, stage: StageConfig) -> None:
     """(Re)compile with the stage's optimiser and learning rate."""
     from core.models.tfkeras import keras
 
-    optimizers = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
-    if stage.optimizer not in optimizers:
-        raise UserError(f"unknown optimizer '{stage.optimizer}'; choose one of: {', '.join(optimizers)}")
-    model.compile(optimizer=optimizers[stage.optimizer](learning_rate=stage.learning_rate),
+    optimizer = getattr(keras.optimizers, OPTIMIZERS[stage.optimizer])  # the name is checked with the config
+    model.compile(optimizer=optimizer(learning_rate=stage.learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 
@@ -147,6 +146,8 @@ def train_stage(model, stage_name: str, stage: StageConfig, train: Callable[[int
         else:
             fit_args.update(x=x)
         fit_args["validation_data"] = val
+        if isinstance(val, tuple):  # arrays; a dataset comes batched (make_dataset with inference_batch)
+            fit_args["validation_batch_size"] = inference_batch(config.batch_size)
         hist = model.fit(**fit_args).history
         seconds = time.monotonic() - started
         row = {

@@ -30,7 +30,7 @@ from core.models.classifier import build_classifier, build_head_layers, build_he
 from core.progress import Throughput
 from core.train import features as feat
 from core.train import stages as training
-from core.train.pipeline import make_dataset
+from core.train.pipeline import inference_batch, make_dataset
 
 
 def train_and_predict(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit) -> dict:
@@ -57,7 +57,7 @@ def train_and_predict(config: RunConfig, spec: BackboneSpec, data, run: RunFolde
 
 def predict_images(model, spec: BackboneSpec, config: RunConfig, paths: list[str]) -> np.ndarray:
     """Class probabilities of ``model`` for image files, batch by batch."""
-    ds = make_dataset(paths, None, spec, batch_size=config.batch_size, input_size=config.input_size)
+    ds = make_dataset(paths, None, spec, batch_size=inference_batch(config.batch_size), input_size=config.input_size)
     return np.asarray(model.predict(ds, verbose=0), dtype=np.float64)
 
 
@@ -88,7 +88,7 @@ def _two_stage(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit
                 progress = Throughput(f"features {split} view {view}", emit)
                 run.event("features", split=split, view=view, images=len(data.ids[split]))
                 cache[(split, view)] = feat.compute(extractor, key, data.root, data.ids[split], config.augment,
-                                                    config.batch_size, progress)
+                                                    inference_batch(config.batch_size), progress)
 
     train_views = _views(config)
     y_train = np.concatenate([data.labels["train"]] * len(train_views))
@@ -118,8 +118,8 @@ def _two_stage(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit
         else:
             upper = classifier
             train_input = lambda epoch: _image_epoch(config, spec, data, epoch)  # noqa: E731
-            val_input = make_dataset(data.abs_paths("val"), data.labels["val"], spec, config.batch_size,
-                                     input_size=config.input_size)
+            val_input = make_dataset(data.abs_paths("val"), data.labels["val"], spec,
+                                     inference_batch(config.batch_size), input_size=config.input_size)
             mode = "full forward passes over the images (no cacheable cut layer)"
         del cache
         training.compile_model(upper, config.stage2)
@@ -155,7 +155,8 @@ def _from_scratch(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, e
     training.compile_model(classifier, config.scratch)
     weights = training.class_weights(data.labels["train"], len(data.classes)) if config.class_weights else None
     run.rewrite_history(training.stage_rows_for_resume(run, ["scratch"]))
-    val = make_dataset(data.abs_paths("val"), data.labels["val"], spec, config.batch_size, input_size=config.input_size)
+    val = make_dataset(data.abs_paths("val"), data.labels["val"], spec, inference_batch(config.batch_size),
+                       input_size=config.input_size)
     run.event("stage", stage="scratch", epochs=config.scratch.epochs)
     emit(f"scratch: training all {classifier.count_params():,} parameters from random initialisation")
     with run.phase("scratch"):
