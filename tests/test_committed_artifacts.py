@@ -150,3 +150,40 @@ def test_every_committed_run_has_a_leak_free_score_that_its_predictions_and_the_
     mri = LeakageRecord.load(next((committed_copy / "alzheimer_mri" / "EfficientNetLite0").glob("full-imagenet-s0-*"))
                              / "leakage.json")
     assert mri.leaking_images > 0 and mri.subset("leak_free")["n"] + mri.leaking_images == mri.test_images
+
+
+def test_readme_quotes_the_committed_leakage_figures(committed_copy):
+    """The README's leakage paragraph against audit.json and leakage.json (a re-audit or re-score must update it)."""
+    from core.artifacts.records import AuditRecord, LeakageRecord, MetricsRecord
+
+    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    mri = AuditRecord.load(committed_copy / "alzheimer_mri" / "audit.json").groups
+    flowers = AuditRecord.load(committed_copy / "flower_photos" / "audit.json").groups
+    run = next((committed_copy / "alzheimer_mri" / "EfficientNetLite0").glob("full-imagenet-s0-*"))
+    leak = LeakageRecord.load(run / "leakage.json")
+    whole = {c["class"]: c["recall"] for c in MetricsRecord.load(run / "metrics.json").per_class}
+    free = {c["class"]: c for c in leak.subset("leak_free")["per_class"]}
+    flower_run = next((committed_copy / "flower_photos" / "EfficientNetLite0").glob("full-imagenet-s0-*"))
+    flower_leak = LeakageRecord.load(flower_run / "leakage.json")
+    chains = [f"{c['share_of_class']:.0%}" for c in mri["chaining"]]
+    quoted = [
+        f"finds {mri['groups']} groups among {mri['images']} images",
+        f"largest holds {mri['largest']['size']} slices", f"{mri['share_in_groups_of_2_or_more']:.1%} of images",
+        f"Of the {leak.test_images} predefined test images, {leak.leaking_images} are in a group",
+        f"leak-free test set has {leak.subset('leak_free')['n']} images",
+        f"{leak.subset('direct_copy')['n']} test images are themselves a near-copy",
+        f"scores {leak.subset('direct_copy')['accuracy']:.3f} on them and "
+        f"{leak.subset('no_direct_copy')['accuracy']:.3f} on the other {leak.subset('no_direct_copy')['n']}",
+        f"against {leak.subset('all')['accuracy']:.3f} on all",
+        f"leak-free images is {leak.subset('leak_free')['accuracy']:.3f}",
+        f"MildDemented recall there is {free['MildDemented']['recall']:.3f} "
+        f"({free['MildDemented']['support']} images) against {whole['MildDemented']:.3f}",
+        f"{leak.validation['leaking']} of {leak.validation['images']} validation images",
+        f"Two groups hold {chains[0]} and {chains[1]} of the",
+        f"finds {flowers['groups']} groups among {flowers['images']} images (largest: {flowers['largest']['size']})",
+        f"{flower_leak.subset('leak_free')['n']} of the {flower_leak.test_images} test images are leak-free",
+        f"Lite0 seed 0: {flower_leak.subset('all')['accuracy']:.3f} on both",
+    ]
+    assert flower_leak.subset("leak_free")["accuracy"] == pytest.approx(flower_leak.subset("all")["accuracy"], abs=5e-4)
+    missing = [q for q in quoted if q not in readme]
+    assert not missing, missing
