@@ -53,11 +53,20 @@ def planned() -> None:
     if not other_seed.empty:
         st.caption("Represented by a seed other than 0: " + "; ".join(
             f"{r['label']} (seed {r['run_seed']})" for _, r in other_seed.iterrows()) + ".")
+    units = set(family["bootstrap_unit"].dropna())
+    if units:
+        st.caption("Next to McNemar (which treats test images as independent): the accuracy difference A − B with a "
+                   "95% paired bootstrap interval and p-value, resampling "
+                   f"{'groups of near-copies' if units == {'group'} else 'test images'} (`python -m core compare`).")
+    family = family.assign(**{"A − B [95% CI]": [
+        "" if d is None or d != d else f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+        for d, lo, hi in zip(family["difference"], family["difference_low"], family["difference_high"])]})
+    family = family.drop(columns=["difference", "difference_low", "difference_high", "bootstrap_unit"])
     table = family.assign(reason=family["reason"].fillna(""), better=family["better"].fillna(""))
     table = table.rename(columns={"comparison": "Comparison", "a": "A", "b": "B", "n_common": "Common images",
                                   "n01": "A wrong, B right", "n10": "A right, B wrong", "p_value": "p",
                                   "p_holm": "p (Holm, family)", "significant": f"Significant at {result['alpha']:g}",
-                                  "better": "Better", "reason": "Note"})
+                                  "better": "Better", "reason": "Note", "p_bootstrap": "p (paired bootstrap)"})
     st.dataframe(table.drop(columns=["run_a", "run_b"]), hide_index=True, width="stretch")
 
 

@@ -136,7 +136,8 @@ def test_the_planned_family_and_its_holm_correction_by_hand():
     pairs = [
         _pair(run["B0 · transfer · full"], run["B0 · logreg · full"], 0.01),
         # Stored the other way round: read back as (transfer, knn) with the counts swapped.
-        _pair(run["B0 · knn · full"], run["B0 · transfer · full"], 0.04, n01=2, n10=9),
+        _pair(run["B0 · knn · full"], run["B0 · transfer · full"], 0.04, n01=2, n10=9) | {"paired_bootstrap": {
+            "difference": 0.05, "low": 0.01, "high": 0.09, "p_value": 0.02, "unit": "group"}},
         _pair(run["B0 · transfer · full"], run["B1 · transfer · full"], 0.03),
         _pair(run["B0 · transfer · full"], run["B1 · logreg · full"], 0.005),
         _pair(run["B1 · transfer · full"], run["B1 · logreg · full"], 0.02),
@@ -156,6 +157,9 @@ def test_the_planned_family_and_its_holm_correction_by_hand():
         "against the recommended; transfer vs baseline")
     knn = got[("B0 · transfer · full", "B0 · knn · full")]
     assert (knn["n01"], knn["n10"]) == (9, 2) and knn["better"] == "B0 · knn · full"
+    # The paired group bootstrap is read the same way round: transfer minus knn.
+    assert (knn["difference"], knn["difference_low"], knn["difference_high"]) == (-0.05, -0.09, -0.01)
+    assert knn["p_bootstrap"] == 0.02 and knn["bootstrap_unit"] == "group"
     missing = got[("B1 · transfer · full", "B1 · scratch · full")]
     assert pd.isna(missing["p_holm"]) and "not in the stored comparison" in missing["reason"]
     # Six tested: sorted 0.001*6=0.006, 0.005*5=0.025, 0.01*4=0.04, 0.02*3=0.06, 0.03*2=0.06, 0.04*1 -> 0.06.

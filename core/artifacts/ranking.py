@@ -269,24 +269,38 @@ def planned_comparisons(configs: pd.DataFrame, pairs: list[dict], recommended: s
     for pair in pairs:
         stored[(pair["a"], pair["b"])] = pair
         stored[(pair["b"], pair["a"])] = {**pair, "a": pair["b"], "b": pair["a"], "n01": pair.get("n10"),
-                                          "n10": pair.get("n01")}
+                                          "n10": pair.get("n01"), "paired_bootstrap": _flipped(pair)}
     label_of = {run: label for label, run in runs.items()}
     rows = []
     for a, b, why in planned_pairs(configs, recommended):
         pair = stored.get((runs[a], runs[b]))
         row = {"comparison": why, "a": a, "b": b, "run_a": runs[a], "run_b": runs[b], "n_common": None,
                "n01": None, "n10": None, "p_value": None, "p_holm": None, "significant": None, "better": None,
-               "reason": None}
+               "reason": None, "difference": None, "difference_low": None, "difference_high": None,
+               "p_bootstrap": None, "bootstrap_unit": None}
         if pair is None:
             row["reason"] = "not in the stored comparison: rerun `python -m core compare DATASET`"
         else:
             row.update({k: pair.get(k) for k in ("n_common", "n01", "n10", "p_value")})
             row["better"] = label_of.get(pair.get("better"))
             row["reason"] = pair.get("reason")
+            boot = pair.get("paired_bootstrap") or {}
+            row.update({"difference": boot.get("difference"), "difference_low": boot.get("low"),
+                        "difference_high": boot.get("high"), "p_bootstrap": boot.get("p_value"),
+                        "bootstrap_unit": boot.get("unit")})
         rows.append(row)
     tested = [row for row in rows if row["p_value"] is not None and row["p_value"] == row["p_value"]]
     if tested:
         for row, p_holm in zip(tested, multipletests([row["p_value"] for row in tested], method="holm")[1].tolist()):
             row["p_holm"], row["significant"] = p_holm, p_holm <= alpha
     return pd.DataFrame(rows, columns=["comparison", "a", "b", "run_a", "run_b", "n_common", "n01", "n10",
-                                       "p_value", "p_holm", "significant", "better", "reason"])
+                                       "p_value", "p_holm", "significant", "better", "reason", "difference",
+                                       "difference_low", "difference_high", "p_bootstrap", "bootstrap_unit"])
+
+
+def _flipped(pair: dict) -> dict | None:
+    """A stored pair's paired bootstrap seen from the other side (B minus A)."""
+    boot = pair.get("paired_bootstrap")
+    if not boot:
+        return None
+    return {**boot, "difference": -boot["difference"], "low": -boot["high"], "high": -boot["low"]}
