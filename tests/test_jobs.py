@@ -65,7 +65,7 @@ def test_one_job_at_a_time_cancel_and_recovery(lite0_home, data, tmp_path, job_r
 
 def _cancel_and_recover(data, tmp_path):
     art = tmp_path / "art"
-    long = run_args(data, art, "--set", "stage1.epochs=5000", "--set", "stage1.patience=5000")
+    long = run_args(data, art, "--set", "stage1.epochs=1000", "--set", "stage1.patience=1000")
     job = jobs.start_job(long, "a long job")
     with pytest.raises(jobs.JobRunningError, match="a long job"):
         jobs.start_job(run_args(data, art), "a second job")
@@ -99,7 +99,7 @@ def test_failures_and_lost_jobs_are_reported(lite0_home, tmp_path, job_root):
 
 def test_a_killed_job_shows_as_lost(lite0_home, data, tmp_path, job_root):
     art = tmp_path / "art"
-    job = jobs.start_job(run_args(data, art, "--set", "stage1.epochs=5000", "--set", "stage1.patience=5000"), "doomed")
+    job = jobs.start_job(run_args(data, art, "--set", "stage1.epochs=1000", "--set", "stage1.patience=1000"), "doomed")
     pid = jobs.job_status(job).spec["pid"]
     wait_for(lambda: list(art.glob("*/*/*/events.jsonl")))
     os.killpg(pid, signal.SIGKILL)
