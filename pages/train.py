@@ -133,7 +133,13 @@ with st.expander("Main settings"):
     s2 = st.number_input("Stage 2 epochs (max, 0 = no fine-tuning)", 0, 100, 2 if preset == "quick" else 15)
     unfreeze = st.number_input("Layers unfrozen in stage 2", 1, 500, 20)
     views = st.number_input("Augmented views per training image", 0, 10, 1 if preset == "quick" else 2)
-overrides = {"stage1.epochs": s1, "stage2.epochs": s2, "unfreeze_layers": unfreeze, "augment.views": views}
+    grouping = st.radio("Keep near-copies together", ["duplicates", "none"], horizontal=True,
+                        format_func={"duplicates": "yes: split by group of near-copies (leak-free)",
+                                     "none": "no: split image by image (leaky when the set holds copies)"}.get,
+                        help="A group is a set of near-duplicate images (flips, crops, adjacent slices); no group "
+                             "is split across train, val and test. For real subject ids use the CLI's --groups.")
+overrides = {"stage1.epochs": s1, "stage2.epochs": s2, "unfreeze_layers": unfreeze, "augment.views": views,
+             "grouping": grouping}
 deploy = st.checkbox("Then measure deployment variants (TFLite float/int8, pruning, clustering, QAT; adds minutes)",
                      value=True, help="Needed for the Try page's LiteRT predictions and the Deployment page")
 

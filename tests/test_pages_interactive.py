@@ -1,6 +1,7 @@
 """The Train and Try pages driven through AppTest: a real quick job, uploads, Grad-CAM."""
 
 import io
+import json
 import time
 from pathlib import Path
 
@@ -62,7 +63,9 @@ def test_train_page_runs_a_quick_job_to_completion(lite0_home, tmp_path, monkeyp
         time.sleep(1)
     else:
         pytest.fail("the job did not finish: " + " ".join(c.value for c in at.code))
-    assert list(art.glob("colours/EfficientNetLite0/*/complete.json"))
+    (done,) = art.glob("colours/EfficientNetLite0/*/complete.json")
+    assert json.loads((done.parent / "config.json").read_text())["grouping"] == "duplicates"  # the page's default
+    assert (done.parent / "leakage.json").is_file()
 
 
 @pytest.fixture
