@@ -220,16 +220,7 @@ def _class_size_hint(n: int, val_fraction: float, test_fraction: float) -> str:
 def _ensure_each_split(split: np.ndarray, labels: np.ndarray, val_fraction: float, test_fraction: float,
                        seed: int) -> None:
     """Rounding can leave a class without a val or test image; move one over from train."""
-    rng = np.random.default_rng(seed)
-    wanted = [s for s, f in (("val", val_fraction), ("test", test_fraction)) if f > 0]
-    for label in np.unique(labels):
-        for s in wanted:
-            members = labels == label
-            if np.any(members & (split == s)):
-                continue
-            donors = np.flatnonzero(members & (split == "train"))
-            if len(donors) > 1:
-                split[donors[rng.integers(len(donors))]] = s
+    _ensure_each_split_by_group(split, labels, np.arange(len(labels)), val_fraction, test_fraction, seed)
 
 
 # --- group-disjoint splits ------------------------------------------------------------
@@ -290,7 +281,8 @@ def _check_class_groups(labels: np.ndarray, codes: np.ndarray, val_fraction: flo
 
 def _ensure_each_split_by_group(split: np.ndarray, labels: np.ndarray, codes: np.ndarray, val_fraction: float,
                                 test_fraction: float, seed: int) -> None:
-    """A class the folds left without a val or test image gets its smallest train group moved there, whole."""
+    """A class the folds left without a val or test image gets its smallest train group moved there, whole
+    (a random one of the smallest, from ``seed``; with one image per group, a random image)."""
     rng = np.random.default_rng(seed)
     wanted = [s for s, f in (("val", val_fraction), ("test", test_fraction)) if f > 0]
     for label in np.unique(labels):
@@ -301,6 +293,6 @@ def _ensure_each_split_by_group(split: np.ndarray, labels: np.ndarray, codes: np
             donors = np.unique(codes[members & (split == "train")])
             if len(donors) < 2:
                 continue
-            sizes = np.array([(codes == g).sum() for g in donors])
+            sizes = np.bincount(codes)[donors]
             smallest = donors[sizes == sizes.min()]
             split[codes == smallest[rng.integers(len(smallest))]] = s
