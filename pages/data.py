@@ -7,8 +7,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core.artifacts.layout import AUDIT_FILE, dataset_dir
 from core.artifacts import report
+from core.artifacts.layout import AUDIT_FILE, dataset_dir
 from pages.common import (
     current_dataset,
     dataset_notes,

@@ -31,9 +31,9 @@ def main() -> int:
     args = parser.parse_args()
     from core.artifacts.config import RunConfig
     from core.artifacts.layout import CONFIG_FILE, PROVENANCE_FILE, artifacts_dir, dataset_slug
+    from core.artifacts.provenance import machine
     from core.artifacts.records import ProvenanceRecord
     from core.artifacts.runs import RunFolder
-    from core.artifacts.provenance import machine
 
     rows = []
     for data in args.data:

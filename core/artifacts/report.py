@@ -59,7 +59,8 @@ from core.errors import UserError
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")
 METRIC_LABELS = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro-F1",
                  "macro_auc": "Macro AUC", ranking.VALIDATION_SCORE: "Validation accuracy",
-                 "leak_free_accuracy": "Leak-free accuracy", "leak_free_balanced_accuracy": "Leak-free balanced accuracy"}
+                 "leak_free_accuracy": "Leak-free accuracy",
+                 "leak_free_balanced_accuracy": "Leak-free balanced accuracy"}
 # What the Overview ranks by unless the reader picks another metric, and what the README ranks by.
 DEFAULT_METRIC = "balanced_accuracy"
 
@@ -227,7 +228,8 @@ def _leakage_columns(run: Path, row: dict) -> dict:
         return {"leak_free_n": None}
     record = LeakageRecord.load(path)
     out: dict = {"leak_groups": record.test_groups, "grouping": (record.grouping or {}).get("source"),
-                 "val_n": (record.validation or {}).get("images"), "val_leaking_n": (record.validation or {}).get("leaking")}
+                 "val_n": (record.validation or {}).get("images"),
+                 "val_leaking_n": (record.validation or {}).get("leaking")}
     whole = record.subset("all") or {}
     if whole.get("bootstrap", {}).get("unit") == "group" and row["ci_unit"] != "group":
         for m in METRICS:

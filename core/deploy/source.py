@@ -29,9 +29,9 @@ from core.artifacts.layout import (
 from core.artifacts.records import MetricsRecord, Predictions, ProvenanceRecord, RecordError, SplitRecord
 from core.artifacts.runs import RunFolder
 from core.data.dataset import load_image, map_parallel
-from core.data.splits import SplitAssignment
 from core.data.prepare import prepare_data
 from core.data.sampling import balanced_sample
+from core.data.splits import SplitAssignment
 from core.errors import UserError
 from core.models.backbones import get_spec
 from core.models.preprocess import preprocess

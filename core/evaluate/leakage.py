@@ -104,7 +104,8 @@ def rescore_dataset(dataset_dir: Path, emit=print) -> list[tuple[Path, LeakageRe
     for marker in sorted(dataset_dir.glob(f"*/*/{COMPLETE_MARKER}")):
         run = marker.parent
         try:
-            if (run / LEAKAGE_FILE).is_file() and AUDIT_FILE not in LeakageRecord.load(run / LEAKAGE_FILE).computed_from:
+            own = (run / LEAKAGE_FILE).is_file() and AUDIT_FILE not in LeakageRecord.load(run / LEAKAGE_FILE).computed_from
+            if own:
                 out.append((run, "scored by the run itself with its own groups (kept)"))
                 continue
             prov = ProvenanceRecord.load(run / PROVENANCE_FILE)
