@@ -104,8 +104,8 @@ def rescore_dataset(dataset_dir: Path, emit=print) -> list[tuple[Path, LeakageRe
     for marker in sorted(dataset_dir.glob(f"*/*/{COMPLETE_MARKER}")):
         run = marker.parent
         try:
-            own = (run / LEAKAGE_FILE).is_file() and AUDIT_FILE not in LeakageRecord.load(run / LEAKAGE_FILE).computed_from
-            if own:
+            stored = LeakageRecord.load(run / LEAKAGE_FILE) if (run / LEAKAGE_FILE).is_file() else None
+            if stored is not None and AUDIT_FILE not in stored.computed_from:
                 out.append((run, "scored by the run itself with its own groups (kept)"))
                 continue
             prov = ProvenanceRecord.load(run / PROVENANCE_FILE)
