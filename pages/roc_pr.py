@@ -1,9 +1,10 @@
-"""ROC and precision-recall curves per class and averaged, AUC table, runs overlaid."""
+"""ROC and precision-recall curves of chosen classes (the worst by default), runs overlaid; AUC per class."""
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
+from core.artifacts import charts
 from pages.common import empty_state, load_metrics, pick_runs, results_token, selected_runs
 
 st.title("ROC and precision–recall")
@@ -12,34 +13,50 @@ if runs.empty:
     empty_state(dataset)
     st.stop()
 chosen = pick_runs(runs, "Runs (overlaid)", default=2)
-if chosen.empty:
-    st.stop()
 token = results_token()
-first = load_metrics(chosen.iloc[0]["path"], token)
-klass = st.selectbox("Class (one-vs-rest)", [c["class"] for c in first["roc"]["per_class"]])
-roc_rows, pr_rows, auc_rows = [], [], []
-for _, run in chosen.iterrows():
-    m = load_metrics(run["path"], token)
-    auc_row = {"run": run["label"], "micro AUC": m["roc"]["micro_auc"], "macro AUC": m["roc"]["macro_auc"]}
-    for c in m["roc"]["per_class"]:
-        auc_row[f"AUC {c['class']}"] = c["auc"]
-        if c["class"] == klass and c["fpr"]:
-            roc_rows += [{"run": run["label"], "fpr": x, "tpr": y} for x, y in zip(c["fpr"], c["tpr"])]
-    for c in m["pr"]["per_class"]:
-        if c["class"] == klass and c.get("precision"):
-            pr_rows += [{"run": run["label"], "recall": r, "precision": p} for r, p in zip(c["recall"], c["precision"])]
-    auc_rows.append(auc_row)
+loaded = [(run, m) for _, run in chosen.iterrows() if (m := load_metrics(run["path"], token))]
+if not loaded:
+    st.stop()
+first = loaded[0][1]
+classes = st.multiselect("Classes (one-vs-rest)", first["classes"], default=charts.worst_classes(first),
+                         help="By default the classes with the lowest AUC in the first run picked.")
+roc_frames, pr_frames, summary, per_class = [], [], [], []
+for run, m in loaded:
+    tags = {"run": run["short"], "name": run["label"]}
+    summary.append({"run": run["short"], "micro AUC": m["roc"]["micro_auc"], "macro AUC": m["roc"]["macro_auc"],
+                    "micro AP": m["pr"]["micro_average_precision"], "macro AP": m["pr"]["macro_average_precision"],
+                    "full name": run["label"]})
+    per_class.append(charts.auc_table(m).assign(run=run["short"]))
+    roc_frames += [charts.roc_points(c).assign(**tags, **{"class": c["class"]})
+                   for c in m["roc"]["per_class"] if c["class"] in classes]
+    pr_frames += [charts.pr_steps(c).assign(**tags, **{"class": c["class"]})
+                  for c in m["pr"]["per_class"] if c["class"] in classes]
+
+
+def curve_chart(frames: list[pd.DataFrame], x: str, y: str, interpolate: str) -> alt.Chart:
+    """One line per (class, run) in threshold order: colour is the class, the dash pattern the run."""
+    return alt.Chart(pd.concat(frames, ignore_index=True)).mark_line(interpolate=interpolate).encode(
+        x=alt.X(f"{x}:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y(f"{y}:Q", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("class:N", legend=alt.Legend(orient="bottom", columns=2, labelLimit=0)),
+        strokeDash=alt.StrokeDash("run:N", legend=alt.Legend(orient="bottom", columns=2, labelLimit=0)),
+        order="step:Q", tooltip=[alt.Tooltip("name:N", title="run"), "class:N", alt.Tooltip(f"{x}:Q", format=".3f"),
+                                 alt.Tooltip(f"{y}:Q", format=".3f")])
+
+
 left, right = st.columns(2)
-if roc_rows:
-    roc = alt.Chart(pd.DataFrame(roc_rows)).mark_line().encode(
-        x=alt.X("fpr:Q", title="false positive rate"), y=alt.Y("tpr:Q", title="true positive rate"),
-        color=alt.Color("run:N", legend=alt.Legend(orient="bottom", columns=1)), order="fpr:Q")
-    diagonal = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]})).mark_line(strokeDash=[4, 4], color="gray").encode(x="x", y="y")
-    left.altair_chart((roc + diagonal).properties(title=f"ROC: {klass} vs rest", height=360), width="stretch")
-if pr_rows:
-    pr = alt.Chart(pd.DataFrame(pr_rows)).mark_line().encode(
-        x=alt.X("recall:Q"), y=alt.Y("precision:Q", scale=alt.Scale(zero=False)),
-        color=alt.Color("run:N", legend=alt.Legend(orient="bottom", columns=1)), order="recall:Q")
-    right.altair_chart(pr.properties(title=f"Precision–recall: {klass}", height=360), width="stretch")
-st.subheader("AUC")
-st.dataframe(pd.DataFrame(auc_rows).round(4), hide_index=True, width="stretch")
+if roc_frames:
+    diagonal = alt.Chart(pd.DataFrame({"fpr": [0, 1], "tpr": [0, 1]})).mark_line(
+        strokeDash=[4, 4], color="gray").encode(x="fpr:Q", y="tpr:Q")
+    roc = curve_chart(roc_frames, "fpr", "tpr", "linear") + diagonal
+    left.altair_chart(roc.properties(title="ROC, one class vs the rest", height=360), width="stretch")
+if pr_frames:
+    pr = curve_chart(pr_frames, "recall", "precision", "step-after")
+    right.altair_chart(pr.properties(title="Precision–recall", height=360), width="stretch")
+    st.caption("Precision–recall curves are steps in threshold order, as scikit-learn draws them: the area under "
+               "the steps is the average precision (AP).")
+st.subheader("AUC and average precision")
+st.dataframe(pd.DataFrame(summary).round(4), hide_index=True, width="stretch")
+st.dataframe(pd.concat(per_class, ignore_index=True)[["run", "class", "AUC", "AP", "support"]].round(4),
+             hide_index=True, width="stretch")
+st.caption("One row per run and class, worst AUC first; click a column header to sort. Support: test images of "
+           "the class. AUC and AP are one class against the rest.")

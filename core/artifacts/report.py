@@ -10,6 +10,7 @@ import functools
 import hashlib
 import html
 import json
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -95,8 +96,43 @@ def run_labels(configs: list[dict]) -> list[str]:
     """
     labels = _told_apart([f"{_base_label(c)} · seed {c['seed']}" for c in configs],
                          [config_mod.flatten({k: v for k, v in c.items() if k != "dataset"}) for c in configs])
-    # Identical settings (the same run made twice): number them so no two rows share a label.
-    seen: dict[str, int] = {}
+    return _numbered(labels)
+
+
+# Backbone name prefixes shortened in chart legends (the longest prefix that matches wins).
+_SHORT_BACKBONES = (("EfficientNetLite", "Lite"), ("EfficientNet", "EffNet"), ("MobileNet", "MNet"))
+
+
+def short_labels(configs: list[dict]) -> list[str]:
+    """Chart-legend labels, one per run config, unique among them: ``Lite0 s1``, ``Lite0 logreg s0``.
+
+    The backbone is shortened, the kind is named unless it is transfer learning, the preset
+    unless most runs share it; runs still alike get the settings that tell them apart (as in
+    :func:`run_labels`), then a number. The full name (:func:`run_labels`) belongs in the
+    chart's tooltip.
+    """
+    usual = Counter(c["preset"] for c in configs).most_common(1)[0][0] if configs else None
+    labels = []
+    for c in configs:
+        kind = run_kind(c.get("method", "finetune"), c["weights"])
+        words = [_short_backbone(c["backbone"]), "" if kind == "transfer" else kind,
+                 "" if c["preset"] == usual else c["preset"], f"s{c['seed']}"]
+        labels.append(" ".join(w for w in words if w))
+    labels = _told_apart(labels, [config_mod.flatten({k: v for k, v in c.items() if k != "dataset"})
+                                  for c in configs])
+    return _numbered(labels)
+
+
+def _short_backbone(name: str) -> str:
+    for prefix, short in _SHORT_BACKBONES:
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return short + name[len(prefix):]
+    return name
+
+
+def _numbered(labels: list[str]) -> list[str]:
+    """Identical labels (the same settings run twice) numbered ``#2``, ``#3``, ... so no two are alike."""
+    labels, seen = list(labels), {}
     for i, label in enumerate(labels):
         seen[label] = seen.get(label, 0) + 1
         if seen[label] > 1:
@@ -178,8 +214,9 @@ def runs_table(dataset: str, root: Path | None = None) -> pd.DataFrame:
             continue
         configs.append(cfg)
         rows.append(row)
-    for row, label, configuration in zip(rows, run_labels(configs), configuration_labels(configs)):
-        row["label"], row["configuration"] = label, configuration
+    for row, label, short, configuration in zip(rows, run_labels(configs), short_labels(configs),
+                                                configuration_labels(configs)):
+        row["label"], row["short"], row["configuration"] = label, short, configuration
     df = pd.DataFrame(rows)
     if not df.empty:
         # Runs on the whole test split first: a subsampled (quick) run's score is not comparable.
