@@ -7,7 +7,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core.artifacts import report
+from core.artifacts import charts, report
 from core.artifacts.layout import AUDIT_FILE, dataset_dir
 from pages.common import (
     current_dataset,
@@ -40,11 +40,22 @@ if not counts.empty and "split_file" in counts:
     counts = counts[counts["split_file"] == shown]
 if not counts.empty:
     st.subheader("Class balance per split")
-    chart = alt.Chart(counts).mark_bar().encode(
-        x=alt.X("images:Q"), y=alt.Y("split:N", sort=["train", "val", "test"]), color="label:N",
-        tooltip=["split", "label", "images"])
-    st.altair_chart(chart.properties(height=160), width="stretch")
-    st.dataframe(counts.pivot(index="label", columns="split", values="images").fillna(0).astype(int), width="stretch")
+    balance = charts.class_balance(counts)
+    if len(balance) > charts.MANY_CLASSES:
+        chart = alt.Chart(counts).mark_bar().encode(
+            x=alt.X("images:Q", bin=alt.Bin(maxbins=30), title="images of a class in the split"),
+            y=alt.Y("count():Q", title="classes"), row=alt.Row("split:N", sort=list(charts.SPLITS), title=None),
+            tooltip=[alt.Tooltip("images:Q", bin=alt.Bin(maxbins=30), title="images"),
+                     alt.Tooltip("count():Q", title="classes")])
+        st.altair_chart(chart.properties(height=90), width="stretch")
+        st.caption(f"{len(balance)} classes: how many classes have how many images, per split. The table has each "
+                   "class, largest first (click a column header to sort).")
+    else:
+        chart = alt.Chart(counts).mark_bar().encode(
+            x=alt.X("images:Q"), y=alt.Y("split:N", sort=list(charts.SPLITS)), color="label:N",
+            tooltip=["split", "label", "images"])
+        st.altair_chart(chart.properties(height=160), width="stretch")
+    st.dataframe(balance, width="stretch")
 
 st.subheader("Audit")
 if not audit:
