@@ -67,7 +67,7 @@ st.caption(f"{run['label']}: the test images of a true class most often predicte
 picked = st.dataframe(pairs.round({"share of true class": 3}), hide_index=True, width="stretch", key="pairs",
                       on_select="rerun", selection_mode="single-row")
 rows = picked.selection.rows if picked else []
-pair = tuple(pairs.iloc[rows[0]][["true", "predicted"]]) if rows else None
+pair = tuple(pairs.iloc[rows[0]][["true", "predicted"]]) if rows and rows[0] < len(pairs) else None
 if pair and st.session_state.get("pair_shown") != pair:  # a new row picked: it sets the two boxes once
     st.session_state["pair_shown"] = pair
     st.session_state["gallery_true"], st.session_state["gallery_pred"] = pair

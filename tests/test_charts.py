@@ -206,6 +206,11 @@ def test_per_class_page_with_30_classes_has_colour_only_matrices_and_the_most_co
     assert tuple(pairs.iloc[0][["true", "predicted"]]) == ("class 00", "class 01")
     # The gallery opens on the most confused pair.
     assert [s.value for s in at.selectbox if s.label in ("True class", "Predicted as")] == ["class 00", "class 01"]
+    # Another true class picked: the second box follows to the class it is most often mistaken for.
+    at.selectbox(key="gallery_true").set_value("class 05").run()
+    wrong = pd.read_csv(next(many_classes.glob("many/*/*s0-x/predictions.csv")))
+    wrong = wrong[(wrong["true"] == "class 05") & (wrong["pred"] != "class 05")]
+    assert at.selectbox(key="gallery_pred").value == wrong["pred"].value_counts().index[0]
     shown = next(m for m in at.multiselect if m.label.startswith("Classes shown"))
     shown.set_value(["class 00", "class 01", "class 02"]).run()
     spec, data = _charts(at)[0]
