@@ -69,6 +69,11 @@ def test_pr_steps_run_in_threshold_order_with_recall_never_rising():
     y = [1, 1, 1, 0, 0, 0]
     scores = np.array([0.9, 0.8, 0.4, 0.7, 0.3, 0.2])
     m = _metrics(y, np.column_stack([1 - scores, scores]), ["no", "yes"])
+    stored = m["pr"]["per_class"][1]["recall"]
+    assert stored == sorted(stored, reverse=True)  # metrics.json keeps the curve in threshold order
+    long = evaluate(np.repeat([0, 1], 300), np.random.default_rng(0).dirichlet([1, 1], 600), ["no", "yes"],
+                    n_bootstrap=0, max_curve_points=20)["pr"]["per_class"][1]["recall"]
+    assert len(long) <= 20 and long == sorted(long, reverse=True)  # downsampling keeps that order
     steps = charts.pr_steps(m["pr"]["per_class"][1])
     assert steps["step"].tolist() == list(range(len(steps)))
     assert (steps["recall"].diff().dropna() < 0).all()  # one point per recall, in threshold order
