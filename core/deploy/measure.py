@@ -55,7 +55,9 @@ with the reason.
       deploy/), bytes, gzip_bytes, ratio_to_keras, ratio_to_tflite_float32,
       gzip_ratio_to_tflite_float32, input_dtype, output_dtype, quantization,
       metrics {accuracy, balanced_accuracy, macro_f1} | null, metrics_reason,
-      delta_vs_parent {...} | null, agreement_with_parent,
+      delta_vs_parent {...} | null, agreement_with_parent (share of test images both predict alike),
+      accuracy_change_vs_parent {difference, low, high, p_value, n, unit, units, n_resamples, seed} | null
+      (variant minus parent, paired bootstrap over images or the audit's groups of near-copies),
       latency {threads_1, threads_all: {median_ms, p90_ms, mean_ms, min_ms, runs, warmup,
       threads, load_average_1min}}, gflops, achieved_gflops_per_s, fraction_of_peak
       (both 1 thread, against the 1-thread peak: the float32 matmul peak, or LiteRT's int8
@@ -91,6 +93,7 @@ from core.deploy import latency as lat
 from core.deploy.source import DeployError, Source, load_images, run_source, synthetic_images
 from core.deploy.variants import DeployOptions, Variant, variant_plan
 from core.evaluate.metrics import headline_metrics
+from core.evaluate.variant_change import CHANGE_FIELD, variant_change
 from core.models.backbones import build_backbone, get_spec
 from core.models.classifier import build_classifier, build_head_layers
 from core.models.loading import ModelFileError, load_model
@@ -116,6 +119,7 @@ def _empty_record(v: Variant) -> dict:
             "gzip_bytes": None, "ratio_to_keras": None, "ratio_to_tflite_float32": None,
             "gzip_ratio_to_tflite_float32": None, "input_dtype": None, "output_dtype": None, "quantization": None,
             "metrics": None, "metrics_reason": None, "delta_vs_parent": None, "agreement_with_parent": None,
+            CHANGE_FIELD: None,
             "latency": {"threads_1": None, "threads_all": None}, "gflops": None, "achieved_gflops_per_s": None,
             "fraction_of_peak": None, "efficiency": None, "settings": {}, "warnings": [], "machine": None,
             "measured_at": None, "timings_s": {}}
@@ -397,7 +401,7 @@ class _Deployment:
             record["metrics"] = dict(self.src.parent_metrics)
             record["metrics_reason"] = "the parent's own test metrics (metrics.json)"
             record["delta_vs_parent"] = {k: 0.0 for k in record["metrics"]}
-            record["agreement_with_parent"] = 1.0
+            record.update(self._change(self.src.parent_pred))
         else:
             record["metrics_reason"] = self.src.metrics_reason
         self.emit(f"keras: batch-1 latency of the Keras model ({self.opt.runs} runs)")
@@ -469,7 +473,7 @@ class _Deployment:
             pred = probs.argmax(axis=1)
             record["metrics"] = headline_metrics(self.src.test_labels, pred)
             record["delta_vs_parent"] = _delta(record["metrics"], self.src.parent_metrics)
-            record["agreement_with_parent"] = round(float(np.mean(pred == self.src.parent_pred)), 6)
+            record.update(self._change(pred))
             self.predictions[v.name] = [self.src.classes[int(p)] for p in pred]
             record["warnings"] = _warnings(record, pred, len(self.src.classes), v)
             record["timings_s"]["evaluate"] = round(time.monotonic() - t, 1)
@@ -482,6 +486,10 @@ class _Deployment:
                              "threads_all": runner.latency(self.sample(), self.opt.runs, self.opt.warmup)}
         record["timings_s"]["latency"] = round(time.monotonic() - t, 1)
         self._efficiency(record, doc)
+
+    def _change(self, pred: np.ndarray) -> dict:
+        """Paired accuracy change against the parent on the test images, and the agreement rate."""
+        return variant_change(self.src.test_labels, self.src.parent_pred, pred, self.src.test_groups)
 
     def _efficiency(self, record: dict, doc: dict) -> None:
         """Achieved GFLOP/s against the float32 matmul peak, or LiteRT's int8 one for int8-input models."""
