@@ -176,7 +176,7 @@ def pareto_chart(rows: pd.DataFrame, x: str, title: str, names=None) -> alt.Laye
                   scale=alt.Scale(domain=_padded(data["accuracy"], False), nice=False, zero=False))
     points = alt.Chart(data).mark_point(filled=True, size=70, clip=False).encode(
         x=x_enc, y=y_enc, color=alt.Color("variant:N", scale=scale, title="variant"),
-        shape=alt.Shape("run:N", title="run"),
+        shape=alt.Shape("run:N", title="run", legend=alt.Legend(labelLimit=400)),
         tooltip=["run", "variant", alt.Tooltip("accuracy:Q", format=".3f"), "Δ accuracy",
                  alt.Tooltip("size:N", title="gzip MB"), alt.Tooltip("latency:N", title="ms, 1 thread")])
     front = alt.Chart(data[data["pareto"]].sort_values(x)).mark_line(color="black", strokeDash=[3, 3]).encode(
