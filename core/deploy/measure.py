@@ -84,7 +84,7 @@ import numpy as np
 from core.artifacts.config import RunConfig
 from core.artifacts.layout import DEPLOY_PREDICTIONS_FILE, DEPLOYMENT_FILE, MODEL_FILE
 from core.artifacts.provenance import library_versions, machine
-from core.artifacts.records import DeploymentRecord, RecordError
+from core.artifacts.records import DeploymentRecord, RecordError, VariantPredictions
 from core.artifacts.runs import RunFolder
 from core.artifacts.storage import atomic_save, atomic_write_bytes, atomic_write_text, json_default, utc_timestamp
 from core.data.sampling import balanced_sample
@@ -164,13 +164,12 @@ class _Deployment:
         path = self.src.out_dir / DEPLOY_PREDICTIONS_FILE
         if not path.is_file() or not self.src.has_data:
             return
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-        if [r["id"] for r in rows] != self.src.test_ids:
-            return
-        for col in (rows[0].keys() if rows else []):
-            if col not in ("id", "true", "parent"):
-                self.predictions[col] = [r[col] for r in rows]
+        try:
+            table = VariantPredictions.load(path)
+        except RecordError:
+            return  # measured again, like a variant without predictions
+        if table.ids == self.src.test_ids:
+            self.predictions.update(table.variants)
 
     def _write_predictions(self) -> None:
         if not self.src.has_data or not self.predictions:
