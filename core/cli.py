@@ -280,6 +280,15 @@ def _emit(line: str) -> None:
 def _cmd_deploy(args: argparse.Namespace) -> int:
     from core.deploy import measure as deploy
 
+    if args.paired_only:
+        from core.evaluate.variant_change import add_to_stored
+
+        if not args.run_dir or args.architecture:
+            raise UserError("--paired-only works on a measured run: give its RUN_DIR and no --architecture")
+        doc = add_to_stored(Path(args.run_dir), emit=_emit)
+        rows, headers = deployment_table(doc)
+        print(format_table(rows, headers))
+        return 0
     if args.architecture:
         if args.run_dir or not args.out:
             raise UserError("--architecture measures a backbone without a run: give --out DIR and no RUN_DIR")
@@ -319,6 +328,9 @@ def _add_deploy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", type=int, default=5, help="with --architecture: classes of the head (default 5)")
     p.add_argument("--input-size", type=int, default=None, help="with --architecture: input side in pixels")
     p.add_argument("--out", default=None, help="with --architecture: the folder for the results")
+    p.add_argument("--paired-only", action="store_true",
+                   help="measure nothing: add each variant's accuracy change against the Keras model (paired "
+                        "bootstrap interval) and agreement rate from the stored predictions (no model needed)")
     p.set_defaults(func=_cmd_deploy)
 
 
@@ -383,7 +395,14 @@ def deployment_table(doc: dict) -> tuple[list[list], list[str]]:
                      "" if r.get("ratio_to_tflite_float32") is None else f"{r['ratio_to_tflite_float32']:.3f}",
                      io_, "" if m.get("accuracy") is None else f"{m['accuracy']:.4f}",
                      "" if d.get("accuracy") is None else f"{d['accuracy'] * 100:+.1f}",
+                     _pp_interval(r.get("accuracy_change_vs_parent")),
+                     "" if r.get("agreement_with_parent") is None else f"{r['agreement_with_parent']:.1%}",
                      ms((r.get("latency") or {}).get("threads_1")), ms((r.get("latency") or {}).get("threads_all"))])
     headers = ["variant", "status", "bytes", "gzip", "x keras", "x tflite f32", "in/out", "accuracy",
-               "delta pp", "ms 1 thread", "ms all cores"]
+               "delta pp", "95% CI pp", "agrees", "ms 1 thread", "ms all cores"]
     return rows, headers
+
+
+def _pp_interval(change: dict | None) -> str:
+    """A paired interval of an accuracy change in percentage points, e.g. ``[-1.2, +0.8]``."""
+    return "" if not change else f"[{change['low'] * 100:+.1f}, {change['high'] * 100:+.1f}]"

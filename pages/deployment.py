@@ -1,11 +1,8 @@
 """Deployment: size, accuracy change and latency of every variant; Pareto fronts across runs."""
 
-import altair as alt
-import pandas as pd
 import streamlit as st
 
-from core.artifacts import report
-from core.evaluate.pareto import pareto_optimal
+from core.artifacts import deployment_view, report
 from pages.common import (
     empty_state,
     load_architectures,
@@ -32,42 +29,26 @@ if runs.empty:
     empty_state(dataset)
     show_architectures()
     st.stop()
-rows = []
-for _, run in runs.iterrows():
-    dep = load_json("deployment", run["path"], token)
-    for v in (dep or {}).get("variants", []):
-        lat = ((v.get("latency") or {}).get("threads_1") or {}).get("median_ms")
-        rows.append({"run": run["label"], "variant": v["name"], "status": v.get("status"), "reason": v.get("reason"),
-                     "MB": (v.get("bytes") or 0) / 1e6 or None, "gzip MB": (v.get("gzip_bytes") or 0) / 1e6 or None,
-                     "accuracy": (v.get("metrics") or {}).get("accuracy"),
-                     "Δ accuracy": (v.get("delta_vs_parent") or {}).get("accuracy"),
-                     "latency ms (1 thread)": lat,
-                     "latency ms (all cores)": ((v.get("latency") or {}).get("threads_all") or {}).get("median_ms"),
-                     "fraction of peak": v.get("fraction_of_peak")})
-if not rows:
+variants = deployment_view.variant_rows([(run["label"], load_json("deployment", run["path"], token))
+                                         for _, run in runs.iterrows()])
+if variants.empty:
     st.info("No run has deployment measurements yet: `python -m core deploy RUN_DIR`.")
     show_architectures()
     st.stop()
-variants = pd.DataFrame(rows)
 run = pick_run(runs[runs["label"].isin(variants["run"])], "Run")
-st.dataframe(variants[variants["run"] == run["label"]].drop(columns=["run"]), hide_index=True, width="stretch")
-ok = variants[(variants["status"] == "ok") & variants["accuracy"].notna()]
+shown = variants[variants["run"] == run["label"]]
+st.dataframe(deployment_view.variant_table(shown), hide_index=True, width="stretch")
+st.caption(deployment_view.change_caption(shown))
 st.subheader("Accuracy against size and latency, all runs and variants")
-st.caption("Up and to the left is better; points on the front are not beaten on both axes by any other.")
-for x, title in (("gzip MB", "gzip size (MB, log)"), ("latency ms (1 thread)", "median latency, 1 thread (ms, log)")):
-    data = ok.dropna(subset=[x]).copy()
-    if data.empty:
-        continue
-    data["pareto"] = pareto_optimal(data[x], data["accuracy"])
-    points = alt.Chart(data).mark_point(filled=True).encode(
-        x=alt.X(f"{x}:Q", scale=alt.Scale(type="log"), title=title), y=alt.Y("accuracy:Q", scale=alt.Scale(zero=False)),
-        color="variant:N", shape="run:N", tooltip=["run", "variant", x, "accuracy"])
-    optimal = data[data["pareto"]].sort_values(x)
-    front = alt.Chart(optimal).mark_line(color="black", strokeDash=[3, 3]).encode(
-        x=f"{x}:Q", y="accuracy:Q", order=f"{x}:Q")
-    st.altair_chart((points + front).properties(height=360), width="stretch")
+st.caption("Up and to the left is better; the dashed line joins the points no other point beats on both axes. "
+           "Each variant has one colour in both charts, each run one shape.")
+for x, title in deployment_view.PARETO_AXES:
+    chart = deployment_view.pareto_chart(variants, x, title)
+    if chart is not None:
+        st.altair_chart(chart, width="stretch")
 unsupported = variants[variants["status"] != "ok"]
 if not unsupported.empty:
     st.subheader("Variants that could not be made")
-    st.dataframe(unsupported[["run", "variant", "status", "reason"]], hide_index=True, width="stretch")
+    st.dataframe(unsupported[["run", "variant", "status", "reason"]].rename(columns=str.capitalize), hide_index=True,
+                 width="stretch")
 show_architectures()

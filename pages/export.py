@@ -4,7 +4,8 @@ import json
 
 import streamlit as st
 
-from core.artifacts import report
+from core.artifacts import html_report, report
+from core.train.config import reproduce_command
 from pages.common import empty_state, selected_runs
 
 st.title("Export")
@@ -18,6 +19,9 @@ st.download_button("All runs, raw numbers (CSV)", runs.drop(columns=["path"]).to
                    f"{dataset}_runs.csv", "text/csv")
 st.download_button("All metrics (JSON)", json.dumps(report.all_metrics(dataset, runs=runs), indent=1),
                    f"{dataset}_metrics.json", "application/json")
-st.download_button("Static HTML report", report.static_html(dataset, runs=runs), f"{dataset}_report.html", "text/html")
-st.caption("Every download holds the runs the sidebar filters leave. The HTML report is one file with no "
-           "external resources: leaderboard, confidence-interval chart, audit verdict and provenance.")
+st.download_button("Report (one HTML file)", html_report.static_html(dataset, runs=runs, reproduce=reproduce_command),
+                   f"{dataset}_report.html", "text/html")
+st.caption("Every download holds the runs the sidebar filters leave. The HTML report is one file that opens "
+           "offline, charts included: data and audit, the configurations and runs with their intervals, per-class "
+           "results and the most-confused pairs, calibration, deployment, significance, and the command behind "
+           "each run.")

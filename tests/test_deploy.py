@@ -136,6 +136,11 @@ def test_every_variant_is_converted_evaluated_timed_then_resumed(run_copy, monke
 
     # The float32 conversion is the parent, to rounding: same predictions, same metrics.
     assert v["tflite_float32"]["agreement_with_parent"] == 1.0
+    # Each variant's change against the parent, with its paired interval (images: the tiny run has no audit).
+    for r in doc["variants"]:
+        change = r["accuracy_change_vs_parent"]
+        assert change["low"] <= change["difference"] <= change["high"] and change["n"] == len(test_ids)
+        assert change["difference"] == pytest.approx(r["delta_vs_parent"]["accuracy"], abs=1e-6)
     assert v["tflite_float32"]["metrics"]["accuracy"] == pytest.approx(parent["accuracy"])
     assert v["keras"]["metrics"]["accuracy"] == parent["accuracy"] and v["keras"]["latency"]["threads_all"]["runs"] == 3
     # Input and output types as stated.

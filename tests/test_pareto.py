@@ -1,10 +1,10 @@
-"""Pareto fronts of the Deployment page (core.evaluate.pareto)."""
+"""Pareto fronts of the Deployment page (core.artifacts.pareto)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from core.evaluate.pareto import pareto_optimal
+from core.artifacts.pareto import pareto_optimal
 
 pytestmark = pytest.mark.unit
 

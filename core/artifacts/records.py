@@ -389,6 +389,38 @@ class Predictions:
         return cls([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], classes, probs)
 
 
+@dataclass
+class VariantPredictions:
+    """``deploy/predictions.csv``: one row per test image, ``id,true,parent,<variant>...``: the class each
+    deployment variant (and the parent Keras model) predicted."""
+
+    KIND: ClassVar[str] = "variant predictions table"
+    ids: list[str]
+    true: list[str]
+    parent: list[str]
+    variants: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "VariantPredictions":
+        """Read a stored table; one :class:`RecordError` line if it is missing, not such a table, or cut short."""
+        try:
+            with open(path, newline="", encoding="utf-8") as fh:
+                text = fh.read()
+            rows = list(csv.reader(io.StringIO(text, newline="")))
+        except FileNotFoundError:
+            raise RecordError(f"{path}: no {cls.KIND} here (file missing)") from None
+        except (OSError, ValueError, csv.Error) as exc:
+            raise RecordError(f"{path}: unreadable {cls.KIND}: {_reason(exc)}") from None
+        header, body = (rows[0], rows[1:]) if rows else ([], [])
+        if header[:3] != ["id", "true", "parent"]:
+            raise RecordError(f"{path}: not a {cls.KIND} (its header must start with id,true,parent)")
+        if not text.endswith("\n") or any(len(r) != len(header) for r in body):
+            raise RecordError(f"{path}: an incomplete {cls.KIND} (a row is cut short)")
+        columns = list(zip(*body)) if body else [()] * len(header)
+        return cls(list(columns[0]), list(columns[1]), list(columns[2]),
+                   {name: list(col) for name, col in zip(header[3:], columns[3:])})
+
+
 def append_experiment_log(path: str | os.PathLike, entry: dict) -> None:
     """Append one sitting's line to ``experiment_log.jsonl`` (flushed and fsync'ed: a killed sitting keeps it)."""
     path = Path(path)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import html
 import json
 from collections import Counter
 from pathlib import Path
@@ -718,6 +717,23 @@ def confusion_cells(metrics: dict, normalised: bool) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def most_confused_pairs(metrics: dict, top: int = 10) -> pd.DataFrame:
+    """The ``top`` (true, predicted) class pairs a run confused most often, from its confusion matrix.
+
+    ``share`` is the part of the true class's test images predicted as that class. Pairs
+    never confused are left out; ties keep the larger share first, then class order.
+    """
+    cm, names = metrics["confusion_matrix"]["counts"], metrics["classes"]
+    rows = []
+    for i, true in enumerate(names):
+        total = sum(cm[i])
+        for j, pred in enumerate(names):
+            if i != j and cm[i][j]:
+                rows.append({"true": true, "predicted": pred, "count": int(cm[i][j]), "share": cm[i][j] / total})
+    table = pd.DataFrame(rows, columns=["true", "predicted", "count", "share"])
+    return table.sort_values(["count", "share"], ascending=False, kind="stable").head(top).reset_index(drop=True)
+
+
 def deployment(run_path: str | Path) -> dict | None:
     path = deployment_file(Path(run_path))
     return DeploymentRecord.load(path).to_dict() if path.is_file() else None
@@ -778,86 +794,6 @@ def split_counts(dataset: str, root: Path | None = None) -> pd.DataFrame:
         counts = items.groupby(["split", "label"]).size().rename("images").reset_index()
         frames.append(counts.assign(split_file=path.stem))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def ci_svg(df: pd.DataFrame, metric: str = "balanced_accuracy", width: int = 720) -> str:
-    """A self-contained SVG dot-and-interval chart of one metric for every run."""
-    rows = df.dropna(subset=[metric]).sort_values(metric)
-    if rows.empty:
-        return ""
-    lows = rows[f"{metric}_low"].fillna(rows[metric])
-    highs = rows[f"{metric}_high"].fillna(rows[metric])
-    lo, hi = float(lows.min()), float(highs.max())
-    pad = max((hi - lo) * 0.05, 0.005)
-    lo, hi = max(0.0, lo - pad), min(1.0, hi + pad)
-    left, row_h = 330, 22
-    height = row_h * len(rows) + 40
-
-    def x(v: float) -> float:
-        return left + (width - left - 20) * (v - lo) / (hi - lo)
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">']
-    for i, (_, r) in enumerate(rows.iterrows()):
-        y = 20 + i * row_h
-        low = r[f"{metric}_low"] if r[f"{metric}_low"] == r[f"{metric}_low"] and r[f"{metric}_low"] is not None else r[metric]
-        high = r[f"{metric}_high"] if r[f"{metric}_high"] == r[f"{metric}_high"] and r[f"{metric}_high"] is not None else r[metric]
-        parts.append(f'<text x="{left - 8}" y="{y + 4}" text-anchor="end">{_esc(r["label"])}</text>')
-        parts.append(f'<line x1="{x(low):.1f}" x2="{x(high):.1f}" y1="{y}" y2="{y}" stroke="#555"/>')
-        parts.append(f'<circle cx="{x(r[metric]):.1f}" cy="{y}" r="4" fill="#1f77b4"/>')
-    axis_y = height - 12
-    for v in (lo, (lo + hi) / 2, hi):
-        parts.append(f'<text x="{x(v):.1f}" y="{axis_y}" text-anchor="middle">{v:.3f}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _esc(text: str) -> str:
-    return html.escape(str(text))
-
-
-def static_html(dataset: str, root: Path | None = None, runs: pd.DataFrame | None = None) -> str:
-    """A self-contained HTML report of a dataset: leaderboard, CI chart, audit verdict, provenance.
-
-    ``runs``: the rows of :func:`runs_table` to include (default: every complete run).
-    """
-    df = runs_table(dataset, root) if runs is None else runs
-    try:
-        audit_report, audit_problem = audit(dataset, root), None
-    except RecordError as exc:
-        audit_report, audit_problem = None, str(exc)
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(dataset)}: transfer-learning study</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
-             "font-size:13px}td,th{border:1px solid #ccc;padding:4px 6px}th{background:#f3f3f3}</style></head><body>",
-             f"<h1>Transfer-learning study: {html.escape(dataset)}</h1>"]
-    if df.empty:
-        parts.append("<p>No complete runs.</p>")
-    else:
-        configs = ranking.configurations(df)
-        top = ranking.ranked(configs, DEFAULT_METRIC)
-        _, note = ranking.ranking_preset(configs)
-        parts.append(f"<p>{html.escape(test_split_caption(df))}.</p>")
-        parts.append(f"<h2>Configurations</h2><p>Runs that differ only by seed, ranked by mean "
-                     f"{metric_label(DEFAULT_METRIC).lower()}: {html.escape(ranking.interval_caption(top))}."
-                     f"{' ' + html.escape(note) if note else ''}</p>")
-        parts.append(configurations_table(top).to_html(index=False, escape=True))
-        parts.append(f"<h2>{metric_label(DEFAULT_METRIC)} of each configuration with its 95% interval</h2>")
-        parts.append(ci_svg(top, DEFAULT_METRIC))
-        parts.append(f"<h2>Single runs</h2><p>Metrics: value [95% bootstrap CI, {_esc(ranking.bootstrap_unit(df))}]."
-                     f" {_esc(leak_free_caption(df))}</p>")
-        parts.append(leaderboard(df).to_html(index=False, escape=True))
-    if audit_report:
-        v = audit_report["verdict"]
-        parts.append("<h2>Data audit</h2><ul>")
-        for key in ("leakage_pairs", "conflicting_label_pairs", "within_split_pairs", "corrupt_files", "imbalance_ratio"):
-            parts.append(f"<li>{key.replace('_', ' ')}: {html.escape(str(v.get(key)))}</li>")
-        parts.append("</ul>")
-    if audit_problem:
-        parts.append(f"<h2>Data audit</h2><p>Not shown: {html.escape(audit_problem)}</p>")
-    if not df.empty:
-        parts.append("<h2>Provenance</h2>")
-        parts.append(df[["label", "run_id", "git_commit", "wall_time_s"]].to_html(index=False, escape=True))
-    parts.append("</body></html>")
-    return "".join(parts)
 
 
 def all_metrics(dataset: str, root: Path | None = None, runs: pd.DataFrame | None = None) -> dict:

@@ -55,7 +55,9 @@ with the reason.
       deploy/), bytes, gzip_bytes, ratio_to_keras, ratio_to_tflite_float32,
       gzip_ratio_to_tflite_float32, input_dtype, output_dtype, quantization,
       metrics {accuracy, balanced_accuracy, macro_f1} | null, metrics_reason,
-      delta_vs_parent {...} | null, agreement_with_parent,
+      delta_vs_parent {...} | null, agreement_with_parent (share of test images both predict alike),
+      accuracy_change_vs_parent {difference, low, high, p_value, n, unit, units, n_resamples, seed} | null
+      (variant minus parent, paired bootstrap over images or the audit's groups of near-copies),
       latency {threads_1, threads_all: {median_ms, p90_ms, mean_ms, min_ms, runs, warmup,
       threads, load_average_1min}}, gflops, achieved_gflops_per_s, fraction_of_peak
       (both 1 thread, against the 1-thread peak: the float32 matmul peak, or LiteRT's int8
@@ -82,7 +84,7 @@ import numpy as np
 from core.artifacts.config import RunConfig
 from core.artifacts.layout import DEPLOY_PREDICTIONS_FILE, DEPLOYMENT_FILE, MODEL_FILE
 from core.artifacts.provenance import library_versions, machine
-from core.artifacts.records import DeploymentRecord, RecordError
+from core.artifacts.records import DeploymentRecord, RecordError, VariantPredictions
 from core.artifacts.runs import RunFolder
 from core.artifacts.storage import atomic_save, atomic_write_bytes, atomic_write_text, json_default, utc_timestamp
 from core.data.sampling import balanced_sample
@@ -91,6 +93,7 @@ from core.deploy import latency as lat
 from core.deploy.source import DeployError, Source, load_images, run_source, synthetic_images
 from core.deploy.variants import DeployOptions, Variant, variant_plan
 from core.evaluate.metrics import headline_metrics
+from core.evaluate.variant_change import CHANGE_FIELD, variant_change
 from core.models.backbones import build_backbone, get_spec
 from core.models.classifier import build_classifier, build_head_layers
 from core.models.loading import ModelFileError, load_model
@@ -116,6 +119,7 @@ def _empty_record(v: Variant) -> dict:
             "gzip_bytes": None, "ratio_to_keras": None, "ratio_to_tflite_float32": None,
             "gzip_ratio_to_tflite_float32": None, "input_dtype": None, "output_dtype": None, "quantization": None,
             "metrics": None, "metrics_reason": None, "delta_vs_parent": None, "agreement_with_parent": None,
+            CHANGE_FIELD: None,
             "latency": {"threads_1": None, "threads_all": None}, "gflops": None, "achieved_gflops_per_s": None,
             "fraction_of_peak": None, "efficiency": None, "settings": {}, "warnings": [], "machine": None,
             "measured_at": None, "timings_s": {}}
@@ -160,13 +164,12 @@ class _Deployment:
         path = self.src.out_dir / DEPLOY_PREDICTIONS_FILE
         if not path.is_file() or not self.src.has_data:
             return
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-        if [r["id"] for r in rows] != self.src.test_ids:
-            return
-        for col in (rows[0].keys() if rows else []):
-            if col not in ("id", "true", "parent"):
-                self.predictions[col] = [r[col] for r in rows]
+        try:
+            table = VariantPredictions.load(path)
+        except RecordError:
+            return  # measured again, like a variant without predictions
+        if table.ids == self.src.test_ids:
+            self.predictions.update(table.variants)
 
     def _write_predictions(self) -> None:
         if not self.src.has_data or not self.predictions:
@@ -397,7 +400,7 @@ class _Deployment:
             record["metrics"] = dict(self.src.parent_metrics)
             record["metrics_reason"] = "the parent's own test metrics (metrics.json)"
             record["delta_vs_parent"] = {k: 0.0 for k in record["metrics"]}
-            record["agreement_with_parent"] = 1.0
+            record.update(self._change(self.src.parent_pred))
         else:
             record["metrics_reason"] = self.src.metrics_reason
         self.emit(f"keras: batch-1 latency of the Keras model ({self.opt.runs} runs)")
@@ -469,7 +472,7 @@ class _Deployment:
             pred = probs.argmax(axis=1)
             record["metrics"] = headline_metrics(self.src.test_labels, pred)
             record["delta_vs_parent"] = _delta(record["metrics"], self.src.parent_metrics)
-            record["agreement_with_parent"] = round(float(np.mean(pred == self.src.parent_pred)), 6)
+            record.update(self._change(pred))
             self.predictions[v.name] = [self.src.classes[int(p)] for p in pred]
             record["warnings"] = _warnings(record, pred, len(self.src.classes), v)
             record["timings_s"]["evaluate"] = round(time.monotonic() - t, 1)
@@ -482,6 +485,10 @@ class _Deployment:
                              "threads_all": runner.latency(self.sample(), self.opt.runs, self.opt.warmup)}
         record["timings_s"]["latency"] = round(time.monotonic() - t, 1)
         self._efficiency(record, doc)
+
+    def _change(self, pred: np.ndarray) -> dict:
+        """Paired accuracy change against the parent on the test images, and the agreement rate."""
+        return variant_change(self.src.test_labels, self.src.parent_pred, pred, self.src.test_groups)
 
     def _efficiency(self, record: dict, doc: dict) -> None:
         """Achieved GFLOP/s against the float32 matmul peak, or LiteRT's int8 one for int8-input models."""

@@ -33,6 +33,7 @@ from core.data.prepare import prepare_data
 from core.data.sampling import balanced_sample
 from core.data.splits import SplitAssignment
 from core.errors import UserError
+from core.evaluate.variant_change import groups_of_test_images
 from core.models.backbones import get_spec
 from core.models.preprocess import preprocess
 from core.progress import Emit, Throughput
@@ -59,6 +60,7 @@ class Source:
     test_ids: list[str] = field(default_factory=list)
     test_labels: np.ndarray | None = None
     parent_pred: np.ndarray | None = None
+    test_groups: np.ndarray | None = None  # groups of near-copies (audit) for the paired intervals
     train_pairs: list[tuple[str, int]] = field(default_factory=list)
     lock: object = None
 
@@ -143,7 +145,8 @@ def run_source(run_dir: Path, emit: Emit) -> Source:
     lock.lock()  # neither training nor another deploy works on this folder meanwhile
     return Source("run", run_dir / DEPLOY_DIR, model_path, spec, classes, run_dir.name,
                    config.input_size or spec.input_size, parent_metrics=parent, image_root=root, test_ids=ids,
-                   test_labels=labels, parent_pred=parent_pred, train_pairs=train_pairs, lock=lock)
+                   test_labels=labels, parent_pred=parent_pred,
+                   test_groups=groups_of_test_images(run_dir, ids), train_pairs=train_pairs, lock=lock)
 
 
 # --- images ------------------------------------------------------------------------

@@ -29,8 +29,8 @@ def load_correctness(run_dir: Path) -> tuple[list[str], list[bool]]:
     return table.ids, table.correct()
 
 
-def _audit_groups(dataset_dir: Path) -> Grouping | None:
-    """The dataset's duplicate groups from its audit, if it has one."""
+def audit_groups(dataset_dir: Path) -> Grouping | None:
+    """The dataset's duplicate groups from its audit, if it has one (None: every image its own group)."""
     path = dataset_dir / AUDIT_FILE
     return from_audit(AuditRecord.load(path).to_dict()) if path.is_file() else None
 
@@ -60,7 +60,7 @@ def compare_dataset(dataset_dir: str | Path, alpha: float = 0.05) -> dict:
         raise UserError(f"{dataset_dir} has {len(runs)} complete run(s); McNemar needs at least 2")
     tables = {run_label(r): load_correctness(r) for r in runs}
     result = evaluation.pairwise_mcnemar(tables, alpha=alpha)
-    grouping = _audit_groups(dataset_dir)
+    grouping = audit_groups(dataset_dir)
     for pair in result["pairs"]:
         pair["paired_bootstrap"] = _paired(tables[pair["a"]], tables[pair["b"]], grouping)
     result["grouping"] = grouping.describe() if grouping else "none: no audit.json, every image its own group"
