@@ -39,9 +39,7 @@ def planned() -> None:
                 "against the baselines.")
     else:
         st.caption(f"Recommended configuration (by mean validation accuracy, no limits): **{recommended['label']}**.")
-    stored = [pair for pair in result["pairs"] if pair["a"] in labels and pair["b"] in labels]
-    family = ranking.planned_comparisons(configs, stored,
-                                         None if recommended is None else recommended["label"], result["alpha"])
+    family = ranking.planned_family(runs, result)
     if family.empty:
         st.info("No planned comparison among the selected runs: it needs two configurations of the same preset.")
         return

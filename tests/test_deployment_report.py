@@ -141,15 +141,6 @@ def test_paired_only_refuses_what_it_cannot_use_in_one_line(tmp_path, capsys):
         assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_most_confused_pairs_come_from_the_confusion_matrix():
-    metrics = {"classes": ["a", "b", "c"], "confusion_matrix": {"counts": [[5, 3, 2], [0, 4, 0], [1, 0, 9]]}}
-    table = report.most_confused_pairs(metrics, top=2)
-    assert list(table.columns) == ["true", "predicted", "count", "share"]
-    assert table.to_dict("list") == {"true": ["a", "a"], "predicted": ["b", "c"], "count": [3, 2],
-                                     "share": [0.3, 0.2]}
-    assert len(report.most_confused_pairs(metrics)) == 3  # pairs never confused are left out
-
-
 def _external_references(page: str) -> list[str]:
     return re.findall(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", page, flags=re.IGNORECASE)
 

@@ -19,7 +19,7 @@ import altair as alt
 import pandas as pd
 import vl_convert
 
-from core.artifacts import deployment_view, ranking, report
+from core.artifacts import charts, deployment_view, ranking, report
 from core.artifacts.records import RecordError
 
 STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
@@ -152,13 +152,12 @@ def _per_class(df: pd.DataFrame) -> list[str]:
     for column in table.columns:
         if column not in ("class", "support", "leak-free support"):
             table[column] = table[column].map(lambda v: "" if v is None or v != v else f"{v:.3f}")
-    confused = report.most_confused_pairs(metrics)
-    confused["share"] = confused["share"].map(lambda v: f"{v:.1%}")
+    confused = charts.most_confused_pairs(metrics, top=10)
+    confused["share of true class"] = confused["share of true class"].map(lambda v: f"{v:.1%}")
     parts = ["<h2>Per-class results</h2>",
              _p(f"Of the run with the best {report.metric_label(report.DEFAULT_METRIC).lower()}: {run['label']}.")]
     parts.append(_table(table))
     parts.append("<h3>Most-confused pairs</h3>")
-    parts.append(_p("Share: the part of the true class's test images predicted as the other class.", "note"))
     parts.append(_table(confused.rename(columns=str.capitalize)) if not confused.empty
                  else _p("No test image was misclassified."))
     return parts
@@ -213,20 +212,6 @@ def _deployment(df: pd.DataFrame) -> list[str]:
     return parts
 
 
-def planned_family(runs: pd.DataFrame, comparison: dict | None) -> pd.DataFrame:
-    """The planned comparisons (:func:`ranking.planned_comparisons`) of ``runs`` from the stored comparison."""
-    if not comparison:
-        return pd.DataFrame()
-    names = {f"{r['backbone']}/{r['run_id']}" for _, r in runs.iterrows()}
-    configs = ranking.configurations(runs)
-    preset, _ = ranking.ranking_preset(configs)
-    configs = configs[configs["preset"] == preset]
-    chosen = ranking.recommend(configs).chosen
-    stored = [p for p in comparison["pairs"] if p["a"] in names and p["b"] in names]
-    return ranking.planned_comparisons(configs, stored, None if chosen is None else chosen["label"],
-                                       comparison.get("alpha", 0.05))
-
-
 def _significance(dataset: str, df: pd.DataFrame, root: Path | None) -> list[str]:
     parts = ["<h2>Significance</h2>"]
     if len(df) < 2:
@@ -237,7 +222,7 @@ def _significance(dataset: str, df: pd.DataFrame, root: Path | None) -> list[str
         return parts + [_p(f"The stored comparison could not be read: {exc}")]
     if comparison is None:
         return parts + [_p(f"No comparison stored: `python -m core compare {dataset}` makes it.")]
-    family = planned_family(df, comparison)
+    family = ranking.planned_family(df, comparison)
     if family.empty:
         return parts + [_p("No planned comparison among these runs: it needs two configurations of the same preset.")]
     table = pd.DataFrame({

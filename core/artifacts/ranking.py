@@ -304,3 +304,18 @@ def _flipped(pair: dict) -> dict | None:
     if not boot:
         return None
     return {**boot, "difference": -boot["difference"], "low": -boot["high"], "high": -boot["low"]}
+
+
+def planned_family(runs: pd.DataFrame, comparison: dict | None) -> pd.DataFrame:
+    """The planned comparisons (:func:`planned_comparisons`) of ``runs`` from a stored comparison: configurations of
+    the ranking preset, the recommended one by validation, the stored pairs among ``runs``."""
+    if not comparison or runs.empty:
+        return pd.DataFrame()
+    names = {f"{r['backbone']}/{r['run_id']}" for _, r in runs.iterrows()}
+    configs = configurations(runs)
+    preset, _ = ranking_preset(configs)
+    configs = configs[configs["preset"] == preset]
+    chosen = recommend(configs).chosen
+    stored = [p for p in comparison["pairs"] if p["a"] in names and p["b"] in names]
+    return planned_comparisons(configs, stored, None if chosen is None else chosen["label"],
+                               comparison.get("alpha", 0.05))

@@ -717,23 +717,6 @@ def confusion_cells(metrics: dict, normalised: bool) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def most_confused_pairs(metrics: dict, top: int = 10) -> pd.DataFrame:
-    """The ``top`` (true, predicted) class pairs a run confused most often, from its confusion matrix.
-
-    ``share`` is the part of the true class's test images predicted as that class. Pairs
-    never confused are left out; ties keep the larger share first, then class order.
-    """
-    cm, names = metrics["confusion_matrix"]["counts"], metrics["classes"]
-    rows = []
-    for i, true in enumerate(names):
-        total = sum(cm[i])
-        for j, pred in enumerate(names):
-            if i != j and cm[i][j]:
-                rows.append({"true": true, "predicted": pred, "count": int(cm[i][j]), "share": cm[i][j] / total})
-    table = pd.DataFrame(rows, columns=["true", "predicted", "count", "share"])
-    return table.sort_values(["count", "share"], ascending=False, kind="stable").head(top).reset_index(drop=True)
-
-
 def deployment(run_path: str | Path) -> dict | None:
     path = deployment_file(Path(run_path))
     return DeploymentRecord.load(path).to_dict() if path.is_file() else None
