@@ -28,7 +28,7 @@ def grab(at):
             "info": [i.value for i in at.info], "markdown": [m.value for m in at.markdown],
             "success": [s.value for s in at.success], "dataframes": [d.value.to_dict("list") for d in at.dataframe],
             "titles": [t.value for t in at.title], "code": [c.value for c in at.code],
-            "warning": [w.value for w in at.warning],
+            "warning": [w.value for w in at.warning], "caption": [c.value for c in at.caption],
             "subheaders": [h.value for h in at.subheader]}
 for page in pages:
     at.switch_page(f"pages/{page}.py").run()

@@ -480,7 +480,7 @@ def test_split_caption(df: pd.DataFrame) -> str:
              f"the runs used test splits of {', '.join(map(str, sizes))} images" if sizes else "test split size unknown")
     fewer = int((df["n_test"] < df["test_split"].fillna(0)).sum()) if "test_split" in df else 0
     sub = f"; {fewer} run(s) were evaluated on a subsample of it (quick preset): compare like with like" if fewer else ""
-    return f"{len(df)} complete runs; {split}{sub}"
+    return f"{len(df)} complete run{'' if len(df) == 1 else 's'}; {split}{sub}"
 
 
 def leaderboard(df: pd.DataFrame) -> pd.DataFrame:
