@@ -224,3 +224,11 @@ def test_a_lone_val_folder_makes_new_runs_test_on_it_while_stored_configs_keep_t
     assert 'val_folder="validation"' in config_mod.reproduce_command(old.to_dict())
     flat = make_image_dataset(tmp_path / "flat", per_class=4)
     assert config_mod.resolve(str(flat), "EfficientNetLite0").val_folder == "validation"
+
+
+def test_the_methods_page_settings_table_marks_what_differs_from_the_preset():
+    cfg = config_mod.resolve("data", "EfficientNetLite0", "quick", {"stage1": {"epochs": 7}}).to_dict()
+    rows = {r["setting"]: r for r in config_mod.settings_rows(cfg)}
+    assert rows["stage1.epochs"]["origin"] == "changed (default 10)" and rows["stage1.epochs"]["value"] == "7"
+    assert rows["stage2.epochs"]["origin"] == "default" and rows["input_size"]["value"] == "none"
+    assert config_mod.settings_rows(cfg)[0]["origin"] == "names the run" and "schema_version" not in rows

@@ -55,6 +55,18 @@ def gradcam(model_path, batch: np.ndarray, class_index: int | None = None) -> tu
     return cam, class_index, layer_name, probs[0].numpy()
 
 
+def predict(model_path, batch: np.ndarray) -> tuple[np.ndarray, float]:
+    """Class probabilities of the Keras model for one preprocessed image (shape (1, H, W, 3)) and the wall time
+    (ms) of the call; the model is loaded once (shared with :func:`gradcam`)."""
+    import time
+
+    path = Path(model_path)
+    model, _, _ = _models(str(path), path.stat().st_mtime_ns if path.is_file() else -1)
+    started = time.perf_counter()
+    probs = model(batch, training=False)
+    return np.asarray(probs)[0], (time.perf_counter() - started) * 1000.0
+
+
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:
     """The heatmap, upsampled to the image and coloured (blue -> red), blended over it."""
     h, w = image.shape[:2]

@@ -234,6 +234,21 @@ def _merge(target: dict[str, Any], layer: dict[str, Any], prefix: str = "") -> N
             target[key] = value
 
 
+def settings_rows(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """A stored config as readable rows: setting, value, and whether it is the preset's default for its dataset
+    (what ``--set`` would have to change); identity settings first."""
+    default = flatten(resolve(cfg["dataset"], cfg["backbone"], cfg["preset"]).to_dict())
+    rows = []
+    for key, value in flatten(cfg).items():
+        if key == "schema_version":
+            continue
+        shown = "none" if value is None else json.dumps(value) if isinstance(value, (bool, list, dict)) else str(value)
+        origin = "names the run" if key in IDENTITY_KEYS else ("default" if default.get(key) == value else
+                                                                 f"changed (default {default.get(key)})")
+        rows.append({"setting": key, "value": shown, "origin": origin})
+    return sorted(rows, key=lambda r: r["origin"] != "names the run")
+
+
 def reproduce_command(cfg: dict[str, Any], deploy: bool = False, artifacts: str | None = None) -> str:
     """The shell command that recreates a run from its config dict (preset defaults left out)."""
     default = flatten(resolve(cfg["dataset"], cfg["backbone"], cfg["preset"]).to_dict())
