@@ -883,6 +883,24 @@ def estimate_seconds(backbone: str, preset: str, weights: str, n_images: int, ro
     return per_image[len(per_image) // 2] * n_images
 
 
+def estimate_deploy_seconds(backbone: str, root: Path | None = None) -> float | None:
+    """Wall time of measuring a run's deployment variants, the median over earlier deployed runs of this
+    backbone stored here (their variants' recorded timings); None if none was deployed."""
+    totals = []
+    for run in complete_runs(Path(root or artifacts_dir())):
+        path = deployment_file(run)
+        if run.parent.name != backbone or not path.is_file():
+            continue
+        try:
+            variants = DeploymentRecord.load(path).variants
+        except RecordError:
+            continue
+        total = sum(float((v.get("timings_s") or {}).get("total") or 0) for v in variants)
+        if total:
+            totals.append(total)
+    return sorted(totals)[len(totals) // 2] if totals else None
+
+
 def architecture_table(arch: pd.DataFrame) -> pd.DataFrame:
     """Readers' table of the architecture measurements (random weights: no accuracy)."""
     if arch.empty:

@@ -8,6 +8,7 @@ page calls it, lazily.
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -58,8 +59,6 @@ def gradcam(model_path, batch: np.ndarray, class_index: int | None = None) -> tu
 def predict(model_path, batch: np.ndarray) -> tuple[np.ndarray, float]:
     """Class probabilities of the Keras model for one preprocessed image (shape (1, H, W, 3)) and the wall time
     (ms) of the call; the model is loaded once (shared with :func:`gradcam`)."""
-    import time
-
     path = Path(model_path)
     model, _, _ = _models(str(path), path.stat().st_mtime_ns if path.is_file() else -1)
     started = time.perf_counter()
