@@ -160,11 +160,13 @@ def test_a_many_class_dataset_trained_from_the_train_page_gets_the_whole_report(
         assert "Leaderboard: many" in text and "1 complete run;" in text
         assert "Splits: train ← folder train/; val ← stratified by group from train; test ← folder val/" in text
         assert "Audit: " in text
-        assert "many" in page.locator('[data-testid="stSidebar"]').inner_text()
+        box = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first  # the sidebar's Dataset
+        shown = box.text_content() + " ".join(i.input_value() for i in box.locator("input").all())
+        assert "many" in shown, shown
         expected = {
             "data": ["Which folder became which split", "test ← folder val/", "Leakage pairs"],
             "significance": ["a comparison needs two"],
-            "methods": ["python -m core run", "names the run", "val_folder"],
+            "methods": ["python -m core run", "Settings", "differs from its preset's default"],
             "training": [], "per_class": [], "roc_pr": [], "calibration": [], "deployment": [], "export": [],
             "try": ["Keras models of many are ready"],
         }
