@@ -30,8 +30,12 @@ token = results_token()
 names = load_datasets(token)
 with st.sidebar:
     if names:
+        switch = st.session_state.pop("switch_dataset", None)  # a Train-page job that just ended: show its dataset
+        if switch in names:
+            st.session_state["dataset"] = switch
         # Open on a dataset that has results (current_dataset), not simply the first name.
-        st.selectbox("Dataset", names, index=names.index(current_dataset(token)), key="dataset")
+        st.selectbox("Dataset", names, key="dataset", **({} if st.session_state.get("dataset") in names else
+                                                          {"index": names.index(current_dataset(token))}))
         runs = load_runs(st.session_state["dataset"], token)
         if not runs.empty:
             st.multiselect("Backbone", sorted(runs["backbone"].unique()), key="f_backbone", placeholder="all")

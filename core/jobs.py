@@ -28,9 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from core.artifacts.layout import REPO_ROOT
+from core.artifacts.layout import COMPLETE_MARKER, REPO_ROOT, deployment_file
+from core.artifacts.records import CompleteRecord, DeploymentRecord, RecordError
+from core.artifacts.runs import RunFolder
 from core.artifacts.storage import atomic_write_json, read_json
 from core.cli import main
+from core.deploy.variants import variant_plan
 from core.errors import UserError
 
 
@@ -119,6 +122,74 @@ def start_job(args: Sequence[str], description: str, root: Path | None = None,
                                                 "started": time.time()})
         (root / "current").write_text(job_id)
     return job_id
+
+
+# Share of a run's progress bar taken by training when the job also measures deployment variants.
+TRAINING_SHARE_WITH_DEPLOY = 0.75
+
+
+def job_deploys(status: JobStatus) -> bool:
+    """Whether the job measures deployment variants after training."""
+    return "--deploy" in status.spec.get("args", [])
+
+
+def job_progress(status: JobStatus) -> tuple[float, str]:
+    """One overall fraction for the job (its runs, each through its stages and deployment) and what runs now."""
+    run_dirs = [Path(d) for d in status.spec.get("run_dirs", [])]
+    if not run_dirs:
+        return (0.0 if status.state == "running" else 1.0), ""
+    deploy = job_deploys(status)
+    parts = [run_progress(d, deploy) for d in run_dirs]
+    overall = sum(f for f, _ in parts) / len(parts)
+    current = next((i for i, (f, _) in enumerate(parts) if f < 1.0), None)
+    if current is None:
+        return 1.0, f"{len(parts)} of {len(parts)} run(s) done"
+    return overall, f"run {current + 1} of {len(parts)} ({run_dirs[current].parent.name}): {parts[current][1]}"
+
+
+def run_progress(run_dir: Path, deploy: bool) -> tuple[float, str]:
+    """A run's share done (training stages, then deployment variants when ``deploy``) and a short description."""
+    folder = RunFolder(run_dir)
+    train_share = TRAINING_SHARE_WITH_DEPLOY if deploy else 1.0
+    if folder.is_complete():
+        if not deploy:
+            return 1.0, "trained"
+        measured, total = deployment_progress(run_dir)
+        if total and measured >= total:
+            return 1.0, "trained and deployment measured"
+        return (train_share + (1 - train_share) * (measured / total if total else 0.0),
+                f"trained; measuring deployment variants ({measured} of {total or '?'})")
+    events = folder.read_events([]) if run_dir.is_dir() else []
+    last = next((e for e in reversed(events) if e.get("event") == "epoch"), None)
+    if last is None:
+        return (0.02 * train_share, "preparing data and features" if events else "waiting")
+    start, width = {"stage1": (0.1, 0.45), "stage2": (0.55, 0.45)}.get(last.get("stage"), (0.1, 0.9))
+    done = start + width * min(1.0, last["epoch"] / max(1, last["epochs"]))
+    return done * train_share, f"{last['stage']} epoch {last['epoch']} of {last['epochs']} (early stopping may end it sooner)"
+
+
+def deployment_progress(run_dir: Path) -> tuple[int, int]:
+    """``(variants measured, variants planned)`` of a run's deploy/deployment.json (written variant by variant)."""
+    path = deployment_file(run_dir)
+    try:
+        variants = DeploymentRecord.load(path).variants if path.is_file() else []
+    except RecordError:
+        variants = []
+    return sum(1 for v in variants if v.get("status")), max(len(variants), len(variant_plan()))
+
+
+def complete_runs_of(run_dirs: Sequence[str | Path]) -> list[tuple[Path, float]]:
+    """The complete ones of ``run_dirs`` with their test accuracy (complete.json)."""
+    out = []
+    for run_dir in (Path(d) for d in run_dirs):
+        marker = run_dir / COMPLETE_MARKER
+        try:
+            accuracy = CompleteRecord.load(marker).accuracy if marker.is_file() else None
+        except RecordError:
+            accuracy = None
+        if accuracy is not None:
+            out.append((run_dir, float(accuracy)))
+    return out
 
 
 def job_status(job_id: str, root: Path | None = None, tail_lines: int = 30) -> JobStatus | None:

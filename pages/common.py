@@ -137,6 +137,13 @@ def training_disabled() -> bool:
     return bool(app_setting("disable_training", False))
 
 
+def compact_header() -> None:
+    """At phone width, a smaller title and tighter top padding, so the first screen shows results."""
+    st.markdown("<style>@media (max-width: 640px) { h1 { font-size: 1.45rem !important; padding-top: 0 !important; } "
+                ".block-container { padding-top: 2.5rem !important; padding-left: 0.8rem !important; "
+                "padding-right: 0.8rem !important; } }</style>", unsafe_allow_html=True)
+
+
 def table_section(title: str, caption: str, table: pd.DataFrame | None) -> None:
     """A subheader, a caption and a table; nothing at all when there is no table."""
     if table is None or table.empty:

@@ -7,7 +7,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core.artifacts import charts, report
+from core.artifacts import charts, findings, report
 from core.artifacts.layout import AUDIT_FILE, dataset_dir
 from pages.common import (
     current_dataset,
@@ -63,6 +63,8 @@ if not audit:
     st.info(f"No audit stored for {dataset}: run `python -m core audit DATA_DIR --out {out}`.")
     st.stop()
 verdict = audit["verdict"]
+st.info("Which folder became which split (the split runs of this dataset make by default): "
+        f"{findings.split_mapping_text(audit['split']['sources'])}.")
 c = st.columns(5)
 c[0].metric("Leakage pairs (across splits)", verdict["leakage_pairs"])
 c[1].metric("Conflicting-label pairs", verdict["conflicting_label_pairs"])

@@ -1,8 +1,9 @@
 """Methods and reproducibility: settings, provenance, environment, the command behind each run."""
 
+import pandas as pd
 import streamlit as st
 
-from core.train.config import reproduce_command
+from core.train.config import reproduce_command, settings_rows
 from pages.common import empty_state, load_json, pick_run, results_token, selected_runs
 
 st.title("Methods and reproducibility")
@@ -15,14 +16,16 @@ token = results_token()
 cfg = load_json("config", run["path"], token)
 prov = load_json("provenance", run["path"], token)
 st.subheader("Reproduce this run")
-st.code(reproduce_command(cfg), language="bash")
+st.code(reproduce_command(cfg), language="bash", wrap_lines=True)
 st.caption("Run from the repository root at commit "
            f"`{(prov.get('code') or {}).get('git_commit') or 'unknown'}` with the pinned requirements; "
            "the run id hashes every setting, so the command lands in the same folder.")
 left, right = st.columns(2)
 with left:
     st.subheader("Settings")
-    st.json(cfg, expanded=False)
+    st.caption("Every setting of the run; \"changed\" marks what differs from its preset's default (what the "
+               "command above passes with --set).")
+    st.dataframe(pd.DataFrame(settings_rows(cfg)), hide_index=True, width="stretch")
     st.subheader("Training details")
     st.json(prov.get("details", {}), expanded=False)
 with right:

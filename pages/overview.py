@@ -3,17 +3,20 @@
 import altair as alt
 import streamlit as st
 
-from core.artifacts import ranking, report
+from core.artifacts import findings, ranking, report
 from pages.common import (
+    compact_header,
     dataset_notes,
     empty_state,
     load_failed,
+    load_json,
     load_waiting,
     results_token,
     selected_runs,
     table_section,
 )
 
+compact_header()
 st.title("Which ImageNet backbone, in which form, for your images?")
 st.write(
     "ImageNet-pretrained backbones are fine-tuned on each dataset (a new head on the frozen backbone, then "
@@ -54,6 +57,10 @@ metric = st.selectbox("Rank by", metrics,
                       format_func=report.metric_label)
 chosen = report.metric_label(metric)
 st.caption(f"{report.test_split_caption(runs)}.")
+level, lines = findings.audit_findings(load_json("audit", dataset, results_token()))
+{"clean": st.success, "warning": st.warning}.get(level, st.info)("  \n".join(lines))
+for sources in findings.split_sources(runs):
+    st.caption(f"Splits: {findings.split_mapping_text(sources)}.")
 if report.leak_free_differs(runs):
     st.caption(report.leak_free_caption(runs))
 notes = dataset_notes(dataset)
@@ -68,11 +75,15 @@ if st.toggle("Show single runs", key="single_runs",
 else:
     st.caption(f"Configurations (runs that differ only by seed), ranked by mean {chosen.lower()}: "
                f"{ranking.interval_caption(top)}.")
-    st.dataframe(report.configurations_table(top), hide_index=True, width="stretch")
+    table = report.configurations_table(top)
+    shown, optional = findings.leaderboard_columns(list(table.columns), chosen)
+    extra = st.multiselect("More columns", optional, key="leaderboard_columns", placeholder="add columns")
+    order = [c for c in table.columns if c in shown or c in extra]
+    st.dataframe(table, hide_index=True, width="stretch", column_order=order)
     others = configs[configs["preset"] != preset]
     if not others.empty:
         st.caption(f"{preset_note} Their configurations, for reference:")
-        st.dataframe(report.configurations_table(others), hide_index=True, width="stretch")
+        st.dataframe(report.configurations_table(others), hide_index=True, width="stretch", column_order=order)
     elif preset_note:
         st.caption(preset_note)
 spread = report.seed_spread(runs)
@@ -84,17 +95,18 @@ show_waiting()
 
 st.subheader("Recommendation under your constraints")
 st.caption("The configuration with the best mean validation accuracy (ties: the smaller full-int8 model) among those "
-           f"within the limits, {preset}-preset ones only; the test split is not used to choose, only to report "
-           f"its {chosen.lower()}.")
+           "with a deployable variant (TFLite float32, float16, int8, pruned, clustered, QAT) within the limits, "
+           f"{preset}-preset ones only; the test split is not used to choose, only to report its {chosen.lower()}.")
 c1, c2 = st.columns(2)
-max_mb = c1.number_input("Max model size (MB, full-int8 TFLite)", min_value=0.0, value=0.0, step=0.5,
-                         help="0 = no limit")
-max_ms = c2.number_input("Max latency (ms, int8, 1 thread)", min_value=0.0, value=0.0, step=1.0, help="0 = no limit")
-rec = ranking.recommend(configs, max_mb or None, max_ms or None, metric)
+max_mb = c1.number_input("Max model size (MB)", min_value=0.01, value=None, step=0.5, placeholder="no limit",
+                         help="The size of the file you ship; leave empty for no limit")
+max_ms = c2.number_input("Max latency (ms, 1 thread)", min_value=0.01, value=None, step=1.0, placeholder="no limit",
+                         help="Median single-image latency on this machine; leave empty for no limit")
+rec = ranking.recommend(configs, max_mb, max_ms, metric)
 if rec.chosen is None:
     (st.error if max_mb or max_ms else st.info)(rec.reason)
 else:
-    st.success(report.recommendation_text(rec, max_mb or None, max_ms or None))
+    st.success(report.recommendation_text(rec, max_mb, max_ms))
     others_close = report.not_distinguishable_text(rec)
     if others_close:
         st.info(others_close)
@@ -107,11 +119,15 @@ st.caption(f"Configurations of the {preset} preset: mean {chosen.lower()} over s
            "(t-interval over seeds; the bootstrap CI of the run where there is one seed).")
 points = top.assign(seeds_text=top["n_seeds"].map(lambda n: "one seed" if n == 1 else f"{n} seeds"))[
     ["label", "kind", "seeds_text", metric, f"{metric}_low", f"{metric}_high"]]
+# Labels sit above their interval (not on a y axis), so the chart keeps the page's full width on a phone.
 base = alt.Chart(points).encode(y=alt.Y("label:N", sort=alt.EncodingSortField(field=metric, order="descending"),
-                                        title=None, axis=alt.Axis(labelLimit=420, labelOverlap=False)))
+                                        title=None, axis=None))
 dots = base.mark_point(filled=True, size=80).encode(
     x=alt.X(f"{metric}:Q", title=f"{chosen} (test, mean over seeds, 95% interval)", scale=alt.Scale(zero=False)),
-    color=alt.Color("kind:N", title="kind"), shape=alt.Shape("seeds_text:N", title="seeds"),
+    color=alt.Color("kind:N", title="kind", legend=alt.Legend(orient="bottom")),
+    shape=alt.Shape("seeds_text:N", title="seeds", legend=alt.Legend(orient="bottom")),
     tooltip=["label", "seeds_text", metric, f"{metric}_low", f"{metric}_high"])
 errors = base.mark_rule().encode(x=f"{metric}_low:Q", x2=f"{metric}_high:Q")
-st.altair_chart((errors + dots).properties(height=max(120, 28 * len(points))), width="stretch")
+names = base.mark_text(align="left", baseline="bottom", dy=-7, fontSize=11).encode(
+    x=alt.value(0), text="label:N")
+st.altair_chart((errors + dots + names).properties(height=max(140, 44 * len(points))), width="stretch")

@@ -16,9 +16,14 @@ dataset, runs = selected_runs()
 if runs.empty:
     empty_state(dataset)
     st.stop()
+if len(runs) < 2:
+    st.info(f"Only one complete run of {dataset} is selected: a comparison needs two. Train another backbone, "
+            "method or seed of it (Train page); the comparison is made when the job ends.")
+    st.stop()
 result = load_json("mcnemar", dataset, results_token())
 if not result:
-    st.info(f"No comparison stored yet: run `python -m core compare {dataset}`.")
+    st.info(f"No comparison stored yet: it is made after each experiment or Train-page job, or run "
+            f"`python -m core compare {dataset}`.")
     st.stop()
 labels = {f"{r['backbone']}/{r['run_id']}": r["label"] for _, r in runs.iterrows()}
 pairs = pd.DataFrame(result["pairs"])

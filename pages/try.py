@@ -58,16 +58,35 @@ if not images:
 preferred = ("tflite_int8_full", "tflite_float16", "tflite_float32", "qat_int8")
 ordered = sorted(lite_models, key=lambda m: (preferred.index(m.variant) if m.variant in preferred else len(preferred),
                                              m.label))
-chosen_lite = st.multiselect("TFLite variants (LiteRT)", [m.label for m in ordered],
-                             default=[m.label for m in ordered][:4])
+if ordered:
+    chosen = st.multiselect("TFLite variants (LiteRT)", [m.label for m in ordered], default=[m.label for m in ordered])
+    predicting = [m for m in ordered if m.label in chosen]
+else:  # not deployed: the Keras models predict (TensorFlow loads on first use)
+    st.caption("No TFLite variants of this dataset (deploy a run to get them): the Keras models predict.")
+    chosen = st.multiselect("Keras models", [m.label for m in keras_models], default=[m.label for m in keras_models])
+    predicting = [m for m in keras_models if m.label in chosen]
+classes = sorted({c for m in predicting for c in m.classes})
+st.info(f"A model only knows the classes it was trained on ({len(classes)} here: "
+        f"{', '.join(classes[:12])}{', …' if len(classes) > 12 else ''}). It gives every image one of them, "
+        "confidently or not: an image of anything else still gets a class and a probability.")
+
+
+def run_model(m, image):
+    """Probabilities and latency (ms) of one model on one image: LiteRT, or Keras for a model not deployed."""
+    if m.variant == "keras":
+        with st.spinner("Loading TensorFlow and the Keras model…"):
+            return gradcam.predict(m.path, predict.model_input(image, m))
+    return predict.predict_lite(m, image)
+
+
 for position, (name, image) in enumerate(images):
     st.divider()
     left, right = st.columns([1, 2])
     left.image(image, caption=name, width="stretch")
     rows, probabilities = [], []
-    for m in (m for m in lite_models if m.label in chosen_lite):
+    for m in predicting:
         try:
-            probs, ms = predict.predict_lite(m, image)
+            probs, ms = run_model(m, image)
         except Exception as exc:  # noqa: BLE001 - one broken model file must not take the page down
             right.warning(f"{m.label} could not run: {exc}")
             continue

@@ -46,6 +46,8 @@ def make_image_dataset(root, classes=("red", "green", "blue"), per_class=12, siz
             split = ""
             if layout == "predefined":
                 split = "test/" if i % 4 == 0 else "train/"
+            elif layout == "trainval":  # train/ and val/ folders only
+                split = "val/" if i % 4 == 0 else "train/"
             folder = root / f"{split}{name}"
             folder.mkdir(parents=True, exist_ok=True)
             pixels = np.clip(rng.normal(0, 40, (size, size, 3)) + np.array(palette[c % len(palette)]), 0, 255)

@@ -28,7 +28,7 @@ def grab(at):
             "info": [i.value for i in at.info], "markdown": [m.value for m in at.markdown],
             "success": [s.value for s in at.success], "dataframes": [d.value.to_dict("list") for d in at.dataframe],
             "titles": [t.value for t in at.title], "code": [c.value for c in at.code],
-            "warning": [w.value for w in at.warning],
+            "warning": [w.value for w in at.warning], "caption": [c.value for c in at.caption],
             "subheaders": [h.value for h in at.subheader]}
 for page in pages:
     at.switch_page(f"pages/{page}.py").run()
@@ -252,12 +252,13 @@ def test_a_failed_recommendation_says_why():
     assert "No run has deployment" in ranking.recommend(configs([False], [None]), 100.0, None, "accuracy").reason
     failed = configs([True, False], [None, None])  # deployed, but the full-int8 variant failed
     assert ranking.recommend(failed, 100.0, None, "accuracy").chosen is None
-    assert "working full-int8 model" in ranking.recommend(failed, 100.0, None, "accuracy").reason
+    assert "working TFLite model" in ranking.recommend(failed, 100.0, None, "accuracy").reason
     too_big = configs([True, True], [5.0, 3.25])
     assert ranking.recommend(too_big, 1.0, None, "accuracy").reason == (
-        "No deployed run fits these limits: the smallest full-int8 model is 3.25 MB and the fastest takes 1.0 ms.")
+        "No deployed run fits these limits: the smallest deployable model is 3.25 MB (tflite_int8_full) and the "
+        "fastest takes 1.0 ms.")
     untimed = too_big.assign(int8_latency_ms=[None, None])
-    assert "no int8 latency was measured" in ranking.recommend(untimed, 1.0, None, "accuracy").reason
+    assert "no latency was measured" in ranking.recommend(untimed, 1.0, None, "accuracy").reason
     unscored = too_big.assign(val_accuracy=[None, None])
     assert "has a validation score" in ranking.recommend(unscored, None, None, "accuracy").reason
 

@@ -66,6 +66,7 @@ BAD_VALUES = [
     ({"stage1": {"optimizer": "bogus"}}, "setting 'stage1.optimizer' is 'bogus'; allowed: adam, sgd, rmsprop"),
     ({"scratch": {"optimizer": "Adam"}}, "setting 'scratch.optimizer' is 'Adam'; allowed: adam, sgd, rmsprop"),
     ({"weights": "None"}, "setting 'weights' is 'None'; allowed: imagenet, none"),
+    ({"val_folder": "val"}, "setting 'val_folder' is 'val'; allowed: validation, test"),
     ({"method": "svm"}, "setting 'method' is 'svm'; allowed: finetune, logreg, linear_svm, knn"),
     ({"method": "logreg", "weights": "none"}, "baselines on frozen embeddings need ImageNet weights"),
     ({"stage1": {"epochs": 0}, "stage2": {"epochs": 0}},
@@ -208,3 +209,26 @@ def test_class_weights_balance_the_classes():
 
     w = class_weights(np.array([0] * 90 + [1] * 10), 3)
     assert set(w) == {0, 1} and w[1] == pytest.approx(9 * w[0])
+
+
+def test_a_lone_val_folder_makes_new_runs_test_on_it_while_stored_configs_keep_their_ids(tmp_path):
+    from core.artifacts.config import RunConfig
+
+    trainval = make_image_dataset(tmp_path / "tv", per_class=8, layout="trainval")
+    new = config_mod.resolve(str(trainval), "EfficientNetLite0", "quick")
+    assert new.val_folder == "test"
+    old = config_mod.resolve(str(trainval), "EfficientNetLite0", "quick", {"val_folder": "validation"})
+    stored = {k: v for k, v in old.to_dict().items() if k != "val_folder"}  # a config.json from before the setting
+    assert RunConfig.from_dict(stored).run_id() == old.run_id() != new.run_id()
+    assert "--set val_folder" not in config_mod.reproduce_command(new.to_dict())  # its dataset's default
+    assert 'val_folder="validation"' in config_mod.reproduce_command(old.to_dict())
+    flat = make_image_dataset(tmp_path / "flat", per_class=4)
+    assert config_mod.resolve(str(flat), "EfficientNetLite0").val_folder == "validation"
+
+
+def test_the_methods_page_settings_table_marks_what_differs_from_the_preset():
+    cfg = config_mod.resolve("data", "EfficientNetLite0", "quick", {"stage1": {"epochs": 7}}).to_dict()
+    rows = {r["setting"]: r for r in config_mod.settings_rows(cfg)}
+    assert rows["stage1.epochs"]["origin"] == "changed (default 10)" and rows["stage1.epochs"]["value"] == "7"
+    assert rows["stage2.epochs"]["origin"] == "default" and rows["input_size"]["value"] == "none"
+    assert config_mod.settings_rows(cfg)[0]["origin"] == "names the run" and "schema_version" not in rows

@@ -45,7 +45,7 @@ def test_discovers_predefined_splits_and_keeps_them(tmp_path):
             assert s in ("train", "val")  # validation is carved from train only
     counts = split.counts()
     assert all(n >= 1 for n in counts["val"].values())
-    assert split.sources["val"] == "stratified from train" and split.sources["test"] == "predefined"
+    assert split.sources["val"] == "stratified from train" and split.sources["test"] == "predefined: folder test/"
 
 
 def test_stratified_splits_are_deterministic_per_seed(tmp_path):
@@ -179,3 +179,35 @@ def test_symlinked_folders_inside_a_class_are_followed_once(tmp_path):
     for record in data.discover(root).records:
         counts[record.label] = counts.get(record.label, 0) + 1
     assert counts == {"cat": 9, "dog": 4}
+
+
+def test_a_lone_val_folder_is_the_test_split_and_validation_is_carved_from_train(tmp_path):
+    root = make_image_dataset(tmp_path / "ds", per_class=12, layout="trainval")
+    index = data.discover(root)
+    split = splits.make_splits(index, seed=3)
+    assert split.paths("test") == sorted(r.path for r in index.records if r.path.startswith("val/"))
+    assert split.paths("val") and all(p.startswith("train/") for p in split.paths("val"))
+    assert split.sources == {"train": "predefined: folder train/", "val": "stratified from train",
+                             "test": "predefined: folder val/"}
+    # Overridden: the first runs' reading (val/ validates, test carved from train) still reproduces.
+    old = splits.make_splits(index, seed=3, val_folder="validation")
+    assert old.paths("val") == split.paths("test") and all(p.startswith("train/") for p in old.paths("test"))
+    assert old.sources["val"] == "predefined: folder val/" and old.sources["test"] == "stratified from train"
+
+
+@pytest.mark.parametrize("layout, has", [("predefined", "its own test folder"), ("flat", "no val folder")])
+def test_val_folder_test_is_refused_where_there_is_no_lone_val_folder(tmp_path, layout, has):
+    index = data.discover(make_image_dataset(tmp_path / "ds", per_class=8, layout=layout))
+    with pytest.raises(DatasetError, match=f"val_folder=test applies to a dataset with train/ and val/ folders only.*{has}"):
+        splits.make_splits(index, val_folder="test")
+    with pytest.raises(DatasetError, match="val_folder must be one of validation, test, not 'holdout'"):
+        splits.make_splits(index, val_folder="holdout")
+
+
+def test_split_folders_reads_the_layout_cheaply_and_never_fails(tmp_path):
+    root = make_image_dataset(tmp_path / "ds", per_class=4, layout="trainval")
+    (root / "val").rename(root / "validation")
+    assert data.split_folders(root) == {"train": "train", "val": "validation"}
+    assert data.split_folders(tmp_path / "missing") == {} and data.split_folders(tmp_path) == {}
+    assert data.default_val_folder(["train", "val"]) == "test"
+    assert data.default_val_folder(["train", "val", "test"]) == data.default_val_folder([]) == "validation"

@@ -3,6 +3,8 @@
 Grids that run, record and dry-run real runs are in test_experiment_runs.py.
 """
 
+import json
+
 import pytest
 from conftest import make_image_dataset
 
@@ -113,3 +115,22 @@ def test_dry_run_says_a_dataset_is_missing_or_has_no_images(tmp_path, capsys):
     assert "is a file, not a folder" in lines[4] and "data folder not found" in lines[5]
     assert lines[6] == "4 runs are invalid: fix the grid before running it"
     assert not (tmp_path / "art").exists()
+
+
+def test_a_sitting_audits_each_dataset_once_per_content_and_a_missing_one_is_one_line(tmp_path):
+    from core.orchestrate.experiment import audit_if_needed, compare_if_needed
+
+    root = make_image_dataset(tmp_path / "tv", per_class=8, layout="trainval")
+    art, lines = tmp_path / "art", []
+    assert audit_if_needed(str(root), art, lines.append)
+    audit = json.loads((art / "tv" / "audit.json").read_text())
+    assert audit["split"]["sources"]["test"] == "predefined: folder val/"  # the split runs of it make
+    assert not audit_if_needed(str(root), art, lines.append) and lines[-1].startswith("audit: up to date")
+    next((root / "train" / "red").iterdir()).unlink()  # other images: audited again
+    assert audit_if_needed(str(root), art, lines.append)
+    lines.clear()
+    assert not audit_if_needed(str(tmp_path / "gone"), art, lines.append)
+    assert lines == [f"audit: {tmp_path / 'gone'} (duplicates, leakage across splits, conflicting labels)",
+                     f"audit: not made: data folder not found: {tmp_path / 'gone'}"]
+    assert not (art / "gone").exists()
+    assert not compare_if_needed(art / "tv", lines.append, changed=True)  # no complete run: nothing to compare

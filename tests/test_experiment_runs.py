@@ -33,9 +33,17 @@ def test_experiment_grid_skips_complete_runs_and_compare(lite0_home, dataset, tm
     grid, art = write_grid(tmp_path, [dataset], ["EfficientNetLite0"], methods='["logreg", "knn"]', seeds="[0]",
                            set='{ "input_size" = 64 }')
     assert cli_main(["experiment", str(grid)]) == 0
+    first = capsys.readouterr().out
+    # The sitting audits the dataset first and compares its two runs at the end: the whole report.
+    assert first.index("audit: ") < first.index("[1/2]") < first.index("comparison: 2 complete runs, 1 pairs")
+    audit, mcnemar = art / "colours" / "audit.json", art / "colours" / "mcnemar.json"
+    stamps = audit.stat().st_mtime_ns, mcnemar.stat().st_mtime_ns
     assert cli_main(["experiment", str(grid)]) == 0
     out = capsys.readouterr().out
     assert "2 runs in" in out and "2 complete, 0 to do" in out
+    # Nothing new: the audit of the same images and the comparison of the same runs are kept as they are.
+    assert "audit: up to date" in out and "comparison:" not in out
+    assert (audit.stat().st_mtime_ns, mcnemar.stat().st_mtime_ns) == stamps
     log = [json.loads(line) for line in (art / "experiment_log.jsonl").read_text().splitlines()]
     # The first sitting logs after each of its 2 runs and at its end; the second only at its end.
     assert [e["finished"] for e in log] == [False, False, True, True] and all("wall_time_s" in e for e in log)

@@ -91,7 +91,8 @@ def test_predefined_test_is_kept_val_is_carved_by_group_and_regroup_resplits(tmp
     truth = _known_groups(tmp_path, layout="predefined")
     index, grouping = _duplicate_grouping(tmp_path)
     kept = make_splits(index, 0.25, 0.15, seed=0, grouping=grouping)
-    assert kept.sources == {"train": "predefined", "val": "stratified by group from train", "test": "predefined"}
+    assert kept.sources == {"train": "predefined: folder train/", "val": "stratified by group from train",
+                            "test": "predefined: folder test/"}
     assert [p for p, _, s in kept.items if s == "test"] == [r.path for r in index.records if r.split == "test"]
     regrouped = make_splits(index, 0.25, 0.25, seed=0, grouping=grouping, policy="regroup")
     assert regrouped.sources["test"] == "stratified by group (predefined folders ignored)"

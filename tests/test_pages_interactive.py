@@ -63,6 +63,15 @@ def test_train_page_runs_a_quick_job_to_completion(lite0_home, tmp_path, monkeyp
         time.sleep(1)
     else:
         pytest.fail("the job did not finish: " + " ".join(c.value for c in at.code))
+    summary = next(s.value for s in at.success if "Last job" in s.value)
+    assert "EfficientNetLite0 on colours: test accuracy " in summary  # what finished, with its headline metric
+    # The page asks the sidebar to show what was just trained (AppTest runs no sidebar after switch_page; the
+    # browser test sees the switch itself).
+    assert "colours" in (at.session_state["switch_dataset"] if "switch_dataset" in at.session_state
+                         else at.session_state["dataset"])
+    assert next(r for r in at.radio if r.label == "Preset").value == "quick"  # the chosen settings are kept
+    assert not next(c for c in at.checkbox if "deployment variants" in c.label).value
+    assert (art / "colours" / "audit.json").is_file()  # the job audited the dataset first
     (done,) = art.glob("colours/EfficientNetLite0/*/complete.json")
     assert json.loads((done.parent / "config.json").read_text())["grouping"] == "duplicates"  # the page's default
     assert (done.parent / "leakage.json").is_file()

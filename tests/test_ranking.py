@@ -199,3 +199,21 @@ def test_the_validation_leak_note_comes_from_the_runs_own_splits():
     assert report.validation_leak_note(runs.iloc[1:]) is None and report.validation_leak_note(pd.DataFrame()) is None
     minor = report.validation_leak_note(pd.DataFrame({"val_n": [551], "val_leaking_n": [6]}))
     assert minor.startswith("Up to 6 of 551 validation images (1.1%)") and "too few" in minor
+
+def test_the_size_limit_considers_every_deployable_variant_and_names_the_one_to_ship():
+    # Per-channel int8 is 3.6 MB, per-tensor int8 3.45 MB: a 3.5 MB limit is met by the per-tensor variant.
+    costs = {"mb:tflite_float32": 13.0, "ms:tflite_float32": 9.0, "mb:tflite_int8_full": 3.6, "ms:tflite_int8_full": 4.0,
+             "mb:tflite_int8_per_tensor": 3.45, "ms:tflite_int8_per_tensor": 4.1, "mb:pruned_80": 13.0,
+             "ms:pruned_80": 9.5}
+    runs = pd.DataFrame([{**_run("Lite0", 0, 0.9, 0.9, int8_mb=3.6), **costs}])
+    configs = ranking.configurations(runs)
+    rec = ranking.recommend(configs, max_mb=3.5, metric="accuracy")
+    assert rec.chosen["label"] == "Lite0 · transfer · full" and rec.variant == ("tflite_int8_per_tensor", 3.45, 4.1)
+    assert "deploy it as **TFLite int8 (per-tensor)** (3.45 MB, 4.1 ms" in report.recommendation_text(rec, 3.5)
+    # The least compressed variant within the limits: a roomy limit keeps float32.
+    assert ranking.recommend(configs, max_mb=20, metric="accuracy").variant[0] == "tflite_float32"
+    assert ranking.recommend(configs, max_ms=4.05, metric="accuracy").variant[0] == "tflite_int8_full"
+    assert ranking.recommend(configs, max_mb=3.0, metric="accuracy").reason == (
+        "No deployed run fits these limits: the smallest deployable model is 3.45 MB (tflite_int8_per_tensor) and "
+        "the fastest takes 4.0 ms.")
+    assert ranking.recommend(configs, metric="accuracy").variant is None  # no limit: no variant to name

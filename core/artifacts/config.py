@@ -67,6 +67,9 @@ class RunConfig:
     grouping: str = "duplicates"
     duplicate_threshold: int = 24  # pHash bits of 256 (core.data.duplicates.DEFAULT_THRESHOLD)
     split_policy: str = "keep"  # "keep" predefined split folders, or "regroup" the whole dataset by group
+    # What a val/ folder beside train/ becomes: "validation", or "test" when there is no test/ folder
+    # (validation then carved from train). New runs default to "test" for such a dataset (core.train.config).
+    val_folder: str = "validation"
     max_train_per_class: int | None = None  # subsampling (quick preset)
     max_eval_per_class: int | None = None
     input_size: int | None = None  # None: the backbone's native size
@@ -146,7 +149,7 @@ def identity_settings(cfg: dict[str, Any], leave_out: Sequence[str] = ()) -> dic
 # Settings added after runs were committed, with the default that reproduces those runs:
 # left out of the run id while at that default, so existing run folders keep their names.
 ADDED_SETTINGS: dict[str, Any] = {"bn_momentum": None, "grouping": "none", "duplicate_threshold": 24,
-                                  "split_policy": "keep"}
+                                  "split_policy": "keep", "val_folder": "validation"}
 # What a stored config without the key meant: runs made before groups existed split image by image.
 ABSENT_MEANS: dict[str, Any] = {"grouping": "none"}
 

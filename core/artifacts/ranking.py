@@ -168,20 +168,50 @@ class Recommendation:
     not_distinguishable: pd.DataFrame = field(default_factory=pd.DataFrame)
     reason: str | None = None  # why nothing was chosen
     notes: list[str] = field(default_factory=list)
+    # With a limit: the chosen configuration's variant to deploy, as (name, MB, ms) (see fitting_variant).
+    variant: tuple[str, float, float] | None = None
+
+
+# Runs-table columns of every deployable variant a run measured: ``mb:<variant>`` and ``ms:<variant>``
+# (core.artifacts.report); a table without them has the full-int8 model's ``int8_mb``/``int8_latency_ms``.
+VARIANT_MB, VARIANT_MS = "mb:", "ms:"
+FULL_INT8 = "tflite_int8_full"
+
+
+def variant_costs(row: pd.Series) -> dict[str, tuple[float, float]]:
+    """Every deployable variant of a run or configuration: name -> (MB, median ms at 1 thread; NaN if unmeasured)."""
+    costs = {}
+    for column, value in row.items():
+        if isinstance(column, str) and column.startswith(VARIANT_MB) and pd.notna(value):
+            name = column[len(VARIANT_MB):]
+            ms = row.get(f"{VARIANT_MS}{name}")
+            costs[name] = (float(value), float(ms) if ms is not None and pd.notna(ms) else math.nan)
+    if not costs and pd.notna(row.get("int8_mb")):
+        ms = row.get("int8_latency_ms")
+        costs[FULL_INT8] = (float(row["int8_mb"]), float(ms) if ms is not None and pd.notna(ms) else math.nan)
+    return costs
+
+
+def fitting_variant(row: pd.Series, max_mb: float | None, max_ms: float | None) -> tuple[str, float, float] | None:
+    """The deployable variant to ship within the limits: the largest that fits (the least compressed, so the
+    closest to the trained model; chosen without looking at test scores); None when none fits."""
+    fits = [(mb, name, ms) for name, (mb, ms) in variant_costs(row).items()
+            if (max_mb is None or mb <= max_mb) and (max_ms is None or ms <= max_ms)]
+    if not fits:
+        return None
+    mb, name, ms = max(fits, key=lambda f: (f[0], f[1]))
+    return name, mb, ms
 
 
 def _fits(df: pd.DataFrame, max_mb: float | None, max_ms: float | None) -> pd.Series:
-    ok = pd.Series(True, index=df.index)
-    if max_mb is not None:
-        ok &= df["int8_mb"].notna() & (df["int8_mb"] <= max_mb)
-    if max_ms is not None:
-        ok &= df["int8_latency_ms"].notna() & (df["int8_latency_ms"] <= max_ms)
-    return ok
+    if max_mb is None and max_ms is None:
+        return pd.Series(True, index=df.index)
+    return df.apply(lambda row: fitting_variant(row, max_mb, max_ms) is not None, axis=1).astype(bool)
 
 
 def recommend(configs: pd.DataFrame, max_mb: float | None = None, max_ms: float | None = None,
               metric: str = "balanced_accuracy") -> Recommendation:
-    """Choose a configuration by mean validation score among those within the int8 size/latency limits.
+    """Choose a configuration by mean validation score among those with a deployable variant within the limits.
 
     Only configurations of :func:`ranking_preset` compete. Ties on the validation score go to
     the smaller full-int8 model. The test split is not used to choose: it reports the chosen
@@ -209,6 +239,8 @@ def recommend(configs: pd.DataFrame, max_mb: float | None = None, max_ms: float 
     order = scored.assign(_score=scored[VALIDATION_SCORE].round(9), _size=size).sort_values(
         ["_score", "_size", "label"], ascending=[False, True, True], na_position="last")
     rec.chosen = fitting.loc[order.index[0]]
+    if max_mb is not None or max_ms is not None:
+        rec.variant = fitting_variant(rec.chosen, max_mb, max_ms)
     low, high = rec.chosen[f"{metric}_low"], rec.chosen[f"{metric}_high"]
     others = fitting.drop(index=order.index[0])
     overlap = (others[f"{metric}_low"] <= high) & (others[f"{metric}_high"] >= low)
@@ -217,16 +249,19 @@ def recommend(configs: pd.DataFrame, max_mb: float | None = None, max_ms: float 
 
 
 def no_recommendation_reason(df: pd.DataFrame) -> str:
-    """Why nothing fits the limits: no deployment yet, no working int8 model, or the limits themselves."""
+    """Why nothing fits the limits: no deployment yet, no working deployable variant, or the limits themselves."""
     if "deployed" not in df or not df["deployed"].any():
         return "No run has deployment measurements yet (`python -m core deploy RUN_DIR`)."
-    if df["int8_mb"].isna().all():
-        return ("No deployed run has a working full-int8 model (its conversion or measurement failed: the "
+    costs = [(mb, ms, name) for _, row in df.iterrows() for name, (mb, ms) in variant_costs(row).items()]
+    if not costs:
+        return ("No deployed run has a working TFLite model (its conversion or measurement failed: the "
                 "Deployment page gives the reason), so size and latency limits cannot be checked.")
-    smallest, fastest = df["int8_mb"].min(), df["int8_latency_ms"].min()
-    speed = (f" and the fastest takes {fastest:.1f} ms" if pd.notna(fastest)
-             else "; no int8 latency was measured, so a latency limit excludes every run")
-    return f"No deployed run fits these limits: the smallest full-int8 model is {smallest:.2f} MB{speed}."
+    smallest = min(costs)
+    timed = [c for c in costs if not math.isnan(c[1])]
+    speed = (f" and the fastest takes {min(timed, key=lambda c: c[1])[1]:.1f} ms" if timed
+             else "; no latency was measured, so a latency limit excludes every run")
+    return (f"No deployed run fits these limits: the smallest deployable model is {smallest[0]:.2f} MB "
+            f"({smallest[2]}){speed}.")
 
 
 def planned_pairs(configs: pd.DataFrame, recommended: str | None) -> list[tuple[str, str, str]]:

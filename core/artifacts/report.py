@@ -371,10 +371,16 @@ def _settings_key(cfg: dict) -> str:
 
 
 def _deployment_summary(run: Path) -> dict:
-    """Sizes and latency from deploy/deployment.json when the run was deployed."""
+    """Sizes and latency from deploy/deployment.json when the run was deployed, with every deployable
+    (TFLite) variant's size and latency as ``mb:<variant>`` and ``ms:<variant>`` (:func:`ranking.variant_costs`)."""
     path = deployment_file(run)
     variants = {v["name"]: v for v in DeploymentRecord.load(path).variants} if path.is_file() else {}
-    return {"deployed": path.is_file(), **_variant_summary(variants)}
+    costs = {}
+    for name, v in variants.items():
+        if v.get("status") == "ok" and v.get("bytes") and str(v.get("file") or "").endswith(".tflite"):
+            costs[f"{ranking.VARIANT_MB}{name}"] = v["bytes"] / 1e6
+            costs[f"{ranking.VARIANT_MS}{name}"] = ((v.get("latency") or {}).get("threads_1") or {}).get("median_ms")
+    return {"deployed": path.is_file(), **_variant_summary(variants), **costs}
 
 
 def _variant_summary(variants: dict[str, dict]) -> dict:
@@ -510,7 +516,7 @@ def test_split_caption(df: pd.DataFrame) -> str:
              f"the runs used test splits of {', '.join(map(str, sizes))} images" if sizes else "test split size unknown")
     fewer = int((df["n_test"] < df["test_split"].fillna(0)).sum()) if "test_split" in df else 0
     sub = f"; {fewer} run(s) were evaluated on a subsample of it (quick preset): compare like with like" if fewer else ""
-    return f"{len(df)} complete runs; {split}{sub}"
+    return f"{len(df)} complete run{'' if len(df) == 1 else 's'}; {split}{sub}"
 
 
 def leaderboard(df: pd.DataFrame) -> pd.DataFrame:
@@ -583,18 +589,40 @@ def recommendation_text(rec: ranking.Recommendation, max_mb: float | None = None
     if rec.chosen is None:
         return rec.reason or "No recommendation."
     best, metric = rec.chosen, rec.metric
-    limits = ", ".join(filter(None, [max_mb and f"full-int8 model ≤ {max_mb:g} MB",
-                                     max_ms and f"int8 latency ≤ {max_ms:g} ms"])) or "no size or latency limit"
+    limits = ", ".join(filter(None, [max_mb and f"a deployable model ≤ {max_mb:g} MB",
+                                     max_ms and f"latency ≤ {max_ms:g} ms"])) or "no size or latency limit"
     seeds = "one seed" if best["one_seed"] else f"{best['n_seeds']} seeds"
     interval = ("its run's bootstrap CI" if best["interval"] == ranking.INTERVAL_BOOTSTRAP
                 else "mean over seeds ± SD, t-interval over the seeds")
     cost = (f"; full-int8 {best['int8_mb']:.2f} MB, {best['int8_latency_ms']:.1f} ms"
             if pd.notna(best.get("int8_mb")) and pd.notna(best.get("int8_latency_ms")) else "")
+    if rec.variant is not None:
+        name, mb, ms = rec.variant
+        timing = "" if ms != ms else f", {ms:.1f} ms"
+        cost = (f"; deploy it as **{variant_label(name)}** ({mb:.2f} MB{timing}: the least compressed variant within "
+                "the limits)")
     score = format_pooled(best[metric], best.get(f"{metric}_sd"), best[f"{metric}_low"], best[f"{metric}_high"])
     return (f"**{best['label']}** ({seeds}), chosen by "
             f"{metric_label(ranking.VALIDATION_SCORE).lower()} {best[ranking.VALIDATION_SCORE]:.3f} (mean over seeds; "
             f"{limits}, {rec.preset} preset): test {metric_label(metric).lower()} {score or 'undefined'} "
             f"({interval}){cost}.")
+
+
+VARIANT_LABELS = {"keras": "Keras model", "tflite_float32": "TFLite float32", "tflite_float16": "TFLite float16",
+                  "tflite_int8_dynamic": "TFLite dynamic-range int8", "tflite_int8_full": "TFLite int8 (per-channel)",
+                  "tflite_int8_per_tensor": "TFLite int8 (per-tensor)", "qat_int8": "quantisation-aware int8"}
+
+
+def variant_label(name: str) -> str:
+    """A deployment variant's name for people: ``tflite_int8_per_tensor`` -> ``TFLite int8 (per-tensor)``."""
+    if name in VARIANT_LABELS:
+        return VARIANT_LABELS[name]
+    kind, _, param = name.partition("_")
+    if kind == "pruned" and param.isdigit():
+        return f"pruned {param}% (float32 TFLite)"
+    if kind == "clustered" and param.isdigit():
+        return f"{param} weight clusters (float32 TFLite)"
+    return name
 
 
 def not_distinguishable_text(rec: ranking.Recommendation) -> str | None:
@@ -809,6 +837,24 @@ def estimate_seconds(backbone: str, preset: str, weights: str, n_images: int, ro
         return None
     per_image.sort()
     return per_image[len(per_image) // 2] * n_images
+
+
+def estimate_deploy_seconds(backbone: str, root: Path | None = None) -> float | None:
+    """Wall time of measuring a run's deployment variants, the median over earlier deployed runs of this
+    backbone stored here (their variants' recorded timings); None if none was deployed."""
+    totals = []
+    for run in complete_runs(Path(root or artifacts_dir())):
+        path = deployment_file(run)
+        if run.parent.name != backbone or not path.is_file():
+            continue
+        try:
+            variants = DeploymentRecord.load(path).variants
+        except RecordError:
+            continue
+        total = sum(float((v.get("timings_s") or {}).get("total") or 0) for v in variants)
+        if total:
+            totals.append(total)
+    return sorted(totals)[len(totals) // 2] if totals else None
 
 
 def architecture_table(arch: pd.DataFrame) -> pd.DataFrame:

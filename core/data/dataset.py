@@ -50,6 +50,10 @@ LAYOUT_PREDEFINED = "predefined_splits"
 SPLIT_DIR_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                    "validation": "val", "test": "test", "testing": "test"}
 
+# What a lone val/ folder beside train/ (no test/ folder) becomes: the held-out "test" split (what users
+# mean by it; validation is then carved from train) or "validation" (the first runs' reading).
+VAL_FOLDER_CHOICES = ("validation", "test")
+
 UNREADABLE_FOLDER = "unreadable folder"  # how a skipped folder's reason starts when it cannot be listed
 
 Progress = Callable[[int, int], None]
@@ -227,6 +231,23 @@ def _detect_layout(root: Path) -> tuple[str, list[tuple[str | None, Path]], list
         if e.name not in used:
             notes.append(f"folder '{e.name}' ignored: not a split folder (train/val/test)")
     return LAYOUT_PREDEFINED, tops, notes
+
+
+def split_folders(root: str | os.PathLike) -> dict[str, str]:
+    """Predefined split -> the folder that holds it (``{"train": "train", "val": "validation"}``); empty for
+    class folders or a folder that cannot be read. Reads the root only (cheap)."""
+    try:
+        layout, tops, _ = _detect_layout(_check_root(root))
+    except DatasetError:
+        return {}
+    return {split: top.name for split, top in tops} if layout == LAYOUT_PREDEFINED else {}
+
+
+def default_val_folder(present_splits: Iterable[str]) -> str:
+    """What a dataset's val/ folder becomes by default: ``test`` when it is the only held-out folder
+    (train/ and val/, no test/), else ``validation``."""
+    present = set(present_splits)
+    return "test" if "val" in present and "test" not in present else "validation"
 
 
 def _refuse_split_folders_as_classes(root: Path, dirs: list[os.DirEntry], split_dirs: dict[str, list[str]]) -> None:

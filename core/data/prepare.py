@@ -60,7 +60,7 @@ def prepare_data(config: RunConfig, emit: Emit) -> PreparedData:
         raise DatasetError(f"{config.dataset} has {len(index.classes)} class folder(s) with images; a classifier needs at least 2")
     grouping = make_grouping(config, index, emit)
     split = make_splits(index, config.val_fraction, config.test_fraction, config.split_seed,
-                        None if grouping.source == "none" else grouping, config.split_policy)
+                        None if grouping.source == "none" else grouping, config.split_policy, config.val_folder)
     if grouping.source == "none":  # split image by image, but leakage is still measured on duplicates
         grouping = duplicate_groups(index, config.duplicate_threshold, emit)
     for message in groups.chaining_messages(grouping.summary({p: lab for p, lab, _ in split.items})):

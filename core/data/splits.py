@@ -2,7 +2,8 @@
 
 A split is reproducible from its seed. Predefined split folders are kept by default
 (results stay comparable with other work on a public dataset); a split the layout lacks
-(usually val) is carved out of the predefined train set. With a :class:`~core.data.groups.Grouping`
+(usually val) is carved out of the predefined train set. A lone val/ folder beside train/
+(no test/) is the held-out test split by default (``val_folder``). With a :class:`~core.data.groups.Grouping`
 every carved split is disjoint by group (scikit-learn's ``StratifiedGroupKFold``), so
 near-copies of one image never sit on both sides; ``policy="regroup"`` re-splits the
 whole dataset, predefined folders included. Without groups (``grouping = "none"``) the
@@ -18,7 +19,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from core.data.dataset import LAYOUT_PREDEFINED, SPLITS, DatasetIndex, ImageRecord
+from core.data.dataset import (
+    LAYOUT_PREDEFINED,
+    SPLITS,
+    VAL_FOLDER_CHOICES,
+    DatasetIndex,
+    ImageRecord,
+    default_val_folder,
+)
 from core.data.groups import Grouping
 from core.errors import DatasetError
 
@@ -31,8 +39,8 @@ class SplitAssignment:
     """The train/val/test split of every image, reproducible from the seed.
 
     ``items`` holds ``(relative path, label, split)`` sorted by path. ``sources`` says
-    for each split whether it was ``"predefined"`` by the folder layout or
-    ``"stratified"`` (made here with scikit-learn and the seed). ``groups`` maps each path
+    for each split whether it was predefined by the folder layout (``"predefined: folder val/"``:
+    which folder became the split) or ``"stratified"`` (made here with scikit-learn and the seed). ``groups`` maps each path
     to its group (None for splits made without groups) and ``grouping`` says where the
     groups came from, with their summary.
     """
@@ -106,16 +114,21 @@ def min_class_size(val_fraction: float, test_fraction: float) -> int:
 
 
 def make_splits(index: DatasetIndex, val_fraction: float = 0.15, test_fraction: float = 0.15,
-                seed: int = 42, grouping: Grouping | None = None, policy: str = "keep") -> SplitAssignment:
+                seed: int = 42, grouping: Grouping | None = None, policy: str = "keep",
+                val_folder: str | None = None) -> SplitAssignment:
     """Assign every record of ``index`` to ``train``, ``val`` or ``test``, deterministically.
 
     - ``class_folders``: stratified by class, first ``test_fraction`` of all images, then
       ``val_fraction`` of all images out of the rest.
     - ``predefined_splits``: the folders' splits are kept. A split the layout lacks
       (usually val) is carved out of the predefined train set, stratified, with its
-      fraction taken *of the train set*. ``policy="regroup"`` ignores the folders and
-      splits the whole dataset as for ``class_folders``.
+      fraction taken *of the train set*. ``val_folder`` says what a val/ folder becomes:
+      ``"validation"``, or ``"test"`` (allowed only without a test/ folder; validation is then
+      carved from train); None is the dataset's default
+      (:func:`~core.data.dataset.default_val_folder`: test when val/ is the only held-out folder).
+      ``policy="regroup"`` ignores the folders and splits the whole dataset as for ``class_folders``.
 
+    ``sources`` says for each split where it came from, naming the folder of a predefined one.
     With a ``grouping`` other than ``none`` every split made here is disjoint by group
     (``StratifiedGroupKFold`` with ``seed``; fractions are whole folds of up to
     :data:`MAX_FOLDS`); without, images are split one by one (``train_test_split``).
@@ -128,16 +141,18 @@ def make_splits(index: DatasetIndex, val_fraction: float = 0.15, test_fraction: 
     groups = grouping.group_of if grouping is not None and grouping.source != "none" else None
     how = "stratified by group" if groups else "stratified"
     sources: dict[str, str] = {}
+    role = folder_roles(index, val_folder)  # checked for every layout: a wrong val_folder is one clear line
     if index.layout == LAYOUT_PREDEFINED and policy == "keep":
-        present = set(index.splits())
+        folders = {role[r.split]: r.path.split("/", 1)[0] for r in index.records if r.split}
         pool = [r for r in index.records if r.split == "train"]
-        vf = 0.0 if "val" in present else val_fraction
-        tf = 0.0 if "test" in present else test_fraction
-        assigned = {r.path: r.split for r in index.records if r.split != "train"}
+        vf = 0.0 if "val" in folders else val_fraction
+        tf = 0.0 if "test" in folders else test_fraction
+        assigned = {r.path: role[r.split] for r in index.records if r.split != "train"}
         assigned.update(_split(pool, vf, tf, seed, " in the train split", groups))
         for s in SPLITS:
             carved = (s == "val" and vf > 0) or (s == "test" and tf > 0)
-            sources[s] = f"{how} from train" if carved else ("predefined" if s in present else "empty")
+            sources[s] = f"{how} from train" if carved else (
+                f"predefined: folder {folders[s]}/" if s in folders else "empty")
     else:
         assigned = _split(index.records, val_fraction, test_fraction, seed, "", groups)
         regrouped = " (predefined folders ignored)" if index.layout == LAYOUT_PREDEFINED else ""
@@ -151,6 +166,19 @@ def make_splits(index: DatasetIndex, val_fraction: float = 0.15, test_fraction: 
                            groups=({r.path: grouping.group_of.get(r.path, r.path) for r in index.records}
                                    if grouping is not None else None),
                            grouping=summary, policy=policy)
+
+
+def folder_roles(index: DatasetIndex, val_folder: str | None = None) -> dict[str, str]:
+    """Predefined split folder -> the split it becomes (see :func:`make_splits`'s ``val_folder``)."""
+    present = index.splits()
+    chosen = default_val_folder(present) if val_folder is None else val_folder
+    if chosen not in VAL_FOLDER_CHOICES:
+        raise DatasetError(f"val_folder must be one of {', '.join(VAL_FOLDER_CHOICES)}, not '{chosen}'")
+    if chosen == "test" and default_val_folder(present) != "test":
+        has = "its own test folder" if "test" in present else "no val folder beside train"
+        raise DatasetError(f"val_folder=test applies to a dataset with train/ and val/ folders only, and this one has "
+                           f"{has}; leave val_folder out or set it to validation")
+    return {"train": "train", "val": "test" if chosen == "test" else "val", "test": "test"}
 
 
 def _split(records: Sequence[ImageRecord], val_fraction: float, test_fraction: float, seed: int, where: str,

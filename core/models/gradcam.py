@@ -8,6 +8,7 @@ page calls it, lazily.
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -53,6 +54,16 @@ def gradcam(model_path, batch: np.ndarray, class_index: int | None = None) -> tu
     peak = float(cam.max())
     cam = cam / peak if peak > 0 else cam
     return cam, class_index, layer_name, probs[0].numpy()
+
+
+def predict(model_path, batch: np.ndarray) -> tuple[np.ndarray, float]:
+    """Class probabilities of the Keras model for one preprocessed image (shape (1, H, W, 3)) and the wall time
+    (ms) of the call; the model is loaded once (shared with :func:`gradcam`)."""
+    path = Path(model_path)
+    model, _, _ = _models(str(path), path.stat().st_mtime_ns if path.is_file() else -1)
+    started = time.perf_counter()
+    probs = model(batch, training=False)
+    return np.asarray(probs)[0], (time.perf_counter() - started) * 1000.0
 
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndarray:

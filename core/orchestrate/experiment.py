@@ -24,6 +24,13 @@ it in) so the report can say so, and with ``deploy`` its architecture is still m
 ``<artifacts>/architectures/<backbone>/``. Such runs are listed as waiting for weights,
 not as failures.
 
+Every sitting starts by auditing each dataset of the grid (duplicates, leakage across
+splits, conflicting labels; seconds), written to ``<artifacts>/<dataset>/audit.json``
+where the report reads it, unless an audit of the same images is there already. After
+the runs, each dataset with two or more complete runs gets its pairwise comparison
+(``mcnemar.json``, as ``python -m core compare``) when a run of it was trained or the
+comparison is missing. So a dataset trained from the app's Train page gets the whole report.
+
 Each invocation appends its wall time to ``<artifacts>/experiment_log.jsonl``, so the
 total machine time of a study run in several sittings is on record.
 """
@@ -43,19 +50,29 @@ from core.artifacts.layout import (
     DEFAULT_ARTIFACTS,
     DEPLOYMENT_FILE,
     EXPERIMENT_LOG,
+    MCNEMAR_FILE,
     UNAVAILABLE_FILE,
     architecture_dir,
     artifacts_dir,
     dataset_slug,
 )
 from core.artifacts.provenance import machine
-from core.artifacts.records import DeploymentRecord, RecordError, UnavailableRecord, append_experiment_log
+from core.artifacts.records import (
+    AuditRecord,
+    DeploymentRecord,
+    RecordError,
+    UnavailableRecord,
+    append_experiment_log,
+)
 from core.artifacts.runs import RunFolder
 from core.artifacts.storage import utc_timestamp
+from core.data import audit as audit_mod
 from core.data import dataset as data_mod
 from core.deploy.measure import deploy_architecture
 from core.deploy.variants import variant_plan
 from core.errors import UserError, WeightsUnavailableError
+from core.evaluate.compare import compare_dataset
+from core.evaluate.leakage import rescore_dataset
 from core.models.backbones import get_spec
 from core.orchestrate.run import execute, validate_config
 from core.progress import Emit
@@ -212,11 +229,17 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
     started = time.time()
     failures, waiting = [], []
     fingerprints: dict[str, str] = {}  # each dataset hashed once per sitting
+    trained: set[str] = set()  # datasets with a run trained (or resumed) in this sitting
+    datasets = list(dict.fromkeys(c.dataset for c, _, _ in states))
     try:
+        for dataset in datasets:
+            audit_if_needed(dataset, root, emit, fingerprints)
         for i, (cfg, wants_deploy, folder) in enumerate(states, 1):
             if folder.is_complete() and not wants_deploy:
                 continue
             emit(f"[{i}/{len(states)}] {cfg.dataset} {cfg.backbone} weights={cfg.weights} method={cfg.method} seed={cfg.seed}")
+            if not folder.is_complete():
+                trained.add(cfg.dataset)
             try:
                 execute(cfg, root, emit, deploy=wants_deploy, fingerprints=fingerprints)
                 _forget_unavailable(root, cfg, folder)
@@ -233,6 +256,8 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
                 emit(f"  failed: {exc}")
             # Logged after every run, so a sitting that is killed still counts up to its last run.
             _log_time(root, path, started, len(states), failures, finished=False)
+        for dataset in datasets:
+            compare_if_needed(root / dataset_slug(dataset), emit, dataset in trained)
     finally:
         _log_time(root, path, started, len(states), failures, finished=True)
     if waiting:
@@ -247,6 +272,65 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
         return 1
     emit("all runs complete" if not waiting else "all other runs complete")
     return 0
+
+
+def audit_if_needed(dataset: str, root: Path, emit: Emit, fingerprints: dict[str, str] | None = None) -> bool:
+    """Audit ``dataset`` into ``<root>/<slug>/audit.json`` unless an audit of the same images is there.
+
+    Returns whether an audit was written. A problem (a missing folder, say) is one line: the
+    runs of the dataset meet it again and are listed as failures. After a new audit, complete
+    runs are re-scored with its groups (their leak-free columns), as ``python -m core audit`` does.
+    """
+    fingerprints = {} if fingerprints is None else fingerprints
+    path = audit_mod.default_report_path(dataset, root)
+    try:
+        if path.is_file():
+            if dataset not in fingerprints:
+                fingerprints[dataset] = data_mod.fingerprint(data_mod.discover(dataset))
+            if _audited_fingerprint(path) == fingerprints[dataset]:
+                emit(f"audit: up to date ({path})")
+                return False
+        emit(f"audit: {dataset} (duplicates, leakage across splits, conflicting labels)")
+        report = audit_mod.audit_dataset(dataset)
+        audit_mod.write_report(report, path)
+        fingerprints.setdefault(dataset, report["dataset"]["fingerprint"])
+        for message in report["verdict"]["messages"] or ["no problem found"]:
+            emit(f"audit: {message}")
+        emit(f"audit: written to {path}")
+        if any(path.parent.glob("*/*/complete.json")):
+            rescore_dataset(path.parent, emit=lambda line: None)
+    except UserError as exc:
+        emit(f"audit: not made: {exc}")
+        return False
+    return True
+
+
+def _audited_fingerprint(path: Path) -> str | None:
+    """The fingerprint of the images a stored audit saw (None when the file is unreadable)."""
+    try:
+        return AuditRecord.load(path).dataset.get("fingerprint")
+    except RecordError:
+        return None
+
+
+def compare_if_needed(dataset_dir: Path, emit: Emit, changed: bool) -> bool:
+    """McNemar's test and the paired bootstrap between the complete runs of a dataset folder.
+
+    Made when the folder has two or more complete runs and a run of it was trained in this
+    sitting (``changed``) or its ``mcnemar.json`` is missing; returns whether it was written.
+    """
+    complete = list(dataset_dir.glob("*/*/complete.json")) if dataset_dir.is_dir() else []
+    if len(complete) < 2 or not (changed or not (dataset_dir / MCNEMAR_FILE).is_file()):
+        return False
+    try:
+        result = compare_dataset(dataset_dir)
+    except UserError as exc:
+        emit(f"comparison: not made: {exc}")
+        return False
+    significant = sum(bool(p["significant"]) for p in result["pairs"])
+    emit(f"comparison: {len(complete)} complete runs, {len(result['pairs'])} pairs, {significant} significantly "
+         f"different (McNemar, Holm-corrected): {dataset_dir / MCNEMAR_FILE}")
+    return True
 
 
 def _measure_architecture(cfg: RunConfig, root: Path, emit: Emit) -> str | None:

@@ -97,7 +97,7 @@ def _train(run: RunFolder, config: RunConfig, spec: BackboneSpec, emit: Emit) ->
                 emit(f"warning: {problem}")
             _check_same_dataset(run, config, first.get("fingerprint"), data.fingerprint)
         run.event("data", fingerprint=data.fingerprint)
-        split_file = _store_split(run, data)
+        split_file = _store_split(run, data, config.val_folder)
         if config.method == "finetune":
             outcome = transfer.train_and_predict(config, spec, data, run, emit)
         else:
@@ -123,12 +123,15 @@ def _check_same_dataset(run: RunFolder, config: RunConfig, stored: str | None, c
             "(deduplicated, say). Use another --artifacts folder for it, or move the old run away to redo it.")
 
 
-def _store_split(run: RunFolder, data: PreparedData) -> str:
+def _store_split(run: RunFolder, data: PreparedData, val_folder: str) -> str:
     """The dataset's split, shared by all runs with the same split seed and data."""
     split = data.split
-    legacy = split.groups is None and (split.val_fraction, split.test_fraction) == (0.15, 0.15)
-    variant = None if legacy else hashlib.sha256(json.dumps(
-        [split.grouping, split.policy, split.val_fraction, split.test_fraction], sort_keys=True).encode()).hexdigest()[:8]
+    legacy = split.groups is None and (split.val_fraction, split.test_fraction) == (0.15, 0.15) \
+        and val_folder == "validation"
+    key = [split.grouping, split.policy, split.val_fraction, split.test_fraction]
+    if val_folder != "validation":  # left out at the first runs' value: their split files keep their names
+        key.append(val_folder)
+    variant = None if legacy else hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
     path = split_path(run.path.parent.parent, data.split.seed, data.fingerprint, variant)
     if not path.is_file():
         SplitRecord.from_dict(data.split.to_dict(), str(path)).save(path)

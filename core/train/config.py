@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.artifacts.config import SEED_LIMIT, RunConfig, flatten
+from core.data.dataset import VAL_FOLDER_CHOICES, default_val_folder, split_folders
 from core.data.groups import parse_grouping
 from core.data.splits import POLICIES
 from core.errors import UserError
@@ -39,6 +40,8 @@ def resolve(dataset: str, backbone: str, preset: str = "full", overrides: dict[s
     # One spelling per backbone ("efficientnetlite0", "MobileNetV2@1" -> the registry's name), so
     # the same model always lands in the same run folder.
     data = RunConfig(dataset=dataset, backbone=get_spec(backbone).name, preset=preset).to_dict()
+    # A lone val/ folder beside train/ is the held-out test split unless --set val_folder says otherwise.
+    data["val_folder"] = default_val_folder(split_folders(dataset))
     for layer in (PRESETS[preset], overrides or {}):
         _merge(data, layer)
     _check_values(data)
@@ -58,7 +61,7 @@ GROUPS = ("augment", "stage1", "stage2", "scratch")
 WEIGHTS = ("imagenet", "none")
 METHODS = ("finetune", "logreg", "linear_svm", "knn")
 OPTIMIZERS = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop"}  # name -> keras.optimizers class
-CHOICES = {"weights": WEIGHTS, "method": METHODS, "split_policy": POLICIES, **{f"{g}.optimizer": OPTIMIZERS for g in GROUPS[1:]}}
+CHOICES = {"weights": WEIGHTS, "method": METHODS, "split_policy": POLICIES, "val_folder": VAL_FOLDER_CHOICES, **{f"{g}.optimizer": OPTIMIZERS for g in GROUPS[1:]}}
 
 
 @dataclass(frozen=True)
@@ -229,6 +232,21 @@ def _merge(target: dict[str, Any], layer: dict[str, Any], prefix: str = "") -> N
             _merge(target[key], value, f"{prefix}{key}.")
         else:
             target[key] = value
+
+
+def settings_rows(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """A stored config as readable rows: setting, value, and whether it is the preset's default for its dataset
+    (what ``--set`` would have to change); identity settings first."""
+    default = flatten(resolve(cfg["dataset"], cfg["backbone"], cfg["preset"]).to_dict())
+    rows = []
+    for key, value in flatten(cfg).items():
+        if key == "schema_version":
+            continue
+        shown = "none" if value is None else json.dumps(value) if isinstance(value, (bool, list, dict)) else str(value)
+        origin = "names the run" if key in IDENTITY_KEYS else ("default" if default.get(key) == value else
+                                                                 f"changed (default {default.get(key)})")
+        rows.append({"setting": key, "value": shown, "origin": origin})
+    return sorted(rows, key=lambda r: r["origin"] != "names the run")
 
 
 def reproduce_command(cfg: dict[str, Any], deploy: bool = False, artifacts: str | None = None) -> str:
