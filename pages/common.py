@@ -9,6 +9,7 @@ import functools
 import os
 from pathlib import Path
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -226,3 +227,23 @@ def dataset_root(run_path: str) -> Path | None:
     """The run's dataset folder if it exists on this machine (images are never in artifacts)."""
     cfg = load_json("config", run_path, results_token())
     return find_dataset(cfg["dataset"], Path(run_path)) if cfg else None
+
+
+def learning_curve_chart(curves: pd.DataFrame, starts: pd.DataFrame, metric: str, height: int = 420) -> alt.Chart:
+    """Training (solid) and validation (dashed) curves per run, whole epochs, a rule where a later stage begins."""
+    base = alt.Chart(curves).encode(
+        x=alt.X("epoch:Q", title="epoch (all stages in order)", axis=alt.Axis(tickMinStep=1, format="d")),
+        y=alt.Y("value:Q", title=metric),
+        color=alt.Color("run:N", legend=alt.Legend(orient="bottom", columns=3, labelLimit=0)),
+        tooltip=[alt.Tooltip("name:N", title="run"), "stage", "stage epoch", "epoch", "split",
+                 alt.Tooltip("value:Q", format=".4f")])
+    # Points in their own layer: a line mark with points draws an empty legend for the dash pattern.
+    lines = base.mark_line().encode(strokeDash=alt.StrokeDash(
+        "split:N", title=None, sort=["training", "validation"],
+        legend=alt.Legend(orient="bottom", symbolType="stroke", symbolStrokeColor="gray")))
+    points = base.mark_circle(size=25, opacity=1).encode(detail="split:N")
+    rules = alt.Chart(starts).mark_rule(strokeDash=[4, 4], color="gray").encode(
+        x="epoch:Q", tooltip=[alt.Tooltip("name:N", title="run"), alt.Tooltip("stage:N", title="begins")])
+    labels = alt.Chart(starts.drop_duplicates("epoch")).mark_text(align="left", dx=4, dy=-6, color="gray").encode(
+        x="epoch:Q", y=alt.value(0), text="stage:N")
+    return (lines + points + rules + labels).properties(height=height)

@@ -3,12 +3,11 @@
 from collections import Counter
 from pathlib import Path
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
 from core import jobs
-from core.artifacts import report
+from core.artifacts import charts, report
 from core.artifacts.layout import artifacts_dir
 from core.artifacts.runs import RunFolder
 from core.data import dataset as data_mod
@@ -17,7 +16,7 @@ from core.errors import UserError
 from core.models import backbones
 from core.orchestrate.experiment import grid_toml, parse_grid
 from core.train import config as config_mod
-from pages.common import app_setting, training_disabled
+from pages.common import app_setting, learning_curve_chart, training_disabled
 
 st.title("Train")
 if training_disabled():
@@ -82,12 +81,10 @@ def run_line(run_dir: Path, deploying: bool) -> None:
                  f"{m['val_accuracy']:.3f}, val_loss {m['val_loss']:.4f}, stage ETA ≤ {last['eta_s']:.0f} s")
     elif events:
         st.write(f"{label}: {events[-1]['event']}…")
-    history = report.history(run_dir)
-    if not history.empty:
-        long = history.melt(id_vars=["step", "stage"], value_vars=["accuracy", "val_accuracy"])
-        st.altair_chart(alt.Chart(long).mark_line(point=True).encode(
-            x=alt.X("step:Q", title="epoch"), y=alt.Y("value:Q", title="accuracy"), color="variable:N",
-            tooltip=["stage", "step", "variable", "value"]).properties(height=220), width="stretch")
+    curves = charts.learning_curves([(run_dir.parent.name, label, report.history(run_dir))], "accuracy")
+    if not curves.empty:
+        st.altair_chart(learning_curve_chart(curves, charts.stage_starts(curves), "accuracy", height=220),
+                        width="stretch")
 
 
 @st.fragment(run_every=2)

@@ -1,14 +1,17 @@
 """Training: learning curves of both stages, stage boundary marked."""
 
-import altair as alt
-import pandas as pd
 import streamlit as st
 
-from core.artifacts import report
-from pages.common import empty_state, load_batchnorm_diagnoses, load_history, pick_runs, results_token, selected_runs
-
-STAGE_NAMES = {"stage1": "stage 1: head on the frozen backbone", "stage2": "stage 2: fine-tuning",
-               "scratch": "from scratch"}
+from core.artifacts import charts, report
+from pages.common import (
+    empty_state,
+    learning_curve_chart,
+    load_batchnorm_diagnoses,
+    load_history,
+    pick_runs,
+    results_token,
+    selected_runs,
+)
 
 st.title("Training curves")
 dataset, runs = selected_runs()
@@ -24,40 +27,17 @@ if with_curves.empty:
 chosen = pick_runs(with_curves, "Runs", default=3)
 token = results_token()
 metric = st.radio("Metric", ["loss", "accuracy"], horizontal=True)
-frames = []
+histories = []
 for _, run in chosen.iterrows():
     h = load_history(run["path"], token)
     for problem in report.history_problems(h):
         st.warning(f"{run['label']}: {problem}")
-    if h.empty:
-        continue
-    for split, column in (("training", metric), ("validation", f"val_{metric}")):
-        frames.append(pd.DataFrame({"run": run["short"], "name": run["label"], "epoch": h["step"],
-                                    "stage": h["stage"].map(lambda s: STAGE_NAMES.get(s, s)),
-                                    "stage epoch": h["epoch"], "split": split, "value": h[column]}))
-if not frames:
+    histories.append((run["short"], run["label"], h))
+curves = charts.learning_curves(histories, metric)
+if curves.empty:
     st.info("Pick at least one run.")
     st.stop()
-data = pd.concat(frames, ignore_index=True)
-base = alt.Chart(data).encode(
-    x=alt.X("epoch:Q", title="epoch (all stages in order)", axis=alt.Axis(tickMinStep=1, format="d")),
-    y=alt.Y("value:Q", title=metric),
-    color=alt.Color("run:N", legend=alt.Legend(orient="bottom", columns=3, labelLimit=0)),
-    tooltip=[alt.Tooltip("name:N", title="run"), "stage", "stage epoch", "epoch", "split",
-             alt.Tooltip("value:Q", format=".4f")])
-# Points in their own layer: a line mark with points draws an empty legend for the dash pattern.
-lines = base.mark_line().encode(strokeDash=alt.StrokeDash(
-    "split:N", title=None, sort=["training", "validation"],
-    legend=alt.Legend(orient="bottom", symbolType="stroke", symbolStrokeColor="gray")))
-points = base.mark_circle(size=25, opacity=1).encode(detail="split:N")
-firsts = data[data["stage"] != data.groupby("run")["stage"].transform("first")]
-boundary = firsts.groupby(["run", "name", "stage"], as_index=False)["epoch"].min()
-boundary["epoch"] = boundary["epoch"] - 0.5
-rules = alt.Chart(boundary).mark_rule(strokeDash=[4, 4], color="gray").encode(
-    x="epoch:Q", tooltip=[alt.Tooltip("name:N", title="run"), alt.Tooltip("stage:N", title="begins")])
-labels = alt.Chart(boundary.drop_duplicates("epoch")).mark_text(align="left", dx=4, dy=-6, color="gray").encode(
-    x="epoch:Q", y=alt.value(0), text="stage:N")
-st.altair_chart((lines + points + rules + labels).properties(height=420), width="stretch")
+st.altair_chart(learning_curve_chart(curves, charts.stage_starts(curves), metric), width="stretch")
 st.caption("Solid: training, dashed: validation. The grey dashed rule marks where stage 2 (fine-tuning) "
            "begins. A validation curve that rises while training keeps falling is overfitting; early "
            "stopping restored the weights of the best validation epoch.")

@@ -263,3 +263,16 @@ def test_data_and_training_pages_with_30_classes(many_classes, monkeypatch):
     assert lines["encoding"]["x"]["axis"]["tickMinStep"] == 1
     rules = next(data[layer["data"]["name"]] for layer in spec["layer"] if layer["mark"]["type"] == "rule")
     assert rules["epoch"].tolist() == [3.5, 3.5]  # stage 2 begins after three stage-1 epochs
+
+
+def test_learning_curves_name_the_splits_and_stage_two_starts_between_epochs():
+    history = pd.DataFrame({"stage": ["stage1", "stage1", "stage1", "stage2", "stage2"], "epoch": [1, 2, 3, 1, 2],
+                            "step": [1, 2, 3, 4, 5], "loss": [1.0, 0.8, 0.7, 0.6, 0.5],
+                            "val_loss": [1.1, 0.9, 0.8, 0.7, 0.65]})
+    curves = charts.learning_curves([("Lite0 s0", "EfficientNetLite0 · transfer · full · seed 0", history),
+                                     ("empty", "no epochs yet", history.iloc[:0])], "loss")
+    assert set(curves["split"]) == {"training", "validation"} and set(curves["run"]) == {"Lite0 s0"}
+    assert curves[curves["split"] == "validation"]["value"].tolist() == [1.1, 0.9, 0.8, 0.7, 0.65]
+    starts = charts.stage_starts(curves)
+    assert starts[["stage", "epoch"]].values.tolist() == [["stage 2: fine-tuning", 3.5]]
+    assert charts.stage_starts(charts.learning_curves([], "loss")).empty

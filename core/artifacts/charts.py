@@ -14,6 +14,8 @@ MIN_BIN_COUNT = 10
 MANY_CLASSES = 15
 CLASS_ORDERS = ("name", "recall, worst first", "test images, most first")
 SPLITS = ("train", "val", "test")
+STAGE_NAMES = {"stage1": "stage 1: head on the frozen backbone", "stage2": "stage 2: fine-tuning",
+               "scratch": "from scratch"}
 
 
 def calibration_points(runs: list[tuple[str, str, dict]], min_count: int = MIN_BIN_COUNT) -> pd.DataFrame:
@@ -130,3 +132,31 @@ def class_balance(counts: pd.DataFrame) -> pd.DataFrame:
     table = table[sorted(table.columns, key=lambda s: (SPLITS.index(s) if s in SPLITS else len(SPLITS), s))]
     table["total"] = table.sum(axis=1)
     return table.sort_values(["total"], ascending=False, kind="stable").astype(int)
+
+
+def learning_curves(histories: list[tuple[str, str, pd.DataFrame]], metric: str) -> pd.DataFrame:
+    """Long-form learning curves: one row per run, epoch and split (training, validation).
+
+    ``histories`` holds ``(short label, full name, history)`` with the history as
+    :func:`core.artifacts.report.history` returns it (``step`` counts epochs across stages).
+    """
+    frames = []
+    for short, name, h in histories:
+        if h.empty:
+            continue
+        for split, column in (("training", metric), ("validation", f"val_{metric}")):
+            frames.append(pd.DataFrame({"run": short, "name": name, "epoch": h["step"],
+                                        "stage": h["stage"].map(lambda s: STAGE_NAMES.get(s, s)),
+                                        "stage epoch": h["epoch"], "split": split, "value": h[column]}))
+    columns = ["run", "name", "epoch", "stage", "stage epoch", "split", "value"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def stage_starts(curves: pd.DataFrame) -> pd.DataFrame:
+    """Where each run's later stages begin, half an epoch before their first epoch (for a rule on the chart)."""
+    if curves.empty:
+        return pd.DataFrame(columns=["run", "name", "stage", "epoch"])
+    later = curves[curves["stage"] != curves.groupby("run")["stage"].transform("first")]
+    starts = later.groupby(["run", "name", "stage"], as_index=False)["epoch"].min()
+    starts["epoch"] = starts["epoch"] - 0.5
+    return starts
