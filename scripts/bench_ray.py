@@ -58,6 +58,7 @@ def timed_mode(data: str, seeds: int, workers: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
         grid = grid_file(Path(tmp), data, seeds)
         env = dict(os.environ, STUDY_CACHE=str(Path(tmp) / "cache"))
+        load_before = os.getloadavg()[0]  # other work on the machine shares its cores
         started = time.perf_counter()
         subprocess.run([sys.executable, __file__, "--one", str(grid), "--workers", str(workers)], cwd=REPO, env=env,
                        check=True, stdout=subprocess.DEVNULL)
@@ -66,7 +67,8 @@ def timed_mode(data: str, seeds: int, workers: int) -> dict:
     last = log[-1]
     return {"mode": "local" if workers == 0 else f"ray, {workers} worker{'s' * (workers > 1)}", "workers": workers,
             "wall_s": round(wall, 1), "sitting_wall_s": last["wall_time_s"], "run_time_s": last.get("run_time_s"),
-            "runs": last["runs"], "failed": last["failed"]}
+            "runs": last["runs"], "failed": last["failed"],
+            "load_1min_before": round(load_before, 2), "load_1min_after": round(os.getloadavg()[0], 2)}
 
 
 def main() -> int:

@@ -68,6 +68,7 @@ def test_a_grid_on_ray_writes_the_same_runs_as_a_local_sitting(ray_session, data
     last = json.loads((ray_art / EXPERIMENT_LOG).read_text().splitlines()[-1])
     assert last["mode"] == "ray" and last["finished"] and len(last["run_log"]) == 4
     assert all(r["outcome"] == "complete" and r["node"] and r["wall_time_s"] > 0 for r in last["run_log"])
+    assert {r["threads"] for r in last["run_log"]} == {1}  # TensorFlow's threads: the run's one CPU
     assert last["run_time_s"] > 0 and last["speedup"] > 0
     # A second sitting schedules nothing: every run is complete here.
     assert cli_main(["experiment", str(ray_grid), "--ray"]) == 0
@@ -141,3 +142,20 @@ def test_bad_ray_options_are_refused_by_the_parser(tmp_path, capsys):
         with pytest.raises(SystemExit) as exc:
             cli_main(["experiment", "grid.toml", "--ray", *args])
         assert exc.value.code == 2 and "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_a_run_started_here_travels_to_its_worker_and_resumes_there(ray_session, dataset, tmp_path):
+    from core.artifacts.runs import RunFolder
+    from core.orchestrate.experiment import load_grid
+
+    grid, art = write_grid(tmp_path, [dataset], methods=["logreg"], seeds=[7])
+    (planned,), _ = load_grid(grid)
+    folder = RunFolder.for_config(planned.config, art)
+    folder.start(planned.config)  # a run interrupted here: its config written, no result
+    folder.event("started", run=str(folder.path))
+    folder.unlock()
+    assert distributed.run_experiment_on_ray(grid, emit=print) == 0
+    events = [json.loads(line)["event"] for line in (folder.path / "events.jsonl").read_text().splitlines()]
+    assert events[:2] == ["started", "resumed"] and events[-1] == "complete"
+    assert folder.is_complete() and no_leftovers(art)

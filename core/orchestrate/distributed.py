@@ -189,7 +189,7 @@ def _progress(emit: Emit, done: int, total: int, started: float, cfg: RunConfig,
 
 def _run_entry(outcome: dict, folder: RunFolder, root: Path) -> dict:
     return {"run_dir": folder.path.relative_to(root).as_posix(), "outcome": outcome["status"],
-            "node": outcome.get("node"), "wall_time_s": outcome.get("wall_time_s")}
+            "node": outcome.get("node"), "wall_time_s": outcome.get("wall_time_s"), "threads": outcome.get("threads")}
 
 
 def _log_time(root: Path, path, started: float, n_runs: int, failures: list, finished: list, done: bool) -> None:
@@ -217,11 +217,16 @@ def _summary(emit: Emit, failures: list, waiting: list) -> int:
 
 def _pack_existing(folder: RunFolder) -> bytes | None:
     """A run folder already started here, for the worker to resume (None: nothing started)."""
-    if not folder.exists():
-        return None
+    return _pack(folder) if folder.exists() else None
+
+
+def _pack(folder: RunFolder, splits: Path | None = None) -> bytes:
+    """An uncompressed tar of the run folder as ``run/`` (its lock file left out) and ``splits`` as ``splits/``."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         tar.add(folder.path, arcname="run", filter=lambda info: None if Path(info.name).name == ".lock" else info)
+        if splits is not None and splits.is_dir():
+            tar.add(splits, arcname=SPLITS_DIR)
     return buf.getvalue()
 
 
@@ -301,25 +306,14 @@ def _run_task(config: dict, deploy: bool, existing: bytes | None) -> dict:
             return _result("failed", node, started, error=f"on {node}: {exc}")
         if not folder.is_complete():
             return _result("failed", node, started, error=f"on {node}: the run ended without {COMPLETE_MARKER}")
-        return _result("complete", node, started, files=_pack_result(folder))
+        return _result("complete", node, started, files=_pack(folder, folder.path.parent.parent / SPLITS_DIR))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _result(status: str, node: str, started: float, **more) -> dict:
     return {"status": status, "node": node, "wall_time_s": round(time.time() - started, 1),
-            "threads": os.environ.get("TF_NUM_INTRAOP_THREADS"), **more}
-
-
-def _pack_result(folder: RunFolder) -> bytes:
-    """The run folder (``run/``) and its dataset's split files (``splits/``) as an uncompressed tar."""
-    buf = io.BytesIO()
-    splits = folder.path.parent.parent / SPLITS_DIR
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        tar.add(folder.path, arcname="run", filter=lambda info: None if Path(info.name).name == ".lock" else info)
-        if splits.is_dir():
-            tar.add(splits, arcname=SPLITS_DIR)
-    return buf.getvalue()
+            "threads": int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 0) or None, **more}
 
 
 def _maybe_crash() -> None:
