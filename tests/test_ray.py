@@ -59,9 +59,10 @@ def test_a_grid_on_ray_writes_the_same_runs_as_a_local_sitting(ray_session, data
     assert cli_main(["experiment", str(ray_grid), "--ray", "--cpus-per-run", "1"]) == 0
     local, remote = complete_runs(local_art), complete_runs(ray_art)
     assert len(local) == 4 and local.keys() == remote.keys()
-    for name in local:
-        assert json.loads((local[name] / METRICS_FILE).read_text()) == json.loads((remote[name] / METRICS_FILE).read_text())
-        assert (local[name] / PREDICTIONS_FILE).read_bytes() == (remote[name] / PREDICTIONS_FILE).read_bytes()
+    for name, here in local.items():
+        there = remote[name]
+        assert json.loads((here / METRICS_FILE).read_text()) == json.loads((there / METRICS_FILE).read_text())
+        assert (here / PREDICTIONS_FILE).read_bytes() == (there / PREDICTIONS_FILE).read_bytes()
     assert sorted(p.name for p in (ray_art / "rays" / "splits").iterdir()) == \
         sorted(p.name for p in (local_art / "rays" / "splits").iterdir())
     assert no_leftovers(ray_art)

@@ -164,7 +164,12 @@ def _settle(outcome: dict, cfg: RunConfig, wants_deploy: bool, folder: RunFolder
     """Write a finished run into artifacts/, or record why it did not finish (as a local sitting does)."""
     status = outcome["status"]
     if status == "complete":
-        _install(outcome["files"], folder)
+        try:
+            _install(outcome["files"], folder)
+        except UserError as exc:  # what came back is not a complete run: that run failed, the grid goes on
+            failures.append((cfg, str(exc)))
+            outcome.update(status="failed", error=str(exc))
+            return
         experiment._forget_unavailable(root, cfg, folder)
     elif status == "waiting":
         waiting.append((cfg, outcome["error"]))
