@@ -179,9 +179,30 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
+    if args.ray is not None and not args.dry_run:
+        from core.orchestrate import distributed
+
+        options = distributed.RayOptions(address=args.ray, cpus_per_run=args.cpus_per_run,
+                                         gpus_per_run=args.gpus_per_run, max_retries=args.max_retries,
+                                         data_map=distributed.parse_data_map(args.data_map))
+        return distributed.run_experiment_on_ray(args.file, artifacts=args.artifacts, emit=_emit, deploy=args.deploy,
+                                                 options=options)
     from core.orchestrate.experiment import run_experiment
 
     return run_experiment(args.file, artifacts=args.artifacts, dry_run=args.dry_run, emit=_emit, deploy=args.deploy)
+
+
+def _positive(kind: type, zero: bool = False):
+    """argparse type: a number above 0 (or at least 0 with ``zero``)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a {kind.__name__} number") from None
+        if value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"{value} must be {'0 or more' if zero else 'above 0'}")
+        return value
+    return parse
 
 
 def _add_experiment(sub: argparse._SubParsersAction) -> None:
@@ -190,6 +211,18 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--artifacts", default=None, help="results folder (default: the file's, else artifacts/)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their state without running")
     p.add_argument("--deploy", action="store_true", help="measure each network run's deployment variants after it")
+    ray = p.add_argument_group("Ray (optional: pip install -r requirements-ray.txt; README 'Scale out with Ray')")
+    ray.add_argument("--ray", nargs="?", const="local", default=None, metavar="auto|ray://HOST:PORT",
+                     help="run every run as a Ray task: no address starts Ray on this machine; 'auto' joins the "
+                          "cluster started here with `ray start`; ray://HOST:PORT joins a remote one")
+    ray.add_argument("--cpus-per-run", type=_positive(float), default=1.0,
+                     help="CPUs each run reserves, and TensorFlow's thread count inside it (default 1)")
+    ray.add_argument("--gpus-per-run", type=_positive(float, zero=True), default=0.0,
+                     help="GPUs each run reserves (default 0)")
+    ray.add_argument("--max-retries", type=_positive(int, zero=True), default=2,
+                     help="times Ray reruns a run whose worker died (default 2)")
+    ray.add_argument("--data-map", action="append", metavar="LOCAL=REMOTE",
+                     help="dataset paths as the workers see them: replace the prefix LOCAL by REMOTE (repeatable)")
     p.set_defaults(func=_cmd_experiment)
 
 

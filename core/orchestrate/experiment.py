@@ -417,10 +417,10 @@ def _forget_unavailable(root: Path, cfg: RunConfig, folder: RunFolder) -> None:
         doc.save(path)
 
 
-def _log_time(root, path, started: float, n_runs: int, failures: list, finished: bool) -> None:
-    """Append this sitting's wall time so far; readers keep the last entry of each sitting."""
+def _log_time(root, path, started: float, n_runs: int, failures: list, finished: bool, **extra) -> None:
+    """Append this sitting's wall time so far (and ``extra`` fields); readers keep the last entry of each sitting."""
     entry = {"file": str(path), "started": utc_timestamp(started),
              "sitting": f"{started:.3f}-{os.getpid()}", "finished": finished,
              "wall_time_s": round(time.time() - started, 1), "runs": n_runs, "failed": len(failures),
-             "machine": machine()}
+             "machine": machine(), **extra}
     append_experiment_log(Path(root) / EXPERIMENT_LOG, entry)
