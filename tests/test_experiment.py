@@ -134,3 +134,24 @@ def test_a_sitting_audits_each_dataset_once_per_content_and_a_missing_one_is_one
                      f"audit: not made: data folder not found: {tmp_path / 'gone'}"]
     assert not (art / "gone").exists()
     assert not compare_if_needed(art / "tv", lines.append, changed=True)  # no complete run: nothing to compare
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("line, message", [
+    ("cpus_per_run = 0", "'cpus_per_run' must be a number above 0"),
+    ("cpus_per_run = \"two\"", "'cpus_per_run' must be a number above 0"),
+    ("gpus_per_run = -1", "'gpus_per_run' must be a number of at least 0"),
+    ("cpus_per_run = true", "'cpus_per_run' must be a number above 0"),
+])
+def test_ray_resources_in_a_grid_are_checked_and_carried_by_each_run(tmp_path, line, message):
+    from core.errors import UserError
+    from core.orchestrate.experiment import parse_grid
+
+    data = tmp_path / "d"
+    head = f'[[grid]]\ndatasets = ["{data}"]\nbackbones = ["EfficientNetLite0"]\n'
+    (run,), _ = parse_grid(head + "cpus_per_run = 3\ngpus_per_run = 0.5\n")
+    assert (run.cpus, run.gpus) == (3.0, 0.5)
+    (plain,), _ = parse_grid(head)
+    assert (plain.cpus, plain.gpus) == (None, None)
+    with pytest.raises(UserError, match=message):
+        parse_grid(head + line + "\n", "grid.toml")

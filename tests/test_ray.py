@@ -66,6 +66,8 @@ def test_a_grid_on_ray_writes_the_same_runs_as_a_local_sitting(ray_session, data
     assert sorted(p.name for p in (ray_art / "rays" / "splits").iterdir()) == \
         sorted(p.name for p in (local_art / "rays" / "splits").iterdir())
     assert no_leftovers(ray_art)
+    # As a local sitting: the dataset audited before its runs, compared after them.
+    assert (ray_art / "rays" / "audit.json").is_file() and (ray_art / "rays" / "mcnemar.json").is_file()
     last = json.loads((ray_art / EXPERIMENT_LOG).read_text().splitlines()[-1])
     assert last["mode"] == "ray" and last["finished"] and len(last["run_log"]) == 4
     assert all(r["outcome"] == "complete" and r["node"] and r["wall_time_s"] > 0 for r in last["run_log"])
@@ -160,3 +162,12 @@ def test_a_run_started_here_travels_to_its_worker_and_resumes_there(ray_session,
     events = [json.loads(line)["event"] for line in (folder.path / "events.jsonl").read_text().splitlines()]
     assert events[:2] == ["started", "resumed"] and events[-1] == "complete"
     assert folder.is_complete() and no_leftovers(art)
+
+
+@pytest.mark.integration
+def test_a_grid_can_reserve_more_cpus_per_run_and_tensorflow_uses_that_many(ray_session, dataset, tmp_path):
+    grid, art = write_grid(tmp_path, [dataset], methods=("logreg",), seeds=(0,), name="wide")
+    grid.write_text(grid.read_text() + "cpus_per_run = 2\n")
+    assert cli_main(["experiment", str(grid), "--ray"]) == 0
+    last = json.loads((art / EXPERIMENT_LOG).read_text().splitlines()[-1])
+    assert [r["threads"] for r in last["run_log"]] == [2]

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.artifacts.config import RunConfig
-from core.artifacts.layout import COMPLETE_MARKER, SPLITS_DIR, UNAVAILABLE_FILE, artifacts_dir
+from core.artifacts.layout import COMPLETE_MARKER, SPLITS_DIR, UNAVAILABLE_FILE, artifacts_dir, dataset_slug
 from core.artifacts.runs import RunFolder
 from core.errors import UserError, WeightsUnavailableError
 from core.orchestrate import experiment
@@ -59,10 +59,6 @@ class RayOptions:
     max_retries: int = 2
     data_map: tuple[tuple[str, str], ...] = ()  # (local prefix, worker prefix) of dataset paths
     env: dict = field(default_factory=dict)  # extra environment of the tasks (the tests' crash hook)
-
-    def threads(self) -> int:
-        """TensorFlow's intra/inter-op threads inside a task: the CPUs it reserved (at least 1)."""
-        return max(1, int(self.cpus_per_run))
 
 
 def parse_data_map(items: list[str] | None) -> tuple[tuple[str, str], ...]:
@@ -90,21 +86,28 @@ def run_experiment_on_ray(path: str | Path, artifacts: str | None = None, emit: 
     planned, file_artifacts = experiment.load_grid(path)
     root = Path(artifacts or file_artifacts or artifacts_dir()).expanduser()
     states = [(p.config, p.deploy or deploy, RunFolder.for_config(p.config, root)) for p in planned]
+    reserve = {id(p.config): (p.cpus or options.cpus_per_run, options.gpus_per_run if p.gpus is None else p.gpus)
+               for p in planned}
     todo = [(cfg, wants, folder) for cfg, wants, folder in states if wants or not folder.is_complete()]
     emit(f"{len(states)} runs in {path}: {len(states) - len(todo)} complete, {len(todo)} to do "
          f"(Ray: {options.address}, {options.cpus_per_run:g} CPU and {options.gpus_per_run:g} GPU per run)")
     ray = _import_ray()
     _connect(ray, options)
-    task = ray.remote(_run_task).options(
-        num_cpus=options.cpus_per_run, num_gpus=options.gpus_per_run, max_retries=options.max_retries,
-        runtime_env={"env_vars": {**{name: str(options.threads()) for name in THREAD_ENV}, **options.env}})
+    task = ray.remote(_run_task)
     started = time.time()
     failures, waiting, finished = [], [], []
     pending = {}
+    datasets = list(dict.fromkeys(c.dataset for c, _, _ in states))
+    for dataset in datasets:  # on the driver, as a local sitting does: the report gets its audit
+        experiment.audit_if_needed(dataset, root, emit)
     try:
         for cfg, wants, folder in todo:
             worker_cfg = dataclasses.replace(cfg, dataset=map_dataset(cfg.dataset, options.data_map))
-            pending[task.remote(worker_cfg.to_dict(), wants, _pack_existing(folder))] = (cfg, wants, folder)
+            cpus, gpus = reserve[id(cfg)]
+            threads = str(max(1, int(cpus)))  # TensorFlow in the task uses the CPUs it reserved, not the node's
+            sized = task.options(num_cpus=cpus, num_gpus=gpus, max_retries=options.max_retries, runtime_env={
+                "env_vars": {**{name: threads for name in THREAD_ENV}, **options.env}})
+            pending[sized.remote(worker_cfg.to_dict(), wants, _pack_existing(folder))] = (cfg, wants, folder)
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=5.0)
             for ref in ready:
@@ -114,6 +117,9 @@ def run_experiment_on_ray(path: str | Path, artifacts: str | None = None, emit: 
                 finished.append(_run_entry(outcome, folder, root))
                 _progress(emit, len(finished), len(todo), started, cfg, outcome)
                 _log_time(root, path, started, len(states), failures, finished, done=False)
+        trained = {cfg.dataset for cfg, _, _ in todo}
+        for dataset in datasets:
+            experiment.compare_if_needed(root / dataset_slug(dataset), emit, dataset in trained)
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref, force=True)

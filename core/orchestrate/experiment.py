@@ -78,15 +78,19 @@ from core.orchestrate.run import execute, validate_config
 from core.progress import Emit
 from core.train import config as config_mod
 
-GRID_KEYS = {"datasets", "backbones", "weights", "methods", "seeds", "preset", "set", "deploy"}
+GRID_KEYS = {"datasets", "backbones", "weights", "methods", "seeds", "preset", "set", "deploy", "cpus_per_run",
+             "gpus_per_run"}
 
 
 @dataclass
 class PlannedRun:
-    """One run of a grid and whether the grid asks for its deployment variants."""
+    """One run of a grid, whether the grid asks for its deployment variants, and what a run of it reserves on
+    a Ray cluster (``None``: the ``--cpus-per-run``/``--gpus-per-run`` of the sitting; unused without ``--ray``)."""
 
     config: RunConfig
     deploy: bool = False
+    cpus: float | None = None
+    gpus: float | None = None
 
 
 def load_grid(path: str | Path) -> tuple[list[PlannedRun], str | None]:
@@ -152,6 +156,14 @@ def _grid_runs(grid: dict) -> list[PlannedRun]:
         raise UserError("'deploy' must be true or false")
     if not isinstance(grid.get("set", {}), dict):
         raise UserError('\'set\' must be a table, e.g. set = { "stage1.epochs" = 5 }')
+    resources = {}
+    for key, low in (("cpus_per_run", 0.0), ("gpus_per_run", -1.0)):
+        value = grid.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > low
+                                  or value != value or value > 1024):
+            raise UserError(f"'{key}' must be a number {'above 0' if low == 0 else 'of at least 0'} (at most 1024), "
+                            f"not {value!r}")
+        resources[key] = None if value is None else float(value)
     overrides = config_mod.nest(grid.get("set", {}))
     config_mod.reject_identity_overrides(overrides, "'set'")
     runs = []
@@ -162,7 +174,8 @@ def _grid_runs(grid: dict) -> list[PlannedRun]:
             continue  # baselines exist only on ImageNet embeddings
         layer = copy.deepcopy(overrides)
         layer.update(weights=weights, method=method, seed=seed)
-        runs.append(PlannedRun(config_mod.resolve(dataset, backbone, grid.get("preset", "full"), layer), deploy))
+        runs.append(PlannedRun(config_mod.resolve(dataset, backbone, grid.get("preset", "full"), layer), deploy,
+                               resources["cpus_per_run"], resources["gpus_per_run"]))
     return runs
 
 
