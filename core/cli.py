@@ -288,14 +288,14 @@ def _add_leakage(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from core.artifacts import report
+    from core.artifacts import readme
 
     root = existing_artifacts_dir(args.artifacts)
     if args.readme:
-        changed = report.update_readme(Path(args.readme), root)
+        changed = readme.update_readme(Path(args.readme), root)
         print(f"{args.readme}: results section {'updated' if changed else 'already current'}")
     else:
-        print(report.markdown_results(root))
+        print(readme.markdown_results(root))
     return 0
 
 

@@ -74,11 +74,11 @@ def test_static_html_report_is_self_contained(tiny_artifacts, monkeypatch):
 
 
 def test_readme_results_are_generated_from_the_runs(tiny_artifacts, tmp_path, capsys):
-    from core.artifacts import report
+    from core.artifacts import readme as results_section
     from core.cli import main
 
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{report.README_BEGIN}\nstale\n{report.README_END}\noutro\n")
+    readme.write_text(f"intro\n{results_section.README_BEGIN}\nstale\n{results_section.README_END}\noutro\n")
     assert main(["report", "--readme", str(readme), "--artifacts", str(tiny_artifacts)]) == 0
     text = readme.read_text()
     assert "stale" not in text and text.startswith("intro\n") and text.endswith("outro\n")

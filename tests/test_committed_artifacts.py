@@ -73,11 +73,11 @@ def committed_copy(tmp_path_factory):
 
 
 def test_readme_results_are_the_report_of_the_committed_artifacts(committed_copy):
-    from core.artifacts import report
+    from core.artifacts import readme as results_section
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme.split(report.README_BEGIN, 1)[1].split(report.README_END, 1)[0]
-    assert section.strip() == report.markdown_results(committed_copy).strip(), (
+    section = readme.split(results_section.README_BEGIN, 1)[1].split(results_section.README_END, 1)[0]
+    assert section.strip() == results_section.markdown_results(committed_copy).strip(), (
         "README results are stale: run `python -m core report --readme README.md`")
 
 

@@ -55,6 +55,7 @@ def test_experiment_grid_skips_complete_runs_and_compare(lite0_home, dataset, tm
 
 def test_experiment_records_runs_waiting_for_weights_and_measures_their_architecture(
         lite0_home, dataset, tmp_path, capsys, monkeypatch):
+    from core.artifacts import readme as results_section
     from core.artifacts import report
     from core.deploy import measure as deploy
     from core.orchestrate import experiment
@@ -84,7 +85,7 @@ def test_experiment_records_runs_waiting_for_weights_and_measures_their_architec
 
     rows = report.waiting_runs("colours", art)
     assert list(rows["backbone"]) == ["MobileNetV3Small"] and rows["tflite_f32_mb"].iloc[0] > 0
-    text = report.markdown_results(art)
+    text = results_section.markdown_results(art)
     assert "not measured: ImageNet weights were not available" in text and waiting[0]["command"] in text
     assert "### Architectures measured without trained weights" in text
 

@@ -54,7 +54,6 @@ from core.artifacts.records import (
     read_experiment_log,
 )
 from core.artifacts.runs import HISTORY_COLUMNS, RunFolder, RunStatus
-from core.errors import UserError
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")
 METRIC_LABELS = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro-F1",
@@ -898,90 +897,3 @@ def _readable(kind, path: Path, default):
         return kind.load(path)
     except RecordError:
         return default
-
-
-def _markdown_table(df: pd.DataFrame) -> list[str]:
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
-    for _, row in df.iterrows():
-        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in row.values) + " |")
-    return lines + [""]
-
-
-def _configurations_markdown(configs: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
-    """The README's configuration ranking of one dataset, its recommendation and what to read it with."""
-    metric = DEFAULT_METRIC
-    top = ranking.ranked(configs, metric)
-    _, note = ranking.ranking_preset(configs)
-    lines = [f"Configurations (runs that differ only by seed), ranked by mean {metric_label(metric).lower()}: "
-             f"{ranking.interval_caption(top)}.\n"]
-    lines += _markdown_table(configurations_table(top))
-    rec = ranking.recommend(configs, metric=metric)
-    lines.append(f"Recommendation: {recommendation_text(rec)}" + "".join(
-        f" {text}" for text in (not_distinguishable_text(rec), *rec.notes) if text) + "\n")
-    leak = validation_leak_note(runs)
-    if leak:
-        lines.append(f"{leak}\n")
-    return lines
-
-
-def markdown_results(root: Path | None = None) -> str:
-    """The README "Results" tables for every dataset, generated from the stored runs."""
-    root = Path(root or artifacts_dir())
-    lines = []
-    for dataset in datasets(root):
-        df = runs_table(dataset, root)
-        waiting = waiting_runs(dataset, root)
-        if df.empty and waiting.empty and not unreadable(df):
-            continue
-        lines.append(f"### {dataset}\n")
-        if not df.empty:
-            lines.append(f"{test_split_caption(df)}.\n")
-            lines += _configurations_markdown(ranking.configurations(df), df)
-            lines.append(f"Single runs: value [95% bootstrap CI, {ranking.bootstrap_unit(df)}].\n")
-            if leak_free_differs(df):
-                lines.append(f"{leak_free_caption(df)}\n")
-            lines += _markdown_table(leaderboard(df))
-        if unreadable(df):
-            lines.append(f"{len(unreadable(df))} run(s) could not be read and are left out: "
-                         + "; ".join(unreadable(df)) + "\n")
-        spread = seed_spread(df)
-        if not spread.empty:
-            lines.append("Seed-to-seed spread (training randomness), next to the bootstrap CI width (test-sample "
-                         "randomness):\n")
-            lines += _markdown_table(spread)
-        if not waiting.empty:
-            lines.append("Not trained here: the backbone's ImageNet weights were not on this machine. Sizes and "
-                         "latency come from the architecture with random weights; the command fills in the row "
-                         "on a machine that has the weights.\n")
-            lines += _markdown_table(waiting_table(waiting))
-    arch = architectures(root)
-    if not arch.empty:
-        lines.append("### Architectures measured without trained weights\n")
-        lines.append("Backbone + classification head with random weights (`python -m core deploy --architecture "
-                     "NAME`): sizes, FLOPs and median batch-1 latency on this machine; no accuracy.\n")
-        lines += _markdown_table(architecture_table(arch))
-    t = machine_time(root)
-    lines.append(f"Machine time on record: training {t['training_s'] / 3600:.1f} h (stage timings of the complete "
-                 f"runs), deployment measurements {t['deployment_s'] / 3600:.1f} h (per-variant timings); the experiment "
-                 "sittings logged "
-                 f"in experiment_log.jsonl ({t['sittings']}) add up to {t['experiment_sittings_s'] / 3600:.1f} h (each "
-                 "sitting logs after every run; time after a sitting's last logged run is missing).\n")
-    return "\n".join(lines)
-
-
-README_BEGIN = "<!-- results:begin (python -m core report --readme README.md) -->"
-README_END = "<!-- results:end -->"
-
-
-def update_readme(readme: Path, root: Path | None = None) -> bool:
-    """Replace the text between the results markers of ``readme``; True if it changed."""
-    text = readme.read_text(encoding="utf-8")
-    if README_BEGIN not in text or README_END not in text:
-        raise UserError(f"{readme} has no results markers ({README_BEGIN} ... {README_END})")
-    head, rest = text.split(README_BEGIN, 1)
-    _, tail = rest.split(README_END, 1)
-    new = f"{head}{README_BEGIN}\n{markdown_results(root)}\n{README_END}{tail}"
-    if new != text:
-        readme.write_text(new, encoding="utf-8")
-        return True
-    return False
