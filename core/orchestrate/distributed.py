@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.artifacts.config import RunConfig
-from core.artifacts.layout import COMPLETE_MARKER, SPLITS_DIR, UNAVAILABLE_FILE, artifacts_dir, dataset_slug
+from core.artifacts.layout import COMPLETE_MARKER, SPLITS_DIR, artifacts_dir, dataset_slug
 from core.artifacts.runs import RunFolder
 from core.errors import UserError, WeightsUnavailableError
 from core.orchestrate import experiment
@@ -127,7 +127,7 @@ def run_experiment_on_ray(path: str | Path, artifacts: str | None = None, emit: 
         raise
     finally:
         _log_time(root, path, started, len(states), failures, finished, done=True)
-    return _summary(emit, failures, waiting)
+    return experiment.sitting_summary(emit, failures, waiting, "the workers")
 
 
 # --- driver ---------------------------------------------------------------------
@@ -209,21 +209,6 @@ def _log_time(root: Path, path, started: float, n_runs: int, failures: list, fin
     wall = max(time.time() - started, 1e-9)
     experiment._log_time(root, path, started, n_runs, failures, finished=done, mode="ray", run_log=list(finished),
                          run_time_s=run_time, speedup=round(run_time / wall, 2))
-
-
-def _summary(emit: Emit, failures: list, waiting: list) -> int:
-    if waiting:
-        emit(f"{len(waiting)} runs wait for ImageNet weights that are not on the workers "
-             f"(recorded in {UNAVAILABLE_FILE} beside each dataset's runs):")
-        for cfg, _ in waiting:
-            emit(f"  {cfg.backbone} on {cfg.dataset}")
-    if failures:
-        emit(f"{len(failures)} runs failed:")
-        for cfg, why in failures:
-            emit(f"  {cfg.backbone} {cfg.weights} {cfg.method} seed {cfg.seed}: {why}")
-        return 1
-    emit("all runs complete" if not waiting else "all other runs complete")
-    return 0
 
 
 def _pack_existing(folder: RunFolder) -> bytes | None:

@@ -273,8 +273,13 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
             compare_if_needed(root / dataset_slug(dataset), emit, dataset in trained)
     finally:
         _log_time(root, path, started, len(states), failures, finished=True)
+    return sitting_summary(emit, failures, waiting, "this machine")
+
+
+def sitting_summary(emit: Emit, failures: list, waiting: list, where: str) -> int:
+    """The end of a sitting: runs waiting for weights (not on ``where``), failures; returns the exit code."""
     if waiting:
-        emit(f"{len(waiting)} runs wait for ImageNet weights that are not on this machine "
+        emit(f"{len(waiting)} runs wait for ImageNet weights that are not on {where} "
              f"(recorded in {UNAVAILABLE_FILE} beside each dataset's runs):")
         for cfg, _ in waiting:
             emit(f"  {cfg.backbone} on {cfg.dataset}")
