@@ -11,6 +11,7 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import os
 import sys
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from core.artifacts.config import BASELINES, METHODS
 from core.artifacts.layout import DEPLOYMENT_FILE, deployment_file, existing_artifacts_dir
 from core.errors import UserError
 from core.formatting import format_table
@@ -139,9 +141,12 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
 # --- run / experiment ----------------------------------------------------------
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.method not in METHODS:  # before the heavy imports: a typo answers at once
+        close = difflib.get_close_matches(args.method, METHODS, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise UserError(f"unknown method '{args.method}'; {hint}choose one of: {', '.join(METHODS)}")
     from core.orchestrate.run import execute
     from core.train import config as config_mod
-
 
     overrides = config_mod.parse_overrides(args.set or [])
     overrides.update(weights=args.weights, seed=args.seed, method=args.method)
@@ -163,8 +168,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="full", help="quick (minutes, subsampled) or full (default)")
     p.add_argument("--weights", default="imagenet", choices=["imagenet", "none"],
                    help="imagenet (transfer learning, default) or none (same architecture from scratch)")
-    p.add_argument("--method", default="finetune", choices=["finetune", "logreg", "linear_svm", "knn"],
-                   help="finetune the network (default) or a scikit-learn baseline on frozen embeddings")
+    p.add_argument("--method", default="finetune", metavar="METHOD",
+                   help="finetune the network (default) or a scikit-learn baseline on frozen embeddings: "
+                        f"{', '.join(BASELINES)} (README: Classical baselines)")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--artifacts", default=None, help="results folder (default: artifacts/ in the repo)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",

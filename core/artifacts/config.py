@@ -23,6 +23,13 @@ SCHEMA_VERSION = 1
 SEED_LIMIT = 2**32  # numpy and Keras accept seeds in [0, 2**32)
 
 
+# The classical baselines on frozen embeddings (core.train.baselines.GRIDS), in the order the CLI lists them.
+BASELINES = ("logreg", "linear_svm", "knn", "knn_uniform", "knn_nearest", "nn1",
+             "ovr_logreg", "ovo_logreg", "ecoc_logreg", "ovr_svm", "ovo_svm", "ecoc_svm",
+             "tree_gini", "tree_entropy", "tree_log_loss", "forest")
+METHODS = ("finetune", *BASELINES)
+
+
 @dataclass
 class AugmentConfig:
     """Input augmentation as a fixed number of cached augmented views per training image."""
@@ -53,8 +60,7 @@ class RunConfig:
     dataset: str  # dataset folder
     backbone: str  # registry name, optionally Name@alpha
     weights: str = "imagenet"  # "imagenet" or "none" (train the same architecture from scratch)
-    method: str = "finetune"  # "finetune" (network) or a classical baseline on frozen embeddings:
-    #                           "logreg", "linear_svm", "knn"
+    method: str = "finetune"  # "finetune" (network) or a classical baseline on frozen embeddings (BASELINES)
     seed: int = 0
     preset: str = "full"
     # data

@@ -16,13 +16,15 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from core.artifacts.config import BASELINES
+
 CONFIGURATION_KEYS = ("dataset", "backbone", "weights", "method", "preset", "settings_key")
 CONFIDENCE = 0.95
 # The recommendation chooses on this runs-table column (mean over seeds), never on a test score.
 VALIDATION_SCORE = "val_accuracy"
 FULL_PRESET = "full"
 TRANSFER = "transfer"
-BASELINE_KINDS = ("scratch", "logreg", "linear_svm", "knn")
+BASELINE_KINDS = ("scratch", *BASELINES)
 INTERVAL_SEEDS = "seeds"  # mean ± t·SD/√n over the seeds
 INTERVAL_BOOTSTRAP = "bootstrap"  # one seed: that run's bootstrap CI
 AGAINST_RECOMMENDED = "against the recommended"

@@ -8,7 +8,7 @@ Example::
     datasets = ["../shared/data/flower_photos"]
     backbones = ["EfficientNetLite0", "MobileNetV2@0.35"]
     weights = ["imagenet"]             # and/or "none"
-    methods = ["finetune"]             # and/or "logreg", "linear_svm", "knn"
+    methods = ["finetune"]             # and/or any of core.artifacts.config.BASELINES, e.g. "logreg"
     seeds = [0, 1, 2]
     preset = "full"
     deploy = true                      # measure the deployment variants of each run

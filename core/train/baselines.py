@@ -1,15 +1,25 @@
 """Classical baselines on frozen ImageNet embeddings (scikit-learn).
 
-Logistic regression, a linear SVM (probabilities by Platt-style calibration) and
-k-nearest neighbours, trained on the same cached pooled backbone outputs the
-networks' stage 1 uses (original training images, no augmented views), with their
-one hyperparameter chosen on the validation split, then evaluated on the test split
-exactly like a network.
+Logistic regression, a linear SVM (probabilities by Platt-style calibration), k-nearest
+neighbours with several tie-breaking rules, the three ways of reducing a multi-class
+problem to binary ones (one-vs-rest, one-vs-one, error-correcting output codes) around
+both linear models, decision trees with each impurity measure and a random forest. All
+are trained on the same cached pooled backbone outputs the networks' stage 1 uses
+(original training images, no augmented views), with their one hyperparameter chosen on
+the validation split, then evaluated on the test split exactly like a network.
+
+A run's predictions are the argmax of its test probabilities, so every k-NN tie-break
+rule is carried by the probabilities (:data:`TIE_NUDGE`).
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.metrics.pairwise import euclidean_distances
+from sklearn.multiclass import OutputCodeClassifier
 
 from core.artifacts.config import RunConfig
 from core.models.backbones import BackboneSpec, build_backbone
@@ -17,32 +27,123 @@ from core.progress import Throughput
 from core.train import features as feat
 from core.train.pipeline import inference_batch
 
+_K = [1, 3, 5, 11, 21]
+_CODE_SIZES = [1.0, 1.5, 2.0, 3.0]  # binary classifiers per class
+_DEPTHS = [2, 4, 8, 16, None]  # None: grow until the leaves are pure
+# method -> (the hyperparameter chosen on validation, its grid)
 GRIDS = {
     "logreg": ("C", [0.01, 0.1, 1.0, 10.0]),
     "linear_svm": ("C", [0.001, 0.01, 0.1, 1.0]),
-    "knn": ("n_neighbors", [1, 3, 5, 11, 21]),
+    "knn": ("n_neighbors", _K),  # votes weighted by 1/distance
+    "knn_uniform": ("n_neighbors", _K),  # one vote each; a tie goes to the smallest class index
+    "knn_nearest": ("n_neighbors", _K),  # one vote each; a tie goes to the tied class with the nearest neighbour
+    "nn1": ("n_neighbors", [1]),  # the nearest training image's class
+    "ovr_logreg": ("C", [0.01, 0.1, 1.0, 10.0]),
+    "ovo_logreg": ("C", [0.01, 0.1, 1.0, 10.0]),
+    "ecoc_logreg": ("code_size", _CODE_SIZES),
+    "ovr_svm": ("C", [0.001, 0.01, 0.1, 1.0]),
+    "ovo_svm": ("C", [0.001, 0.01, 0.1, 1.0]),
+    "ecoc_svm": ("code_size", _CODE_SIZES),
+    "tree_gini": ("max_depth", _DEPTHS),
+    "tree_entropy": ("max_depth", _DEPTHS),
+    "tree_log_loss": ("max_depth", _DEPTHS),  # scikit-learn's "log_loss" is the entropy criterion itself
+    "forest": ("max_depth", _DEPTHS),
 }
+# The binary model's regularisation inside the output-code reductions, whose grid is the code size.
+ECOC_C = {"logreg": 1.0, "svm": 0.01}
+FOREST_TREES = 200
+# Added to the tie-break winner's vote share (then renormalised) so that the argmax picks it.
+TIE_NUDGE = 1e-6
+
+
+class NearestTieKNN(ClassifierMixin, BaseEstimator):
+    """k-NN with one vote per neighbour; a tie goes to the tied class whose neighbour is nearest."""
+
+    def __init__(self, n_neighbors: int = 5):
+        self.n_neighbors = n_neighbors
+
+    def fit(self, x, y):
+        """Store the training set (a uniform-vote scikit-learn k-NN)."""
+        from sklearn.neighbors import KNeighborsClassifier
+
+        self.knn_ = KNeighborsClassifier(n_neighbors=self.n_neighbors).fit(x, y)
+        self.classes_ = self.knn_.classes_
+        self.labels_ = np.searchsorted(self.classes_, np.asarray(y))  # column of each training image's class
+        return self
+
+    def predict_proba(self, x):
+        """Vote shares, the tie-break winner's nudged up by :data:`TIE_NUDGE`."""
+        votes = self.knn_.predict_proba(x)
+        _, order = self.knn_.kneighbors(x)  # nearest first
+        for row, neighbours in zip(votes, order):
+            tied = np.flatnonzero(row == row.max())
+            if len(tied) > 1:
+                winner = next(c for c in self.labels_[neighbours] if c in tied)
+                row[winner] += TIE_NUDGE
+        return votes / votes.sum(1, keepdims=True)
+
+    def predict(self, x):
+        """The class with the largest nudged vote share."""
+        return self.classes_[self.predict_proba(x).argmax(1)]
+
+
+class ScoredOutputCode(OutputCodeClassifier):
+    """Error-correcting output codes with a score per class: minus the Euclidean distance from the
+    binary classifiers' outputs to the class's code word (scikit-learn predicts the nearest code word)."""
+
+    def decision_function(self, x):
+        """Minus each class's code-word distance; the argmax is :meth:`predict`'s class."""
+        outputs = np.array([e.decision_function(x) for e in self.estimators_]).T
+        return -euclidean_distances(outputs, self.code_book_)
 
 
 def make_model(method: str, value, seed: int):
     """An unfitted scikit-learn pipeline for ``method`` with its hyperparameter set."""
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import LinearSVC
 
-    if method == "logreg":
-        model = LogisticRegression(C=value, max_iter=3000, class_weight="balanced", random_state=seed)
-    elif method == "linear_svm":
-        model = CalibratedClassifierCV(LinearSVC(C=value, class_weight="balanced", random_state=seed, max_iter=5000),
-                                       cv=3)
-    elif method == "knn":
-        model = KNeighborsClassifier(n_neighbors=value, weights="distance")
-    else:
-        raise ValueError(f"unknown baseline {method!r}")
-    return make_pipeline(StandardScaler(), model)
+    return make_pipeline(StandardScaler(), _estimator(method, value, seed))
+
+
+def _estimator(method: str, value, seed: int):
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsOneClassifier, OneVsRestClassifier
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.svm import LinearSVC
+    from sklearn.tree import DecisionTreeClassifier
+
+    def binary(kind: str, c: float):
+        if kind == "logreg":
+            return LogisticRegression(C=c, max_iter=3000, class_weight="balanced", random_state=seed)
+        return LinearSVC(C=c, class_weight="balanced", random_state=seed, max_iter=5000)
+
+    if method in ("logreg", "linear_svm"):
+        model = binary("logreg" if method == "logreg" else "svm", value)
+        return model if method == "logreg" else CalibratedClassifierCV(model, cv=3)
+    if method in ("knn", "knn_uniform", "nn1"):
+        return KNeighborsClassifier(n_neighbors=value, weights="distance" if method == "knn" else "uniform")
+    if method == "knn_nearest":
+        return NearestTieKNN(n_neighbors=value)
+    if method.startswith(("ovr_", "ovo_", "ecoc_")):
+        strategy, kind = method.split("_")
+        if strategy == "ovr":
+            reduction = OneVsRestClassifier(binary(kind, value))
+        elif strategy == "ovo":
+            reduction = OneVsOneClassifier(binary(kind, value))
+        else:
+            reduction = ScoredOutputCode(binary(kind, ECOC_C[kind]), code_size=value, random_state=seed)
+        # Every strategy's class scores calibrated the same way (sigmoid, 3 folds) into probabilities, so
+        # they compare on log loss too (OvO and ECOC have none of their own); the fit time includes this.
+        return CalibratedClassifierCV(reduction, cv=3)
+    if method.startswith("tree_"):
+        return DecisionTreeClassifier(criterion=method.removeprefix("tree_"), max_depth=value,
+                                      class_weight="balanced", random_state=seed)
+    if method == "forest":
+        return RandomForestClassifier(n_estimators=FOREST_TREES, max_depth=value, class_weight="balanced",
+                                      random_state=seed)
+    raise ValueError(f"unknown baseline {method!r}")
 
 
 def full_probs(model, x: np.ndarray, num_classes: int) -> np.ndarray:
@@ -80,25 +181,34 @@ def train_and_predict(config: RunConfig, spec: BackboneSpec, data, run, emit) ->
     run.event("baseline", method=config.method, chosen={name: best[name]})
     return {"test_probs": probs,
             "details": {"method": config.method, "hyperparameter": name, "grid": scores, "chosen": best[name],
+                        "fit_seconds": best["fit_seconds"],
                         "inputs": "pooled ImageNet backbone outputs of the original training images, standardised"}}
 
 
 def _choose_and_fit(config: RunConfig, data, x: dict, emit) -> tuple[dict, list[dict], np.ndarray]:
-    """Fit every grid value on train, choose the best on val, refit it; return it, the grid and test probabilities."""
+    """Fit every grid value on train (timed), choose the best on val, refit it; return it, the grid and test
+    probabilities."""
     from sklearn.metrics import log_loss
 
     name, values = GRIDS[config.method]
     k = len(data.classes)
     scores = []
     for value in values:
-        if config.method == "knn" and value > len(data.ids["train"]):
+        if name == "n_neighbors" and value > len(data.ids["train"]):
             continue
-        model = make_model(config.method, value, config.seed).fit(x["train"], data.labels["train"])
+        model, seconds = _timed_fit(config, value, x["train"], data.labels["train"])
         probs = np.clip(full_probs(model, x["val"], k), 1e-7, 1.0)
         loss = log_loss(data.labels["val"], probs / probs.sum(1, keepdims=True), labels=list(range(k)))
         acc = float((probs.argmax(1) == data.labels["val"]).mean())
-        scores.append({name: value, "val_loss": float(loss), "val_accuracy": acc})
+        scores.append({name: value, "val_loss": float(loss), "val_accuracy": acc, "fit_seconds": seconds})
         emit(f"{config.method} {name}={value}: val_loss {loss:.4f} val_acc {acc:.3f}")
     best = min(scores, key=lambda s: (s["val_loss"], -s["val_accuracy"]))
-    model = make_model(config.method, best[name], config.seed).fit(x["train"], data.labels["train"])
+    model, _ = _timed_fit(config, best[name], x["train"], data.labels["train"])
     return best, scores, full_probs(model, x["test"], k)
+
+
+def _timed_fit(config: RunConfig, value, x: np.ndarray, y: np.ndarray):
+    """The fitted model and its fit's wall-clock seconds."""
+    started = time.perf_counter()
+    model = make_model(config.method, value, config.seed).fit(x, y)
+    return model, round(time.perf_counter() - started, 4)

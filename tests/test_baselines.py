@@ -1,0 +1,103 @@
+"""The classical baselines on hand-made embeddings: each k-NN tie-break rule, each multi-class
+reduction strategy and each tree measure gives its documented result (README: Classical baselines)."""
+
+import numpy as np
+import pytest
+
+from core.artifacts.config import BASELINES, METHODS
+from core.cli import main as cli_main
+from core.train import baselines
+from core.train.baselines import GRIDS, TIE_NUDGE, make_model
+
+pytestmark = pytest.mark.unit
+
+# One dimension: a query at 0 whose two nearest training points (k=2) are class 1 at 1 and class 0 at 2.
+TIE_X = np.array([[1.0], [2.0], [9.0], [10.0]])
+TIE_Y = np.array([1, 0, 2, 2])
+QUERY = np.array([[0.0]])
+
+
+@pytest.mark.parametrize("method, k, expected", [
+    ("knn_uniform", 2, 0),  # one vote each, 1:1 -> the smallest class index (scikit-learn's rule)
+    ("knn_nearest", 2, 1),  # one vote each, 1:1 -> the tied class owning the nearest neighbour
+    ("knn", 2, 1),  # votes 1/1 against 1/2 (distance-weighted): no tie
+    ("nn1", 1, 1),  # the nearest training point alone
+])
+def test_each_knn_rule_breaks_the_hand_made_tie_as_documented(method, k, expected):
+    model = make_model(method, k, seed=0).fit(TIE_X, TIE_Y)
+    probs = model.predict_proba(QUERY)[0]
+    assert probs.argmax() == expected and model.predict(QUERY)[0] == expected
+    if method in ("knn_uniform", "knn_nearest"):  # the vote shares stay 1/2 each, up to the nudge
+        assert probs[:2] == pytest.approx([0.5, 0.5], abs=2 * TIE_NUDGE) and probs[2] == 0
+
+
+def test_knn_nearest_without_a_tie_is_the_plain_majority():
+    x = np.array([[1.0], [2.0], [3.0], [9.0]])
+    model = make_model("knn_nearest", 3, seed=0).fit(x, np.array([1, 0, 0, 1]))
+    assert model.predict(QUERY)[0] == 0  # 2 votes to 1, although class 1 owns the nearest point
+    assert model.predict_proba(QUERY)[0] == pytest.approx([2 / 3, 1 / 3])
+
+
+def _clusters(seed=0, per_class=12, k=4):
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0, 0], [10, 0], [0, 10], [10, 10]], dtype=float)[:k]
+    x = np.concatenate([c + rng.normal(0, 0.5, (per_class, 2)) for c in centres])
+    return x, np.repeat(np.arange(k), per_class), centres
+
+
+@pytest.mark.parametrize("method, value, binary_models", [
+    ("ovr_logreg", 1.0, 4), ("ovr_svm", 0.1, 4),  # one per class
+    ("ovo_logreg", 1.0, 6), ("ovo_svm", 0.1, 6),  # one per pair of classes: 4*3/2
+    ("ecoc_logreg", 2.0, 8), ("ecoc_svm", 1.5, 6),  # code_size times the classes
+])
+def test_each_reduction_strategy_fits_its_binary_models_and_separates_the_clusters(method, value, binary_models):
+    x, y, centres = _clusters()
+    model = make_model(method, value, seed=1).fit(x, y)
+    reduction = model[-1].calibrated_classifiers_[0].estimator
+    assert len(reduction.estimators_) == binary_models
+    assert list(model.predict(centres)) == [0, 1, 2, 3]
+    assert model.predict_proba(centres).sum(1) == pytest.approx(np.ones(4))
+
+
+def test_a_random_code_book_can_give_two_classes_one_code_word():
+    # Seed 0's 6-bit code book repeats class 0's word for class 3: ECOC cannot tell them apart, which is
+    # why the code size is chosen on validation (longer codes make a repeat unlikely).
+    x, y, centres = _clusters()
+    model = make_model("ecoc_logreg", 1.5, seed=0).fit(x, y)
+    code_book = model[-1].calibrated_classifiers_[0].estimator.code_book_
+    assert (code_book[0] == code_book[3]).all()
+    predicted = model.predict(centres)
+    assert predicted[0] == predicted[3]
+
+
+def test_ecoc_scores_rank_the_nearest_code_word_first():
+    x, y, _ = _clusters()
+    ecoc = baselines.ScoredOutputCode(make_model("logreg", 1.0, 0)[-1], code_size=2.0, random_state=0).fit(x, y)
+    scores = ecoc.decision_function(x)
+    assert (scores <= 0).all() and (ecoc.classes_[scores.argmax(1)] == ecoc.predict(x)).all()
+
+
+def test_entropy_and_log_loss_trees_are_the_same_tree_and_depth_is_capped():
+    x, y, _ = _clusters(per_class=20)
+    x = x + np.random.default_rng(1).normal(0, 4, x.shape)  # overlapping: the trees have work to do
+    entropy, log_loss = (make_model(m, None, seed=0).fit(x, y) for m in ("tree_entropy", "tree_log_loss"))
+    assert (entropy.predict_proba(x) == log_loss.predict_proba(x)).all()
+    assert make_model("tree_gini", 2, seed=0).fit(x, y)[-1].get_depth() <= 2
+    forest = make_model("forest", 4, seed=0).fit(x, y)[-1]
+    assert len(forest.estimators_) == baselines.FOREST_TREES and max(t.get_depth() for t in forest.estimators_) <= 4
+
+
+def test_every_baseline_has_a_grid_and_the_cli_lists_it(capsys):
+    assert set(GRIDS) == set(BASELINES) and METHODS == ("finetune", *BASELINES)
+    with pytest.raises(SystemExit):
+        cli_main(["run", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert all(method in help_text for method in BASELINES)
+
+
+def test_a_bad_method_name_is_one_line_before_any_work(tmp_path, capsys):
+    assert cli_main(["run", "--data", str(tmp_path / "nowhere"), "--backbone", "EfficientNetLite0",
+                     "--method", "knn_unifrom", "--artifacts", str(tmp_path / "art")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown method 'knn_unifrom'; did you mean 'knn_uniform'?")
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "art").exists()
