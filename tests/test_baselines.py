@@ -31,6 +31,16 @@ def test_each_knn_rule_breaks_the_hand_made_tie_as_documented(method, k, expecte
         assert probs[:2] == pytest.approx([0.5, 0.5], abs=2 * TIE_NUDGE) and probs[2] == 0
 
 
+def test_knn_random_draws_among_the_tied_classes_only_and_repeats_with_its_seed():
+    # Query at 0, k=3: one vote each for classes 0, 1 and 2 (class 3, further away, gets none).
+    x = np.array([[1.0], [2.0], [3.0], [20.0]])
+    y = np.array([2, 1, 0, 3])
+    winners = {int(make_model("knn_random", 3, seed=s).fit(x, y).predict(QUERY)[0]) for s in range(20)}
+    assert winners == {0, 1, 2}  # every tied class wins for some seed, the untied one never
+    again = [make_model("knn_random", 3, seed=7).fit(x, y).predict_proba(QUERY) for _ in range(2)]
+    assert (again[0] == again[1]).all()
+
+
 def test_knn_nearest_without_a_tie_is_the_plain_majority():
     x = np.array([[1.0], [2.0], [3.0], [9.0]])
     model = make_model("knn_nearest", 3, seed=0).fit(x, np.array([1, 0, 0, 1]))

@@ -24,7 +24,7 @@ SEED_LIMIT = 2**32  # numpy and Keras accept seeds in [0, 2**32)
 
 
 # The classical baselines on frozen embeddings (core.train.baselines.GRIDS), in the order the CLI lists them.
-BASELINES = ("logreg", "linear_svm", "knn", "knn_uniform", "knn_nearest", "nn1",
+BASELINES = ("logreg", "linear_svm", "knn", "knn_uniform", "knn_nearest", "knn_random", "nn1",
              "ovr_logreg", "ovo_logreg", "ecoc_logreg", "ovr_svm", "ovo_svm", "ecoc_svm",
              "tree_gini", "tree_entropy", "tree_log_loss", "forest")
 METHODS = ("finetune", *BASELINES)

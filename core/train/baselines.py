@@ -37,6 +37,7 @@ GRIDS = {
     "knn": ("n_neighbors", _K),  # votes weighted by 1/distance
     "knn_uniform": ("n_neighbors", _K),  # one vote each; a tie goes to the smallest class index
     "knn_nearest": ("n_neighbors", _K),  # one vote each; a tie goes to the tied class with the nearest neighbour
+    "knn_random": ("n_neighbors", _K),  # one vote each; a tie goes to a tied class drawn with the run's seed
     "nn1": ("n_neighbors", [1]),  # the nearest training image's class
     "ovr_logreg": ("C", [0.01, 0.1, 1.0, 10.0]),
     "ovo_logreg": ("C", [0.01, 0.1, 1.0, 10.0]),
@@ -56,11 +57,14 @@ FOREST_TREES = 200
 TIE_NUDGE = 1e-6
 
 
-class NearestTieKNN(ClassifierMixin, BaseEstimator):
-    """k-NN with one vote per neighbour; a tie goes to the tied class whose neighbour is nearest."""
+class TieBreakKNN(ClassifierMixin, BaseEstimator):
+    """k-NN with one vote per neighbour and a named rule for a tied vote: ``nearest`` (the tied class
+    owning the nearest of the neighbours) or ``random`` (one of the tied classes, drawn with ``random_state``)."""
 
-    def __init__(self, n_neighbors: int = 5):
+    def __init__(self, n_neighbors: int = 5, tie: str = "nearest", random_state: int = 0):
         self.n_neighbors = n_neighbors
+        self.tie = tie
+        self.random_state = random_state
 
     def fit(self, x, y):
         """Store the training set (a uniform-vote scikit-learn k-NN)."""
@@ -75,10 +79,14 @@ class NearestTieKNN(ClassifierMixin, BaseEstimator):
         """Vote shares, the tie-break winner's nudged up by :data:`TIE_NUDGE`."""
         votes = self.knn_.predict_proba(x)
         _, order = self.knn_.kneighbors(x)  # nearest first
+        rng = np.random.default_rng(self.random_state)  # the same draws on every call
         for row, neighbours in zip(votes, order):
             tied = np.flatnonzero(row == row.max())
             if len(tied) > 1:
-                winner = next(c for c in self.labels_[neighbours] if c in tied)
+                if self.tie == "random":
+                    winner = rng.choice(tied)
+                else:
+                    winner = next(c for c in self.labels_[neighbours] if c in tied)
                 row[winner] += TIE_NUDGE
         return votes / votes.sum(1, keepdims=True)
 
@@ -124,8 +132,8 @@ def _estimator(method: str, value, seed: int):
         return model if method == "logreg" else CalibratedClassifierCV(model, cv=3)
     if method in ("knn", "knn_uniform", "nn1"):
         return KNeighborsClassifier(n_neighbors=value, weights="distance" if method == "knn" else "uniform")
-    if method == "knn_nearest":
-        return NearestTieKNN(n_neighbors=value)
+    if method in ("knn_nearest", "knn_random"):
+        return TieBreakKNN(n_neighbors=value, tie=method.removeprefix("knn_"), random_state=seed)
     if method.startswith(("ovr_", "ovo_", "ecoc_")):
         strategy, kind = method.split("_")
         if strategy == "ovr":
