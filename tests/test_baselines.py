@@ -29,6 +29,8 @@ def test_each_knn_rule_breaks_the_hand_made_tie_as_documented(method, k, expecte
     assert probs.argmax() == expected and model.predict(QUERY)[0] == expected
     if method in ("knn_uniform", "knn_nearest"):  # the vote shares stay 1/2 each, up to the nudge
         assert probs[:2] == pytest.approx([0.5, 0.5], abs=2 * TIE_NUDGE) and probs[2] == 0
+    stored = np.array([float(f"{p:.6g}") for p in probs])  # as predictions.csv writes them
+    assert stored.argmax() == expected
 
 
 def test_knn_random_draws_among_the_tied_classes_only_and_repeats_with_its_seed():
