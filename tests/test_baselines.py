@@ -1,6 +1,8 @@
 """The classical baselines on hand-made embeddings: each k-NN tie-break rule, each multi-class
 reduction strategy and each tree measure gives its documented result (README: Classical baselines)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -113,3 +115,8 @@ def test_a_bad_method_name_is_one_line_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: unknown method 'knn_unifrom'; did you mean 'knn_uniform'?")
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "art").exists()
+
+
+def test_the_artifacts_doc_names_every_method():
+    doc = " ".join((Path(__file__).parents[1] / "docs" / "ARTIFACTS.md").read_text(encoding="utf-8").split())
+    assert all(f"`{method}`" in doc for method in METHODS)
