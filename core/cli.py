@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from core.artifacts.config import BASELINES, METHODS
-from core.artifacts.layout import DEPLOYMENT_FILE, deployment_file, existing_artifacts_dir
+from core.artifacts.layout import DEPLOYMENT_FILE, dataset_complete_runs, deployment_file, existing_artifacts_dir
 from core.errors import UserError
 from core.formatting import format_table
 
@@ -116,7 +116,7 @@ def _print_leakage_effect(dataset_folder: Path) -> None:
     from core.artifacts import report
     from core.evaluate.leakage import rescore_dataset
 
-    if not any(dataset_folder.glob("*/*/complete.json")):
+    if not dataset_complete_runs(dataset_folder):
         return
     rescore_dataset(dataset_folder, emit=lambda line: None)
     effect = report.leakage_effect(report.runs_table(dataset_folder.name, dataset_folder.parent))

@@ -1,4 +1,4 @@
-"""Plain-text tables for the terminal, shared by the command line and the audit summary."""
+"""Plain formatting shared by the command line, the audit summary and the report: text tables, stored numbers."""
 
 from __future__ import annotations
 
@@ -12,3 +12,12 @@ def format_table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> st
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def finite_number(value) -> float | None:
+    """A stored number as float; None when missing, not a number, or NaN."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if value == value else None

@@ -35,16 +35,14 @@ if pairs.empty:
 
 def planned() -> None:
     """The planned family: tests, Holm within the family, and which run stands for each configuration."""
-    configs = ranking.configurations(runs)
-    preset, note = ranking.ranking_preset(configs)
-    configs = configs[configs["preset"] == preset]
-    recommended = ranking.recommend(configs).chosen
+    setup = ranking.preset_configurations(runs)
+    configs, note, recommended = setup
     if recommended is None:
         st.info("No configuration could be recommended (no validation score), so the family holds only transfer "
                 "against the baselines.")
     else:
         st.caption(f"Recommended configuration (by mean validation accuracy, no limits): **{recommended['label']}**.")
-    family = ranking.planned_family(runs, result)
+    family = ranking.planned_family(runs, result, setup)
     if family.empty:
         st.info("No planned comparison among the selected runs: it needs two configurations of the same preset.")
         return

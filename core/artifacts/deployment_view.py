@@ -12,6 +12,7 @@ import altair as alt
 import pandas as pd
 
 from core.artifacts.pareto import pareto_optimal
+from core.formatting import finite_number
 
 # The variants core.deploy makes, in its plan's order: each keeps its colour in every chart.
 VARIANT_ORDER = ("keras", "tflite_float32", "tflite_float16", "tflite_int8_dynamic", "tflite_int8_full",
@@ -41,34 +42,26 @@ def variant_scale(names) -> alt.Scale:
     return alt.Scale(domain=list(colors), range=list(colors.values()))
 
 
-def _num(value) -> float | None:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if value == value else None
-
-
 def _megabytes(n_bytes) -> float | None:
-    value = _num(n_bytes)
+    value = finite_number(n_bytes)
     return value / 1e6 if value else None
 
 
 def fmt_mb(megabytes) -> str:
     """Megabytes with 2 decimals ('' when unknown)."""
-    value = _num(megabytes)
+    value = finite_number(megabytes)
     return "" if not value else f"{value:.2f}"
 
 
 def fmt_ms(ms) -> str:
     """Milliseconds with 1 decimal ('' when unknown)."""
-    value = _num(ms)
+    value = finite_number(ms)
     return "" if value is None else f"{value:.1f}"
 
 
 def fmt_pp(fraction) -> str:
     """A change of a fraction in signed percentage points with 1 decimal, e.g. ``+2.7`` ('' when unknown)."""
-    value = _num(fraction)
+    value = finite_number(fraction)
     if value is None:
         return ""
     text = f"{value * 100:+.1f}"
@@ -78,14 +71,14 @@ def fmt_pp(fraction) -> str:
 def fmt_pp_interval(difference, low, high) -> str:
     """``+2.7 [-1.1, +5.4]`` in percentage points; the bare change when there is no interval."""
     head = fmt_pp(difference)
-    if not head or _num(low) is None or _num(high) is None:
+    if not head or finite_number(low) is None or finite_number(high) is None:
         return head
     return f"{head} [{fmt_pp(low)}, {fmt_pp(high)}]"
 
 
 def fmt_share(fraction, decimals: int = 1) -> str:
     """A share as a percentage ('' when unknown)."""
-    value = _num(fraction)
+    value = finite_number(fraction)
     return "" if value is None else f"{value * 100:.{decimals}f}%"
 
 
@@ -104,13 +97,13 @@ def variant_rows(deployments: list[tuple[str, dict | None]]) -> pd.DataFrame:
             rows.append({
                 "run": label, "variant": v["name"], "status": v.get("status"), "reason": v.get("reason") or "",
                 "size_mb": _megabytes(v.get("bytes")), "gzip_mb": _megabytes(v.get("gzip_bytes")),
-                "accuracy": _num((v.get("metrics") or {}).get("accuracy")),
-                "change": _num(change.get("difference", (v.get("delta_vs_parent") or {}).get("accuracy"))),
-                "change_low": _num(change.get("low")), "change_high": _num(change.get("high")),
-                "change_unit": change.get("unit"), "agreement": _num(v.get("agreement_with_parent")),
-                "latency_1_ms": _num((latency.get("threads_1") or {}).get("median_ms")),
-                "latency_all_ms": _num((latency.get("threads_all") or {}).get("median_ms")),
-                "fraction_of_peak": _num(v.get("fraction_of_peak")),
+                "accuracy": finite_number((v.get("metrics") or {}).get("accuracy")),
+                "change": finite_number(change.get("difference", (v.get("delta_vs_parent") or {}).get("accuracy"))),
+                "change_low": finite_number(change.get("low")), "change_high": finite_number(change.get("high")),
+                "change_unit": change.get("unit"), "agreement": finite_number(v.get("agreement_with_parent")),
+                "latency_1_ms": finite_number((latency.get("threads_1") or {}).get("median_ms")),
+                "latency_all_ms": finite_number((latency.get("threads_all") or {}).get("median_ms")),
+                "fraction_of_peak": finite_number(v.get("fraction_of_peak")),
             })
     columns = ["run", "variant", "status", "reason", "size_mb", "gzip_mb", "accuracy", "change", "change_low",
                "change_high", "change_unit", "agreement", "latency_1_ms", "latency_all_ms", "fraction_of_peak"]
@@ -125,7 +118,7 @@ def variant_table(rows: pd.DataFrame) -> pd.DataFrame:
                                                                                           rows["reason"])],
         "Size (MB)": rows["size_mb"].map(fmt_mb),
         "gzip (MB)": rows["gzip_mb"].map(fmt_mb),
-        "Accuracy": rows["accuracy"].map(lambda v: "" if _num(v) is None else f"{v:.3f}"),
+        "Accuracy": rows["accuracy"].map(lambda v: "" if finite_number(v) is None else f"{v:.3f}"),
         CHANGE_COLUMN: ["reference" if name == PARENT else fmt_pp_interval(d, lo, hi) for name, d, lo, hi in
                         zip(rows["variant"], rows["change"], rows["change_low"], rows["change_high"])],
         "Agrees with Keras": rows["agreement"].map(fmt_share),

@@ -124,8 +124,7 @@ def _results(df: pd.DataFrame) -> list[str]:
     if caption:
         parts.append(_p(caption, "note"))
     rec = ranking.recommend(configs, metric=metric)
-    parts.append(_p("Recommendation: " + report.recommendation_text(rec) + "".join(
-        f" {t}" for t in (report.not_distinguishable_text(rec), *rec.notes) if t)))
+    parts.append(_p("Recommendation: " + report.recommendation_paragraph(rec)))
     parts.append(f"<h3>{_esc(report.metric_label(metric))} of each configuration with its 95% interval</h3>")
     parts.append(_interval_chart(top, metric))
     parts.append("<h2>Single runs</h2>")

@@ -130,6 +130,12 @@ def complete_runs(root: str | os.PathLike | None = None) -> list[Path]:
     return sorted(marker.parent for marker in root.glob(f"*/*/*/{COMPLETE_MARKER}"))
 
 
+def dataset_complete_runs(dataset_folder: str | os.PathLike) -> list[Path]:
+    """Folders of every complete run of one dataset folder (``<artifacts>/<dataset>``), sorted."""
+    folder = Path(dataset_folder)
+    return sorted(marker.parent for marker in folder.glob(f"*/*/{COMPLETE_MARKER}")) if folder.is_dir() else []
+
+
 def run_folders(root: str | os.PathLike | None = None) -> list[Path]:
     """Folders of every run begun (a stored config), complete or not, sorted."""
     root = _root(root)

@@ -343,16 +343,24 @@ def _flipped(pair: dict) -> dict | None:
     return {**boot, "difference": -boot["difference"], "low": -boot["high"], "high": -boot["low"]}
 
 
-def planned_family(runs: pd.DataFrame, comparison: dict | None) -> pd.DataFrame:
+def preset_configurations(runs: pd.DataFrame) -> tuple[pd.DataFrame, str | None, pd.Series | None]:
+    """The configurations that are ranked (those of :func:`ranking_preset`), the preset's note, and the one
+    recommended by validation (None when none can be)."""
+    configs = configurations(runs)
+    preset, note = ranking_preset(configs)
+    configs = configs[configs["preset"] == preset]
+    return configs, note, recommend(configs).chosen
+
+
+def planned_family(runs: pd.DataFrame, comparison: dict | None,
+                   setup: tuple[pd.DataFrame, str | None, pd.Series | None] | None = None) -> pd.DataFrame:
     """The planned comparisons (:func:`planned_comparisons`) of ``runs`` from a stored comparison: configurations of
-    the ranking preset, the recommended one by validation, the stored pairs among ``runs``."""
+    the ranking preset, the recommended one by validation (``setup``: :func:`preset_configurations` of ``runs``,
+    when the caller has it already), the stored pairs among ``runs``."""
     if not comparison or runs.empty:
         return pd.DataFrame()
+    configs, _, chosen = setup if setup is not None else preset_configurations(runs)
     names = {f"{r['backbone']}/{r['run_id']}" for _, r in runs.iterrows()}
-    configs = configurations(runs)
-    preset, _ = ranking_preset(configs)
-    configs = configs[configs["preset"] == preset]
-    chosen = recommend(configs).chosen
     stored = [p for p in comparison["pairs"] if p["a"] in names and p["b"] in names]
     return planned_comparisons(configs, stored, None if chosen is None else chosen["label"],
                                comparison.get("alpha", 0.05))

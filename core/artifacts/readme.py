@@ -26,13 +26,11 @@ def _configurations_markdown(configs: pd.DataFrame, runs: pd.DataFrame) -> list[
     """The README's configuration ranking of one dataset, its recommendation and what to read it with."""
     metric = report.DEFAULT_METRIC
     top = ranking.ranked(configs, metric)
-    _, note = ranking.ranking_preset(configs)
     lines = [f"Configurations (runs that differ only by seed), ranked by mean {report.metric_label(metric).lower()}: "
              f"{ranking.interval_caption(top)}.\n"]
     lines += _markdown_table(report.configurations_table(top))
     rec = ranking.recommend(configs, metric=metric)
-    lines.append(f"Recommendation: {report.recommendation_text(rec)}" + "".join(
-        f" {text}" for text in (report.not_distinguishable_text(rec), *rec.notes) if text) + "\n")
+    lines.append(f"Recommendation: {report.recommendation_paragraph(rec)}\n")
     leak = report.validation_leak_note(runs)
     if leak:
         lines.append(f"{leak}\n")

@@ -54,6 +54,7 @@ from core.artifacts.records import (
     read_experiment_log,
 )
 from core.artifacts.runs import HISTORY_COLUMNS, RunFolder, RunStatus
+from core.formatting import finite_number
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")
 METRIC_LABELS = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro-F1",
@@ -336,17 +337,8 @@ def _validation_score(run: Path, method: str, details: dict) -> dict:
         source = f"{stage} epoch {best}"
     if row is None:
         return {"val_accuracy": None, "val_loss": None, "val_source": None}
-    return {"val_accuracy": _finite(row.get("val_accuracy")), "val_loss": _finite(row.get("val_loss")),
+    return {"val_accuracy": finite_number(row.get("val_accuracy")), "val_loss": finite_number(row.get("val_loss")),
             "val_source": source}
-
-
-def _finite(value) -> float | None:
-    """A stored number as float; None when missing or not a number."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if value == value else None
 
 
 def _test_split_size(run: Path, prov: ProvenanceRecord) -> int | None:
@@ -622,6 +614,12 @@ def variant_label(name: str) -> str:
     if kind == "clustered" and param.isdigit():
         return f"{param} weight clusters (float32 TFLite)"
     return name
+
+
+def recommendation_paragraph(rec) -> str:
+    """The recommendation with what it cannot be told apart from and its notes, as one paragraph (README, HTML)."""
+    return recommendation_text(rec) + "".join(f" {text}" for text in (not_distinguishable_text(rec), *rec.notes)
+                                              if text)
 
 
 def not_distinguishable_text(rec: ranking.Recommendation) -> str | None:

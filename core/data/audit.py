@@ -212,9 +212,8 @@ def _leaking_by_group(grouping: groups.Grouping, splits: SplitAssignment) -> dic
     """Per evaluation split: images whose group has a member in an earlier split (train, or train and val for test)."""
     out = {}
     for split, earlier in (("val", ("train",)), ("test", ("train", "val"))):
-        seen = {grouping.group_of.get(p, p) for p, _, s in splits.items if s in earlier}
         paths = [p for p, _, s in splits.items if s == split]
-        out[split] = {"images": sum(grouping.group_of.get(p, p) in seen for p in paths), "of": len(paths)}
+        out[split] = {"images": int(grouping.leaking(splits.items, paths, earlier).sum()), "of": len(paths)}
     return out
 
 

@@ -36,10 +36,6 @@ class PreparedData:
         """Group codes of the test images (equal codes: one group), for cluster-bootstrap intervals."""
         return self.measured_groups.codes(self.ids["test"])
 
-    def leaking_test(self) -> np.ndarray:
-        """Boolean per test image: its group has a member in train or val (the whole split, not a subsample)."""
-        return self.measured_groups.leaking(self.split.items, self.ids["test"])
-
     def abs_paths(self, split: str) -> list[str]:
         return [str(self.root / p) for p in self.ids[split]]
 
@@ -58,14 +54,14 @@ def prepare_data(config: RunConfig, emit: Emit) -> PreparedData:
         emit(f"data: note: {problem}")
     if len(index.classes) < 2:
         raise DatasetError(f"{config.dataset} has {len(index.classes)} class folder(s) with images; a classifier needs at least 2")
-    grouping = make_grouping(config, index, emit)
+    grouping, shas = make_grouping(config, index, emit)
     split = make_splits(index, config.val_fraction, config.test_fraction, config.split_seed,
                         None if grouping.source == "none" else grouping, config.split_policy, config.val_folder)
     if grouping.source == "none":  # split image by image, but leakage is still measured on duplicates
-        grouping = duplicate_groups(index, config.duplicate_threshold, emit)
+        grouping, shas = duplicate_groups(index, config.duplicate_threshold, emit)
     for message in groups.chaining_messages(grouping.summary({p: lab for p, lab, _ in split.items})):
         emit(f"data: WARNING: {message}")
-    digest = fingerprint(index)
+    digest = fingerprint(index, shas)  # the duplicate scan hashed every file already
     split.dataset_fingerprint = digest
     class_index = {c: i for i, c in enumerate(index.classes)}
     ids, labels = {}, {}
@@ -86,26 +82,28 @@ def prepare_data(config: RunConfig, emit: Emit) -> PreparedData:
     return PreparedData(index.root, list(index.classes), digest, split, ids, labels, list(index.skipped), grouping)
 
 
-def make_grouping(config: RunConfig, index: DatasetIndex, emit: Emit) -> groups.Grouping:
-    """The groups the config asks for (see :mod:`core.data.groups`)."""
+def make_grouping(config: RunConfig, index: DatasetIndex, emit: Emit) -> tuple[groups.Grouping, dict[str, str]]:
+    """The groups the config asks for (see :mod:`core.data.groups`), and the SHA-256 of every file if finding
+    them read the files (duplicates), else an empty dict."""
     kind, arg = groups.parse_grouping(config.grouping)
     paths = [r.path for r in index.records]
     if kind == "duplicates":
         return duplicate_groups(index, config.duplicate_threshold, emit)
     if kind == "csv":
-        return groups.from_csv(arg, paths)
+        return groups.from_csv(arg, paths), {}
     if kind == "regex":
-        return groups.from_pattern(arg, paths)
-    return groups.singletons(paths)
+        return groups.from_pattern(arg, paths), {}
+    return groups.singletons(paths), {}
 
 
-def duplicate_groups(index: DatasetIndex, threshold: int, emit: Emit) -> groups.Grouping:
-    """Connected near-copies (perceptual hash within ``threshold`` bits, flips and rotations included)."""
+def duplicate_groups(index: DatasetIndex, threshold: int, emit: Emit) -> tuple[groups.Grouping, dict[str, str]]:
+    """Connected near-copies (perceptual hash within ``threshold`` bits, flips and rotations included), and the
+    SHA-256 of every file read on the way."""
     emit(f"data: grouping near-copies of {len(index.records)} images (pHash threshold {threshold})")
     scan = find_duplicates(index, threshold)
     paths = [r.path for r in scan.index.records]
     found = groups.from_pairs(paths, scan.ii, scan.jj, scan.dd, f"pHash within {threshold} of 256 bits, "
                               "flips and rotations included, or identical bytes")
     found.group_of.update({p: p for p in scan.bad})  # unreadable now, skipped by the split anyway
-    return found
+    return found, scan.shas
 

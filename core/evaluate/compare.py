@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.artifacts.layout import AUDIT_FILE, MCNEMAR_FILE, METRICS_FILE, PREDICTIONS_FILE, complete_runs
+from core.artifacts.layout import AUDIT_FILE, MCNEMAR_FILE, METRICS_FILE, PREDICTIONS_FILE, dataset_complete_runs
 from core.artifacts.records import AuditRecord, ComparisonRecord, MetricsRecord, Predictions
 from core.data.groups import Grouping, from_audit
 from core.errors import UserError
@@ -22,10 +22,10 @@ def run_label(run_dir: Path) -> str:
     return f"{run_dir.parent.name}/{run_dir.name}"
 
 
-def load_correctness(run_dir: Path) -> tuple[list[str], list[bool]]:
+def load_correctness(run_dir: Path, metrics: MetricsRecord) -> tuple[list[str], list[bool]]:
     """Test-sample ids and whether the run predicted each correctly, from predictions.csv (whole: one row per
-    test image its metrics count)."""
-    table = Predictions.load(run_dir / PREDICTIONS_FILE, expected_rows=MetricsRecord.load(run_dir / METRICS_FILE).n)
+    test image its ``metrics`` count)."""
+    table = Predictions.load(run_dir / PREDICTIONS_FILE, expected_rows=metrics.n)
     return table.ids, table.correct()
 
 
@@ -55,16 +55,17 @@ def compare_dataset(dataset_dir: str | Path, alpha: float = 0.05) -> dict:
     dataset_dir = Path(dataset_dir)
     if not dataset_dir.is_dir():
         raise UserError(f"results folder not found: {dataset_dir}")
-    runs = [r for r in complete_runs(dataset_dir.parent) if r.parent.parent == dataset_dir]
+    runs = dataset_complete_runs(dataset_dir)
     if len(runs) < 2:
         raise UserError(f"{dataset_dir} has {len(runs)} complete run(s); McNemar needs at least 2")
-    tables = {run_label(r): load_correctness(r) for r in runs}
+    metrics = {run_label(r): MetricsRecord.load(r / METRICS_FILE) for r in runs}
+    tables = {run_label(r): load_correctness(r, metrics[run_label(r)]) for r in runs}
     result = evaluation.pairwise_mcnemar(tables, alpha=alpha)
     grouping = audit_groups(dataset_dir)
     for pair in result["pairs"]:
         pair["paired_bootstrap"] = _paired(tables[pair["a"]], tables[pair["b"]], grouping)
     result["grouping"] = grouping.describe() if grouping else "none: no audit.json, every image its own group"
-    result["accuracy"] = {run_label(r): MetricsRecord.load(r / METRICS_FILE).accuracy for r in runs}
+    result["accuracy"] = {name: record.accuracy for name, record in metrics.items()}
     record = ComparisonRecord.from_dict(result, "McNemar comparison")
     record.save(dataset_dir / MCNEMAR_FILE)
     return record.to_dict()

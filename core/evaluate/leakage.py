@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from core.artifacts.layout import AUDIT_FILE, COMPLETE_MARKER, LEAKAGE_FILE, PREDICTIONS_FILE, PROVENANCE_FILE
+from core.artifacts.layout import AUDIT_FILE, LEAKAGE_FILE, PREDICTIONS_FILE, PROVENANCE_FILE, dataset_complete_runs
 from core.artifacts.records import AuditRecord, LeakageRecord, Predictions, ProvenanceRecord, RecordError, SplitRecord
 from core.data.groups import Grouping, from_audit
 from core.data.splits import SplitAssignment
@@ -67,11 +67,19 @@ def score_leakage(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str],
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), validation=validation)
 
 
-def rescore_run(run: Path, grouping: Grouping, grouping_info: dict[str, Any], computed_from: str,
-                seed: int = 0) -> LeakageRecord:
-    """Score a stored run from its predictions and split with ``grouping``; writes ``leakage.json``."""
+def score_with_grouping(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str], ids: Sequence[str],
+                        split_items: Sequence[tuple[str, str, str]], grouping: Grouping, grouping_info: dict[str, Any],
+                        computed_from: str, seed: int = 0) -> LeakageRecord:
+    """:func:`score_leakage` of the test images ``ids``, with what ``grouping`` says of them in the whole split."""
+    return score_leakage(y_true, probs, classes, grouping.codes(ids), grouping.leaking(split_items, ids),
+                         grouping.direct_copies(split_items, ids), grouping_info, computed_from, seed,
+                         validation=grouping.validation_leak(split_items))
+
+
+def rescore_run(run: Path, prov: ProvenanceRecord, grouping: Grouping, grouping_info: dict[str, Any],
+                computed_from: str, seed: int = 0) -> LeakageRecord:
+    """Score a stored run (its ``prov``) from its predictions and split with ``grouping``; writes ``leakage.json``."""
     preds = Predictions.load(run / PREDICTIONS_FILE)
-    prov = ProvenanceRecord.load(run / PROVENANCE_FILE)
     split_file = (run / prov.dataset.get("split_file", "")).resolve()
     split = SplitAssignment.from_dict(SplitRecord.load(split_file).to_dict())
     index = {c: i for i, c in enumerate(preds.classes)}
@@ -79,9 +87,8 @@ def rescore_run(run: Path, grouping: Grouping, grouping_info: dict[str, Any], co
     if unknown:
         raise RecordError(f"{run / PREDICTIONS_FILE}: true label(s) {', '.join(unknown)} have no probability column")
     y = np.array([index[t] for t in preds.true])
-    record = score_leakage(y, preds.probs, preds.classes, grouping.codes(preds.ids),
-                           grouping.leaking(split.items, preds.ids), grouping.direct_copies(split.items, preds.ids),
-                           grouping_info, computed_from, seed, validation=grouping.validation_leak(split.items))
+    record = score_with_grouping(y, preds.probs, preds.classes, preds.ids, split.items, grouping, grouping_info,
+                                 computed_from, seed)
     record.save(run / LEAKAGE_FILE)
     return record
 
@@ -101,8 +108,7 @@ def rescore_dataset(dataset_dir: Path, emit=print) -> list[tuple[Path, LeakageRe
     info = {**grouping.to_dict(), "audit_created_at": audit.get("created_at")}
     fingerprint = audit["dataset"]["fingerprint"]
     out: list[tuple[Path, LeakageRecord | str]] = []
-    for marker in sorted(dataset_dir.glob(f"*/*/{COMPLETE_MARKER}")):
-        run = marker.parent
+    for run in dataset_complete_runs(dataset_dir):
         try:
             stored = LeakageRecord.load(run / LEAKAGE_FILE) if (run / LEAKAGE_FILE).is_file() else None
             if stored is not None and AUDIT_FILE not in stored.computed_from:
@@ -113,7 +119,8 @@ def rescore_dataset(dataset_dir: Path, emit=print) -> list[tuple[Path, LeakageRe
                 out.append((run, f"made from other images than the audit (fingerprint {str(prov.fingerprint)[:12]}, "
                                  f"audit {fingerprint[:12]})"))
                 continue
-            out.append((run, rescore_run(run, grouping, info, f"{PREDICTIONS_FILE}, the run's split and {AUDIT_FILE}")))
+            out.append((run, rescore_run(run, prov, grouping, info,
+                                         f"{PREDICTIONS_FILE}, the run's split and {AUDIT_FILE}")))
         except RecordError as exc:
             out.append((run, str(exc)))
     emit(f"{dataset_dir.name}: scored {sum(isinstance(r, LeakageRecord) for _, r in out)} of {len(out)} run(s)")

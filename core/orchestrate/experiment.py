@@ -54,6 +54,7 @@ from core.artifacts.layout import (
     UNAVAILABLE_FILE,
     architecture_dir,
     artifacts_dir,
+    dataset_complete_runs,
     dataset_slug,
 )
 from core.artifacts.provenance import machine
@@ -315,7 +316,7 @@ def audit_if_needed(dataset: str, root: Path, emit: Emit, fingerprints: dict[str
         for message in report["verdict"]["messages"] or ["no problem found"]:
             emit(f"audit: {message}")
         emit(f"audit: written to {path}")
-        if any(path.parent.glob("*/*/complete.json")):
+        if dataset_complete_runs(path.parent):
             rescore_dataset(path.parent, emit=lambda line: None)
     except UserError as exc:
         emit(f"audit: not made: {exc}")
@@ -337,7 +338,7 @@ def compare_if_needed(dataset_dir: Path, emit: Emit, changed: bool) -> bool:
     Made when the folder has two or more complete runs and a run of it was trained in this
     sitting (``changed``) or its ``mcnemar.json`` is missing; returns whether it was written.
     """
-    complete = list(dataset_dir.glob("*/*/complete.json")) if dataset_dir.is_dir() else []
+    complete = dataset_complete_runs(dataset_dir)
     if len(complete) < 2 or not (changed or not (dataset_dir / MCNEMAR_FILE).is_file()):
         return False
     try:

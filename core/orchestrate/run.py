@@ -31,7 +31,7 @@ from core.data.prepare import PreparedData, prepare_data
 from core.deploy.measure import deploy_run
 from core.errors import UserError, WeightsUnavailableError
 from core.evaluate import metrics as evaluation
-from core.evaluate.leakage import score_leakage
+from core.evaluate.leakage import score_with_grouping
 from core.models.backbones import BackboneSpec, get_spec
 from core.progress import Emit
 from core.train import baselines
@@ -148,10 +148,9 @@ def _store_results(run: RunFolder, config: RunConfig, data: PreparedData, outcom
                                                           groups=codes))
     metrics.save(run.file(METRICS_FILE))
     grouping = data.measured_groups
-    score_leakage(data.labels["test"], probs, data.classes, codes, data.leaking_test(),
-                  grouping.direct_copies(data.split.items, data.ids["test"]),
-                  {**grouping.to_dict(), "split_grouping": config.grouping}, "the run's own test predictions and groups",
-                  seed=config.seed, validation=grouping.validation_leak(data.split.items)).save(run.file(LEAKAGE_FILE))
+    score_with_grouping(data.labels["test"], probs, data.classes, data.ids["test"], data.split.items, grouping,
+                        {**grouping.to_dict(), "split_grouping": config.grouping},
+                        "the run's own test predictions and groups", seed=config.seed).save(run.file(LEAKAGE_FILE))
     Predictions.from_probs(data.ids["test"], data.labels["test"], probs, data.classes).save(run.file(PREDICTIONS_FILE))
     ProvenanceRecord(
         **provenance.collect(),
