@@ -17,9 +17,11 @@ st.download_button("Leaderboard (CSV)", report.leaderboard(runs).to_csv(index=Fa
                    "text/csv")
 st.download_button("All runs, raw numbers (CSV)", runs.drop(columns=["path"]).to_csv(index=False),
                    f"{dataset}_runs.csv", "text/csv")
-st.download_button("All metrics (JSON)", json.dumps(report.all_metrics(dataset, runs=runs), indent=1),
+# Built when clicked, not on every rerun: the report reads every run's records and draws every chart.
+st.download_button("All metrics (JSON)", lambda: json.dumps(report.all_metrics(dataset, runs=runs), indent=1),
                    f"{dataset}_metrics.json", "application/json")
-st.download_button("Report (one HTML file)", html_report.static_html(dataset, runs=runs, reproduce=reproduce_command),
+st.download_button("Report (one HTML file)",
+                   lambda: html_report.static_html(dataset, runs=runs, reproduce=reproduce_command),
                    f"{dataset}_report.html", "text/html")
 st.caption("Every download holds the runs the sidebar filters leave. The HTML report is one file that opens "
            "offline, charts included: data and audit, the configurations and runs with their intervals, per-class "

@@ -189,6 +189,11 @@ def test_a_many_class_dataset_trained_from_the_train_page_gets_the_whole_report(
             for needle in needles:
                 assert needle in text, (name, needle, text[:2000])
             page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+            if name == "export":  # the report is built when clicked: one self-contained file with its charts
+                with page.expect_download(timeout=60_000) as download:
+                    page.get_by_role("button", name="Report (one HTML file)").click()
+                html = Path(download.value.path()).read_text(encoding="utf-8")
+                assert "<svg" in html and "many" in html and "Most-confused pairs" in html
         # Phone width: a compact title and the headline chart across the screen.
         phone = browser.new_page(viewport={"width": 390, "height": 844})
         phone.goto(fresh_app, wait_until="domcontentloaded")
