@@ -36,6 +36,8 @@ HISTORY_FILE = "history.csv"
 EVENTS_FILE = "events.jsonl"
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
+# The validation split's probabilities (the same columns): what ensembles weigh and operating points are chosen on.
+VAL_PREDICTIONS_FILE = "val_predictions.csv"
 LEAKAGE_FILE = "leakage.json"
 MODEL_FILE = "model.keras"
 STATE_DIR = "state"
