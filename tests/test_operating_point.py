@@ -271,3 +271,68 @@ def test_the_cli_prints_the_threshold_the_figures_with_intervals_and_stores_the_
     assert "120 of 240 validation images are in a group with training images" in out
     assert str(run / OPERATING_POINTS_FILE) in out
     assert not math.isnan(point["threshold"])
+
+
+# --- the ROC page's control -----------------------------------------------------------------------------
+
+def _page(art: Path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("STUDY_ARTIFACTS", str(art))
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=120).run()
+    at.switch_page("pages/roc_pr.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _figures(at) -> dict:
+    [table] = [d.value for d in at.dataframe if "Figure" in d.value]
+    return dict(zip(table["Figure"], table["Test [95% CI]"]))
+
+
+def test_the_roc_page_screen_follows_the_positives_and_the_target(tmp_path, monkeypatch):
+    art = tmp_path / "art"
+    run = write_run(art)
+    at = _page(art, monkeypatch)
+    assert at.multiselect(key="screen_positives").value == POSITIVES  # "Non" reads as the negative side
+    first = _figures(at)
+    inputs = op.load_run(run)
+    expected = op.operating_point(inputs, POSITIVES, op.make_target(sensitivity=0.95))
+    assert f"threshold {expected['threshold']:.4f}" in at.success[0].value
+    spec = expected["test"]["figures"]["specificity"]
+    assert first["Specificity"] == f"{spec['estimate']:.3f} [{spec['low']:.3f}, {spec['high']:.3f}]"
+    [matrix] = [d.value for d in at.dataframe if "Called positive" in d.value]
+    assert matrix["Called positive"][0].startswith(f"{expected['test']['matrix']['tp']['estimate']:.0f} [")
+    charts = [json.loads(el.proto.spec) for el in at.get("vega_lite_chart")]
+    assert any(c.get("title") == "ROC of the screen, chosen threshold marked" for c in charts)
+
+    at.slider(key="screen_sensitivity").set_value(0.7).run()
+    assert _figures(at)["Sensitivity"] != first["Sensitivity"]
+    at.multiselect(key="screen_positives").set_value(["Mild"]).run()
+    assert "Mild vs Moderate + Non + VeryMild" in at.success[0].value
+    at.radio(key="screen_kind").set_value("cost ratio").run()
+    at.number_input(key="screen_cost").set_value(20.0).run()
+    cost = op.operating_point(inputs, ["Mild"], op.make_target(cost_ratio=20.0))
+    assert f"threshold {cost['threshold']:.4f}" in at.success[0].value
+    at.multiselect(key="screen_positives").set_value([]).run()
+    assert any("name at least one positive class" in i.value for i in at.info)
+    assert not at.exception
+
+
+def test_the_roc_page_without_validation_probabilities_says_how_to_make_them(tmp_path, monkeypatch):
+    art = tmp_path / "art"
+    run = write_run(art, val=False)
+    at = _page(art, monkeypatch)
+    assert any(f"python -m core val-predictions {run}" in i.value for i in at.info)
+    assert not [d for d in at.dataframe if "Figure" in d.value]  # no threshold picked on test instead
+
+
+def test_the_roc_page_lists_the_stored_operating_points(tmp_path, monkeypatch):
+    art = tmp_path / "art"
+    run = write_run(art)
+    assert main(["operating-point", str(run), "--positive", "Mild,Moderate,VeryMild", "--cost-ratio", "5",
+                 "--bootstrap", "20"]) == 0
+    at = _page(art, monkeypatch)
+    [stored] = [d.value for d in at.dataframe if "Positive classes" in d.value]
+    assert stored["Target"].tolist() == ["cost ratio 5"]
+    assert stored["Positive classes"].tolist() == ["Mild + Moderate + VeryMild"]

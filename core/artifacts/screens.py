@@ -16,6 +16,32 @@ CELL_LABELS = {"tp": "true positives", "fn": "false negatives (missed)", "fp": "
                "tn": "true negatives"}
 
 
+NEGATIVE_NAMES = ("non", "normal", "healthy", "negative", "benign", "no_", "no ")
+
+
+def default_positives(classes: list[str], true: list[str]) -> list[str]:
+    """The screen the ROC page opens on: every class but the one that reads as "no finding" (NonDemented,
+    normal, healthy...), else but the most frequent one."""
+    named = [c for c in classes if c.lower().startswith(NEGATIVE_NAMES)]
+    negative = named[0] if named else max(classes, key=lambda c: (true.count(c), c))
+    return [c for c in classes if c != negative]
+
+
+def roc_frame(curves: dict[str, dict], point: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The screen's ROC curves (one per split, threshold order) and the chosen threshold's point on each."""
+    lines = pd.concat([pd.DataFrame({"step": range(len(c.get("fpr") or [])), "fpr": c.get("fpr") or [],
+                                     "tpr": c.get("tpr") or [], "split": name}) for name, c in curves.items()],
+                      ignore_index=True)
+    val, test = point["validation"]["at_threshold"], point["test"]["figures"]
+    dots = pd.DataFrame([
+        {"split": "validation", "fpr": None if val["specificity"] is None else 1 - val["specificity"],
+         "tpr": val["sensitivity"]},
+        {"split": "test", "fpr": None if test["specificity"]["estimate"] is None else 1 - test["specificity"]["estimate"],
+         "tpr": test["sensitivity"]["estimate"]}]).dropna()
+    dots["threshold"] = point["threshold"]
+    return lines, dots
+
+
 def _plain(value) -> str:
     return "" if value is None else f"{value:.3f}"
 
