@@ -121,6 +121,8 @@ left.altair_chart((curve + chosen).properties(title="ROC of the screen, chosen t
                   width="stretch")
 with right:
     st.dataframe(screens.figures_table(point), hide_index=True, width="stretch")
+    st.caption(f"Validation: the {point['validation']['at_threshold']['images']} images the threshold was chosen "
+               "on. Test: value [95% CI].")
     st.caption("Test split, 2x2 matrix (counts with 95% intervals):")
     st.dataframe(screens.matrix_table(point), hide_index=True, width="stretch")
 try:

@@ -32,7 +32,7 @@ def roc_frame(curves: dict[str, dict], point: dict) -> tuple[pd.DataFrame, pd.Da
     lines = pd.concat([pd.DataFrame({"step": range(len(c.get("fpr") or [])), "fpr": c.get("fpr") or [],
                                      "tpr": c.get("tpr") or [], "split": name}) for name, c in curves.items()],
                       ignore_index=True)
-    val, test = point["validation"]["at_threshold"], point["test"]["figures"]
+    val, test = point["validation"]["all_at_threshold"], point["test"]["figures"]  # on the curves drawn
     dots = pd.DataFrame([
         {"split": "validation", "fpr": None if val["specificity"] is None else 1 - val["specificity"],
          "tpr": val["sensitivity"]},
@@ -71,7 +71,8 @@ def leak_text(point: dict) -> str:
 
 
 def figures_table(point: dict) -> pd.DataFrame:
-    """One row per figure: on validation at the threshold, and on test with its bootstrap interval."""
+    """One row per figure: on the validation images the threshold was chosen on, and on test with its bootstrap
+    interval."""
     val, test = point["validation"]["at_threshold"], point["test"]["figures"]
     return pd.DataFrame([{"Figure": label, "Validation": _plain(val.get(name)),
                           "Test [95% CI]": format_ci(test[name]["estimate"], test[name]["low"], test[name]["high"])}
@@ -95,6 +96,7 @@ def describe(point: dict) -> list[str]:
     test = point["test"]
     boot = test["bootstrap"]
     lines = [chosen_text(point), leak_text(point), "",
+             f"validation: the {point['validation']['at_threshold']['images']} images the threshold was chosen on",
              f"test: {test['images']} images ({test['positives']} positive, {test['negatives']} negative); "
              f"95% intervals from {boot['n_resamples']} bootstrap resamples of {boot['units']} {boot['unit']}s"]
     table = figures_table(point)

@@ -301,6 +301,7 @@ def operating_point(inputs: ScreenInputs, positives: Sequence[str], target: Targ
         thresholds["leak_free_validation"] = choose_threshold(val_scores[free], val_pos[free], target)
     chosen_on = "leak_free_validation" if reason is None else "validation"
     threshold = thresholds[chosen_on]
+    chosen = free if chosen_on == "leak_free_validation" else np.ones(val_pos.size, bool)
     test_scores, test_pos = inputs.scores(inputs.test, positives), inputs.test.positive(positives)
     return {
         "key": screen_key(positives, target),
@@ -317,9 +318,9 @@ def operating_point(inputs: ScreenInputs, positives: Sequence[str], target: Targ
             "leak_free_positives": None if free is None else free_pos,
             "leak_free_negatives": None if free is None else free_neg,
             "min_leak_free": MIN_LEAK_FREE, "leak_free_note": reason,
-            "at_threshold": point_figures(val_scores, val_pos, threshold),
-            "leak_free_at_threshold": (None if free is None or not free.any()
-                                       else point_figures(val_scores[free], val_pos[free], threshold)),
+            # On the images the threshold was chosen on (what the target holds for), and on the whole split.
+            "at_threshold": point_figures(val_scores[chosen], val_pos[chosen], threshold),
+            "all_at_threshold": point_figures(val_scores, val_pos, threshold),
         },
         "test": figures_with_intervals(test_scores, test_pos, threshold, inputs.test_groups(), n_bootstrap, seed),
         "grouping": inputs.grouping_note,
