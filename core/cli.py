@@ -293,6 +293,33 @@ def _add_leakage(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_leakage)
 
 
+def _cmd_operating_point(args: argparse.Namespace) -> int:
+    from core.artifacts.screens import describe
+    from core.evaluate import operating_point as op
+
+    target = op.make_target(args.sensitivity, args.cost_ratio)
+    inputs = op.load_run(Path(args.run_dir))
+    point = op.operating_point(inputs, args.positive.split(","), target, n_bootstrap=args.bootstrap, seed=args.seed)
+    where = op.store(inputs.run, point)
+    for line in describe(point):
+        print(line)
+    print(f"\nwritten to {where}")
+    return 0
+
+
+def _add_operating_point(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("operating-point", help="read a run as a binary screen: threshold on the summed probability of "
+                                              "the positive classes chosen on validation, figures on test")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a complete run folder with val_predictions.csv")
+    p.add_argument("--positive", required=True, metavar="A,B,C", help="the positive classes, comma-separated")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--sensitivity", type=float, help="target sensitivity on validation, in (0, 1]")
+    target.add_argument("--cost-ratio", type=float, help="cost of a false negative over a false positive (> 0)")
+    p.add_argument("--bootstrap", type=_positive(int, zero=True), default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=_seed, default=0, help="bootstrap seed")
+    p.set_defaults(func=_cmd_operating_point)
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from core.artifacts import readme
 
@@ -386,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backbones(sub)
     _add_audit(sub)
     _add_leakage(sub)
+    _add_operating_point(sub)
     _add_run(sub)
     _add_experiment(sub)
     _add_compare(sub)

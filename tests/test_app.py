@@ -15,7 +15,7 @@ pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = ["overview", "data", "training", "per_class", "roc_pr", "calibration", "deployment", "significance",
-         "methods", "export"]
+         "baselines", "methods", "export"]
 
 _PROBE = """
 import json, sys

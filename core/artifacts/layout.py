@@ -11,6 +11,7 @@
         diagnostics/batchnorm-<backbone>-<run id>.json
         <backbone>/<run id>/
           config.json  provenance.json  history.csv  events.jsonl  metrics.json  predictions.csv
+          val_predictions.csv  leakage.json  operating_points.json
           model.keras  state/  complete.json
           deploy/deployment.json  deploy/predictions.csv  deploy/<variant>.tflite
 
@@ -39,6 +40,8 @@ PREDICTIONS_FILE = "predictions.csv"
 # The validation split's probabilities (the same columns): what ensembles weigh and operating points are chosen on.
 VAL_PREDICTIONS_FILE = "val_predictions.csv"
 LEAKAGE_FILE = "leakage.json"
+# Binary screens read from the run (python -m core operating-point): thresholds chosen on validation.
+OPERATING_POINTS_FILE = "operating_points.json"
 MODEL_FILE = "model.keras"
 STATE_DIR = "state"
 COMPLETE_MARKER = "complete.json"
@@ -151,7 +154,8 @@ def result_files(root: str | os.PathLike | None = None) -> list[Path]:
     root = _root(root)
     if not root.is_dir():
         return []
-    patterns = [f"*/*/*/{COMPLETE_MARKER}", f"*/*/*/{LEAKAGE_FILE}", f"*/*/*/{EVENTS_FILE}", "*/*.json",
+    patterns = [f"*/*/*/{COMPLETE_MARKER}", f"*/*/*/{LEAKAGE_FILE}", f"*/*/*/{OPERATING_POINTS_FILE}",
+                f"*/*/*/{VAL_PREDICTIONS_FILE}", f"*/*/*/{EVENTS_FILE}", "*/*.json",
                 f"*/*/*/{DEPLOY_DIR}/{DEPLOYMENT_FILE}",
                 f"{ARCHITECTURES_DIR}/*/{DEPLOYMENT_FILE}", f"*/{DIAGNOSTICS_DIR}/*.json", f"*/{SPLITS_DIR}/*.json"]
     return [p for pattern in patterns for p in root.glob(pattern)]

@@ -155,6 +155,16 @@ class LeakageRecord(Record):
 
 
 @dataclass
+class OperatingPointsRecord(Record):
+    """``operating_points.json``: the run read as binary screens (:mod:`core.evaluate.operating_point`), one
+    entry per positive classes and target, each with its threshold chosen on validation and its test figures."""
+
+    KIND: ClassVar[str] = "operating points record"
+    points: list = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
 class CompleteRecord(Record):
     """``complete.json``: written last; only then is a run folder a result."""
 
@@ -447,7 +457,7 @@ def read_experiment_log(path: str | os.PathLike) -> list[dict]:
 # Every record with the fields it writes (the documentation test walks this list).
 JSON_RECORDS: tuple[type[Record], ...] = (MetricsRecord, CompleteRecord, ProvenanceRecord, SplitRecord,
                                           DeploymentRecord, AuditRecord, ComparisonRecord, UnavailableRecord,
-                                          BatchNormDiagnosis, LeakageRecord)
+                                          BatchNormDiagnosis, LeakageRecord, OperatingPointsRecord)
 
 
 def record_fields(kind: type) -> list[str]:

@@ -125,6 +125,39 @@ def interval_summary(y_true: Any, probs: Any, class_names: Sequence[Any], groups
             "bootstrap": _bootstrap(y, p, summary, roc, n_bootstrap, seed, codes)}
 
 
+def binary_roc(positives: Any, scores: Any, name: str = "positive", max_points: int = 200) -> dict:
+    """The ROC curve of one score against a yes/no truth, as one class's entry of :func:`evaluate`'s ``roc``
+    (``fpr``, ``tpr`` in threshold order, ``auc``; None with a ``reason`` when one side is empty)."""
+    return _roc_for_class(np.asarray(positives, dtype=bool), np.asarray(scores, dtype=float), name, max_points)
+
+
+def resampled_sums(values: Any, groups: Any = None, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
+    """Column sums of ``values`` (one row per sample) in each bootstrap resample, shape ``(n_resamples, m)``.
+
+    The same draws as every interval here: samples with replacement, or with ``groups`` whole groups
+    (a cluster bootstrap), from one ``Generator(seed)`` stream.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[:, None] if v.ndim == 1 else v
+    codes = _group_codes(groups, v.shape[0])
+    rng = np.random.default_rng(seed)
+    block = max(1, _BOOTSTRAP_BLOCK_ELEMENTS // max(v.shape[0], 1))
+    parts = [_resample_weights(rng, v.shape[0], min(block, n_resamples - start), codes) @ v
+             for start in range(0, n_resamples, block)]
+    return np.concatenate(parts) if parts else np.empty((0, v.shape[1]))
+
+
+def percentile_interval(estimate: float | None, samples: Any) -> dict:
+    """``estimate`` with the percentile interval of its finite resampled ``samples`` (``n_used`` of them)."""
+    return _interval(estimate, np.asarray(samples, dtype=np.float64))
+
+
+def bootstrap_units(groups: Any, n: int) -> tuple[str, int]:
+    """What a bootstrap over ``n`` samples resamples: ``("group", groups)`` or ``("image", n)``."""
+    codes = _group_codes(groups, n)
+    return ("image", n) if codes is None else ("group", int(codes.max()) + 1)
+
+
 def mcnemar(correct_a: Any, correct_b: Any) -> dict:
     """McNemar's test of two classifiers scored on the same samples.
 
