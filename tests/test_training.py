@@ -87,6 +87,27 @@ def test_cached_features_are_reused_by_other_seeds_and_baselines(lite0_home, dat
     assert sum(calls) == n_test
 
 
+def test_stage2_shows_one_view_of_each_image_per_epoch_when_asked(lite0_home, dataset, tmp_path, monkeypatch):
+    from core.train import transfer
+
+    shown = []
+    original = transfer.cached_dataset
+
+    def recording(views, labels, batch_size, order=None):
+        if order is not None:
+            shown.append(len(order))
+        return original(views, labels, batch_size, order)
+
+    monkeypatch.setattr(transfer, "cached_dataset", recording)
+    every = execute(tiny_config(dataset), tmp_path / "art", emit=lambda line: None)
+    one = execute(tiny_config(dataset, stage2_views="one"), tmp_path / "art", emit=lambda line: None)
+    n_train = json.loads(one.file("provenance.json").read_text())["dataset"]["counts"]["train"]
+    assert shown == [2 * n_train, n_train]  # one epoch each; views=1 caches the original and one augmented view
+    assert one.path != every.path and one.is_complete()
+    mode = json.loads(one.file("provenance.json").read_text())["details"]["stage2"]["mode"]
+    assert "one cached view" in mode
+
+
 def test_scratch_run_trains_the_same_architecture(lite0_home, dataset, tmp_path):
     from core.models.tfkeras import keras
 

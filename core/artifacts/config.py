@@ -28,6 +28,7 @@ BASELINES = ("logreg", "linear_svm", "knn", "knn_uniform", "knn_nearest", "knn_r
              "ovr_logreg", "ovo_logreg", "ecoc_logreg", "ovr_svm", "ovo_svm", "ecoc_svm",
              "tree_gini", "tree_entropy", "tree_log_loss", "forest")
 METHODS = ("finetune", *BASELINES)
+STAGE2_VIEWS = ("one", "all")
 
 
 @dataclass
@@ -90,6 +91,9 @@ class RunConfig:
     # stage 2: fine-tune the top of the backbone (BatchNorm stays frozen)
     stage2: StageConfig = field(default_factory=lambda: StageConfig(epochs=15, learning_rate=1e-4, patience=3))
     unfreeze_layers: int = 20  # layers counted from the top of the backbone
+    # What a stage-2 epoch shows: "one" view of each training image (drawn per epoch; as many samples
+    # as images, like a pipeline augmenting on the fly) or "all" its cached views (the first runs).
+    stage2_views: str = "all"
     # from scratch (weights="none"): one stage, every layer trainable
     scratch: StageConfig = field(default_factory=lambda: StageConfig(epochs=20, learning_rate=1e-3, patience=5))
     # BatchNorm momentum while training from scratch (None: the backbone's own, 0.99 for most).
@@ -155,7 +159,8 @@ def identity_settings(cfg: dict[str, Any], leave_out: Sequence[str] = ()) -> dic
 # Settings added after runs were committed, with the default that reproduces those runs:
 # left out of the run id while at that default, so existing run folders keep their names.
 ADDED_SETTINGS: dict[str, Any] = {"bn_momentum": None, "grouping": "none", "duplicate_threshold": 24,
-                                  "split_policy": "keep", "val_folder": "validation"}
+                                  "split_policy": "keep", "val_folder": "validation",
+                                  "stage2_views": "all"}
 # What a stored config without the key meant: runs made before groups existed split image by image.
 ABSENT_MEANS: dict[str, Any] = {"grouping": "none"}
 

@@ -12,7 +12,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from core.artifacts.config import METHODS, SEED_LIMIT, RunConfig, flatten
+from core.artifacts.config import METHODS, SEED_LIMIT, STAGE2_VIEWS, RunConfig, flatten
 from core.data.dataset import VAL_FOLDER_CHOICES, default_val_folder, split_folders
 from core.data.groups import parse_grouping
 from core.data.splits import POLICIES
@@ -60,7 +60,8 @@ GROUPS = ("augment", "stage1", "stage2", "scratch")
 # The names a name-valued setting may take.
 WEIGHTS = ("imagenet", "none")
 OPTIMIZERS = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop"}  # name -> keras.optimizers class
-CHOICES = {"weights": WEIGHTS, "method": METHODS, "split_policy": POLICIES, "val_folder": VAL_FOLDER_CHOICES, **{f"{g}.optimizer": OPTIMIZERS for g in GROUPS[1:]}}
+CHOICES = {"weights": WEIGHTS, "method": METHODS, "split_policy": POLICIES, "val_folder": VAL_FOLDER_CHOICES,
+           "stage2_views": STAGE2_VIEWS, **{f"{g}.optimizer": OPTIMIZERS for g in GROUPS[1:]}}
 
 
 @dataclass(frozen=True)

@@ -8,16 +8,21 @@ fine-tunes only the top of the backbone, so the output of the frozen lower part 
 the upper layers. Baselines (scikit-learn on frozen embeddings) reuse the pooled
 outputs. Caches grow incrementally: a quick run's subset is reused by a full run.
 
-Cache files are ``.npz`` (loaded with ``allow_pickle=False``), written atomically.
+Cache files are uncompressed ``.npz`` (``ids`` and ``values``, read with ``allow_pickle=False``),
+each replaced atomically as a whole, so concurrent runs never see ids of one write beside
+values of another. Values are memory-mapped inside the archive, so a run holds in memory
+only the rows it is using (a training batch), not every image's activations, and growing
+a store streams the old rows from disk: memory does not grow with the dataset.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import os
+import struct
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +32,6 @@ import numpy as np
 
 from core.artifacts.config import AugmentConfig
 from core.artifacts.layout import REPO_ROOT
-from core.artifacts.storage import atomic_write_bytes
 from core.data.augment import apply_view, view_params
 from core.data.dataset import load_image
 from core.models.backbones import BackboneSpec
@@ -67,17 +71,86 @@ def augment_tuple(cfg: AugmentConfig) -> tuple:
     return (cfg.flip, cfg.rotation_deg, cfg.zoom, cfg.brightness, cfg.contrast, cfg.seed)
 
 
+@dataclass(frozen=True)
+class CachedRows:
+    """Rows of a memory-mapped cache array, read when asked for (a batch at a time)."""
+
+    values: np.ndarray  # the store's values, memory-mapped
+    rows: np.ndarray  # which of them, in the caller's order
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows), *self.values.shape[1:])
+
+    def take(self, index, dtype=np.float32) -> np.ndarray:
+        """The rows at positions ``index`` as an in-memory array, read from the file in file order."""
+        rows = self.rows[np.asarray(index, dtype=np.int64)]
+        order = np.argsort(rows, kind="stable")
+        out = np.empty((len(rows), *self.values.shape[1:]), dtype=dtype)
+        out[order] = self.values[rows[order]]
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return self.take(np.arange(len(self.rows)), dtype or self.values.dtype)
+
+
 def _load(path: Path) -> dict[str, np.ndarray]:
+    """A store's ``ids`` and memory-mapped ``values`` (empty if there is none)."""
     if not path.is_file():
         return {}
     with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+        ids = data["ids"]
+    return {"ids": ids, "values": _memmap_member(path, "values.npy")}
 
 
-def _save(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
+def _memmap_member(path: Path, member: str) -> np.ndarray:
+    """An array stored uncompressed in an ``.npz``, memory-mapped in place (read whole if compressed)."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member)
+    if info.compress_type != zipfile.ZIP_STORED:
+        with np.load(path, allow_pickle=False) as data:
+            return data[member.removesuffix(".npy")]
+    with open(path, "rb") as fp:
+        fp.seek(info.header_offset)
+        local = fp.read(30)  # the member's local header: name and extra field lengths at bytes 26..29
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        fp.seek(info.header_offset + 30 + name_len + extra_len)
+        version = np.lib.format.read_magic(fp)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(fp)
+        offset = fp.tell()
+    if fortran:  # never written by this module; read it whole rather than mis-map it
+        with np.load(path, allow_pickle=False) as data:
+            return data[member.removesuffix(".npy")]
+    if int(np.prod(shape)) == 0:
+        return np.empty(shape, dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+
+
+def _write(path: Path, ids: np.ndarray, old: np.ndarray | None, new: np.ndarray) -> None:
+    """Write ids and ``old`` rows followed by ``new`` ones as one ``.npz``, streaming, then rename it in place."""
+    n_old = 0 if old is None else len(old)
+    shape = (n_old + len(new), *new.shape[1:])
+    header = {"descr": np.lib.format.dtype_to_descr(new.dtype), "fortran_order": False, "shape": shape}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            with archive.open("ids.npy", "w") as fp:
+                np.lib.format.write_array(fp, ids, allow_pickle=False)
+            with archive.open("values.npy", "w", force_zip64=True) as fp:
+                np.lib.format.write_array_header_2_0(fp, header)
+                for start in range(0, n_old, 1024):
+                    fp.write(np.ascontiguousarray(old[start:start + 1024], dtype=new.dtype).tobytes())
+                fp.write(np.ascontiguousarray(new).tobytes())
+        with open(tmp, "rb") as fp:
+            os.fsync(fp.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class FeatureExtractor:
@@ -114,8 +187,8 @@ def compute(extractor: FeatureExtractor, key: FeatureKey, root: Path, ids: Seque
             augment: AugmentConfig, batch_size: int = 32, progress: Progress | None = None) -> dict[str, np.ndarray]:
     """Return cached outputs for ``ids`` (relative paths), computing the missing ones.
 
-    The result has ``ids`` (in the requested order), ``pooled`` and, when the key
-    has a cut layer, ``boundary`` (float16). Pooled outputs are stored apart from
+    The result has ``ids`` (in the requested order), ``pooled`` (an array) and, when the
+    key has a cut layer, ``boundary`` (float16 :class:`CachedRows`, read a batch at a time). Pooled outputs are stored apart from
     boundary activations, so runs with and without a cut layer share them. New rows
     are added to the cache files atomically every ~2000 images, so an interrupted
     extraction resumes where it stopped.
@@ -131,8 +204,8 @@ def compute(extractor: FeatureExtractor, key: FeatureKey, root: Path, ids: Seque
         have = {name: {str(i): n for n, i in enumerate(c["ids"])} for name, c in cached.items()}
     out = {"ids": np.asarray(list(ids))}
     for name in stores:
-        rows = np.array([have[name][i] for i in ids], dtype=np.int64)
-        out[name] = cached[name]["values"][rows]
+        rows = CachedRows(cached[name]["values"], np.array([have[name][i] for i in ids], dtype=np.int64))
+        out[name] = rows if name == "boundary" else np.asarray(rows)
     return out
 
 
@@ -164,21 +237,18 @@ def _extract_missing(extractor, key, stores, root, missing, cached, augment, bat
                 progress(done, len(missing))
             if (n + 1) % flush_every == 0 or n + 1 == len(chunks):
                 for name, store_key in stores.items():
-                    cached[name] = _merge(cached[name], *pending[name])
-                    _save(store_key.path(), cached[name])
+                    cached[name] = _merge(store_key.path(), cached[name], *pending[name])
                 pending = {name: ([], []) for name in stores}
     return cached
 
 
-def _merge(cached: dict, ids: list[str], values: list[np.ndarray]) -> dict:
-    """Add rows for ids the store does not hold yet."""
+def _merge(path: Path, cached: dict, ids: list[str], values: list[np.ndarray]) -> dict:
+    """Add rows for ids the store does not hold yet, and return the store as now on disk."""
     known = set(cached.get("ids", np.array([], dtype=str)).astype(str).tolist())
     keep = [n for n, i in enumerate(ids) if i not in known]
     if not keep:
         return cached
-    new_values = np.concatenate(values)[keep]
     new_ids = np.asarray([ids[n] for n in keep], dtype=str)
-    if "ids" not in cached:
-        return {"ids": new_ids, "values": new_values}
-    return {"ids": np.concatenate([cached["ids"].astype(str), new_ids]),
-            "values": np.concatenate([cached["values"], new_values])}
+    all_ids = np.concatenate([cached["ids"].astype(str), new_ids]) if "ids" in cached else new_ids
+    _write(path, all_ids, cached.get("values"), np.concatenate(values)[keep])
+    return _load(path)

@@ -10,6 +10,7 @@ from core.data.augment import apply_view, view_params
 from core.data.dataset import load_image
 from core.models.backbones import BackboneSpec
 from core.models.preprocess import preprocess
+from core.train.features import CachedRows
 
 INFERENCE_BATCH = 64
 
@@ -22,6 +23,60 @@ def inference_batch(batch_size: int) -> int:
     from it. At the default 32 a run predicts exactly as before.
     """
     return min(batch_size, INFERENCE_BATCH)
+
+
+def epoch_views(n_images: int, n_views: int, seed: int, epoch: int) -> np.ndarray:
+    """The view each training image is shown as in one epoch (view 0 = the original), drawn per seed and epoch."""
+    if n_views <= 1:
+        return np.zeros(n_images, dtype=np.int64)
+    return np.random.default_rng(seed * 7919 + epoch).integers(0, n_views, size=n_images)
+
+
+def training_order(n_images: int, n_views: int, seed: int, epoch: int, views: str) -> np.ndarray:
+    """One epoch's ``(view, image)`` pairs in shuffled order.
+
+    ``views="all"`` shows every image as each of its ``n_views`` cached views; ``"one"`` shows
+    every image once, as the view :func:`epoch_views` draws for it (an epoch as long as the dataset).
+    """
+    if views == "all":
+        pairs = np.stack(np.meshgrid(np.arange(n_views), np.arange(n_images), indexing="ij"), -1).reshape(-1, 2)
+    else:
+        pairs = np.stack([epoch_views(n_images, n_views, seed, epoch), np.arange(n_images)], 1)
+    return pairs[np.random.default_rng([seed, epoch]).permutation(len(pairs))]
+
+
+def cached_dataset(views: Sequence, labels: np.ndarray, batch_size: int, order: np.ndarray | None = None):
+    """A ``tf.data.Dataset`` of ``(x, y)`` batches gathered from cached arrays, one per view.
+
+    ``views`` are arrays or :class:`~core.train.features.CachedRows` (memory-mapped): only the
+    rows of the batch being built are read, so memory stays at a few batches whatever the
+    dataset's size. ``order`` lists ``(view, image)`` pairs (:func:`training_order`); by default
+    every image of view 0 in order.
+    """
+    from core.models.tfkeras import tf
+
+    labels = np.asarray(labels, dtype=np.int32)
+    if order is None:
+        order = np.stack([np.zeros(len(labels), dtype=np.int64), np.arange(len(labels))], 1)
+    sample_shape = tuple(views[0].shape[1:])
+
+    def batches():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            x = np.empty((len(chunk), *sample_shape), dtype=np.float32)
+            for view in np.unique(chunk[:, 0]):
+                chosen = chunk[:, 0] == view
+                x[chosen] = _rows(views[view], chunk[chosen, 1])
+            yield x, labels[chunk[:, 1]]
+
+    signature = (tf.TensorSpec((None, *sample_shape), tf.float32), tf.TensorSpec((None,), tf.int32))
+    n_batches = -(-len(order) // batch_size)
+    ds = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    return ds.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
+
+
+def _rows(source, index: np.ndarray) -> np.ndarray:
+    return source.take(index) if isinstance(source, CachedRows) else np.asarray(source[index])
 
 
 def make_dataset(

@@ -30,7 +30,7 @@ from core.models.classifier import build_classifier, build_head_layers, build_he
 from core.progress import Throughput
 from core.train import features as feat
 from core.train import stages as training
-from core.train.pipeline import inference_batch, make_dataset
+from core.train.pipeline import cached_dataset, epoch_views, inference_batch, make_dataset, training_order
 
 
 def train_and_predict(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit) -> dict:
@@ -111,10 +111,16 @@ def _two_stage(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit
         unfrozen = training.unfreeze_top(base, config.unfreeze_layers)
         if cut is not None:
             upper = keras.Model(base.get_layer(cut).output, classifier.output, name="upper")
-            boundary_train = np.concatenate([cache[("train", v)]["boundary"] for v in train_views])
-            train_input = lambda epoch: (boundary_train, y_train)  # noqa: E731
-            val_input = (cache[("val", 0)]["boundary"], data.labels["val"])
-            mode = f"cached activations of the frozen part at layer '{cut}'; only the layers above run"
+            boundary_train = [cache[("train", v)]["boundary"] for v in train_views]
+            n_train = len(data.ids["train"])
+            train_input = lambda epoch: cached_dataset(  # noqa: E731
+                boundary_train, data.labels["train"], config.batch_size,
+                training_order(n_train, len(train_views), config.seed, epoch, config.stage2_views))
+            val_input = cached_dataset([cache[("val", 0)]["boundary"]], data.labels["val"],
+                                       inference_batch(config.batch_size))
+            shown = "every cached view" if config.stage2_views == "all" else "one cached view"
+            mode = (f"cached activations of the frozen part at layer '{cut}', read from disk a batch at a time; "
+                    f"only the layers above run; each epoch shows {shown} of each training image")
         else:
             upper = classifier
             train_input = lambda epoch: _image_epoch(config, spec, data, epoch)  # noqa: E731
@@ -136,9 +142,7 @@ def _two_stage(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit
 
 def _image_epoch(config: RunConfig, spec: BackboneSpec, data, epoch: int):
     """One epoch over the training images, each shown as one of its fixed views."""
-    n_views = config.augment.views + 1
-    rng = np.random.default_rng(config.seed * 7919 + epoch)
-    views = rng.integers(0, n_views, size=len(data.ids["train"])) if n_views > 1 else np.zeros(len(data.ids["train"]), int)
+    views = epoch_views(len(data.ids["train"]), config.augment.views + 1, config.seed, epoch)
     return make_dataset(data.abs_paths("train"), data.labels["train"], spec, config.batch_size, shuffle=True,
                         seed=config.seed + epoch, input_size=config.input_size, views=views.tolist(),
                         augment=config.augment, ids=data.ids["train"])
