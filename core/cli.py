@@ -293,6 +293,20 @@ def _add_leakage(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_leakage)
 
 
+def _cmd_val_predictions(args: argparse.Namespace) -> int:
+    from core.orchestrate.val_predictions import add_val_predictions
+
+    add_val_predictions([Path(r) for r in args.run_dirs], emit=_emit)
+    return 0
+
+
+def _add_val_predictions(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("val-predictions", help="add val_predictions.csv (validation probabilities) to stored complete "
+                                               "network runs that kept model.keras (resumable)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="complete run folders")
+    p.set_defaults(func=_cmd_val_predictions)
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from core.artifacts import readme
 
@@ -391,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(sub)
     _add_report(sub)
     _add_deploy(sub)
+    _add_val_predictions(sub)
     return parser
 
 
