@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from core.artifacts.config import BASELINES, METHODS
+from core.artifacts.config import BASELINES, ENSEMBLE_WEIGHTS, METHODS
 from core.artifacts.layout import DEPLOYMENT_FILE, dataset_complete_runs, deployment_file, existing_artifacts_dir
 from core.errors import UserError
 from core.formatting import format_table
@@ -268,6 +268,36 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_compare)
 
 
+def _cmd_ensemble(args: argparse.Namespace) -> int:
+    from core.evaluate.ensemble import build_ensemble, load_ensemble
+
+    folder = build_ensemble(_dataset_folder(args.dataset, args.artifacts), args.runs, args.weights, args.name,
+                            emit=_emit)
+    record = load_ensemble(folder)
+    rows = [[m["run"], f"{m['weight']:.4f}", "" if m["val_loss"] is None else f"{m['val_loss']:.4f}",
+             f"{m['accuracy']:.4f}"] for m in record.members]
+    print(format_table(rows, ["member", "weight", "validation loss", "test accuracy"]))
+    for cost in record.deployment.values():
+        print(f"{cost['label']}: " + (f"{cost['mb']:.2f} MB, " + ("latency not measured" if cost["ms"] is None
+                                                                  else f"{cost['ms']:.1f} ms at 1 thread")
+                                      if cost["measured"] else cost["reason"]))
+    return 0
+
+
+def _add_ensemble(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ensemble", help="soft-voting ensemble of stored runs of a dataset, stored and scored like a "
+                                        "run (artifacts/<dataset>/ensembles/<name>/)")
+    p.add_argument("dataset", help="dataset folder under artifacts/ (e.g. flower_photos) or its path")
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="member runs: run folders, backbone/run id, or a run id unique in the dataset folder")
+    p.add_argument("--weights", default="uniform", choices=ENSEMBLE_WEIGHTS,
+                   help="uniform (default); val_loss: w ∝ exp(-validation log loss); stacked: logistic regression "
+                        "on validation probabilities")
+    p.add_argument("--name", default=None, help="the ensemble's folder name (default: <weights>-<n>runs-<hash>)")
+    p.add_argument("--artifacts", default=None)
+    p.set_defaults(func=_cmd_ensemble)
+
+
 def _cmd_leakage(args: argparse.Namespace) -> int:
     from core.evaluate.leakage import rescore_dataset
 
@@ -406,6 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report(sub)
     _add_deploy(sub)
     _add_val_predictions(sub)
+    _add_ensemble(sub)
     return parser
 
 

@@ -28,6 +28,8 @@ BASELINES = ("logreg", "linear_svm", "knn", "knn_uniform", "knn_nearest", "knn_r
              "ovr_logreg", "ovo_logreg", "ecoc_logreg", "ovr_svm", "ovo_svm", "ecoc_svm",
              "tree_gini", "tree_entropy", "tree_log_loss", "forest")
 METHODS = ("finetune", *BASELINES)
+# How an ensemble of stored runs weighs its members (core.evaluate.ensemble).
+ENSEMBLE_WEIGHTS = ("uniform", "val_loss", "stacked")
 
 
 @dataclass
