@@ -256,6 +256,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
              "" if p["p_holm"] is None else f"{p['p_holm']:.4g}", "yes" if p["significant"] else "no"]
             for p in result["pairs"]]
     print(format_table(rows, ["run A", "run B", "n", "A wrong, B right", "A right, B wrong", "p (Holm)", "significant"]))
+    if result["ensembles"]:
+        print("\nEach ensemble against its best member (highest test accuracy), Holm over the ensembles:")
+        from core.artifacts.report import ensemble_comparison
+
+        table = ensemble_comparison(result["ensembles"])
+        print(format_table(table.values.tolist(), list(table.columns)))
     print(f"\nwritten to {folder / 'mcnemar.json'}")
     return 0
 

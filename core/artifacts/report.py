@@ -258,7 +258,7 @@ def _run_row(dataset: str, run: Path, cfg: dict) -> dict:
     return row
 
 
-ENSEMBLE = "ensemble"
+ENSEMBLE = ranking.ENSEMBLE
 
 
 def _ensemble_rows(dataset: str, root: Path, configs: dict[str, dict], problems: list[str]) -> list[dict]:
@@ -325,6 +325,26 @@ def ensemble_cost_text(record: dict) -> list[str]:
         ms = "latency not measured" if cost.get("ms") is None else f"{cost['ms']:.1f} ms at 1 thread"
         lines.append(f"{cost['label']}: {cost['mb']:.2f} MB, {ms} (members summed)")
     return lines
+
+
+def ensemble_comparison(entries: list[dict], labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """Each ensemble against its best member (``mcnemar.json``'s ``ensembles``): accuracies, the paired bootstrap
+    difference with its interval, McNemar's counts and Holm p-value, and the ensemble's summed cost.
+    ``labels`` maps run names (``backbone/run id``) to readers' labels."""
+    labels = labels or {}
+    rows = []
+    for e in entries:
+        boot = e.get("paired_bootstrap") or {}
+        rows.append({
+            "Ensemble": labels.get(e["ensemble"], e["ensemble"]), "Weights": e["weights_method"],
+            "Best member": labels.get(e["best_member"], e["best_member"]),
+            "Accuracy": f"{e['accuracy']:.3f}", "Member accuracy": f"{e['member_accuracy']:.3f}",
+            "Ensemble − member [95% CI]": "" if not boot else
+            f"{boot['difference']:+.3f} [{boot['low']:+.3f}, {boot['high']:+.3f}]",
+            "Ensemble wrong, member right": e["n01"], "Ensemble right, member wrong": e["n10"],
+            "p (Holm)": f"{e['p_holm']:.3g}", "Significant": "yes" if e["significant"] else "no",
+            "Cost (members summed)": "; ".join(ensemble_cost_text(e)) or "not measured"})
+    return pd.DataFrame(rows)
 
 
 LEAK_FREE_INTERVALS = ("accuracy", "balanced_accuracy")
