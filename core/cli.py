@@ -256,7 +256,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
              "" if p["p_holm"] is None else f"{p['p_holm']:.4g}", "yes" if p["significant"] else "no"]
             for p in result["pairs"]]
     print(format_table(rows, ["run A", "run B", "n", "A wrong, B right", "A right, B wrong", "p (Holm)", "significant"]))
-    if result["ensembles"]:
+    if result.get("ensembles"):
         print("\nEach ensemble against its best member (highest test accuracy), Holm over the ensembles:")
         from core.artifacts.report import ensemble_comparison
 

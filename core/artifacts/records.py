@@ -286,7 +286,7 @@ class ComparisonRecord(Record):
     matrix: list
     accuracy: dict = field(default_factory=dict)
     grouping: str | None = None  # the groups the paired bootstrap resampled (None: made before it existed)
-    ensembles: list = field(default_factory=list)  # each stored ensemble against its best member
+    ensembles: list | None = None  # each stored ensemble against its best member (None: made before ensembles)
     extra: dict = field(default_factory=dict)
 
 
