@@ -9,8 +9,8 @@ import pytest
 from core.artifacts import report
 from core.artifacts.config import RunConfig
 from core.artifacts.records import (
-    CompleteRecord,
     ComparisonRecord,
+    CompleteRecord,
     DeploymentRecord,
     EnsembleRecord,
     MetricsRecord,

@@ -14,8 +14,8 @@ from conftest import make_image_dataset
 
 from core.artifacts.records import Predictions
 from core.artifacts.runs import RunFolder
-from core.models.batchnorm import is_batchnorm, reestimate_batchnorm_statistics
 from core.models.backbones import get_spec
+from core.models.batchnorm import is_batchnorm, reestimate_batchnorm_statistics
 from core.models.classifier import build_classifier, build_head_layers
 from core.orchestrate.run import execute
 from core.train import config as config_mod
