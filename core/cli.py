@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from core.artifacts.config import BASELINES, METHODS
+from core.artifacts.config import BASELINES, ENSEMBLE_WEIGHTS, METHODS
 from core.artifacts.layout import DEPLOYMENT_FILE, dataset_complete_runs, deployment_file, existing_artifacts_dir
 from core.errors import UserError
 from core.formatting import format_table
@@ -256,6 +256,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
              "" if p["p_holm"] is None else f"{p['p_holm']:.4g}", "yes" if p["significant"] else "no"]
             for p in result["pairs"]]
     print(format_table(rows, ["run A", "run B", "n", "A wrong, B right", "A right, B wrong", "p (Holm)", "significant"]))
+    if result.get("ensembles"):
+        print("\nEach ensemble against its best member (highest test accuracy), Holm over the ensembles:")
+        from core.artifacts.report import ensemble_comparison
+
+        table = ensemble_comparison(result["ensembles"])
+        print(format_table(table.values.tolist(), list(table.columns)))
     print(f"\nwritten to {folder / 'mcnemar.json'}")
     return 0
 
@@ -266,6 +272,36 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--artifacts", default=None)
     p.add_argument("--alpha", type=float, default=0.05)
     p.set_defaults(func=_cmd_compare)
+
+
+def _cmd_ensemble(args: argparse.Namespace) -> int:
+    from core.evaluate.ensemble import build_ensemble, load_ensemble
+
+    folder = build_ensemble(_dataset_folder(args.dataset, args.artifacts), args.runs, args.weights, args.name,
+                            emit=_emit)
+    record = load_ensemble(folder)
+    rows = [[m["run"], f"{m['weight']:.4f}", "" if m["val_loss"] is None else f"{m['val_loss']:.4f}",
+             f"{m['accuracy']:.4f}"] for m in record.members]
+    print(format_table(rows, ["member", "weight", "validation loss", "test accuracy"]))
+    for cost in record.deployment.values():
+        print(f"{cost['label']}: " + (f"{cost['mb']:.2f} MB, " + ("latency not measured" if cost["ms"] is None
+                                                                  else f"{cost['ms']:.1f} ms at 1 thread")
+                                      if cost["measured"] else cost["reason"]))
+    return 0
+
+
+def _add_ensemble(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ensemble", help="soft-voting ensemble of stored runs of a dataset, stored and scored like a "
+                                        "run (artifacts/<dataset>/ensembles/<name>/)")
+    p.add_argument("dataset", help="dataset folder under artifacts/ (e.g. flower_photos) or its path")
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="member runs: run folders, backbone/run id, or a run id unique in the dataset folder")
+    p.add_argument("--weights", default="uniform", choices=ENSEMBLE_WEIGHTS,
+                   help="uniform (default); val_loss: w ∝ exp(-validation log loss); stacked: logistic regression "
+                        "on validation probabilities")
+    p.add_argument("--name", default=None, help="the ensemble's folder name (default: <weights>-<n>runs-<hash>)")
+    p.add_argument("--artifacts", default=None)
+    p.set_defaults(func=_cmd_ensemble)
 
 
 def _cmd_leakage(args: argparse.Namespace) -> int:
@@ -318,6 +354,20 @@ def _add_operating_point(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", type=_positive(int, zero=True), default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=_seed, default=0, help="bootstrap seed")
     p.set_defaults(func=_cmd_operating_point)
+
+
+def _cmd_val_predictions(args: argparse.Namespace) -> int:
+    from core.orchestrate.val_predictions import add_val_predictions
+
+    add_val_predictions([Path(r) for r in args.run_dirs], emit=_emit)
+    return 0
+
+
+def _add_val_predictions(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("val-predictions", help="add val_predictions.csv (validation probabilities) to stored complete "
+                                               "network runs that kept model.keras (resumable)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="complete run folders")
+    p.set_defaults(func=_cmd_val_predictions)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -419,6 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(sub)
     _add_report(sub)
     _add_deploy(sub)
+    _add_val_predictions(sub)
+    _add_ensemble(sub)
     return parser
 
 

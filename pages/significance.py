@@ -4,7 +4,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core.artifacts import ranking
+from core.artifacts import ranking, report
 from pages.common import empty_state, load_json, results_token, selected_runs
 
 st.title("Which differences are real?")
@@ -89,8 +89,22 @@ def all_pairs() -> None:
                  width="stretch")
 
 
+def ensembles() -> None:
+    """Each stored ensemble against its best member, from the stored comparison."""
+    entries = [e for e in result.get("ensembles") or [] if e["ensemble"] in labels]
+    if not entries:
+        return
+    st.subheader("Ensembles against their best member")
+    st.caption("Each ensemble against the member with the highest test accuracy (the strongest single model, so the "
+               "comparison leans towards the member): McNemar's test, Holm-corrected over the ensembles, and the "
+               "accuracy difference with a 95% paired bootstrap interval. An ensemble costs the sum of its members' "
+               "sizes and latencies.")
+    st.dataframe(report.ensemble_comparison(entries, labels), hide_index=True, width="stretch")
+
+
 view = st.radio("Comparisons", ["Planned (default)", "All pairs of runs"], horizontal=True, key="significance_view")
 if view.startswith("Planned"):
     planned()
 else:
     all_pairs()
+ensembles()

@@ -33,7 +33,7 @@ def test_artifacts_stay_within_the_size_budget():
 
 def test_every_committed_run_is_complete_and_consistent():
     committed = {p.relative_to(REPO) for p in committed_files()}
-    markers = [p for p in committed if p.name == "complete.json" and len(p.parts) == 5]
+    markers = [p for p in committed if p.name == "complete.json" and len(p.parts) == 5 and p.parts[2] != "ensembles"]
     assert markers, "no complete run is committed"
     for marker in markers:
         run = REPO / marker.parent

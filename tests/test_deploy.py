@@ -71,7 +71,8 @@ def _fake_train_and_predict(config, spec, data, run, emit):
     for layer in model.layers[:-1]:  # saved as transfer learning leaves it: the backbone frozen
         layer.trainable = False
     atomic_save(run.file("model.keras"), model.save)
-    return {"test_probs": probs, "timings": {}, "details": {"network": "tiny test model"}}
+    val_probs = np.asarray(model.predict(images("val"), verbose=0), dtype=np.float64)
+    return {"test_probs": probs, "val_probs": val_probs, "timings": {}, "details": {"network": "tiny test model"}}
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from core.artifacts.records import (
     ComparisonRecord,
     CompleteRecord,
     DeploymentRecord,
+    EnsembleRecord,
     LeakageRecord,
     MetricsRecord,
     Predictions,
@@ -78,6 +79,9 @@ def test_every_committed_record_loads_and_round_trips_unchanged(pattern, kind):
 
 def test_every_committed_config_and_predictions_table_loads():
     for path in _committed(f"*/*/*/{layout.CONFIG_FILE}"):
+        if layout.is_ensemble(path.parent):
+            assert EnsembleRecord.load(path).kind == "ensemble"
+            continue
         config = RunConfig.load(path)
         assert config.run_id() == path.parent.name  # the folder is named by the settings
     for path in _committed(f"*/*/*/{layout.PREDICTIONS_FILE}"):

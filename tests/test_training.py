@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from conftest import make_image_dataset
 
+from core.artifacts.records import Predictions
 from core.artifacts.runs import RunFolder
+from core.models.backbones import get_spec
 from core.models.batchnorm import is_batchnorm, reestimate_batchnorm_statistics
 from core.models.classifier import build_classifier, build_head_layers
 from core.orchestrate.run import execute
@@ -60,13 +62,35 @@ def test_two_stage_run_writes_a_complete_run_folder(lite0_home, dataset, tmp_pat
     assert "tf-keras" in prov["libraries"] and "git_commit" in prov["code"]
     assert prov["details"]["feature_cut_layer"]  # stage 2 ran on cached activations
     assert prov["schema_version"] == 2 and len(prov["invocations"]) == 1
-    assert set(prov["timings_s"]) == {"features", "stage1", "stage2", "test_inference"}
+    assert set(prov["timings_s"]) == {"features", "stage1", "stage2", "val_inference", "test_inference"}
     assert prov["invocations"][0]["timings_s"] == prov["timings_s"]
     with open(run.file("predictions.csv"), newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == metrics["n"] and set(rows[0]) >= {"id", "true", "pred", "p_red", "p_green", "p_blue"}
     split_file = run.path / prov["dataset"]["split_file"]
     assert split_file.resolve().is_file()
+    _check_val_predictions(run, prov)
+
+
+def _check_val_predictions(run, prov):
+    """val_predictions.csv (the layers above the cut on cached float16 activations) equals the whole classifier on
+    the validation images, and the back-fill through model.keras writes the same table."""
+    from core.models.loading import load_model
+    from core.orchestrate.val_predictions import add_val_predictions
+    from core.train.transfer import predict_images
+
+    stored = Predictions.load(run.file("val_predictions.csv"))
+    assert len(stored.ids) == prov["dataset"]["counts"]["val"] and stored.classes == prov["dataset"]["classes"]
+    config = run.read_config()
+    full = predict_images(load_model(run.file("model.keras")), get_spec(config.backbone), config,
+                          [str(Path(config.dataset) / i) for i in stored.ids])
+    assert np.allclose(stored.probs, full, atol=2e-3)
+    run.file("val_predictions.csv").unlink()
+    (outcome,) = add_val_predictions([run.path], emit=lambda line: None).values()
+    assert "written" in outcome
+    backfilled = Predictions.load(run.file("val_predictions.csv"))
+    assert backfilled.ids == stored.ids and backfilled.true == stored.true
+    assert np.allclose(backfilled.probs, full, atol=1e-5)
 
 
 def test_cached_features_are_reused_by_other_seeds_and_baselines(lite0_home, dataset, tmp_path, monkeypatch):

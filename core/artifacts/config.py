@@ -29,6 +29,8 @@ BASELINES = ("logreg", "linear_svm", "knn", "knn_uniform", "knn_nearest", "knn_r
              "tree_gini", "tree_entropy", "tree_log_loss", "forest")
 METHODS = ("finetune", *BASELINES)
 STAGE2_VIEWS = ("one", "all")
+# How an ensemble of stored runs weighs its members (core.evaluate.ensemble).
+ENSEMBLE_WEIGHTS = ("uniform", "val_loss", "stacked")
 
 
 @dataclass

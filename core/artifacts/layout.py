@@ -9,6 +9,8 @@
         audit.json  unavailable.json  mcnemar.json  dataset_notes.md
         splits/split-seed<S>-<fingerprint[:12]>.json
         diagnostics/batchnorm-<backbone>-<run id>.json
+        ensembles/<name>/   config.json (kind "ensemble")  provenance.json  metrics.json  predictions.csv
+                            leakage.json  complete.json
         <backbone>/<run id>/
           config.json  provenance.json  history.csv  events.jsonl  metrics.json  predictions.csv
           val_predictions.csv  leakage.json  operating_points.json
@@ -56,6 +58,8 @@ MCNEMAR_FILE = "mcnemar.json"
 DATASET_NOTES_FILE = "dataset_notes.md"
 SPLITS_DIR = "splits"
 DIAGNOSTICS_DIR = "diagnostics"
+# Ensembles of a dataset's runs, one folder each: stored like a run, never listed among the runs.
+ENSEMBLES_DIR = "ensembles"
 # Top level.
 ARCHITECTURES_DIR = "architectures"
 EXPERIMENT_LOG = "experiment_log.jsonl"
@@ -122,6 +126,26 @@ def architecture_dir(backbone: str, root: str | os.PathLike | None = None) -> Pa
     return _root(root) / ARCHITECTURES_DIR / backbone
 
 
+def ensemble_dir(dataset_folder: str | os.PathLike, name: str) -> Path:
+    """``<artifacts>/<dataset>/ensembles/<name>``."""
+    return Path(dataset_folder) / ENSEMBLES_DIR / name
+
+
+def ensemble_folders(dataset_folder: str | os.PathLike) -> list[Path]:
+    """Folders of every complete ensemble of one dataset folder, sorted."""
+    folder = Path(dataset_folder) / ENSEMBLES_DIR
+    return sorted(marker.parent for marker in folder.glob(f"*/{COMPLETE_MARKER}")) if folder.is_dir() else []
+
+
+def is_ensemble(folder: str | os.PathLike) -> bool:
+    """Whether a result folder is an ensemble's (``<dataset>/ensembles/<name>``) rather than a run's."""
+    return Path(folder).parent.name == ENSEMBLES_DIR
+
+
+def _runs_only(folders) -> list[Path]:
+    return sorted(f for f in folders if not is_ensemble(f))
+
+
 def diagnostics_file(dataset_folder: Path, backbone: str, run_id: str) -> Path:
     """A run's BatchNorm diagnosis (scripts/diagnose_batchnorm.py)."""
     return dataset_folder / DIAGNOSTICS_DIR / f"batchnorm-{backbone}-{run_id}.json"
@@ -132,13 +156,13 @@ def complete_runs(root: str | os.PathLike | None = None) -> list[Path]:
     root = _root(root)
     if not root.is_dir():
         return []
-    return sorted(marker.parent for marker in root.glob(f"*/*/*/{COMPLETE_MARKER}"))
+    return _runs_only(marker.parent for marker in root.glob(f"*/*/*/{COMPLETE_MARKER}"))
 
 
 def dataset_complete_runs(dataset_folder: str | os.PathLike) -> list[Path]:
     """Folders of every complete run of one dataset folder (``<artifacts>/<dataset>``), sorted."""
     folder = Path(dataset_folder)
-    return sorted(marker.parent for marker in folder.glob(f"*/*/{COMPLETE_MARKER}")) if folder.is_dir() else []
+    return _runs_only(marker.parent for marker in folder.glob(f"*/*/{COMPLETE_MARKER}")) if folder.is_dir() else []
 
 
 def run_folders(root: str | os.PathLike | None = None) -> list[Path]:
@@ -146,11 +170,12 @@ def run_folders(root: str | os.PathLike | None = None) -> list[Path]:
     root = _root(root)
     if not root.is_dir():
         return []
-    return sorted(config.parent for config in root.glob(f"*/*/*/{CONFIG_FILE}"))
+    return _runs_only(config.parent for config in root.glob(f"*/*/*/{CONFIG_FILE}"))
 
 
 def result_files(root: str | os.PathLike | None = None) -> list[Path]:
-    """Every file whose change changes what the report shows (the app's cache key is built from them)."""
+    """Every file whose change changes what the report shows (the app's cache key is built from them; an
+    ensemble's ``complete.json`` is among the first pattern's)."""
     root = _root(root)
     if not root.is_dir():
         return []

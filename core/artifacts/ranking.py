@@ -29,6 +29,7 @@ INTERVAL_SEEDS = "seeds"  # mean ± t·SD/√n over the seeds
 INTERVAL_BOOTSTRAP = "bootstrap"  # one seed: that run's bootstrap CI
 AGAINST_RECOMMENDED = "against the recommended"
 TRANSFER_VS_BASELINE = "transfer vs baseline"
+ENSEMBLE = "ensemble"  # the kind of a stored ensemble's row (core.artifacts.report)
 # Runs-table columns that identify a run rather than measure it: never averaged over seeds.
 _NOT_AVERAGED = {"seed"}
 
@@ -272,6 +273,7 @@ def planned_pairs(configs: pd.DataFrame, recommended: str | None) -> list[tuple[
     The ``recommended`` configuration (as A) against every other one, and every transfer
     configuration (as A) against each baseline (scratch, logreg, linear SVM, kNN) of the same backbone.
     """
+    configs = configs[configs["kind"] != ENSEMBLE]  # an ensemble is tested against its best member instead
     labels = list(configs["label"])
     planned: dict[frozenset, list] = {}
 

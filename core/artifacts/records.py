@@ -296,7 +296,41 @@ class ComparisonRecord(Record):
     matrix: list
     accuracy: dict = field(default_factory=dict)
     grouping: str | None = None  # the groups the paired bootstrap resampled (None: made before it existed)
+    ensembles: list | None = None  # each stored ensemble against its best member (None: made before ensembles)
     extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class EnsembleRecord(Record):
+    """``ensembles/<name>/config.json``: an ensemble of stored runs (:mod:`core.evaluate.ensemble`).
+
+    ``members``: one entry per run (``run`` as ``backbone/run id``, ``weight``, ``val_loss`` and where it came
+    from, ``accuracy`` on the test split); ``stacked``: the logistic regression's coefficients as plain numbers.
+    """
+
+    KIND: ClassVar[str] = "ensemble record"
+    kind: str
+    name: str
+    dataset: str
+    weights_method: str
+    weight_rule: str
+    members: list[dict]
+    classes: list[str]
+    test_images: int
+    fingerprint: str | None = None
+    split_file: str | None = None
+    stacked: dict | None = None
+    deployment: dict = field(default_factory=dict)
+    created_at: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def member_runs(self) -> list[str]:
+        """The members as ``backbone/run id``."""
+        return [m["run"] for m in self.members]
+
+    def weights(self) -> list[float]:
+        """Each member's weight in the soft vote (stacked: the share of each member's coefficients, for display)."""
+        return [float(m["weight"]) for m in self.members]
 
 
 @dataclass
@@ -457,7 +491,7 @@ def read_experiment_log(path: str | os.PathLike) -> list[dict]:
 # Every record with the fields it writes (the documentation test walks this list).
 JSON_RECORDS: tuple[type[Record], ...] = (MetricsRecord, CompleteRecord, ProvenanceRecord, SplitRecord,
                                           DeploymentRecord, AuditRecord, ComparisonRecord, UnavailableRecord,
-                                          BatchNormDiagnosis, LeakageRecord, OperatingPointsRecord)
+                                          BatchNormDiagnosis, LeakageRecord, OperatingPointsRecord, EnsembleRecord)
 
 
 def record_fields(kind: type) -> list[str]:

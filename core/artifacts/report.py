@@ -24,6 +24,7 @@ from core.artifacts.layout import (
     CONFIG_FILE,
     DEPLOYMENT_FILE,
     DIAGNOSTICS_DIR,
+    ENSEMBLES_DIR,
     EXPERIMENT_LOG,
     HISTORY_FILE,
     LEAKAGE_FILE,
@@ -37,6 +38,8 @@ from core.artifacts.layout import (
     complete_runs,
     dataset_of_run,
     deployment_file,
+    ensemble_folders,
+    is_ensemble,
     run_folders,
 )
 from core.artifacts.records import (
@@ -44,6 +47,7 @@ from core.artifacts.records import (
     BatchNormDiagnosis,
     ComparisonRecord,
     DeploymentRecord,
+    EnsembleRecord,
     LeakageRecord,
     MetricsRecord,
     Predictions,
@@ -216,6 +220,8 @@ def runs_table(dataset: str, root: Path | None = None) -> pd.DataFrame:
     for row, label, short, configuration in zip(rows, run_labels(configs), short_labels(configs),
                                                 configuration_labels(configs)):
         row["label"], row["short"], row["configuration"] = label, short, configuration
+    rows += _ensemble_rows(dataset, Path(root or artifacts_dir()), {r["path"]: c for r, c in zip(rows, configs)},
+                           problems)
     df = pd.DataFrame(rows)
     if not df.empty:
         # Runs on the whole test split first: a subsampled (quick) run's score is not comparable.
@@ -250,6 +256,95 @@ def _run_row(dataset: str, run: Path, cfg: dict) -> dict:
     row.update(_validation_score(run, row["method"], prov.details or {}))
     row["kind"] = run_kind(row["method"], row["weights"])
     return row
+
+
+ENSEMBLE = ranking.ENSEMBLE
+
+
+def _ensemble_rows(dataset: str, root: Path, configs: dict[str, dict], problems: list[str]) -> list[dict]:
+    """Leaderboard rows of the dataset's stored ensembles (kind ``ensemble``); ``configs``: the runs' configs by
+    folder, for the members' preset. An ensemble with an unreadable file is listed in ``problems``."""
+    rows = []
+    for folder in ensemble_folders(root / dataset):
+        try:
+            rows.append(_ensemble_row(dataset, folder, EnsembleRecord.load(folder / CONFIG_FILE), configs))
+        except RecordError as exc:
+            problems.append(str(exc))
+    return rows
+
+
+def _ensemble_row(dataset: str, folder: Path, record: EnsembleRecord, configs: dict[str, dict]) -> dict:
+    """The leaderboard row of one ensemble: scored like a run, its cost the sum of its members'."""
+    metrics = MetricsRecord.load(folder / METRICS_FILE)
+    prov = ProvenanceRecord.load(folder / PROVENANCE_FILE)
+    Predictions.load(folder / PREDICTIONS_FILE, expected_rows=metrics.n)
+    members = [configs.get(str(folder.parent.parent / m)) or {} for m in record.member_runs()]
+    presets = {c.get("preset") for c in members}
+    shorts = short_labels([c for c in members if c]) if all(members) else record.member_runs()
+    label = f"Ensemble · {record.weights_method} · {' + '.join(shorts)}"
+    row = {"dataset": dataset, "backbone": ENSEMBLES_DIR, "run_id": folder.name, "path": str(folder),
+           "weights": ENSEMBLE, "method": ENSEMBLE, "preset": presets.pop() if len(presets) == 1 else "mixed",
+           "seed": 0, "n_test": metrics.n, "ece": metrics.calibration["ece"],
+           "settings_key": hashlib.sha256(folder.name.encode()).hexdigest()[:12],
+           "wall_time_s": prov.wall_time_s, "test_split": _test_split_size(folder, prov),
+           "git_commit": (prov.code or {}).get("git_commit"), "label": label, "configuration": label,
+           "short": f"Ens {record.weights_method} ({len(members)})", "members": ", ".join(record.member_runs()),
+           "val_accuracy": None, "val_loss": None, "val_source": None, "kind": ENSEMBLE}
+    boot = metrics.bootstrap["metrics"]
+    for m in METRICS:
+        row[m] = metrics.roc["macro_auc"] if m == "macro_auc" else getattr(metrics, m)
+        row[f"{m}_low"], row[f"{m}_high"] = boot.get(m, {}).get("low"), boot.get(m, {}).get("high")
+    row["ci_unit"] = metrics.bootstrap.get("unit", "image")
+    row.update(_leakage_columns(folder, row))
+    row.update(_ensemble_costs(record))
+    return row
+
+
+def _ensemble_costs(record: EnsembleRecord) -> dict:
+    """The runs-table cost columns of an ensemble: its members' summed int8 and float32 TFLite sizes and
+    latencies (None where a member has no measurement)."""
+    cost = {name: c for name, c in (record.deployment or {}).items() if c.get("measured")}
+    out = {"deployed": bool(cost) and len(cost) == len(record.deployment or {}), "keras_mb": None, "f16_mb": None,
+           "int8_accuracy": None,
+           "int8_mb": (cost.get("tflite_int8_full") or {}).get("mb"),
+           "int8_latency_ms": (cost.get("tflite_int8_full") or {}).get("ms"),
+           "tflite_f32_mb": (cost.get("tflite_float32") or {}).get("mb"),
+           "latency_ms": (cost.get("tflite_float32") or {}).get("ms")}
+    for name, c in cost.items():
+        out[f"{ranking.VARIANT_MB}{name}"], out[f"{ranking.VARIANT_MS}{name}"] = c["mb"], c["ms"]
+    return out
+
+
+def ensemble_cost_text(record: dict) -> list[str]:
+    """One line per summed variant of a stored ensemble record: its MB and ms, or why it is not measured."""
+    lines = []
+    for cost in (record.get("deployment") or {}).values():
+        if not cost.get("measured"):
+            lines.append(f"{cost['label']}: {cost['reason']}")
+            continue
+        ms = "latency not measured" if cost.get("ms") is None else f"{cost['ms']:.1f} ms at 1 thread"
+        lines.append(f"{cost['label']}: {cost['mb']:.2f} MB, {ms} (members summed)")
+    return lines
+
+
+def ensemble_comparison(entries: list[dict], labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """Each ensemble against its best member (``mcnemar.json``'s ``ensembles``): accuracies, the paired bootstrap
+    difference with its interval, McNemar's counts and Holm p-value, and the ensemble's summed cost.
+    ``labels`` maps run names (``backbone/run id``) to readers' labels."""
+    labels = labels or {}
+    rows = []
+    for e in entries:
+        boot = e.get("paired_bootstrap") or {}
+        rows.append({
+            "Ensemble": labels.get(e["ensemble"], e["ensemble"]), "Weights": e["weights_method"],
+            "Best member": labels.get(e["best_member"], e["best_member"]),
+            "Accuracy": f"{e['accuracy']:.3f}", "Member accuracy": f"{e['member_accuracy']:.3f}",
+            "Ensemble − member [95% CI]": "" if not boot else
+            f"{boot['difference']:+.3f} [{boot['low']:+.3f}, {boot['high']:+.3f}]",
+            "Ensemble wrong, member right": e["n01"], "Ensemble right, member wrong": e["n10"],
+            "p (Holm)": f"{e['p_holm']:.3g}", "Significant": "yes" if e["significant"] else "no",
+            "Cost (members summed)": "; ".join(ensemble_cost_text(e)) or "not measured"})
+    return pd.DataFrame(rows)
 
 
 LEAK_FREE_INTERVALS = ("accuracy", "balanced_accuracy")
@@ -701,7 +796,9 @@ def metrics(run_path: str | Path) -> dict:
 
 
 def config(run_path: str | Path) -> dict:
-    """A run's stored settings (config.json) as plain data."""
+    """A run's stored settings (config.json) as plain data (an ensemble's: its record)."""
+    if is_ensemble(run_path):
+        return EnsembleRecord.load(Path(run_path) / CONFIG_FILE).to_dict()
     return RunConfig.load(Path(run_path) / CONFIG_FILE).to_dict()
 
 

@@ -66,10 +66,7 @@ def prepare_data(config: RunConfig, emit: Emit) -> PreparedData:
     class_index = {c: i for i, c in enumerate(index.classes)}
     ids, labels = {}, {}
     for name in ("train", "val", "test"):
-        pairs = split.labelled(name)
-        cap = config.max_train_per_class if name == "train" else config.max_eval_per_class
-        if cap:
-            pairs = balanced_sample(pairs, config.split_seed, per_class=cap)
+        pairs = run_pairs(split, name, config)
         ids[name] = [p for p, _ in pairs]
         labels[name] = np.array([class_index[lab] for _, lab in pairs], dtype=np.int64)
         if not pairs:
@@ -80,6 +77,14 @@ def prepare_data(config: RunConfig, emit: Emit) -> PreparedData:
                            "val/test): a model cannot learn them; add training images or remove the class")
     emit("data: " + ", ".join(f"{k} {len(v)}" for k, v in ids.items()) + f" images, {len(index.classes)} classes")
     return PreparedData(index.root, list(index.classes), digest, split, ids, labels, list(index.skipped), grouping)
+
+
+def run_pairs(split: SplitAssignment, name: str, config: RunConfig) -> list[tuple[str, str]]:
+    """``(relative path, label)`` of the images of split ``name`` a run of ``config`` uses (a quick preset's
+    seeded, class-balanced subsample)."""
+    pairs = split.labelled(name)
+    cap = config.max_train_per_class if name == "train" else config.max_eval_per_class
+    return balanced_sample(pairs, config.split_seed, per_class=cap) if cap else pairs
 
 
 def make_grouping(config: RunConfig, index: DatasetIndex, emit: Emit) -> tuple[groups.Grouping, dict[str, str]]:

@@ -4,14 +4,28 @@ McNemar's test treats test images as independent; next to it, a paired bootstrap
 accuracy difference resamples whole groups of near-copies (from the dataset's audit), so
 two runs that differ only on one patient's slices are not called different with false
 confidence.
+
+Each stored ensemble is compared with its best member (the member with the highest test
+accuracy: the strongest single model, so the comparison leans towards the member), by the
+same two tests, Holm-corrected over the ensembles; ensembles stay out of the all-pairs family.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from core.artifacts.layout import AUDIT_FILE, MCNEMAR_FILE, METRICS_FILE, PREDICTIONS_FILE, dataset_complete_runs
-from core.artifacts.records import AuditRecord, ComparisonRecord, MetricsRecord, Predictions
+from statsmodels.stats.multitest import multipletests
+
+from core.artifacts.layout import (
+    AUDIT_FILE,
+    CONFIG_FILE,
+    MCNEMAR_FILE,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    dataset_complete_runs,
+    ensemble_folders,
+)
+from core.artifacts.records import AuditRecord, ComparisonRecord, EnsembleRecord, MetricsRecord, Predictions
 from core.data.groups import Grouping, from_audit
 from core.errors import UserError
 from core.evaluate import metrics as evaluation
@@ -66,6 +80,38 @@ def compare_dataset(dataset_dir: str | Path, alpha: float = 0.05) -> dict:
         pair["paired_bootstrap"] = _paired(tables[pair["a"]], tables[pair["b"]], grouping)
     result["grouping"] = grouping.describe() if grouping else "none: no audit.json, every image its own group"
     result["accuracy"] = {name: record.accuracy for name, record in metrics.items()}
+    result["ensembles"] = ensembles_vs_best_member(dataset_dir, tables, metrics, grouping, alpha)
     record = ComparisonRecord.from_dict(result, "McNemar comparison")
     record.save(dataset_dir / MCNEMAR_FILE)
     return record.to_dict()
+
+
+BEST_MEMBER_RULE = "the member with the highest test accuracy (the strongest single model: the comparison leans to it)"
+
+
+def ensembles_vs_best_member(dataset_dir: Path, tables: dict, metrics: dict[str, MetricsRecord],
+                             grouping: Grouping | None, alpha: float = 0.05) -> list[dict]:
+    """Every stored ensemble against its best member: McNemar (Holm over the ensembles) and the paired bootstrap of
+    the accuracy difference ensemble minus member; ``tables``/``metrics``: the runs' correctness and metrics."""
+    out = []
+    for folder in ensemble_folders(dataset_dir):
+        record = EnsembleRecord.load(folder / CONFIG_FILE)
+        members = [m for m in record.member_runs() if m in tables]
+        if not members:
+            continue
+        ensemble_metrics = MetricsRecord.load(folder / METRICS_FILE)
+        ensemble = load_correctness(folder, ensemble_metrics)
+        best = max(members, key=lambda m: (metrics[m].accuracy, m))
+        a, b = dict(zip(*ensemble)), dict(zip(*tables[best]))
+        common = sorted(a.keys() & b.keys())
+        test = evaluation.mcnemar([a[i] for i in common], [b[i] for i in common])
+        out.append({"ensemble": run_label(folder), "weights_method": record.weights_method, "best_member": best,
+                    "best_member_rule": BEST_MEMBER_RULE, "accuracy": ensemble_metrics.accuracy,
+                    "member_accuracy": metrics[best].accuracy, "n_common": len(common), "n01": test["n01"],
+                    "n10": test["n10"], "method": test["method"], "p_value": test["p_value"],
+                    "paired_bootstrap": _paired(ensemble, tables[best], grouping), "deployment": record.deployment})
+    if out:
+        holm = multipletests([e["p_value"] for e in out], method="holm")[1].tolist()
+        for entry, p_holm in zip(out, holm):
+            entry["p_holm"], entry["significant"] = p_holm, p_holm <= alpha
+    return out

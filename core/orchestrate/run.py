@@ -20,6 +20,7 @@ from core.artifacts.layout import (
     METRICS_FILE,
     PREDICTIONS_FILE,
     PROVENANCE_FILE,
+    VAL_PREDICTIONS_FILE,
     dataset_slug,
     split_path,
 )
@@ -140,7 +141,8 @@ def _store_split(run: RunFolder, data: PreparedData, val_folder: str) -> str:
 
 def _store_results(run: RunFolder, config: RunConfig, data: PreparedData, outcome: dict, started: float,
                    split_file: str) -> dict:
-    """Evaluate on the test split and write the run's results, completion marker last; returns the headline."""
+    """Evaluate on the test split and write the run's results (and its validation probabilities), completion marker
+    last; returns the headline."""
     invocations = _invocations(run, started)
     probs = outcome["test_probs"]
     codes = data.test_groups()
@@ -152,6 +154,8 @@ def _store_results(run: RunFolder, config: RunConfig, data: PreparedData, outcom
                         {**grouping.to_dict(), "split_grouping": config.grouping},
                         "the run's own test predictions and groups", seed=config.seed).save(run.file(LEAKAGE_FILE))
     Predictions.from_probs(data.ids["test"], data.labels["test"], probs, data.classes).save(run.file(PREDICTIONS_FILE))
+    Predictions.from_probs(data.ids["val"], data.labels["val"], outcome["val_probs"], data.classes).save(
+        run.file(VAL_PREDICTIONS_FILE))
     ProvenanceRecord(
         **provenance.collect(),
         dataset={"path": str(Path(config.dataset)), "slug": dataset_slug(config.dataset),

@@ -181,22 +181,24 @@ def pooled_features(config: RunConfig, spec: BackboneSpec, data, emit) -> dict[s
 
 
 def train_and_predict(config: RunConfig, spec: BackboneSpec, data, run, emit) -> dict:
-    """Fit the baseline, choose its hyperparameter on val, return test probabilities (phases timed as run events)."""
+    """Fit the baseline, choose its hyperparameter on val, return test and validation probabilities (phases timed
+    as run events)."""
     with run.phase("features"):
         x = pooled_features(config, spec, data, emit)
     with run.phase("fit"):
-        best, scores, probs = _choose_and_fit(config, data, x, emit)
+        best, scores, model = _choose_and_fit(config, data, x, emit)
     name = GRIDS[config.method][0]
     run.event("baseline", method=config.method, chosen={name: best[name]})
-    return {"test_probs": probs,
+    k = len(data.classes)
+    return {"test_probs": full_probs(model, x["test"], k), "val_probs": full_probs(model, x["val"], k),
             "details": {"method": config.method, "hyperparameter": name, "grid": scores, "chosen": best[name],
                         "fit_seconds": best["fit_seconds"],
                         "inputs": "pooled ImageNet backbone outputs of the original training images, standardised"}}
 
 
-def _choose_and_fit(config: RunConfig, data, x: dict, emit) -> tuple[dict, list[dict], np.ndarray]:
-    """Fit every grid value on train (timed), choose the best on val, refit it; return it, the grid and test
-    probabilities."""
+def _choose_and_fit(config: RunConfig, data, x: dict, emit) -> tuple[dict, list[dict], object]:
+    """Fit every grid value on train (timed), choose the best on val, refit it; return it, the grid and the
+    fitted model."""
     from sklearn.metrics import log_loss
 
     name, values = GRIDS[config.method]
@@ -213,7 +215,7 @@ def _choose_and_fit(config: RunConfig, data, x: dict, emit) -> tuple[dict, list[
         emit(f"{config.method} {name}={value}: val_loss {loss:.4f} val_acc {acc:.3f}")
     best = min(scores, key=lambda s: (s["val_loss"], -s["val_accuracy"]))
     model, _ = _timed_fit(config, best[name], x["train"], data.labels["train"])
-    return best, scores, full_probs(model, x["test"], k)
+    return best, scores, model
 
 
 def _timed_fit(config: RunConfig, value, x: np.ndarray, y: np.ndarray):

@@ -14,7 +14,10 @@ With ``weights="none"`` the same architecture (backbone + head) is trained from 
 initialisation in one stage, every layer trainable, on the same augmented views.
 
 The trained classifier is evaluated on the test images through its full forward pass
-and saved as ``model.keras``.
+and saved as ``model.keras``. Its validation probabilities (``val_predictions.csv``) come
+from the cached validation features where they exist (the head on pooled outputs, or the
+layers above the cut on boundary activations: the same numbers as the full classifier on
+the validation images, within float16 rounding of the cache), else from the images.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from core.train.pipeline import cached_dataset, epoch_views, inference_batch, ma
 
 
 def train_and_predict(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit) -> dict:
-    """Train the network for ``config`` and return test probabilities and details.
+    """Train the network for ``config`` and return test and validation probabilities and details.
 
     Each phase's time goes to the run's events (:meth:`RunFolder.phase`).
     """
@@ -44,13 +47,13 @@ def train_and_predict(config: RunConfig, spec: BackboneSpec, data, run: RunFolde
     keras.utils.set_random_seed(config.seed)
     try:
         if config.weights == "none":
-            classifier, details = _from_scratch(config, spec, data, run, emit)
+            classifier, details, val_probs = _from_scratch(config, spec, data, run, emit)
         else:
-            classifier, details = _two_stage(config, spec, data, run, emit)
+            classifier, details, val_probs = _two_stage(config, spec, data, run, emit)
         with run.phase("test_inference"):
             probs = predict_images(classifier, spec, config, data.abs_paths("test"))
         atomic_save(run.file("model.keras"), classifier.save)
-        return {"test_probs": probs, "details": details}
+        return {"test_probs": probs, "val_probs": val_probs, "details": details}
     finally:
         keras.backend.clear_session()  # free the graph and weights before the next run
 
@@ -106,38 +109,49 @@ def _two_stage(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit
                                   (cache[("val", 0)]["pooled"], data.labels["val"]), run, config, emit, weights)
     details = {"stage1": _stage_details(s1), "feature_cut_layer": cut, "views": config.augment.views,
                "augmentation": "fixed views per training image, backbone outputs cached (core.data.augment)"}
+    if not fine_tune:  # the classifier is the frozen backbone and this head: the head on pooled outputs is it
+        return classifier, details, _predict_arrays(head, cache[("val", 0)]["pooled"], config)
 
-    if fine_tune:
-        unfrozen = training.unfreeze_top(base, config.unfreeze_layers)
-        if cut is not None:
-            upper = keras.Model(base.get_layer(cut).output, classifier.output, name="upper")
-            boundary_train = [cache[("train", v)]["boundary"] for v in train_views]
-            n_train = len(data.ids["train"])
-            train_input = lambda epoch: cached_dataset(  # noqa: E731
-                boundary_train, data.labels["train"], config.batch_size,
-                training_order(n_train, len(train_views), config.seed, epoch, config.stage2_views))
-            val_input = cached_dataset([cache[("val", 0)]["boundary"]], data.labels["val"],
-                                       inference_batch(config.batch_size))
-            shown = "every cached view" if config.stage2_views == "all" else "one cached view"
-            mode = (f"cached activations of the frozen part at layer '{cut}', read from disk a batch at a time; "
-                    f"only the layers above run; each epoch shows {shown} of each training image")
-        else:
-            upper = classifier
-            train_input = lambda epoch: _image_epoch(config, spec, data, epoch)  # noqa: E731
-            val_input = make_dataset(data.abs_paths("val"), data.labels["val"], spec,
-                                     inference_batch(config.batch_size), input_size=config.input_size)
-            mode = "full forward passes over the images (no cacheable cut layer)"
-        del cache
-        training.compile_model(upper, config.stage2)
-        trainable = int(sum(np.prod(w.shape) for w in upper.trainable_weights))
-        emit(f"stage2: {len(unfrozen)} layers unfrozen ({trainable:,} trainable parameters), {mode}")
-        run.event("stage", stage="stage2", epochs=config.stage2.epochs)
-        with run.phase("stage2"):
-            s2 = training.train_stage(upper, "stage2", config.stage2, train_input, val_input, run, config, emit,
-                                      weights)
-        details["stage2"] = {**_stage_details(s2), "unfrozen_layers": unfrozen, "trainable_params": trainable,
-                             "mode": mode}
-    return classifier, details
+    unfrozen = training.unfreeze_top(base, config.unfreeze_layers)
+    if cut is not None:
+        upper = keras.Model(base.get_layer(cut).output, classifier.output, name="upper")
+        boundary_train = [cache[("train", v)]["boundary"] for v in train_views]
+        n_train = len(data.ids["train"])
+        train_input = lambda epoch: cached_dataset(  # noqa: E731
+            boundary_train, data.labels["train"], config.batch_size,
+            training_order(n_train, len(train_views), config.seed, epoch, config.stage2_views))
+        val_input = cached_dataset([cache[("val", 0)]["boundary"]], data.labels["val"],
+                                   inference_batch(config.batch_size))
+        val_predict = lambda: np.asarray(upper.predict(val_input, verbose=0), dtype=np.float64)  # noqa: E731
+        shown = "every cached view" if config.stage2_views == "all" else "one cached view"
+        mode = (f"cached activations of the frozen part at layer '{cut}', read from disk a batch at a time; "
+                f"only the layers above run; each epoch shows {shown} of each training image")
+    else:
+        upper = classifier
+        train_input = lambda epoch: _image_epoch(config, spec, data, epoch)  # noqa: E731
+        val_input = make_dataset(data.abs_paths("val"), data.labels["val"], spec,
+                                 inference_batch(config.batch_size), input_size=config.input_size)
+        val_predict = lambda: predict_images(classifier, spec, config, data.abs_paths("val"))  # noqa: E731
+        mode = "full forward passes over the images (no cacheable cut layer)"
+    del cache
+    training.compile_model(upper, config.stage2)
+    trainable = int(sum(np.prod(w.shape) for w in upper.trainable_weights))
+    emit(f"stage2: {len(unfrozen)} layers unfrozen ({trainable:,} trainable parameters), {mode}")
+    run.event("stage", stage="stage2", epochs=config.stage2.epochs)
+    with run.phase("stage2"):
+        s2 = training.train_stage(upper, "stage2", config.stage2, train_input, val_input, run, config, emit,
+                                  weights)
+    details["stage2"] = {**_stage_details(s2), "unfrozen_layers": unfrozen, "trainable_params": trainable,
+                         "mode": mode}
+    with run.phase("val_inference"):
+        val_probs = val_predict()
+    return classifier, details, val_probs
+
+
+def _predict_arrays(model, x: np.ndarray, config: RunConfig) -> np.ndarray:
+    """Class probabilities of ``model`` (the head, or the layers above the cut) for cached backbone outputs."""
+    return np.asarray(model.predict(x.astype(np.float32), batch_size=inference_batch(config.batch_size), verbose=0),
+                      dtype=np.float64)
 
 
 def _image_epoch(config: RunConfig, spec: BackboneSpec, data, epoch: int):
@@ -169,7 +183,9 @@ def _from_scratch(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, e
                                       weights)
     details = {"scratch": _stage_details(result), "views": config.augment.views,
                "augmentation": "each epoch shows every training image as one of its fixed views (core.data.augment)"}
-    return classifier, details
+    with run.phase("val_inference"):
+        val_probs = predict_images(classifier, spec, config, data.abs_paths("val"))
+    return classifier, details, val_probs
 
 
 def _stage_details(result: training.StageResult) -> dict:
