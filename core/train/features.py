@@ -10,7 +10,8 @@ outputs. Caches grow incrementally: a quick run's subset is reused by a full run
 
 Cache files are uncompressed ``.npz`` (``ids`` and ``values``, read with ``allow_pickle=False``),
 each replaced atomically as a whole, so concurrent runs never see ids of one write beside
-values of another. Values are memory-mapped inside the archive, so a run holds in memory
+values of another. Values are located inside the archive (memory-mapped for their shape
+and offset) and read a batch of rows at a time with file reads, so a run holds in memory
 only the rows it is using (a training batch), not every image's activations, and growing
 a store streams the old rows from disk: memory does not grow with the dataset.
 """
@@ -90,11 +91,25 @@ class CachedRows:
         rows = self.rows[np.asarray(index, dtype=np.int64)]
         order = np.argsort(rows, kind="stable")
         out = np.empty((len(rows), *self.values.shape[1:]), dtype=dtype)
-        out[order] = self.values[rows[order]]
+        out[order] = read_rows(self.values, rows[order])
         return out
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         return self.take(np.arange(len(self.rows)), dtype or self.values.dtype)
+
+
+def read_rows(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``values[rows]``; for a memory-mapped store, read with file reads, so the rows pass through the
+    page cache and never stay in this process's resident memory (touching the mapping would keep them)."""
+    if not isinstance(values, np.memmap):
+        return np.asarray(values[rows])
+    out = np.empty((len(rows), *values.shape[1:]), dtype=values.dtype)
+    row_bytes = out[0].nbytes if len(out) else 0
+    with open(values.filename, "rb") as fp:
+        for n, row in enumerate(rows):
+            fp.seek(values.offset + int(row) * row_bytes)
+            fp.readinto(memoryview(out[n]).cast("B"))
+    return out
 
 
 def _load(path: Path) -> dict[str, np.ndarray]:
@@ -144,7 +159,8 @@ def _write(path: Path, ids: np.ndarray, old: np.ndarray | None, new: np.ndarray)
             with archive.open("values.npy", "w", force_zip64=True) as fp:
                 np.lib.format.write_array_header_2_0(fp, header)
                 for start in range(0, n_old, 1024):
-                    fp.write(np.ascontiguousarray(old[start:start + 1024], dtype=new.dtype).tobytes())
+                    chunk = read_rows(old, np.arange(start, min(start + 1024, n_old)))
+                    fp.write(np.ascontiguousarray(chunk, dtype=new.dtype).tobytes())
                 fp.write(np.ascontiguousarray(new).tobytes())
         with open(tmp, "rb") as fp:
             os.fsync(fp.fileno())
