@@ -10,8 +10,8 @@ outputs. Caches grow incrementally: a quick run's subset is reused by a full run
 
 Cache files are uncompressed ``.npz`` (``ids`` and ``values``, read with ``allow_pickle=False``),
 each replaced atomically as a whole, so concurrent runs never see ids of one write beside
-values of another. Values are located inside the archive (memory-mapped for their shape
-and offset) and read a batch of rows at a time with file reads, so a run holds in memory
+values of another. Values are located inside the archive and read a batch of rows at a
+time with file reads (:class:`StoredArray`), so a run holds in memory
 only the rows it is using (a training batch), not every image's activations, and growing
 a store streams the old rows from disk: memory does not grow with the dataset.
 """
@@ -72,11 +72,59 @@ def augment_tuple(cfg: AugmentConfig) -> tuple:
     return (cfg.flip, cfg.rotation_deg, cfg.zoom, cfg.brightness, cfg.contrast, cfg.seed)
 
 
+class StoredArray:
+    """An array stored uncompressed in an ``.npz``, read a few rows at a time with file reads.
+
+    It holds the file open, so it keeps reading the version it opened even after a newer
+    store replaces the path (train and validation images of a view share one store, grown
+    one after the other). Rows read pass through the page cache, never into this process's
+    resident memory as a memory map's pages would.
+    """
+
+    def __init__(self, path: Path, offset: int, dtype, shape: tuple[int, ...]):
+        self._file = open(path, "rb")
+        self.offset, self.dtype, self.shape = offset, np.dtype(dtype), tuple(int(d) for d in shape)
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __del__(self):
+        file = getattr(self, "_file", None)
+        if file is not None:
+            file.close()
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """The rows at ``rows`` (any order), runs of consecutive rows read at once."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        if len(rows) == 0 or self.row_bytes == 0:
+            return out
+        flat = out.reshape(len(rows), -1).view(np.uint8)
+        starts = np.flatnonzero(np.diff(rows, prepend=rows[0] - 2) != 1)
+        for first, stop in zip(starts, [*starts[1:], len(rows)]):
+            size = (stop - first) * self.row_bytes
+            data = os.pread(self._file.fileno(), size, self.offset + int(rows[first]) * self.row_bytes)
+            if len(data) != size:
+                raise OSError(f"{self._file.name}: cached features end early (file truncated?)")
+            flat[first:stop] = np.frombuffer(data, np.uint8).reshape(stop - first, self.row_bytes)
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        values = self.read(np.arange(len(self)))
+        return values if dtype is None else values.astype(dtype)
+
+
+def read_rows(values, rows: np.ndarray) -> np.ndarray:
+    """``values[rows]`` of a stored array (file reads) or of an in-memory one."""
+    return values.read(rows) if isinstance(values, StoredArray) else np.asarray(values[np.asarray(rows)])
+
+
 @dataclass(frozen=True)
 class CachedRows:
-    """Rows of a memory-mapped cache array, read when asked for (a batch at a time)."""
+    """Rows of a cached array, read when asked for (a batch at a time)."""
 
-    values: np.ndarray  # the store's values, memory-mapped
+    values: "StoredArray | np.ndarray"  # the store's values
     rows: np.ndarray  # which of them, in the caller's order
 
     def __len__(self) -> int:
@@ -98,54 +146,36 @@ class CachedRows:
         return self.take(np.arange(len(self.rows)), dtype or self.values.dtype)
 
 
-def read_rows(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``values[rows]``; for a memory-mapped store, read with file reads, so the rows pass through the
-    page cache and never stay in this process's resident memory (touching the mapping would keep them)."""
-    if not isinstance(values, np.memmap):
-        return np.asarray(values[rows])
-    out = np.empty((len(rows), *values.shape[1:]), dtype=values.dtype)
-    row_bytes = out[0].nbytes if len(out) else 0
-    with open(values.filename, "rb") as fp:
-        for n, row in enumerate(rows):
-            fp.seek(values.offset + int(row) * row_bytes)
-            fp.readinto(memoryview(out[n]).cast("B"))
-    return out
-
-
-def _load(path: Path) -> dict[str, np.ndarray]:
-    """A store's ``ids`` and memory-mapped ``values`` (empty if there is none)."""
+def _load(path: Path) -> dict:
+    """A store's ``ids`` and its ``values`` (a :class:`StoredArray`; empty if there is no store)."""
     if not path.is_file():
         return {}
     with np.load(path, allow_pickle=False) as data:
         ids = data["ids"]
-    return {"ids": ids, "values": _memmap_member(path, "values.npy")}
+    return {"ids": ids, "values": _stored_member(path, "values.npy")}
 
 
-def _memmap_member(path: Path, member: str) -> np.ndarray:
-    """An array stored uncompressed in an ``.npz``, memory-mapped in place (read whole if compressed)."""
+def _stored_member(path: Path, member: str):
+    """An array stored uncompressed in an ``.npz``, as a :class:`StoredArray` (read whole if compressed)."""
     with zipfile.ZipFile(path) as archive:
         info = archive.getinfo(member)
-    if info.compress_type != zipfile.ZIP_STORED:
-        with np.load(path, allow_pickle=False) as data:
-            return data[member.removesuffix(".npy")]
-    with open(path, "rb") as fp:
-        fp.seek(info.header_offset)
-        local = fp.read(30)  # the member's local header: name and extra field lengths at bytes 26..29
-        name_len, extra_len = struct.unpack("<HH", local[26:30])
-        fp.seek(info.header_offset + 30 + name_len + extra_len)
-        version = np.lib.format.read_magic(fp)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read_header(fp)
-        offset = fp.tell()
-    if fortran:  # never written by this module; read it whole rather than mis-map it
-        with np.load(path, allow_pickle=False) as data:
-            return data[member.removesuffix(".npy")]
-    if int(np.prod(shape)) == 0:
-        return np.empty(shape, dtype)
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+    if info.compress_type == zipfile.ZIP_STORED:
+        with open(path, "rb") as fp:
+            fp.seek(info.header_offset)
+            local = fp.read(30)  # the member's local header: name and extra field lengths at bytes 26..29
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+            fp.seek(info.header_offset + 30 + name_len + extra_len)
+            version = np.lib.format.read_magic(fp)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(fp)
+            offset = fp.tell()
+        if not fortran and len(shape) > 0:  # fortran order is never written by this module
+            return StoredArray(path, offset, dtype, shape)
+    with np.load(path, allow_pickle=False) as data:
+        return data[member.removesuffix(".npy")]
 
 
-def _write(path: Path, ids: np.ndarray, old: np.ndarray | None, new: np.ndarray) -> None:
+def _write(path: Path, ids: np.ndarray, old, new: np.ndarray) -> None:
     """Write ids and ``old`` rows followed by ``new`` ones as one ``.npz``, streaming, then rename it in place."""
     n_old = 0 if old is None else len(old)
     shape = (n_old + len(new), *new.shape[1:])
