@@ -50,13 +50,26 @@ def unfreeze_top(base, n_layers: int) -> list[str]:
     return unfrozen
 
 
-def compile_model(model, stage: StageConfig) -> None:
-    """(Re)compile with the stage's optimiser and learning rate."""
+def compile_model(model, stage: StageConfig, label_smoothing: float = 0.0) -> None:
+    """(Re)compile with the stage's optimiser and learning rate (and the run's label smoothing)."""
     from core.models.tfkeras import keras
 
     optimizer = getattr(keras.optimizers, OPTIMIZERS[stage.optimizer])  # the name is checked with the config
-    model.compile(optimizer=optimizer(learning_rate=stage.learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    loss = smoothed_loss(label_smoothing) if label_smoothing else "sparse_categorical_crossentropy"
+    model.compile(optimizer=optimizer(learning_rate=stage.learning_rate), loss=loss, metrics=["accuracy"])
+
+
+def smoothed_loss(smoothing: float):
+    """Cross-entropy of integer labels against targets smoothed towards uniform (Keras has this only for
+    one-hot labels)."""
+    from core.models.tfkeras import keras, tf
+
+    def loss(y_true, y_pred):
+        labels = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
+        one_hot = tf.one_hot(labels, tf.shape(y_pred)[-1])
+        return keras.losses.categorical_crossentropy(one_hot, y_pred, label_smoothing=smoothing)
+
+    return loss
 
 
 def find_cut_layer(base, first_trainable: str | None) -> str | None:

@@ -26,7 +26,7 @@ from core.artifacts.runs import RunFolder
 from core.artifacts.storage import atomic_save
 from core.models.backbones import BackboneSpec, build_backbone
 from core.models.batchnorm import set_batchnorm_momentum
-from core.models.classifier import build_classifier, build_head_layers, build_head_model
+from core.models.classifier import build_classifier, build_head_layers, build_head_model, penalise_kernels
 from core.progress import Throughput
 from core.train import features as feat
 from core.train import stages as training
@@ -99,7 +99,7 @@ def _two_stage(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit
     # Stage 1: the head alone on pooled features.
     pooled_train = np.concatenate([cache[("train", v)]["pooled"] for v in train_views])
     head = build_head_model(pooled_train.shape[1], head_layers)
-    training.compile_model(head, config.stage1)
+    training.compile_model(head, config.stage1, config.label_smoothing)
     run.event("stage", stage="stage1", epochs=config.stage1.epochs)
     with run.phase("stage1"):
         s1 = training.train_stage(head, "stage1", config.stage1, lambda epoch: (pooled_train, y_train),
@@ -122,7 +122,10 @@ def _two_stage(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit
                                      inference_batch(config.batch_size), input_size=config.input_size)
             mode = "full forward passes over the images (no cacheable cut layer)"
         del cache
-        training.compile_model(upper, config.stage2)
+        if config.unfrozen_l2:
+            count = penalise_kernels([base.get_layer(name) for name in unfrozen], config.unfrozen_l2)
+            emit(f"stage2: L2 penalty {config.unfrozen_l2:g} on {count} unfrozen kernels")
+        training.compile_model(upper, config.stage2, config.label_smoothing)
         trainable = int(sum(np.prod(w.shape) for w in upper.trainable_weights))
         emit(f"stage2: {len(unfrozen)} layers unfrozen ({trainable:,} trainable parameters), {mode}")
         run.event("stage", stage="stage2", epochs=config.stage2.epochs)
@@ -152,7 +155,7 @@ def _from_scratch(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, e
     if config.bn_momentum is not None:
         count = set_batchnorm_momentum(classifier, config.bn_momentum)
         emit(f"scratch: BatchNorm momentum {config.bn_momentum} in {count} layers")
-    training.compile_model(classifier, config.scratch)
+    training.compile_model(classifier, config.scratch, config.label_smoothing)
     weights = training.class_weights(data.labels["train"], len(data.classes)) if config.class_weights else None
     run.rewrite_history(training.stage_rows_for_resume(run, ["scratch"]))
     val = make_dataset(data.abs_paths("val"), data.labels["val"], spec, inference_batch(config.batch_size),
