@@ -175,6 +175,13 @@ def train_and_predict(config: RunConfig, spec: BackboneSpec, data, run, emit) ->
                         "inputs": "pooled ImageNet backbone outputs of the original training images, standardised"}}
 
 
+def choose_on_validation(config: RunConfig, data, x: dict, emit) -> tuple[str, object]:
+    """The baseline's hyperparameter (name, value) as a run chooses it: the grid fitted on train, scored on val."""
+    best, _, _ = _choose_and_fit(config, data, x, emit)
+    name = GRIDS[config.method][0]
+    return name, best[name]
+
+
 def _choose_and_fit(config: RunConfig, data, x: dict, emit) -> tuple[dict, list[dict], np.ndarray]:
     """Fit every grid value on train (timed), choose the best on val, refit it; return it, the grid and test
     probabilities."""
