@@ -251,6 +251,53 @@ def _add_cv(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_cv)
 
 
+def _seeds(text: str) -> list[int]:
+    """argparse type: comma-separated seeds, e.g. ``0,1,2``."""
+    return [_seed(part.strip()) for part in text.split(",") if part.strip()] or [0]
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from core.orchestrate import crossval, tune
+    from core.orchestrate.run import execute
+
+    metric = crossval.check_metric(args.metric)
+    base = _selection_config(args)
+    if args.storage:
+        tune.open_storage(args.storage)  # a bad URL answers before the features are loaded
+    prepared = crossval.prepare(base, _emit)
+    record, path = tune.tune(prepared, args.trials, metric, args.cv, args.storage, args.study, args.artifacts, _emit)
+    rows = [[t["number"], t["state"], "" if t["value"] is None else f"{t['value']:.4f}"] for t in record.trials[-10:]]
+    print(format_table(rows, ["trial", "state", metric]))
+    if record.best:
+        print(f"best: trial {record.best['number']}, {metric} {record.best['value']:.4f}: " +
+              ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in record.best["overrides"].items()))
+    print(f"\nwritten to {path}")
+    if args.run_best:
+        for config in tune.tuned_configs(base, record, args.seeds):
+            execute(config, args.artifacts, emit=_emit)
+    return 0
+
+
+def _add_tune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tune", help="Optuna search over the stage-1 head's settings on cached features (resumable "
+                                    "study); --run-best makes the best settings full runs")
+    _add_selection_options(p)
+    p.add_argument("--trials", type=_positive(int), required=True,
+                   help="finished trials the study should hold (a re-run continues it up to this number)")
+    p.add_argument("--metric", default="balanced_accuracy", help="objective on validation (default balanced_accuracy)")
+    p.add_argument("--cv", type=_positive(int), default=None, metavar="K",
+                   help="objective: the grouped K-fold CV mean over the non-test images instead of validation")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="Optuna storage URL (default: sqlite:///<artifacts>/<dataset>/model_selection/optuna.sqlite3; "
+                        "postgresql://... for a shared study)")
+    p.add_argument("--study", default=None, help="study name (default: backbone, preset, metric, objective, settings)")
+    p.add_argument("--run-best", action="store_true",
+                   help="then train the best trial's settings as full runs (marked tuned_from in config.json)")
+    p.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="seeds of --run-best (default 0,1,2)")
+    p.set_defaults(func=_cmd_tune)
+
+
 def _cmd_experiment(args: argparse.Namespace) -> int:
     if args.ray is not None and not args.dry_run:
         from core.orchestrate import distributed
@@ -456,6 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_experiment(sub)
     _add_cv(sub)
+    _add_tune(sub)
     _add_compare(sub)
     _add_report(sub)
     _add_deploy(sub)

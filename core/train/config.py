@@ -187,6 +187,16 @@ def check_config(config: RunConfig) -> None:
     _check_input_size(config)
 
 
+def with_overrides(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """``config`` with nested ``overrides`` merged in (an unknown key is one line), checked as :func:`resolve` checks."""
+    data = config.to_dict()
+    _merge(data, overrides)
+    _check_values(data)
+    config = RunConfig.from_dict(data)
+    _check_input_size(config)
+    return config
+
+
 def _check_input_size(config: RunConfig) -> None:
     if config.input_size is not None:
         get_spec(config.backbone).check_input_size(config.input_size, "setting 'input_size'")
