@@ -15,6 +15,7 @@ pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = ["overview", "data", "training", "per_class", "roc_pr", "calibration", "deployment", "significance",
+         "model_selection",
          "methods", "export"]
 
 _PROBE = """
