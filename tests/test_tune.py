@@ -66,7 +66,8 @@ def test_a_study_resumes_after_kill_minus_nine_without_losing_finished_trials(li
     assert record["best"]["value"] == max(v for v in before.values() if v is not None) or \
         record["best"]["number"] not in before
     assert set(record["search_space"]) == set(record["best"]["overrides"])
-    assert record["importances"] and record["objective"]["source"] == "validation"
+    assert record["objective"]["source"] == "validation" and record["importance_note"]
+    assert all(0 <= v <= 1 for v in record["importances"].values())  # tiny data: every trial may score the same
 
 
 def test_tuned_settings_become_a_normal_run_the_report_ranks_as_its_own_configuration(lite0_home, tmp_path):

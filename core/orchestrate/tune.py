@@ -11,6 +11,7 @@ After each sitting a plain :class:`~core.artifacts.records.TuningRecord` is writ
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -27,8 +28,8 @@ from core.data.folds import make_folds
 from core.errors import UserError
 from core.orchestrate.crossval import Prepared
 from core.progress import Emit
-from core.train import crossval
 from core.train import config as config_mod
+from core.train import crossval
 from core.train.transfer import fit_head
 
 # setting -> how it is drawn; every trial records each (the search space is stored with the study).
@@ -173,7 +174,8 @@ def tuning_record(study: optuna.Study, storage: str, p: Prepared, metric: str, c
         try:
             evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
             importances = {k: float(v) for k, v in
-                           optuna.importance.get_param_importances(study, evaluator=evaluator).items()}
+                           optuna.importance.get_param_importances(study, evaluator=evaluator).items()
+                           if math.isfinite(v)}  # every trial scoring the same leaves nothing to explain
         except (RuntimeError, ValueError) as exc:
             note = f"not computed: {exc}"
     else:
