@@ -141,10 +141,7 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
 # --- run / experiment ----------------------------------------------------------
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    if args.method not in METHODS:  # before the heavy imports: a typo answers at once
-        close = difflib.get_close_matches(args.method, METHODS, n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise UserError(f"unknown method '{args.method}'; {hint}choose one of: {', '.join(METHODS)}")
+    _check_method(args.method)
     from core.orchestrate.run import execute
     from core.train import config as config_mod
 
@@ -182,6 +179,123 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--group-pattern", metavar="REGEX", default=None,
                    help="group id from each image's relative path: the first capture group of REGEX")
     p.set_defaults(func=_cmd_run)
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:  # before the heavy imports: a typo answers at once
+        close = difflib.get_close_matches(method, METHODS, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise UserError(f"unknown method '{method}'; {hint}choose one of: {', '.join(METHODS)}")
+
+
+def _selection_config(args: argparse.Namespace, method: str = "finetune"):
+    """The run config CV and tuning start from: the flags and --set of ``python -m core run``."""
+    from core.train import config as config_mod
+
+    overrides = config_mod.parse_overrides(args.set or [])
+    overrides.update(seed=args.seed, method=method)
+    return config_mod.resolve(args.data, args.backbone, args.preset, overrides)
+
+
+def _add_selection_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--backbone", required=True, help="registry name, e.g. EfficientNetLite0")
+    p.add_argument("--preset", default="full", help="quick or full (default): the run settings to start from")
+    p.add_argument("--seed", type=_seed, default=0, help="training seed (default 0)")
+    p.add_argument("--artifacts", default=None, help="results folder (default: artifacts/ in the repo)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a run setting, as for `run` (e.g. --set grouping=none for the first runs' split)")
+
+
+def _cmd_cv(args: argparse.Namespace) -> int:
+    method = "finetune" if args.method == "finetune-head" else args.method
+    _check_method(method)
+    from core.orchestrate import crossval
+
+    metric = crossval.check_metric(args.metric)
+    if args.folds is None and not args.fold_study:
+        raise UserError("give --folds K (e.g. --folds 5) or --fold-study")
+    prepared = crossval.prepare(_selection_config(args, method), _emit)
+    if args.fold_study:
+        record, path = crossval.fold_study(prepared, args.repeats, args.ungrouped, metric, args.artifacts, _emit)
+        rows = [["leave one group out" if r["folds"] == crossval.LOGO else r["folds"],
+                 "grouped" if r["grouped"] else "ungrouped", r["repeats"], f"{r['estimate']:.4f}",
+                 "" if r["spread_sd"] is None else f"{r['spread_sd']:.4f}", f"{r['bias']:+.4f}",
+                 f"{r['fit_seconds']:.1f}"] for r in record.summary]
+        print(format_table(rows, ["folds", "folds are", "repeats", f"CV {metric}", "SD across repeats",
+                                  "bias vs test", "seconds"]))
+        print(f"test {metric} (refitted on all non-test images): {record.test[metric]:.4f}")
+    else:
+        record, path = crossval.run_cv(prepared, args.folds, args.repeats, not args.ungrouped, args.artifacts, _emit)
+        rows = [[m, f"{s['mean']:.4f}", "" if s["sd"] is None else f"{s['sd']:.4f}",
+                 "" if s["low"] is None else f"[{s['low']:.4f}, {s['high']:.4f}]", f"{record.test[m]:.4f}"]
+                for m, s in record.summary.items()]
+        print(format_table(rows, ["metric", "CV mean", "SD across folds", "95% t-interval", "test (refitted)"]))
+    print(f"\nwritten to {path}")
+    return 0
+
+
+def _add_cv(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cv", help="grouped K-fold cross-validation of the network head or a baseline on cached "
+                                  "features (test split untouched); --fold-study compares fold counts")
+    _add_selection_options(p)
+    p.add_argument("--folds", type=_positive(int), default=None, metavar="K", help="number of folds, e.g. 5")
+    p.add_argument("--method", default="finetune-head", metavar="METHOD",
+                   help="finetune-head (the network's stage-1 head, default) or a baseline: " + ", ".join(BASELINES))
+    p.add_argument("--repeats", type=_positive(int), default=1, help="fold assignments with different seeds")
+    p.add_argument("--ungrouped", action="store_true",
+                   help="folds image by image, ignoring groups (leaky); with --fold-study: shown beside the grouped")
+    p.add_argument("--fold-study", action="store_true",
+                   help="K in 2, 3, 5, 10 (and leave-one-group-out for k-NN): estimate, spread, bias vs test, cost")
+    p.add_argument("--metric", default="balanced_accuracy", help="the fold study's metric (default balanced_accuracy)")
+    p.set_defaults(func=_cmd_cv)
+
+
+def _seeds(text: str) -> list[int]:
+    """argparse type: comma-separated seeds, e.g. ``0,1,2``."""
+    return [_seed(part.strip()) for part in text.split(",") if part.strip()] or [0]
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from core.orchestrate import crossval, tune
+    from core.orchestrate.run import execute
+
+    metric = crossval.check_metric(args.metric)
+    base = _selection_config(args)
+    if args.storage:
+        tune.open_storage(args.storage)  # a bad URL answers before the features are loaded
+    prepared = crossval.prepare(base, _emit)
+    record, path = tune.tune(prepared, args.trials, metric, args.cv, args.storage, args.study, args.artifacts, _emit)
+    rows = [[t["number"], t["state"], "" if t["value"] is None else f"{t['value']:.4f}"] for t in record.trials[-10:]]
+    print(format_table(rows, ["trial", "state", metric]))
+    if record.best:
+        print(f"best: trial {record.best['number']}, {metric} {record.best['value']:.4f}: " +
+              ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in record.best["overrides"].items()))
+    print(f"\nwritten to {path}")
+    if args.run_best:
+        for config in tune.tuned_configs(base, record, args.seeds):
+            execute(config, args.artifacts, emit=_emit)
+    return 0
+
+
+def _add_tune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tune", help="Optuna search over the stage-1 head's settings on cached features (resumable "
+                                    "study); --run-best makes the best settings full runs")
+    _add_selection_options(p)
+    p.add_argument("--trials", type=_positive(int), required=True,
+                   help="finished trials the study should hold (a re-run continues it up to this number)")
+    p.add_argument("--metric", default="balanced_accuracy", help="objective on validation (default balanced_accuracy)")
+    p.add_argument("--cv", type=_positive(int), default=None, metavar="K",
+                   help="objective: the grouped K-fold CV mean over the non-test images instead of validation")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="Optuna storage URL (default: sqlite:///<artifacts>/<dataset>/model_selection/optuna.sqlite3; "
+                        "postgresql://... for a shared study)")
+    p.add_argument("--study", default=None, help="study name (default: backbone, preset, metric, objective, settings)")
+    p.add_argument("--run-best", action="store_true",
+                   help="then train the best trial's settings as full runs (marked tuned_from in config.json)")
+    p.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="seeds of --run-best (default 0,1,2)")
+    p.set_defaults(func=_cmd_tune)
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
@@ -466,6 +580,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_operating_point(sub)
     _add_run(sub)
     _add_experiment(sub)
+    _add_cv(sub)
+    _add_tune(sub)
     _add_compare(sub)
     _add_report(sub)
     _add_deploy(sub)

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = ["overview", "data", "training", "per_class", "roc_pr", "calibration", "deployment", "significance",
-         "baselines", "methods", "export"]
+         "baselines", "model_selection", "methods", "export"]
 
 _PROBE = """
 import json, sys

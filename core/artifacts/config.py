@@ -88,6 +88,13 @@ class RunConfig:
     # head on the pooled backbone output
     head_hidden_units: int = 0  # 0: a single softmax layer after dropout
     head_dropout: float = 0.2
+    # Kernel penalties (0: none): L1/L2 on the head's dense layers, L2 on the backbone layers stage 2 unfreezes.
+    head_l1: float = 0.0
+    head_l2: float = 0.0
+    unfrozen_l2: float = 0.0
+    label_smoothing: float = 0.0  # the cross-entropy's targets smoothed towards uniform by this much
+    # "<study>#<trial>": the settings came from that trial of `python -m core tune` ("" for hand-set settings).
+    tuned_from: str = ""
     # stage 1: new head on the frozen backbone, trained from cached backbone outputs
     stage1: StageConfig = field(default_factory=lambda: StageConfig(epochs=40, learning_rate=1e-3, patience=5))
     # stage 2: fine-tune the top of the backbone (BatchNorm stays frozen)
@@ -161,8 +168,9 @@ def identity_settings(cfg: dict[str, Any], leave_out: Sequence[str] = ()) -> dic
 # Settings added after runs were committed, with the default that reproduces those runs:
 # left out of the run id while at that default, so existing run folders keep their names.
 ADDED_SETTINGS: dict[str, Any] = {"bn_momentum": None, "grouping": "none", "duplicate_threshold": 24,
-                                  "split_policy": "keep", "val_folder": "validation",
-                                  "stage2_views": "all"}
+                                  "split_policy": "keep", "val_folder": "validation", "stage2_views": "all",
+                                  "head_l1": 0.0, "head_l2": 0.0, "unfrozen_l2": 0.0, "label_smoothing": 0.0,
+                                  "tuned_from": ""}
 # What a stored config without the key meant: runs made before groups existed split image by image.
 ABSENT_MEANS: dict[str, Any] = {"grouping": "none"}
 

@@ -11,6 +11,8 @@
         diagnostics/batchnorm-<backbone>-<run id>.json
         ensembles/<name>/   config.json (kind "ensemble")  provenance.json  metrics.json  predictions.csv
                             leakage.json  complete.json
+        model_selection/cv-<backbone>-<method>-k<K>-<grouped|ungrouped>.json  fold_study-<backbone>-<method>.json
+        model_selection/tuning-<study>.json  optuna.sqlite3
         <backbone>/<run id>/
           config.json  provenance.json  history.csv  events.jsonl  metrics.json  predictions.csv
           val_predictions.csv  leakage.json  operating_points.json
@@ -60,6 +62,8 @@ SPLITS_DIR = "splits"
 DIAGNOSTICS_DIR = "diagnostics"
 # Ensembles of a dataset's runs, one folder each: stored like a run, never listed among the runs.
 ENSEMBLES_DIR = "ensembles"
+MODEL_SELECTION_DIR = "model_selection"  # cross-validation, the fold-count study, tuning
+OPTUNA_DB = "optuna.sqlite3"
 # Top level.
 ARCHITECTURES_DIR = "architectures"
 EXPERIMENT_LOG = "experiment_log.jsonl"
@@ -151,6 +155,38 @@ def diagnostics_file(dataset_folder: Path, backbone: str, run_id: str) -> Path:
     return dataset_folder / DIAGNOSTICS_DIR / f"batchnorm-{backbone}-{run_id}.json"
 
 
+def model_selection_dir(dataset_folder: Path) -> Path:
+    """A dataset's cross-validation and tuning records."""
+    return Path(dataset_folder) / MODEL_SELECTION_DIR
+
+
+def cv_file(dataset_folder: Path, backbone: str, method: str, k: int, grouped: bool) -> Path:
+    """One cross-validation record (``python -m core cv``)."""
+    kind = "grouped" if grouped else "ungrouped"
+    return model_selection_dir(dataset_folder) / f"cv-{backbone}-{method}-k{k}-{kind}.json"
+
+
+def fold_study_file(dataset_folder: Path, backbone: str, method: str) -> Path:
+    """The fold-count study of a method (``python -m core cv --fold-study``)."""
+    return model_selection_dir(dataset_folder) / f"fold_study-{backbone}-{method}.json"
+
+
+def tuning_file(dataset_folder: Path, study: str) -> Path:
+    """The plain record of an Optuna study (``python -m core tune``)."""
+    return model_selection_dir(dataset_folder) / f"tuning-{study}.json"
+
+
+def optuna_storage(dataset_folder: Path) -> str:
+    """The default Optuna storage of a dataset: an SQLite file (optuna-dashboard opens the URL)."""
+    return f"sqlite:///{(model_selection_dir(dataset_folder) / OPTUNA_DB).resolve()}"
+
+
+def model_selection_records(dataset_folder: Path, prefix: str) -> list[Path]:
+    """The stored records of one kind (``cv``, ``fold_study`` or ``tuning``) of a dataset, sorted."""
+    folder = model_selection_dir(dataset_folder)
+    return sorted(folder.glob(f"{prefix}-*.json")) if folder.is_dir() else []
+
+
 def complete_runs(root: str | os.PathLike | None = None) -> list[Path]:
     """Folders of every complete run, sorted."""
     root = _root(root)
@@ -182,7 +218,8 @@ def result_files(root: str | os.PathLike | None = None) -> list[Path]:
     patterns = [f"*/*/*/{COMPLETE_MARKER}", f"*/*/*/{LEAKAGE_FILE}", f"*/*/*/{OPERATING_POINTS_FILE}",
                 f"*/*/*/{VAL_PREDICTIONS_FILE}", f"*/*/*/{EVENTS_FILE}", "*/*.json",
                 f"*/*/*/{DEPLOY_DIR}/{DEPLOYMENT_FILE}",
-                f"{ARCHITECTURES_DIR}/*/{DEPLOYMENT_FILE}", f"*/{DIAGNOSTICS_DIR}/*.json", f"*/{SPLITS_DIR}/*.json"]
+                f"{ARCHITECTURES_DIR}/*/{DEPLOYMENT_FILE}", f"*/{DIAGNOSTICS_DIR}/*.json", f"*/{SPLITS_DIR}/*.json",
+                f"*/{MODEL_SELECTION_DIR}/*.json"]
     return [p for pattern in patterns for p in root.glob(pattern)]
 
 

@@ -488,10 +488,81 @@ def read_experiment_log(path: str | os.PathLike) -> list[dict]:
     return entries
 
 
+@dataclass
+class CrossValidationRecord(Record):
+    """``model_selection/cv-*.json``: ``python -m core cv``, K-fold cross-validation of one method over a
+    dataset's non-test images (test split untouched), and the test score of the method refitted on them all."""
+
+    KIND: ClassVar[str] = "cross-validation record"
+    created_at: str
+    dataset: dict  # path, slug, fingerprint, classes, counts (non_test, test)
+    backbone: str
+    method: str
+    config: dict  # the resolved run config the features, head and split come from
+    grouped: bool  # folds disjoint by group (else image by image: the leaky comparison)
+    grouping: dict  # the groups folds keep whole: source, detail, groups among the non-test images
+    k: int
+    fold_seeds: list  # one fold assignment per repeat
+    procedure: str  # what is fitted in each fold
+    hyperparameter: dict | None  # a baseline's {name, value, chosen_on}; null for the network head
+    folds: list  # per fold: repeat, fold, n_train, n_heldout, groups_heldout, metrics, fit_seconds
+    summary: dict  # metric -> {n, mean, sd, low, high} over the folds of the first assignment
+    repeats: list  # per assignment: repeat, seed, metric means
+    test: dict  # the procedure refitted on all non-test images, scored on the test split
+    fit_seconds: float  # all folds of all repeats
+    code: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class FoldStudyRecord(Record):
+    """``model_selection/fold_study-*.json``: ``python -m core cv --fold-study``, the CV estimate for several
+    fold counts, its spread across repeated fold assignments, its bias against the test score and its cost."""
+
+    KIND: ClassVar[str] = "fold-count study"
+    created_at: str
+    dataset: dict
+    backbone: str
+    method: str
+    config: dict
+    metric: str
+    grouping: dict
+    procedure: str
+    hyperparameter: dict | None
+    test: dict  # the refitted procedure's test scores: the line the estimates are set against
+    rows: list  # per (folds, grouped, repeat): seed, estimate, fold_sd, fit_seconds
+    summary: list  # per (folds, grouped): estimate (mean over repeats), spread_sd, bias, fit_seconds, repeats
+    code: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class TuningRecord(Record):
+    """``model_selection/tuning-*.json``: ``python -m core tune``, a plain copy of an Optuna study (the app
+    reads it without Optuna or its storage)."""
+
+    KIND: ClassVar[str] = "tuning record"
+    created_at: str
+    study: str  # the Optuna study name
+    storage: str  # its storage URL (passwords removed)
+    dataset: dict
+    backbone: str
+    base_config: dict  # the settings every trial starts from
+    objective: dict  # metric, direction, source (validation or cv K), pruner
+    search_space: dict  # setting -> {kind, low, high, log | choices}
+    trials: list  # number, state, value, params, seconds, epochs_reported
+    best: dict | None  # number, value, params, overrides (the run settings they become)
+    importances: dict  # setting -> importance (Optuna's fANOVA); empty below two complete trials
+    importance_note: str
+    code: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+
 # Every record with the fields it writes (the documentation test walks this list).
 JSON_RECORDS: tuple[type[Record], ...] = (MetricsRecord, CompleteRecord, ProvenanceRecord, SplitRecord,
                                           DeploymentRecord, AuditRecord, ComparisonRecord, UnavailableRecord,
-                                          BatchNormDiagnosis, LeakageRecord, OperatingPointsRecord, EnsembleRecord)
+                                          BatchNormDiagnosis, LeakageRecord, OperatingPointsRecord, EnsembleRecord,
+                                          CrossValidationRecord, FoldStudyRecord, TuningRecord)
 
 
 def record_fields(kind: type) -> list[str]:

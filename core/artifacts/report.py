@@ -25,6 +25,7 @@ from core.artifacts.layout import (
     DEPLOYMENT_FILE,
     DIAGNOSTICS_DIR,
     ENSEMBLES_DIR,
+    MODEL_SELECTION_DIR,
     EXPERIMENT_LOG,
     HISTORY_FILE,
     LEAKAGE_FILE,
@@ -75,7 +76,8 @@ def metric_label(metric: str) -> str:
 
 
 def datasets(root: Path | None = None) -> list[str]:
-    """Dataset folders under artifacts/ that hold a complete or failed run, an audit or runs waiting for weights."""
+    """Dataset folders under artifacts/ that hold a complete or failed run, an audit, runs waiting for weights or
+    a cross-validation or tuning record."""
     root = Path(root or artifacts_dir())
     if not root.is_dir():
         return []
@@ -83,6 +85,7 @@ def datasets(root: Path | None = None) -> list[str]:
     found |= {dataset_of_run(r) for r, _ in _failed_run_folders(root)}
     found |= {p.parent.name for p in root.glob(f"*/{AUDIT_FILE}")}
     found |= {p.parent.name for p in root.glob(f"*/{UNAVAILABLE_FILE}")}
+    found |= {p.parent.parent.name for p in root.glob(f"*/{MODEL_SELECTION_DIR}/*.json")}
     return sorted(found)
 
 

@@ -22,10 +22,8 @@ from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.multiclass import OutputCodeClassifier
 
 from core.artifacts.config import RunConfig
-from core.models.backbones import BackboneSpec, build_backbone
-from core.progress import Throughput
+from core.models.backbones import BackboneSpec
 from core.train import features as feat
-from core.train.pipeline import inference_batch
 
 _K = [1, 3, 5, 11, 21]
 _CODE_SIZES = [1.0, 1.5, 2.0, 3.0]  # binary classifiers per class
@@ -162,29 +160,12 @@ def full_probs(model, x: np.ndarray, num_classes: int) -> np.ndarray:
     return probs
 
 
-def pooled_features(config: RunConfig, spec: BackboneSpec, data, emit) -> dict[str, np.ndarray]:
-    """Cached pooled backbone outputs (view 0) for train, val and test."""
-    from core.models.tfkeras import keras
-
-    size = config.input_size or spec.input_size
-    keras.backend.clear_session()
-    base = build_backbone(spec, "imagenet", (size, size, 3))
-    extractor = feat.FeatureExtractor(base, spec, size, None)
-    out = {}
-    for split in ("train", "val", "test"):
-        key = feat.FeatureKey(data.fingerprint, spec.name, "imagenet", size, spec.entry.preprocessing, None, 0)
-        out[split] = feat.compute(extractor, key, data.root, data.ids[split], config.augment,
-                                  inference_batch(config.batch_size),
-                                  Throughput(f"features {split}", emit))["pooled"]
-    keras.backend.clear_session()
-    return out
-
-
 def train_and_predict(config: RunConfig, spec: BackboneSpec, data, run, emit) -> dict:
     """Fit the baseline, choose its hyperparameter on val, return test and validation probabilities (phases timed
     as run events)."""
     with run.phase("features"):
-        x = pooled_features(config, spec, data, emit)
+        pooled = feat.pooled_outputs(config, spec, data, [(split, 0) for split in ("train", "val", "test")], emit)
+        x = {split: pooled[(split, 0)] for split in ("train", "val", "test")}
     with run.phase("fit"):
         best, scores, model = _choose_and_fit(config, data, x, emit)
     name = GRIDS[config.method][0]
@@ -194,6 +175,13 @@ def train_and_predict(config: RunConfig, spec: BackboneSpec, data, run, emit) ->
             "details": {"method": config.method, "hyperparameter": name, "grid": scores, "chosen": best[name],
                         "fit_seconds": best["fit_seconds"],
                         "inputs": "pooled ImageNet backbone outputs of the original training images, standardised"}}
+
+
+def choose_on_validation(config: RunConfig, data, x: dict, emit) -> tuple[str, object]:
+    """The baseline's hyperparameter (name, value) as a run chooses it: the grid fitted on train, scored on val."""
+    best, _, _ = _choose_and_fit(config, data, x, emit)
+    name = GRIDS[config.method][0]
+    return name, best[name]
 
 
 def _choose_and_fit(config: RunConfig, data, x: dict, emit) -> tuple[dict, list[dict], object]:

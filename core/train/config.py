@@ -56,6 +56,8 @@ IDENTITY_KEYS = {"dataset": "--data", "backbone": "--backbone", "preset": "--pre
 _OPTIONAL_INTS = {"max_train_per_class", "max_eval_per_class", "input_size"}
 _OPTIONAL_FLOATS = {"bn_momentum"}
 GROUPS = ("augment", "stage1", "stage2", "scratch")
+# The network's regularisation settings (0: off): kernel penalties and label smoothing.
+PENALTIES = ("head_l1", "head_l2", "unfrozen_l2", "label_smoothing")
 
 # The names a name-valued setting may take.
 WEIGHTS = ("imagenet", "none")
@@ -108,6 +110,8 @@ RANGES: dict[str, Range] = {
     "augment.contrast": Range(0, 1),  # a factor 1 +- contrast: above 1 it would invert the image
     "head_hidden_units": Range(0, 8192),
     "head_dropout": _FRACTION,
+    "head_l1": Range(0, 1), "head_l2": Range(0, 1), "unfrozen_l2": Range(0, 1),
+    "label_smoothing": _FRACTION,
     "unfreeze_layers": Range(0),
     "bn_momentum": _FRACTION,
     "duplicate_threshold": Range(0, 255),  # pHash bits of 256
@@ -136,6 +140,11 @@ def _check_values(data: dict[str, Any]) -> None:
             raise UserError("setting 'bn_momentum' applies only to training from scratch (--weights none, "
                             "--method finetune): transfer learning keeps BatchNorm frozen")
         data["bn_momentum"] = float(data["bn_momentum"])  # 0 and 0.0 are the same run
+    for key in PENALTIES:
+        data[key] = float(data.get(key, 0.0))  # 0 and 0.0, 1 and 1.0 are the same run
+        if data[key] and data["method"] != "finetune":
+            raise UserError(f"setting '{key}' applies only to the network (--method finetune); "
+                            "the baselines have their own regularisation grid")
     if data["val_fraction"] + data["test_fraction"] >= 1:
         raise UserError("val_fraction + test_fraction must leave some images for training (sum below 1)")
 
@@ -177,6 +186,16 @@ def check_config(config: RunConfig) -> None:
     """The checks of :func:`resolve` for a config made another way (read from a file, built in code)."""
     _check_values(config.to_dict())
     _check_input_size(config)
+
+
+def with_overrides(config: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """``config`` with nested ``overrides`` merged in (an unknown key is one line), checked as :func:`resolve` checks."""
+    data = config.to_dict()
+    _merge(data, overrides)
+    _check_values(data)
+    config = RunConfig.from_dict(data)
+    _check_input_size(config)
+    return config
 
 
 def _check_input_size(config: RunConfig) -> None:

@@ -35,8 +35,10 @@ from core.artifacts.config import AugmentConfig
 from core.artifacts.layout import REPO_ROOT
 from core.data.augment import apply_view, view_params
 from core.data.dataset import load_image
-from core.models.backbones import BackboneSpec
+from core.models.backbones import BackboneSpec, build_backbone
 from core.models.preprocess import preprocess
+from core.progress import Emit, Throughput
+from core.train.pipeline import inference_batch
 
 FEATURE_VERSION = 2
 Progress = Callable[[int, int], None]
@@ -298,3 +300,68 @@ def _merge(path: Path, cached: dict, ids: list[str], values: list[np.ndarray]) -
     all_ids = np.concatenate([cached["ids"].astype(str), new_ids]) if "ids" in cached else new_ids
     _write(path, all_ids, cached.get("values"), np.concatenate(values)[keep])
     return _load(path)
+
+
+def split_outputs(extractor: FeatureExtractor, data, augment: AugmentConfig, batch_size: int,
+                  wanted: Sequence[tuple[str, int]], emit: Emit, event: Callable[..., None] | None = None) -> dict:
+    """Cached backbone outputs of ``data`` (a :class:`core.data.prepare.PreparedData`) for each ``(split, view)``
+    in ``wanted``: ``{(split, view): {"ids", "pooled"[, "boundary"]}}``, computing what the cache lacks."""
+    spec, out = extractor.spec, {}
+    for split, view in wanted:
+        key = FeatureKey(data.fingerprint, spec.name, "imagenet", extractor.input_size, spec.entry.preprocessing,
+                         extractor.cut_layer, view, augment_tuple(augment) if view else ())
+        if event is not None:
+            event("features", split=split, view=view, images=len(data.ids[split]))
+        out[(split, view)] = compute(extractor, key, data.root, data.ids[split], augment, inference_batch(batch_size),
+                                     Throughput(f"features {split} view {view}", emit))
+    return out
+
+
+def pooled_outputs(config, spec: BackboneSpec, data, wanted: Sequence[tuple[str, int]], emit: Emit) -> dict:
+    """Pooled ImageNet backbone outputs (cached) of each ``(split, view)`` in ``wanted``, the backbone built for
+    this and released after: ``{(split, view): array}``."""
+    from core.models.tfkeras import keras
+
+    size = config.input_size or spec.input_size
+    keras.backend.clear_session()
+    extractor = FeatureExtractor(build_backbone(spec, "imagenet", (size, size, 3)), spec, size, None)
+    out = split_outputs(extractor, data, config.augment, config.batch_size, wanted, emit)
+    keras.backend.clear_session()
+    return {k: v["pooled"] for k, v in out.items()}
+
+
+@dataclass
+class PooledFeatures:
+    """Pooled backbone outputs of a dataset: the non-test images (train, then val) in every view a run trains on
+    (view 0 the original image), and the test images (originals)."""
+
+    ids: list[str]  # the non-test images, train then val
+    labels: np.ndarray
+    views: list[np.ndarray]  # views[v][i]: view v of image ids[i]
+    n_train: int  # ids[:n_train] are the run's training images, the rest its validation images
+    test_ids: list[str]
+    test_labels: np.ndarray
+    test: np.ndarray
+
+    @property
+    def originals(self) -> np.ndarray:
+        """View 0 of every non-test image."""
+        return self.views[0]
+
+    def training_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, y)`` of the images at ``rows`` in every view: what a head is trained on (stage 1's input)."""
+        rows = np.asarray(rows)
+        return (np.concatenate([v[rows] for v in self.views]), np.tile(self.labels[rows], len(self.views)))
+
+
+def load_pooled(config, spec: BackboneSpec, data, emit: Emit, augmented: bool = True) -> PooledFeatures:
+    """The :class:`PooledFeatures` of a prepared dataset (cached; the run's views of train *and* val images when
+    ``augmented``, so any of them can be a fold's training image)."""
+    views = list(range(config.augment.views + 1)) if augmented else [0]
+    wanted = [(split, v) for v in views for split in ("train", "val")] + [("test", 0)]
+    pooled = pooled_outputs(config, spec, data, wanted, emit)
+    return PooledFeatures(ids=data.ids["train"] + data.ids["val"],
+                          labels=np.concatenate([data.labels["train"], data.labels["val"]]),
+                          views=[np.concatenate([pooled[("train", v)], pooled[("val", v)]]) for v in views],
+                          n_train=len(data.ids["train"]), test_ids=list(data.ids["test"]),
+                          test_labels=data.labels["test"], test=pooled[("test", 0)])

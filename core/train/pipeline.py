@@ -10,7 +10,6 @@ from core.data.augment import apply_view, view_params
 from core.data.dataset import load_image
 from core.models.backbones import BackboneSpec
 from core.models.preprocess import preprocess
-from core.train.features import CachedRows
 
 INFERENCE_BATCH = 64
 
@@ -76,7 +75,8 @@ def cached_dataset(views: Sequence, labels: np.ndarray, batch_size: int, order: 
 
 
 def _rows(source, index: np.ndarray) -> np.ndarray:
-    return source.take(index) if isinstance(source, CachedRows) else np.asarray(source[index])
+    """Rows of an array, or of :class:`~core.train.features.CachedRows` (read from its file)."""
+    return np.asarray(source[index]) if isinstance(source, np.ndarray) else source.take(index)
 
 
 def make_dataset(

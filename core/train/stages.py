@@ -50,13 +50,26 @@ def unfreeze_top(base, n_layers: int) -> list[str]:
     return unfrozen
 
 
-def compile_model(model, stage: StageConfig) -> None:
-    """(Re)compile with the stage's optimiser and learning rate."""
+def compile_model(model, stage: StageConfig, label_smoothing: float = 0.0) -> None:
+    """(Re)compile with the stage's optimiser and learning rate (and the run's label smoothing)."""
     from core.models.tfkeras import keras
 
     optimizer = getattr(keras.optimizers, OPTIMIZERS[stage.optimizer])  # the name is checked with the config
-    model.compile(optimizer=optimizer(learning_rate=stage.learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    loss = smoothed_loss(label_smoothing) if label_smoothing else "sparse_categorical_crossentropy"
+    model.compile(optimizer=optimizer(learning_rate=stage.learning_rate), loss=loss, metrics=["accuracy"])
+
+
+def smoothed_loss(smoothing: float):
+    """Cross-entropy of integer labels against targets smoothed towards uniform (Keras has this only for
+    one-hot labels)."""
+    from core.models.tfkeras import keras, tf
+
+    def loss(y_true, y_pred):
+        labels = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
+        one_hot = tf.one_hot(labels, tf.shape(y_pred)[-1])
+        return keras.losses.categorical_crossentropy(one_hot, y_pred, label_smoothing=smoothing)
+
+    return loss
 
 
 def find_cut_layer(base, first_trainable: str | None) -> str | None:
@@ -110,29 +123,63 @@ class StageResult:
     seconds: float
 
 
+class _Checkpoints:
+    """A stage's resume state and weights: files in the run's ``state/`` folder, or (``run`` None: a fold or a
+    tuning trial, which nothing resumes) kept in memory."""
+
+    def __init__(self, run: RunFolder | None, stage_name: str):
+        self.run, self.weights = run, {}
+        if run is not None:
+            run.state_dir.mkdir(parents=True, exist_ok=True)
+            self.state_file = run.state_dir / f"{stage_name}.json"
+            self.files = {w: run.state_dir / f"{stage_name}-{w}.weights.h5" for w in ("last", "best")}
+
+    def state(self) -> dict:
+        if self.run is not None and self.state_file.is_file():
+            return read_json(self.state_file)
+        return {"epoch": 0, "best_val_loss": None, "best_epoch": 0, "wait": 0, "rows": [], "done": False,
+                "seconds": 0.0}
+
+    def save_state(self, state: dict) -> None:
+        if self.run is not None:
+            atomic_write_json(self.state_file, state)
+
+    def save_weights(self, model, which: str) -> None:
+        if self.run is None:
+            self.weights[which] = model.get_weights()
+        else:
+            atomic_save(self.files[which], model.save_weights)
+
+    def load_weights(self, model, which: str) -> None:
+        if self.run is None:
+            model.set_weights(self.weights[which])
+        else:
+            model.load_weights(str(self.files[which]))
+
+
 def train_stage(model, stage_name: str, stage: StageConfig, train: Callable[[int], Any], val: Any,
-                run: RunFolder, config: RunConfig, emit: Emit, class_weight: dict | None = None) -> StageResult:
+                run: RunFolder | None, config: RunConfig, emit: Emit, class_weight: dict | None = None,
+                on_epoch: Callable[[int, Any], None] | None = None) -> StageResult:
     """Train ``model`` for one stage, one epoch at a time, checkpointing after each.
 
     ``train(epoch)`` returns the ``fit`` inputs for that epoch as ``(x, y)`` arrays or
     a dataset; ``val`` is ``(x, y)`` or a dataset. Early stopping on validation loss
-    restores the best weights. Resumes from the stage's checkpoint if one exists.
+    restores the best weights. Resumes from the stage's checkpoint if one exists. Without
+    a ``run`` (a cross-validation fold, a tuning trial) nothing is written: the best weights
+    are kept in memory. ``on_epoch(epoch, model)`` is called after each epoch (a tuning
+    pruner's report; it may raise to stop the stage).
     """
     from core.models.tfkeras import keras
 
-    run.state_dir.mkdir(parents=True, exist_ok=True)
-    state_file = run.state_dir / f"{stage_name}.json"
-    last_w = run.state_dir / f"{stage_name}-last.weights.h5"
-    best_w = run.state_dir / f"{stage_name}-best.weights.h5"
-    state = read_json(state_file) if state_file.is_file() else \
-        {"epoch": 0, "best_val_loss": None, "best_epoch": 0, "wait": 0, "rows": [], "done": False, "seconds": 0.0}
+    store = _Checkpoints(run, stage_name)
+    state = store.state()
     if state["done"]:
-        model.load_weights(str(best_w))
+        store.load_weights(model, "best")
         emit(f"{stage_name}: already finished (best epoch {state['best_epoch']}), reusing its weights")
         return StageResult(state["rows"], state["best_epoch"], state["best_val_loss"], state.get("stopped_early", False),
                            state["seconds"])
     if state["epoch"] > 0:
-        model.load_weights(str(last_w))
+        store.load_weights(model, "last")
         emit(f"{stage_name}: resuming after epoch {state['epoch']}")
     epoch_times = [r["seconds"] for r in state["rows"]]
     stopped_early = False
@@ -156,33 +203,39 @@ def train_stage(model, stage_name: str, stage: StageConfig, train: Callable[[int
             "val_loss": float(hist["val_loss"][-1]), "val_accuracy": float(hist["val_accuracy"][-1]),
             "learning_rate": float(stage.learning_rate), "seconds": round(seconds, 3),
         }
-        atomic_save(last_w, model.save_weights)
+        if run is not None:
+            store.save_weights(model, "last")
         improved = state["best_val_loss"] is None or row["val_loss"] < state["best_val_loss"]
         if improved:
-            atomic_save(best_w, model.save_weights)
+            store.save_weights(model, "best")
             state.update(best_val_loss=row["val_loss"], best_epoch=epoch + 1, wait=0)
         else:
             state["wait"] += 1
         state["rows"].append(row)
         state["epoch"] = epoch + 1
         state["seconds"] += seconds
-        atomic_write_json(state_file, state)
-        run.append_history(row)
+        store.save_state(state)
         epoch_times.append(seconds)
         remaining = stage.epochs - (epoch + 1)
         eta = float(np.mean(epoch_times)) * remaining
-        run.event("epoch", stage=stage_name, epoch=epoch + 1, epochs=stage.epochs, eta_s=round(eta, 1),
-                  metrics={k: row[k] for k in ("loss", "accuracy", "val_loss", "val_accuracy")})
-        emit(f"{stage_name} epoch {epoch + 1}/{stage.epochs}: loss {row['loss']:.4f} acc {row['accuracy']:.3f} "
-             f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.3f} ({seconds:.1f}s, ETA <= {format_seconds(eta)})")
+        if run is not None:
+            run.append_history(row)
+            run.event("epoch", stage=stage_name, epoch=epoch + 1, epochs=stage.epochs, eta_s=round(eta, 1),
+                      metrics={k: row[k] for k in ("loss", "accuracy", "val_loss", "val_accuracy")})
+            emit(f"{stage_name} epoch {epoch + 1}/{stage.epochs}: loss {row['loss']:.4f} acc {row['accuracy']:.3f} "
+                 f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.3f} ({seconds:.1f}s, "
+                 f"ETA <= {format_seconds(eta)})")
+        if on_epoch is not None:
+            on_epoch(epoch + 1, model)
         if state["wait"] >= stage.patience:
             stopped_early = True
-            emit(f"{stage_name}: early stop, no val_loss improvement for {stage.patience} epochs")
+            if run is not None:
+                emit(f"{stage_name}: early stop, no val_loss improvement for {stage.patience} epochs")
             break
     if state["epoch"] > 0:
-        model.load_weights(str(best_w))
+        store.load_weights(model, "best")
     state.update(done=True, stopped_early=stopped_early)
-    atomic_write_json(state_file, state)
+    store.save_state(state)
     return StageResult(state["rows"], state["best_epoch"], state["best_val_loss"], stopped_early, state["seconds"])
 
 

@@ -29,8 +29,7 @@ from core.artifacts.runs import RunFolder
 from core.artifacts.storage import atomic_save
 from core.models.backbones import BackboneSpec, build_backbone
 from core.models.batchnorm import set_batchnorm_momentum
-from core.models.classifier import build_classifier, build_head_layers, build_head_model
-from core.progress import Throughput
+from core.models.classifier import build_classifier, build_head_layers, build_head_model, penalise_kernels
 from core.train import features as feat
 from core.train import stages as training
 from core.train.pipeline import cached_dataset, epoch_views, inference_batch, make_dataset, training_order
@@ -83,15 +82,8 @@ def _two_stage(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit
     # Backbone outputs, computed once per image and view and cached across runs.
     with run.phase("features"):
         extractor = feat.FeatureExtractor(base, spec, size, cut)
-        cache = {}
-        for split, views in (("train", _views(config)), ("val", [0])):
-            for view in views:
-                key = feat.FeatureKey(data.fingerprint, spec.name, "imagenet", size, spec.entry.preprocessing, cut,
-                                      view, feat.augment_tuple(config.augment) if view else ())
-                progress = Throughput(f"features {split} view {view}", emit)
-                run.event("features", split=split, view=view, images=len(data.ids[split]))
-                cache[(split, view)] = feat.compute(extractor, key, data.root, data.ids[split], config.augment,
-                                                    inference_batch(config.batch_size), progress)
+        wanted = [("train", v) for v in _views(config)] + [("val", 0)]
+        cache = feat.split_outputs(extractor, data, config.augment, config.batch_size, wanted, emit, run.event)
 
     train_views = _views(config)
     y_train = np.concatenate([data.labels["train"]] * len(train_views))
@@ -101,12 +93,10 @@ def _two_stage(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit
 
     # Stage 1: the head alone on pooled features.
     pooled_train = np.concatenate([cache[("train", v)]["pooled"] for v in train_views])
-    head = build_head_model(pooled_train.shape[1], head_layers)
-    training.compile_model(head, config.stage1)
     run.event("stage", stage="stage1", epochs=config.stage1.epochs)
     with run.phase("stage1"):
-        s1 = training.train_stage(head, "stage1", config.stage1, lambda epoch: (pooled_train, y_train),
-                                  (cache[("val", 0)]["pooled"], data.labels["val"]), run, config, emit, weights)
+        head, s1 = fit_head(config, head_layers, (pooled_train, y_train),
+                           (cache[("val", 0)]["pooled"], data.labels["val"]), run, emit)
     details = {"stage1": _stage_details(s1), "feature_cut_layer": cut, "views": config.augment.views,
                "augmentation": "fixed views per training image, backbone outputs cached (core.data.augment)"}
     if not fine_tune:  # the classifier is the frozen backbone and this head: the head on pooled outputs is it
@@ -134,7 +124,10 @@ def _two_stage(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit
         val_predict = lambda: predict_images(classifier, spec, config, data.abs_paths("val"))  # noqa: E731
         mode = "full forward passes over the images (no cacheable cut layer)"
     del cache
-    training.compile_model(upper, config.stage2)
+    if config.unfrozen_l2:
+        count = penalise_kernels([base.get_layer(name) for name in unfrozen], config.unfrozen_l2)
+        emit(f"stage2: L2 penalty {config.unfrozen_l2:g} on {count} unfrozen kernels")
+    training.compile_model(upper, config.stage2, config.label_smoothing)
     trainable = int(sum(np.prod(w.shape) for w in upper.trainable_weights))
     emit(f"stage2: {len(unfrozen)} layers unfrozen ({trainable:,} trainable parameters), {mode}")
     run.event("stage", stage="stage2", epochs=config.stage2.epochs)
@@ -154,6 +147,29 @@ def _predict_arrays(model, x: np.ndarray, config: RunConfig) -> np.ndarray:
                       dtype=np.float64)
 
 
+def fit_head(config: RunConfig, head_layers: list | int, train: tuple[np.ndarray, np.ndarray],
+             val: tuple[np.ndarray, np.ndarray], run: RunFolder | None = None, emit=lambda line: None,
+             on_epoch=None):
+    """Stage 1: the head trained on pooled backbone outputs ``train`` (every view of the training images), early
+    stopped on ``val``; returns the head model and its :class:`~core.train.stages.StageResult`.
+
+    ``head_layers``: the layers (shared with a classifier) or the number of classes (a new head). Without a
+    ``run`` nothing is written (a cross-validation fold, a tuning trial); ``on_epoch`` as in
+    :func:`core.train.stages.train_stage`. Class weights, when the config asks, come from ``train``'s labels.
+    """
+    if isinstance(head_layers, int):
+        num_classes = head_layers
+        head_layers = build_head_layers(head_layers, config)
+    else:
+        num_classes = int(head_layers[-1].units)
+    head = build_head_model(train[0].shape[1], head_layers)
+    training.compile_model(head, config.stage1, config.label_smoothing)
+    weights = training.class_weights(train[1], num_classes) if config.class_weights else None
+    result = training.train_stage(head, "stage1", config.stage1, lambda epoch: train, val, run, config, emit, weights,
+                                  on_epoch)
+    return head, result
+
+
 def _image_epoch(config: RunConfig, spec: BackboneSpec, data, epoch: int):
     """One epoch over the training images, each shown as one of its fixed views."""
     views = epoch_views(len(data.ids["train"]), config.augment.views + 1, config.seed, epoch)
@@ -170,7 +186,7 @@ def _from_scratch(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, e
     if config.bn_momentum is not None:
         count = set_batchnorm_momentum(classifier, config.bn_momentum)
         emit(f"scratch: BatchNorm momentum {config.bn_momentum} in {count} layers")
-    training.compile_model(classifier, config.scratch)
+    training.compile_model(classifier, config.scratch, config.label_smoothing)
     weights = training.class_weights(data.labels["train"], len(data.classes)) if config.class_weights else None
     run.rewrite_history(training.stage_rows_for_resume(run, ["scratch"]))
     val = make_dataset(data.abs_paths("val"), data.labels["val"], spec, inference_batch(config.batch_size),
