@@ -60,7 +60,7 @@ for tuning in records["tuning"]:
         st.altair_chart((points + line).properties(height=300), width="stretch")
     st.caption(f"{len(history)} trial(s): " + ", ".join(f"{n} {s.lower()}" for s, n in
                                                        history["state"].value_counts().items()) +
-               f". Objective: {tuning.objective['source']} {tuning.objective['metric']}; orange: best so far.")
+               f". Objective: {tuning.objective['metric']} on {tuning.objective['source']}; orange: best so far.")
     best = ms.best_settings(tuning)
     if not best.empty:
         st.write(f"Best: trial {tuning.best['number']}, {tuning.best['value']:.4f}")

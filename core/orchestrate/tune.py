@@ -1,7 +1,7 @@
 """``python -m core tune``: an Optuna search over the stage-1 head's settings on cached features.
 
 A trial is the head fitted on the cached pooled features (seconds, not a pass over the images),
-scored on the run's validation split (or the grouped CV mean with ``--cv K``); the test split is never
+scored on the run's leak-free validation images (or the grouped CV mean with ``--cv K``); the test split is never
 seen. The study lives in an ordinary Optuna storage (default: an SQLite file under the dataset's
 ``model_selection/`` folder, which ``optuna-dashboard`` opens), so re-running the same command
 continues it: finished trials are kept, a trial killed mid-way is marked failed by the heartbeat.
@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from core.artifacts import provenance
 from core.artifacts.config import RunConfig
-from core.artifacts.layout import model_selection_dir, optuna_storage, tuning_file
+from core.artifacts.layout import dataset_slug, model_selection_dir, optuna_storage, tuning_file
 from core.artifacts.records import TuningRecord
 from core.artifacts.storage import utc_timestamp
 from core.data.folds import make_folds
@@ -45,12 +45,15 @@ SEARCH_SPACE = {
 HEARTBEAT_S = 30  # a trial silent for GRACE_S (its process killed) is marked failed when the study next runs
 GRACE_S = 90
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+MIN_LEAK_FREE_VALIDATION = 50  # fewer leak-free validation images than this (and than all of them): use --cv
 
 
-def study_name(config: RunConfig, metric: str, cv: int | None) -> str:
-    """The default study of a base config: its backbone, preset, objective and settings (the run id's hash)."""
-    source = f"cv{cv}" if cv else "val"
-    return f"{config.backbone}-{config.preset}-{metric}-{source}-{config.run_id().rsplit('-', 1)[-1]}"
+def study_name(config: RunConfig, fingerprint: str, metric: str, cv: int | None) -> str:
+    """The default study of a base config: its dataset (folder name and image fingerprint), backbone, preset,
+    objective (leak-free validation or CV) and settings (the run id's hash)."""
+    source = f"cv{cv}" if cv else "valfree"
+    return (f"{dataset_slug(config.dataset)}-{fingerprint[:8]}-{config.backbone}-{config.preset}-{metric}-{source}-"
+            f"{config.run_id().rsplit('-', 1)[-1]}")
 
 
 def suggest(trial: optuna.Trial) -> dict:
@@ -69,11 +72,30 @@ def with_settings(base: RunConfig, flat: dict, **fields) -> RunConfig:
     return config_mod.with_overrides(base, {**config_mod.nest(flat), **fields})
 
 
+def leak_free_validation(p: Prepared) -> np.ndarray:
+    """Positions (among the non-test images) of the validation images in no group with a training image.
+
+    A validation image whose near-copy was trained on scores what the head memorised, so tuning on it would
+    reward memorising; with group-disjoint splits this is every validation image. One line if too few are left.
+    """
+    n_train = p.feats.n_train
+    val_ids = p.feats.ids[n_train:]
+    leaking = p.data.measured_groups.leaking(p.data.split.items, val_ids, ("train",))  # the whole split's train
+    rows = n_train + np.flatnonzero(~leaking)
+    n_val = len(val_ids)
+    if len(rows) < min(n_val, MIN_LEAK_FREE_VALIDATION):
+        raise UserError(f"only {len(rows)} of {n_val} validation images share no group with a training image: a "
+                        "validation objective would reward memorised near-copies; use --cv K (group-disjoint folds) "
+                        "or a grouped split (--set grouping=duplicates)")
+    return rows
+
+
 def _validation_objective(p: Prepared, config: RunConfig, metric: str, trial: optuna.Trial) -> float:
-    """The head on the run's training images (every view), its best epoch's ``metric`` on validation; each
-    epoch's score reported to the pruner."""
+    """The head on the run's training images (every view), its best epoch's ``metric`` on the leak-free
+    validation images (:func:`leak_free_validation`); each epoch's score reported to the pruner."""
     train_rows = np.arange(p.feats.n_train)
-    val_x, val_y = p.feats.originals[p.feats.n_train:], p.feats.labels[p.feats.n_train:]
+    rows = leak_free_validation(p)
+    val_x, val_y = p.feats.originals[rows], p.feats.labels[rows]
 
     def on_epoch(epoch: int, model) -> None:
         trial.report(_metric(model, val_x, val_y, metric), epoch)
@@ -129,9 +151,11 @@ def tune(p: Prepared, trials: int, metric: str = "balanced_accuracy", cv: int | 
     if storage is None:
         model_selection_dir(folder).mkdir(parents=True, exist_ok=True)
         storage = optuna_storage(folder)
-    name = name or study_name(p.config, metric, cv)
+    name = name or study_name(p.config, p.data.fingerprint, metric, cv)
+    source = f"cv {cv}" if cv else _validation_source(p)
     study = open_study(name, storage)
-    study.set_user_attr("base_config", p.config.to_dict())
+    _claim(study, {"base_config": p.config.to_dict(), "fingerprint": p.data.fingerprint, "metric": metric,
+                   "objective": source})
     done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
     emit(f"tune: study '{name}' in {storage}: {done} finished trial(s), running {max(0, trials - done)} more")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -145,10 +169,21 @@ def tune(p: Prepared, trials: int, metric: str = "balanced_accuracy", cv: int | 
 
     if trials > done:
         study.optimize(objective, n_trials=trials - done, catch=())
-    record = tuning_record(study, storage, p, metric, cv)
+    record = tuning_record(study, storage, p, metric, source)
     path = tuning_file(folder, name)
     record.save(path)
     return record, path
+
+
+def _claim(study: optuna.Study, attrs: dict) -> None:
+    """Mark a new study with what it tunes; refuse to continue one that tunes something else (another dataset,
+    other images, settings or objective under the same name, e.g. with --study or a shared --storage)."""
+    held = study.user_attrs
+    for key, value in attrs.items():
+        if key in held and held[key] != value:
+            raise UserError(f"study '{study.study_name}' holds trials of another {key.replace('_', ' ')} "
+                            f"({str(held[key])[:60]}...): give this search its own --study name")
+        study.set_user_attr(key, value)
 
 
 def best_overrides(params: dict) -> dict:
@@ -156,8 +191,13 @@ def best_overrides(params: dict) -> dict:
     return {key: params[key] for key in SEARCH_SPACE if key in params}
 
 
-def tuning_record(study: optuna.Study, storage: str, p: Prepared, metric: str, cv: int | None) -> TuningRecord:
-    """A plain copy of the study: trials, best, importances."""
+def _validation_source(p: Prepared) -> str:
+    n_val = len(p.feats.ids) - p.feats.n_train
+    return f"validation: the {len(leak_free_validation(p))} of {n_val} images in no group with a training image"
+
+
+def tuning_record(study: optuna.Study, storage: str, p: Prepared, metric: str, source: str) -> TuningRecord:
+    """A plain copy of the study: trials, best, importances; ``source``: what the objective scored."""
     trials = []
     for t in study.get_trials(deepcopy=False):
         seconds = (t.datetime_complete - t.datetime_start).total_seconds() \
@@ -183,7 +223,7 @@ def tuning_record(study: optuna.Study, storage: str, p: Prepared, metric: str, c
     return TuningRecord(
         created_at=utc_timestamp(), study=study.study_name, storage=_without_password(storage),
         dataset=p.dataset(), backbone=p.config.backbone, base_config=p.config.to_dict(),
-        objective={"metric": metric, "direction": "maximize", "source": f"cv {cv}" if cv else "validation",
+        objective={"metric": metric, "direction": "maximize", "source": source,
                    "pruner": "MedianPruner(n_startup_trials=5, n_warmup_steps=3) on per-epoch (per-fold) reports"},
         search_space=SEARCH_SPACE, trials=trials, best=best, importances=importances, importance_note=note,
         code=provenance.code_version())
