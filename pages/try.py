@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core.deploy import predict
+from core.deploy import ensemble_predict, predict
 from core.errors import UserError
 from core.models import gradcam
 from pages.common import current_dataset, dataset_root, load_predictions, results_token
@@ -24,10 +24,18 @@ def models(dataset: str, token: str):
     return *predict.stored_models(dataset, problems=problems), problems
 
 
+@st.cache_data(show_spinner=False)
+def ensembles(dataset: str, token: str):
+    problems: list[str] = []
+    return ensemble_predict.dataset_ensembles(dataset, problems=problems), problems
+
+
 token = results_token()
 lite_models, keras_models, problems = models(dataset, token)
-if problems:
-    st.warning(f"{len(problems)} run(s) of {dataset} could not be read and are left out: " + "; ".join(problems))
+stored_ensembles, ensemble_problems = ensembles(dataset, token)
+for what, lines in (("run", problems), ("ensemble", ensemble_problems)):
+    if lines:
+        st.warning(f"{len(lines)} {what}(s) of {dataset} could not be read and are left out: " + "; ".join(lines))
 if not lite_models and not keras_models:
     st.info(f"No stored model for {dataset} yet: train one, then `python -m core deploy RUN_DIR` writes its "
             "TFLite variants.")
@@ -65,6 +73,14 @@ else:  # not deployed: the Keras models predict (TensorFlow loads on first use)
     st.caption("No TFLite variants of this dataset (deploy a run to get them): the Keras models predict.")
     chosen = st.multiselect("Keras models", [m.label for m in keras_models], default=[m.label for m in keras_models])
     predicting = [m for m in keras_models if m.label in chosen]
+ensemble_folder = None
+if stored_ensembles:
+    names = {f"{r.name} · {r.weights_method} of {len(r.members)}": f for f, r in stored_ensembles}
+    picked_ensemble = st.selectbox("Ensembles (members' TFLite variants, combined as stored)",
+                                   ["none"] + list(names), index=1)
+    ensemble_folder = names.get(picked_ensemble)
+    ensemble_variant = st.radio("Members' variant", ensemble_predict.VARIANTS, horizontal=True,
+                                format_func=ensemble_predict.COST_VARIANTS.get)
 classes = sorted({c for m in predicting for c in m.classes})
 st.info(f"A model only knows the classes it was trained on ({len(classes)} here: "
         f"{', '.join(classes[:12])}{', …' if len(classes) > 12 else ''}). It gives every image one of them, "
@@ -77,6 +93,27 @@ def run_model(m, image):
         with st.spinner("Loading TensorFlow and the Keras model…"):
             return gradcam.predict(m.path, predict.model_input(image, m))
     return predict.predict_lite(m, image)
+
+
+def show_ensemble(where, image):
+    """The chosen ensemble on one image: its top classes, each member's prediction, the summed latency."""
+    try:
+        result = ensemble_predict.predict_ensemble(ensemble_folder, image, ensemble_variant, lite_models)
+    except UserError as exc:  # the ensemble's record changed or broke since the page listed it
+        where.error(str(exc))
+        return
+    record = result.record
+    where.markdown(f"**Ensemble {record.name}** ({record.weights_method}: {record.weight_rule})")
+    for line in result.missing:
+        where.warning(line)
+    if result.probs is None:
+        where.info(f"No ensemble result: {len(result.missing)} of {len(record.members)} members did not predict, "
+                   "and fewer members are not the stored ensemble.")
+    else:
+        where.markdown(f"**{result.predicted}** · members' latencies summed: {result.total_ms:.2f} ms")
+        where.dataframe(pd.DataFrame(result.top(3)), hide_index=True, width="stretch")
+    if result.members:
+        where.dataframe(pd.DataFrame(result.member_rows()), hide_index=True, width="stretch")
 
 
 for position, (name, image) in enumerate(images):
@@ -105,6 +142,8 @@ for position, (name, image) in enumerate(images):
             y=alt.Y("model:N", title=None, axis=alt.Axis(labelLimit=360, labelOverlap=False)),
             color="class:N", tooltip=["model", "class", "p"]).properties(height=24 * len(table) + 40), width="stretch")
         right.dataframe(table, hide_index=True, width="stretch")
+    if ensemble_folder is not None:
+        show_ensemble(right, image)
 
     if keras_models:
         with st.expander(f"Grad-CAM for {name}", expanded=len(images) == 1):
