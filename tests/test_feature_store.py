@@ -89,3 +89,22 @@ def test_cached_dataset_batches_gather_the_ordered_rows_of_each_view(tmp_path):
     y = np.concatenate([b[1] for b in batches])
     expected = np.stack([(view0 if v == 0 else view1)[i] for v, i in order]).astype(np.float32)
     assert np.array_equal(x, expected) and np.array_equal(y, labels[order[:, 1]])
+
+
+@pytest.mark.unit
+def test_rows_lost_to_another_process_replacing_the_store_are_written_again(tmp_path, monkeypatch):
+    path = tmp_path / "s.npz"
+    base = np.zeros((2, 3), np.float32)
+    cached = _store(path, "ab", base)
+    real_write, raced = features._write, []
+
+    def racing_write(p, ids, old, new):  # right after our write, another process replaces the store with its own
+        real_write(p, ids, old, new)
+        if not raced:
+            raced.append(True)
+            real_write(p, np.asarray(list("abde")), base, np.full((2, 3), 7, np.float32))
+
+    monkeypatch.setattr(features, "_write", racing_write)
+    merged = features._merge(path, cached, ["c"], [np.full((1, 3), 5, np.float32)])
+    assert merged["ids"].tolist() == list("abdec")
+    assert np.asarray(merged["values"])[-1].tolist() == [5, 5, 5]

@@ -41,6 +41,7 @@ from core.progress import Emit, Throughput
 from core.train.pipeline import inference_batch
 
 FEATURE_VERSION = 2
+MERGE_ATTEMPTS = 5  # writes of a store raced by other processes' writes before giving up
 Progress = Callable[[int, int], None]
 
 
@@ -83,8 +84,8 @@ class StoredArray:
     resident memory as a memory map's pages would.
     """
 
-    def __init__(self, path: Path, offset: int, dtype, shape: tuple[int, ...]):
-        self._file = open(path, "rb")
+    def __init__(self, file, offset: int, dtype, shape: tuple[int, ...]):
+        self._file = file  # an open binary file, now owned by this array
         self.offset, self.dtype, self.shape = offset, np.dtype(dtype), tuple(int(d) for d in shape)
         self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
 
@@ -149,32 +150,39 @@ class CachedRows:
 
 
 def _load(path: Path) -> dict:
-    """A store's ``ids`` and its ``values`` (a :class:`StoredArray`; empty if there is no store)."""
-    if not path.is_file():
+    """A store's ``ids`` and its ``values`` (a :class:`StoredArray`; empty if there is no store).
+
+    Both come from one open file, so a store replaced meanwhile by another process cannot pair
+    the ids of one version with the values of another.
+    """
+    try:
+        file = open(path, "rb")
+    except FileNotFoundError:
         return {}
-    with np.load(path, allow_pickle=False) as data:
+    with np.load(file, allow_pickle=False) as data:
         ids = data["ids"]
-    return {"ids": ids, "values": _stored_member(path, "values.npy")}
+        stored = _stored_member(file, data.zip.getinfo("values.npy"))
+        if stored is None:  # compressed (written by other code): read whole
+            values = data["values"]
+            file.close()
+            return {"ids": ids, "values": values}
+    return {"ids": ids, "values": stored}
 
 
-def _stored_member(path: Path, member: str):
-    """An array stored uncompressed in an ``.npz``, as a :class:`StoredArray` (read whole if compressed)."""
-    with zipfile.ZipFile(path) as archive:
-        info = archive.getinfo(member)
-    if info.compress_type == zipfile.ZIP_STORED:
-        with open(path, "rb") as fp:
-            fp.seek(info.header_offset)
-            local = fp.read(30)  # the member's local header: name and extra field lengths at bytes 26..29
-            name_len, extra_len = struct.unpack("<HH", local[26:30])
-            fp.seek(info.header_offset + 30 + name_len + extra_len)
-            version = np.lib.format.read_magic(fp)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read_header(fp)
-            offset = fp.tell()
-        if not fortran and len(shape) > 0:  # fortran order is never written by this module
-            return StoredArray(path, offset, dtype, shape)
-    with np.load(path, allow_pickle=False) as data:
-        return data[member.removesuffix(".npy")]
+def _stored_member(file, info: zipfile.ZipInfo) -> "StoredArray | None":
+    """The uncompressed ``.npz`` member ``info`` of the open ``file`` as a :class:`StoredArray` (None otherwise)."""
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    file.seek(info.header_offset)
+    local = file.read(30)  # the member's local header: name and extra field lengths at bytes 26..29
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    file.seek(info.header_offset + 30 + name_len + extra_len)
+    version = np.lib.format.read_magic(file)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read_header(file)
+    if fortran or len(shape) == 0:  # never written by this module
+        return None
+    return StoredArray(file, file.tell(), dtype, shape)
 
 
 def _write(path: Path, ids: np.ndarray, old, new: np.ndarray) -> None:
@@ -296,10 +304,20 @@ def _merge(path: Path, cached: dict, ids: list[str], values: list[np.ndarray]) -
     keep = [n for n, i in enumerate(ids) if i not in known]
     if not keep:
         return cached
-    new_ids = np.asarray([ids[n] for n in keep], dtype=str)
-    all_ids = np.concatenate([cached["ids"].astype(str), new_ids]) if "ids" in cached else new_ids
-    _write(path, all_ids, cached.get("values"), np.concatenate(values)[keep])
-    return _load(path)
+    ids = [ids[n] for n in keep]
+    values = np.concatenate(values)[keep]
+    for _ in range(MERGE_ATTEMPTS):
+        new_ids = np.asarray(ids, dtype=str)
+        all_ids = np.concatenate([cached["ids"].astype(str), new_ids]) if "ids" in cached else new_ids
+        _write(path, all_ids, cached.get("values"), values)
+        cached = _load(path)
+        # Another process may have replaced the store with its own rows meanwhile: add ours again to that.
+        held = set(cached.get("ids", np.array([], dtype=str)).astype(str).tolist())
+        missing = [n for n, i in enumerate(ids) if i not in held]
+        if not missing:
+            return cached
+        ids, values = [ids[n] for n in missing], values[missing]
+    raise OSError(f"{path}: other processes kept replacing this feature store; run again")
 
 
 def split_outputs(extractor: FeatureExtractor, data, augment: AugmentConfig, batch_size: int,
