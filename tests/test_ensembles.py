@@ -19,6 +19,7 @@ from core.artifacts.records import (
     SplitRecord,
 )
 from core.cli import main
+from core.errors import UserError
 from core.evaluate import ensemble
 from core.evaluate.compare import compare_dataset
 from core.evaluate.metrics import evaluate
@@ -149,6 +150,25 @@ def test_val_loss_falls_back_to_the_recorded_best_validation_loss(tmp_path):
     assert not (folder / "val_predictions.csv").exists()
     assert main(["ensemble", str(ds), "EfficientNetLite0/full-imagenet-s0-x", "MobileNetV2@0.35/full-imagenet-s0-x",
                  "--weights", "stacked"]) == 2
+
+
+def test_val_loss_weights_use_one_kind_of_loss_for_every_member(tmp_path):
+    ds = tmp_path / "pets"
+    write_split(ds)
+    write_run(ds, "EfficientNetLite0", 0, 3.0, val=True, best_val_loss=0.2)  # has val_predictions.csv
+    smoothed = write_run(ds, "MobileNetV2@0.35", 0, 1.0, val=False, best_val_loss=0.9)
+    members = ["EfficientNetLite0/full-imagenet-s0-x", "MobileNetV2@0.35/full-imagenet-s0-x"]
+    folder = ensemble.build_ensemble(ds, members, "val_loss", emit=print)
+    record = EnsembleRecord.load(folder / "config.json")
+    assert all("best_val_loss" in m["val_loss_source"] for m in record.members)  # not one log loss, one recorded
+    assert record.weights()[0] == pytest.approx(np.exp(-0.2) / (np.exp(-0.2) + np.exp(-0.9)))
+    # the same members named in the other order are the same ensemble
+    assert ensemble.build_ensemble(ds, members[::-1], "val_loss", emit=print) == folder
+    config = RunConfig.load(smoothed / "config.json")
+    config.label_smoothing = 0.1  # its recorded loss now includes smoothing: no longer comparable
+    config.save(smoothed / "config.json")
+    with pytest.raises(UserError, match="different label smoothing or penalties"):
+        ensemble.build_ensemble(ds, members, "val_loss", name="other", emit=print)
 
 
 def test_the_stacked_ensemble_never_sees_test_labels(art, tmp_path):

@@ -337,3 +337,9 @@ def test_the_roc_page_lists_the_stored_operating_points(tmp_path, monkeypatch):
     [stored] = [d.value for d in at.dataframe if "Positive classes" in d.value]
     assert stored["Target"].tolist() == ["cost ratio 5"]
     assert stored["Positive classes"].tolist() == ["Mild + Moderate + VeryMild"]
+
+
+def test_an_ensemble_without_validation_probabilities_is_not_sent_to_val_predictions(tmp_path):
+    folder = tmp_path / "pets" / "ensembles" / "stacked-2runs-abc"
+    line = op.val_predictions_missing(folder)
+    assert "this ensemble has no validation probabilities" in line and "val-predictions" not in line

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from core.artifacts import provenance
-from core.artifacts.config import ENSEMBLE_WEIGHTS
+from core.artifacts.config import ENSEMBLE_WEIGHTS, RunConfig
 from core.artifacts.layout import (
     COMPLETE_MARKER,
     CONFIG_FILE,
@@ -177,11 +177,32 @@ def mean_log_loss(y: np.ndarray, probs: np.ndarray) -> float:
     return float(-np.log(np.clip(probs[np.arange(len(y)), y], LOG_LOSS_FLOOR, None)).mean())
 
 
-def validation_loss(member: Member) -> tuple[float | None, str]:
-    """The member's validation loss and where it came from: its ``val_predictions.csv`` when stored, else the best
-    validation loss its training recorded (network: the last stage's ``best_val_loss``; baseline: its chosen grid
-    row's ``val_loss``)."""
-    if member.val is not None:
+def validation_losses(members: list[Member]) -> list[tuple[float | None, str]]:
+    """Each member's validation loss and its source, one kind of source for all: the mean log loss of their
+    ``val_predictions.csv`` when every member stored one, else the loss each training recorded (losses of two
+    kinds, or recorded ones that include different label smoothing or penalties, are not comparable)."""
+    if all(m.val is not None for m in members):
+        return [validation_loss(m) for m in members]
+    recorded = [validation_loss(m, recorded_only=True) for m in members]
+    regularised = {m.label: _loss_terms(m) for m in members}
+    if len(set(regularised.values())) > 1:
+        raise UserError("--weights val_loss: the members' recorded validation losses include different label "
+                        "smoothing or penalties, so they do not compare; add val_predictions.csv to every member "
+                        "(python -m core val-predictions RUN_DIR) or use --weights uniform")
+    return recorded
+
+
+def _loss_terms(member: Member) -> tuple:
+    """What besides the data enters a recorded Keras loss: label smoothing and the kernel penalties."""
+    config = RunConfig.load(member.run / CONFIG_FILE)
+    return (config.label_smoothing, config.head_l1, config.head_l2, config.unfrozen_l2)
+
+
+def validation_loss(member: Member, recorded_only: bool = False) -> tuple[float | None, str]:
+    """The member's validation loss and where it came from: its ``val_predictions.csv`` when stored (and not
+    ``recorded_only``), else the best validation loss its training recorded (network: the last stage's
+    ``best_val_loss``; baseline: its chosen grid row's ``val_loss``)."""
+    if member.val is not None and not recorded_only:
         _, y, (probs,) = aligned([member.val])
         return mean_log_loss(y, probs), f"mean log loss of {VAL_PREDICTIONS_FILE}"
     details = member.details
@@ -243,7 +264,7 @@ def combine(members: list[Member], method: str) -> tuple[np.ndarray, list[dict],
     if method not in WEIGHT_METHODS:
         raise UserError(f"unknown weights '{method}'; choose one of: {', '.join(WEIGHT_METHODS)}")
     _, _, test_probs = aligned([m.test for m in members])
-    losses = [validation_loss(m) for m in members]
+    losses = validation_losses(members) if method == "val_loss" else [validation_loss(m) for m in members]
     entries = [{"run": m.label, "val_loss": loss, "val_loss_source": source, "accuracy": m.metrics.accuracy}
                for m, (loss, source) in zip(members, losses)]
     has_val = all(m.val is not None for m in members)
@@ -374,6 +395,8 @@ def build_ensemble(dataset_dir: str | Path, names: list[str], method: str = "uni
     if val_probs is not None:
         val_ids, y_val, _ = aligned([members[0].val])
         Predictions.from_probs(val_ids, y_val, val_probs, classes).save(folder / VAL_PREDICTIONS_FILE)
+    else:  # a file left by an earlier attempt of another combination must not pass as this one's
+        (folder / VAL_PREDICTIONS_FILE).unlink(missing_ok=True)
     score_with_grouping(y, test_probs, classes, ids, split.items, grouping, grouping.to_dict(),
                         f"the members' {PREDICTIONS_FILE} combined, their split's groups", seed=0).save(
         folder / LEAKAGE_FILE)
@@ -394,7 +417,7 @@ def _same_complete(folder: Path, labels: list[str], method: str) -> bool:
     if not (folder / COMPLETE_MARKER).is_file():
         return False
     stored = EnsembleRecord.load(folder / CONFIG_FILE)
-    if stored.member_runs() == labels and stored.weights_method == method:
+    if sorted(stored.member_runs()) == sorted(labels) and stored.weights_method == method:
         return True
     raise UserError(f"{folder} holds another ensemble ({stored.weights_method} of {', '.join(stored.member_runs())});"
                     " give another --name, or move it away")

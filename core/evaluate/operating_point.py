@@ -37,6 +37,7 @@ import numpy as np
 
 from core.artifacts.layout import (
     AUDIT_FILE,
+    ENSEMBLES_DIR,
     OPERATING_POINTS_FILE,
     PREDICTIONS_FILE,
     PROVENANCE_FILE,
@@ -226,6 +227,9 @@ class ScreenInputs:
 
 def val_predictions_missing(run: Path) -> str:
     """The one line for a run without validation probabilities, with the command that makes them."""
+    if run.parent.name == ENSEMBLES_DIR:
+        return (f"{run.name}: this ensemble has no validation probabilities (a stacked ensemble is fitted on them, "
+                "or a member stored none), and a threshold is never chosen on test")
     return (f"{run / VAL_PREDICTIONS_FILE} not found: the run stored no validation probabilities, and a threshold "
             f"is never chosen on test; make them with: python -m core val-predictions {run}")
 
