@@ -11,8 +11,8 @@ of 32 in a fresh process, two ways:
 
 * ``in memory``: the first runs' way, every view's array loaded and concatenated, then
   ``model.fit`` on the arrays;
-* ``streamed``: this version's way (``core.train.pipeline.cached_dataset``), batches read
-  from the memory-mapped store.
+* ``streamed``: this version's way (``core.train.pipeline.cached_dataset``), each batch's rows
+  read from the store file when it is needed.
 
 It records each process's peak resident memory (``wait4``'s ``ru_maxrss``), its anonymous
 resident memory sampled after every batch, and training throughput (samples per second over the steps after the first). The values are random:

@@ -19,7 +19,9 @@ other, in one sitting:
 It records wall time per stage, peak resident memory of each process (``wait4``'s
 ``ru_maxrss``; the guide's process wall time less the time it spends computing the product's
 split, which a guide user would not) and test accuracy with its group-bootstrap interval (the same evaluation
-code for both), and prints the ratios. ``--set`` passes settings to both arms.
+code for both), and prints the ratios. ``--set`` passes run settings to both arms; the guide's
+arm takes those its pipeline has (images, size, schedule, learning rates, augmentation ranges,
+class weights, head, label smoothing), not the product's own (cached views, stage2_views).
 """
 
 from __future__ import annotations
@@ -163,10 +165,10 @@ def _guide_worker(spec_file: Path) -> int:
         return round(time.perf_counter() - started, 2)
 
     stages.freeze_backbone(base)
-    stages.compile_model(model, config.stage1)
+    stages.compile_model(model, config.stage1, config.label_smoothing)
     times = {"stage1": fit(config.stage1)}
     stages.unfreeze_top(base, config.unfreeze_layers)
-    stages.compile_model(model, config.stage2)
+    stages.compile_model(model, config.stage2, config.label_smoothing)
     times["stage2"] = fit(config.stage2)
     started = time.perf_counter()
     probs = np.asarray(model.predict(test, verbose=0), dtype=np.float64)

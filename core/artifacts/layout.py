@@ -11,7 +11,7 @@
         diagnostics/batchnorm-<backbone>-<run id>.json
         ensembles/<name>/   config.json (kind "ensemble")  provenance.json  metrics.json  predictions.csv
                             leakage.json  complete.json
-        model_selection/cv-<backbone>-<method>-k<K>-<grouped|ungrouped>.json  fold_study-<backbone>-<method>.json
+        model_selection/cv-<backbone>-<run id>-k<K>-<grouped|ungrouped>.json  fold_study-<backbone>-<run id>.json
         model_selection/tuning-<study>.json  optuna.sqlite3
         <backbone>/<run id>/
           config.json  provenance.json  history.csv  events.jsonl  metrics.json  predictions.csv
@@ -160,15 +160,15 @@ def model_selection_dir(dataset_folder: Path) -> Path:
     return Path(dataset_folder) / MODEL_SELECTION_DIR
 
 
-def cv_file(dataset_folder: Path, backbone: str, method: str, k: int, grouped: bool) -> Path:
-    """One cross-validation record (``python -m core cv``)."""
+def cv_file(dataset_folder: Path, backbone: str, run_id: str, k: int, grouped: bool) -> Path:
+    """One cross-validation record (``python -m core cv``) of a base config (its run id: method, preset, settings)."""
     kind = "grouped" if grouped else "ungrouped"
-    return model_selection_dir(dataset_folder) / f"cv-{backbone}-{method}-k{k}-{kind}.json"
+    return model_selection_dir(dataset_folder) / f"cv-{backbone}-{run_id}-k{k}-{kind}.json"
 
 
-def fold_study_file(dataset_folder: Path, backbone: str, method: str) -> Path:
-    """The fold-count study of a method (``python -m core cv --fold-study``)."""
-    return model_selection_dir(dataset_folder) / f"fold_study-{backbone}-{method}.json"
+def fold_study_file(dataset_folder: Path, backbone: str, run_id: str) -> Path:
+    """The fold-count study (``python -m core cv --fold-study``) of a base config (its run id)."""
+    return model_selection_dir(dataset_folder) / f"fold_study-{backbone}-{run_id}.json"
 
 
 def tuning_file(dataset_folder: Path, study: str) -> Path:

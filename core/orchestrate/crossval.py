@@ -109,7 +109,7 @@ def run_cv(p: Prepared, k: int, repeats: int = 1, grouped: bool = True, artifact
         fold_seeds=[row["seed"] for row in repeat_rows], procedure=p.procedure(), hyperparameter=p.hyper,
         folds=folds, summary=summary, repeats=repeat_rows, test=test, fit_seconds=round(seconds, 3),
         code=provenance.code_version())
-    path = cv_file(p.folder(artifacts), p.config.backbone, p.config.method, k, grouped)
+    path = cv_file(p.folder(artifacts), p.config.backbone, p.config.run_id(), k, grouped)
     record.save(path)
     return record, path
 
@@ -147,7 +147,7 @@ def fold_study(p: Prepared, repeats: int, ungrouped: bool, metric: str = "balanc
         config=p.config.to_dict(), metric=metric, grouping=p.grouping(), procedure=p.procedure(),
         hyperparameter=p.hyper, test=test, rows=rows, summary=study_summary(rows, test[metric]),
         code=provenance.code_version())
-    path = fold_study_file(p.folder(artifacts), p.config.backbone, p.config.method)
+    path = fold_study_file(p.folder(artifacts), p.config.backbone, p.config.run_id())
     record.save(path)
     return record, path
 
