@@ -90,14 +90,16 @@ def test_cv_of_the_head_and_a_baseline_fold_study_are_stored_with_provenance(lit
     art = tmp_path / "art"
     assert cli_main(_argv("cv", data, art, "--folds", "3")) == 0
     folder = art / "colours"
-    record = CrossValidationRecord.load(layout.cv_file(folder, "EfficientNetLite0", "finetune", 3, True))
+    [cv_path] = layout.model_selection_dir(folder).glob("cv-EfficientNetLite0-*-k3-grouped.json")
+    record = CrossValidationRecord.load(cv_path)
     assert record.k == 3 and len(record.folds) == 3 and record.grouped and record.hyperparameter is None
     assert record.dataset["counts"]["non_test"] == sum(f["n_heldout"] for f in record.folds)
     assert record.summary["balanced_accuracy"]["low"] <= record.summary["balanced_accuracy"]["mean"]
     assert 0 <= record.test["balanced_accuracy"] <= 1 and record.dataset["fingerprint"]
     assert "95% t-interval" in capsys.readouterr().out
     assert cli_main(_argv("cv", data, art, "--method", "knn", "--fold-study", "--repeats", "2", "--ungrouped")) == 0
-    study = FoldStudyRecord.load(layout.fold_study_file(folder, "EfficientNetLite0", "knn"))
+    [study_path] = layout.model_selection_dir(folder).glob("fold_study-EfficientNetLite0-*-knn-*.json")
+    study = FoldStudyRecord.load(study_path)
     keys = {(s["folds"], s["grouped"]) for s in study.summary}
     assert {(2, True), (10, True), (2, False), (0, True)} <= keys  # 0: leave one group out
     assert all(s["repeats"] == 2 and s["spread_sd"] is not None for s in study.summary if s["folds"])
