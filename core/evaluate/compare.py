@@ -27,6 +27,7 @@ from core.artifacts.layout import (
 )
 from core.artifacts.records import AuditRecord, ComparisonRecord, EnsembleRecord, MetricsRecord, Predictions
 from core.data.groups import Grouping, from_audit
+from core.data.splits import SplitAssignment
 from core.errors import UserError
 from core.evaluate import metrics as evaluation
 
@@ -43,10 +44,31 @@ def load_correctness(run_dir: Path, metrics: MetricsRecord) -> tuple[list[str], 
     return table.ids, table.correct()
 
 
-def audit_groups(dataset_dir: Path) -> Grouping | None:
-    """The dataset's duplicate groups from its audit, if it has one (None: every image its own group)."""
+def audit_groups(dataset_dir: Path, fingerprint: str | None = None) -> Grouping | None:
+    """The dataset's duplicate groups from its audit, if it has one (None: every image its own group); with a
+    ``fingerprint``, only an audit of those images."""
     path = dataset_dir / AUDIT_FILE
-    return from_audit(AuditRecord.load(path).to_dict()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    audit = AuditRecord.load(path).to_dict()
+    if fingerprint is not None and audit["dataset"].get("fingerprint") != fingerprint:
+        return None
+    return from_audit(audit)
+
+
+def split_groups(split: SplitAssignment, dataset_dir: Path, fingerprint: str | None) -> tuple[Grouping | None, str]:
+    """The groups a run's intervals resample and its leakage is judged by, and where they came from: its split's
+    own groups, else the dataset audit's near-duplicate groups of the same images, else none (None)."""
+    if split.groups:
+        info = split.grouping or {}
+        source = info.get("source", "split")
+        return Grouping(source, info.get("detail", "the run's split"), dict(split.groups)), \
+            f"groups of the run's split ({source})"
+    audited = audit_groups(dataset_dir, fingerprint)
+    if audited is not None:
+        return audited, "near-duplicate groups of the dataset's audit.json"
+    return None, ("no groups (the run's split records none and no audit.json of these images): intervals resample "
+                  "images, validation leakage unknown")
 
 
 def _paired(run_a: tuple[list[str], list[bool]], run_b: tuple[list[str], list[bool]],

@@ -64,7 +64,7 @@ from core.data.groups import Grouping, singletons
 from core.data.splits import SplitAssignment
 from core.errors import UserError
 from core.evaluate import metrics as evaluation
-from core.evaluate.compare import audit_groups, run_label
+from core.evaluate.compare import run_label, split_groups
 from core.evaluate.leakage import score_with_grouping
 
 WEIGHT_METHODS = ENSEMBLE_WEIGHTS
@@ -336,16 +336,11 @@ def deployment_cost(members: list[Member]) -> dict:
 
 
 def test_grouping(members: list[Member], dataset_dir: Path) -> tuple[Grouping, SplitAssignment]:
-    """The members' split and the groups its intervals resample: the split's own groups, else the dataset's
-    audit (same images), else every image alone."""
+    """The members' split and the groups its intervals resample (:func:`~core.evaluate.compare.split_groups`;
+    none: every image alone)."""
     split = SplitAssignment.from_dict(SplitRecord.load(_split_path(members[0])).to_dict())
-    if split.groups:
-        info = split.grouping or {}
-        return Grouping(info.get("source", "csv"), info.get("detail", "the split's groups"), dict(split.groups)), split
-    audited = audit_groups(dataset_dir)
-    if audited is not None:
-        return audited, split
-    return singletons([p for p, _, _ in split.items]), split
+    grouping, _ = split_groups(split, dataset_dir, members[0].prov.fingerprint)
+    return (grouping or singletons([p for p, _, _ in split.items])), split
 
 
 def default_name(labels: list[str], method: str) -> str:

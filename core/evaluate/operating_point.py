@@ -36,7 +36,6 @@ from typing import Sequence
 import numpy as np
 
 from core.artifacts.layout import (
-    AUDIT_FILE,
     ENSEMBLES_DIR,
     OPERATING_POINTS_FILE,
     PREDICTIONS_FILE,
@@ -44,16 +43,16 @@ from core.artifacts.layout import (
     VAL_PREDICTIONS_FILE,
 )
 from core.artifacts.records import (
-    AuditRecord,
     OperatingPointsRecord,
     Predictions,
     ProvenanceRecord,
     RecordError,
     SplitRecord,
 )
-from core.data.groups import Grouping, from_audit
+from core.data.groups import Grouping
 from core.data.splits import SplitAssignment
 from core.errors import UserError
+from core.evaluate.compare import split_groups
 from core.evaluate.metrics import binary_roc, bootstrap_units, percentile_interval, resampled_sums
 
 MIN_LEAK_FREE = 20  # leak-free validation positives (and negatives) needed to choose the threshold there
@@ -263,16 +262,8 @@ def _split_and_groups(run: Path, prov: ProvenanceRecord) -> tuple[list, Grouping
     if not prov.split_file:
         return [], None, "the run records no split file: intervals resample images, validation leakage unknown"
     split = SplitAssignment.from_dict(SplitRecord.load((run / prov.split_file).resolve()).to_dict())
-    if split.groups:
-        source = (split.grouping or {}).get("source", "split")
-        return split.items, Grouping(source, "the run's split", dict(split.groups)), f"groups of the run's split ({source})"
-    audit_path = run.parent.parent / AUDIT_FILE
-    if audit_path.is_file():
-        audit = AuditRecord.load(audit_path).to_dict()
-        if audit["dataset"].get("fingerprint") == prov.fingerprint:
-            return split.items, from_audit(audit), "near-duplicate groups of the dataset's audit.json"
-    return split.items, None, ("no groups (the run's split records none and no audit.json of these images): "
-                               "intervals resample images, validation leakage unknown")
+    grouping, why = split_groups(split, run.parent.parent, prov.fingerprint)
+    return split.items, grouping, why
 
 
 # --- one operating point ------------------------------------------------------------------------
