@@ -181,12 +181,16 @@ def stage_compute(model, train_samples: int, val_samples: int, epoch_seconds: li
     seconds = float(np.median(epoch_seconds)) if epoch_seconds else None
     achieved = per_epoch / seconds / 1e9 if seconds else None
     peak_rate = peak.get("peak_gflops_per_s")
-    return {"forward_gflops_per_sample": round(flops["forward_flops"] / 1e9, 6),
-            "training_gflops_per_sample": round(flops["training_flops"] / 1e9, 6),
+    return {"forward_flops_per_sample": flops["forward_flops"], "training_flops_per_sample": flops["training_flops"],
             "train_samples_per_epoch": int(train_samples), "val_samples_per_epoch": int(val_samples),
-            "gflops_per_epoch": round(per_epoch / 1e9, 4),
+            "gflops_per_epoch": _significant(per_epoch / 1e9),
             "median_epoch_seconds": round(seconds, 3) if seconds else None,
-            "achieved_gflops_per_s": round(achieved, 3) if achieved is not None else None,
+            "achieved_gflops_per_s": _significant(achieved),
             "peak_gflops_per_s": peak_rate, "peak_threads": peak.get("threads"), "peak_library": peak.get("library"),
-            "fraction_of_peak": round(achieved / peak_rate, 4) if achieved is not None and peak_rate else None,
+            "fraction_of_peak": _significant(achieved / peak_rate) if achieved is not None and peak_rate else None,
             "method": TRAINING_FLOPS_METHOD}
+
+
+def _significant(value: float | None, digits: int = 4) -> float | None:
+    """``value`` to ``digits`` significant digits (a tiny head's GFLOPs keep theirs; None stays None)."""
+    return None if value is None else float(f"{value:.{digits}g}")
