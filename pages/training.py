@@ -1,13 +1,14 @@
-"""Training: learning curves of both stages, stage boundary marked."""
+"""Training: learning curves of both stages, stage boundary marked; each stage against the machine's limit."""
 
 import streamlit as st
 
-from core.artifacts import charts, report
+from core.artifacts import charts, report, training_compute
 from pages.common import (
     empty_state,
     learning_curve_chart,
     load_batchnorm_diagnoses,
     load_history,
+    load_json,
     pick_runs,
     results_token,
     selected_runs,
@@ -58,3 +59,8 @@ if not diagnosed.empty:
                  [["run", "val images", "as validated", "batch statistics", "re-estimated", "train images used"]],
                  hide_index=True)
     st.caption("Reproduce: " + "; ".join(f"`{c}`" for c in diagnosed["command"]))
+
+st.subheader("Training against the machine's limit")
+st.dataframe(training_compute.compute_table([(run["label"], load_json("provenance", run["path"], token))
+                                             for _, run in chosen.iterrows()]), hide_index=True, width="stretch")
+st.caption(training_compute.HOW_TO_READ)

@@ -379,3 +379,37 @@ def test_the_data_page_names_the_artifacts_folder_the_app_reads(tmp_path, monkey
     assert not at.exception
     [hint] = [i.value for i in at.info if "No audit stored" in i.value]
     assert f"--out '{art / 'pets' / 'audit.json'}'" in hint and "artifacts/pets" not in hint
+
+
+def test_the_training_page_shows_each_stage_against_the_machine_limit_or_not_recorded(tmp_path):
+    """A run whose provenance has the stages' compute blocks shows them; a run trained before shows "not
+    recorded" (nothing is recomputed at report time)."""
+    import shutil
+
+    from core.artifacts import report
+
+    art = tmp_path / "art"
+    shutil.copytree(REPO / "artifacts" / "alzheimer_mri", art / "alzheimer_mri",
+                    ignore=shutil.ignore_patterns("*.tflite", ".lock", "model.keras"))
+    table = report.runs_table("alzheimer_mri", art)
+    with_compute, without = [Path(p) for p in table[table["method"] == "finetune"]["path"]][:2]  # the default pick
+    prov = json.loads((with_compute / "provenance.json").read_text())
+    block = {"forward_flops_per_sample": 10**8, "training_flops_per_sample": 3 * 10**8,
+             "train_samples_per_epoch": 1000, "val_samples_per_epoch": 200, "gflops_per_epoch": 320.0, "median_epoch_seconds": 4.0,
+             "achieved_gflops_per_s": 80.0, "peak_gflops_per_s": 200.0, "peak_threads": 2, "peak_library": "numpy",
+             "fraction_of_peak": 0.4, "method": "analytic"}
+    prov["details"]["stage1"]["compute"] = block
+    prov["details"]["stage2"]["compute"] = {**block, "fraction_of_peak": 0.05, "achieved_gflops_per_s": 10.0}
+    (with_compute / "provenance.json").write_text(json.dumps(prov))
+    assert "compute" not in json.loads((without / "provenance.json").read_text())["details"]["stage1"]
+
+    page = render(art)["pages"]["training"]
+    assert page["exception"] == [] and "Training against the machine's limit" in page["subheaders"]
+    shown = next(d for d in page["dataframes"] if "fraction of peak" in d)
+    rows = list(zip(shown["stage"], shown["GFLOPs per epoch"], shown["achieved GFLOP/s"], shown["peak GFLOP/s"],
+                    shown["fraction of peak"], shown["note"]))
+    assert rows[:2] == [("stage 1 (head)", "320", "80.00", "200", "40.0%", "peak with 2 thread(s)"),
+                        ("stage 2 (fine-tuning)", "320", "10.00", "200", "5.0%", "peak with 2 thread(s)")]
+    assert rows[2:4] == [("stage 1 (head)", "", "", "", "", "not recorded"),
+                         ("stage 2 (fine-tuning)", "", "", "", "", "not recorded")]
+    assert any("compute-bound" in c and "input-bound" in c for c in page["caption"])

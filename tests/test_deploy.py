@@ -183,7 +183,7 @@ def test_every_variant_is_converted_evaluated_timed_then_resumed(run_copy, monke
     # Resumption: a second call measures nothing again and keeps every record as it was.
     calls = []
     monkeypatch.setattr(compression, "to_tflite", lambda *a, **k: calls.append(a[1]))
-    monkeypatch.setattr(deploy.lat, "matmul_peak", lambda *a, **k: calls.append("matmul"))
+    monkeypatch.setattr(deploy.compute, "matmul_peak", lambda *a, **k: calls.append("matmul"))
     again = deploy.deploy_run(run_copy, emit=lines.append, options=FAST)
     assert calls == [] and again["variants"] == doc["variants"]
     assert "nothing to measure" in lines[-1]
@@ -317,7 +317,7 @@ def test_a_model_that_does_not_load_is_refused_before_the_matmul_peaks(run_copy,
     def peak(*args, **kwargs):
         raise AssertionError("the matmul peak was measured before the model was loaded")
 
-    monkeypatch.setattr(deploy.lat, "matmul_peak", peak)
+    monkeypatch.setattr(deploy.compute, "matmul_peak", peak)
     monkeypatch.setattr(deploy.lat, "litert_matmul_peak", peak)
     (run_copy / "model.keras").write_bytes(b"not a model")
     assert cli_main(["deploy", str(run_copy), "--only", "keras"]) == 2
@@ -326,9 +326,9 @@ def test_a_model_that_does_not_load_is_refused_before_the_matmul_peaks(run_copy,
 
 
 def test_cli_prints_the_table(run_copy, capsys, monkeypatch):
-    quick_peak = deploy.lat.matmul_peak
+    quick_peak = deploy.compute.matmul_peak
     quick_litert = deploy.lat.litert_matmul_peak
-    monkeypatch.setattr(deploy.lat, "matmul_peak", lambda n, seconds, threads: quick_peak(64, 0.01, threads))
+    monkeypatch.setattr(deploy.compute, "matmul_peak", lambda n, seconds, threads: quick_peak(64, 0.01, threads))
     monkeypatch.setattr(deploy.lat, "litert_matmul_peak", lambda n, threads: quick_litert(32, 3, threads))
     assert cli_main(["deploy", str(run_copy), "--runs", "3", "--threads", "1", "--only", "keras"]) == 0
     out = capsys.readouterr().out

@@ -69,7 +69,32 @@ def test_two_stage_run_writes_a_complete_run_folder(lite0_home, dataset, tmp_pat
     assert len(rows) == metrics["n"] and set(rows[0]) >= {"id", "true", "pred", "p_red", "p_green", "p_blue"}
     split_file = run.path / prov["dataset"]["split_file"]
     assert split_file.resolve().is_file()
+    _check_compute(prov, history)
     _check_val_predictions(run, prov)
+
+
+def _check_compute(prov, history):
+    """Each stage's compute block: the samples it showed, training FLOPs from the trained model's layers, the rate
+    over the median epoch of history.csv against a measured peak."""
+    counts, details = prov["dataset"]["counts"], prov["details"]
+    s1, s2 = details["stage1"]["compute"], details["stage2"]["compute"]
+    # views=1: the original and one augmented view of each training image, both stages; validation forward only.
+    assert (s1["train_samples_per_epoch"], s1["val_samples_per_epoch"]) == (2 * counts["train"], counts["val"])
+    assert (s2["train_samples_per_epoch"], s2["val_samples_per_epoch"]) == (2 * counts["train"], counts["val"])
+    assert s1["training_flops_per_sample"] == 3 * s1["forward_flops_per_sample"]  # the head: every layer trainable
+    # Above the cut some layers are frozen (BatchNorm, layers below the first unfrozen one): less than 3x.
+    assert s2["forward_flops_per_sample"] < s2["training_flops_per_sample"] < 3 * s2["forward_flops_per_sample"]
+    stage1_seconds = [float(r["seconds"]) for r in history if r["stage"] == "stage1"]
+    assert s1["median_epoch_seconds"] == round(float(np.median(stage1_seconds)), 3)
+    for block in (s1, s2):
+        per_epoch = block["training_flops_per_sample"] * block["train_samples_per_epoch"] \
+            + block["forward_flops_per_sample"] * block["val_samples_per_epoch"]
+        assert block["gflops_per_epoch"] == pytest.approx(per_epoch / 1e9, rel=1e-3)
+        assert block["achieved_gflops_per_s"] == pytest.approx(
+            per_epoch / 1e9 / block["median_epoch_seconds"], rel=2e-3)
+        assert block["peak_gflops_per_s"] > 0 and block["peak_threads"] >= 1
+        assert 0 < block["fraction_of_peak"] == pytest.approx(
+            block["achieved_gflops_per_s"] / block["peak_gflops_per_s"], rel=2e-3)
 
 
 def _check_val_predictions(run, prov):
@@ -139,6 +164,10 @@ def test_scratch_run_trains_the_same_architecture(lite0_home, dataset, tmp_path)
     assert run.is_complete()
     assert {r["stage"] for r in run.read_history()} == {"scratch"}
     assert "scratch" in run.path.name
+    block = json.loads(run.file("provenance.json").read_text())["details"]["scratch"]["compute"]
+    # Every layer trains, but the stem's input gradient is counted too: exactly 3x forward (an upper bound).
+    assert block["training_flops_per_sample"] == 3 * block["forward_flops_per_sample"] > 0
+    assert block["fraction_of_peak"] > 0
     momenta = {layer.momentum for layer in keras.models.load_model(run.file("model.keras")).submodules
                if is_batchnorm(layer)}
     assert momenta == {0.99}  # the backbone's own

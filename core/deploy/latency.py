@@ -1,4 +1,4 @@
-"""Running and timing models: LiteRT inference, batch-1 latency, FLOPs, the machine's matmul peak.
+"""Running and timing models: LiteRT inference, batch-1 latency, LiteRT's matmul peak.
 
 * :class:`LiteModel` runs a TFLite flatbuffer through the LiteRT interpreter
   (``ai_edge_litert.interpreter.Interpreter``, never ``tf.lite.Interpreter``): it
@@ -7,14 +7,9 @@
   ``invoke()`` at batch 1.
 * :func:`keras_latency` times the Keras model at batch 1 (a ``tf.function``, TensorFlow's
   default thread pools, i.e. all cores).
-* :func:`count_flops` counts the multiply-accumulates of every Conv/DepthwiseConv/
-  SeparableConv/Dense layer analytically from the layer shapes (FLOPs = 2 x MACs; bias
-  additions, BatchNorm, activations, pooling and element-wise ops are not counted:
-  they are a few percent of the total for these networks).
-* :func:`matmul_peak` measures the machine's dense float32 matrix-multiply throughput
-  (NumPy ``matmul``, i.e. its BLAS) with one thread and with all of them;
-  :func:`litert_matmul_peak` the float32 and int8 matmul throughput of LiteRT itself
-  (one FullyConnected layer), the ceiling int8 variants are compared with.
+* :func:`litert_matmul_peak` measures the float32 and int8 matmul throughput of LiteRT itself
+  (one FullyConnected layer), the ceiling int8 variants are compared with; the model's FLOPs
+  and the machine's NumPy matmul peak come from :mod:`core.models.compute`.
 
 Latency is wall time of ``invoke()`` alone, input set beforehand: ``warmup`` untimed
 runs, then ``runs`` timed ones; median and 90th percentile are reported. Timings on a
@@ -23,24 +18,13 @@ shared machine are noisy: the 1-minute load average is recorded next to each fig
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from typing import Callable
 
 import numpy as np
 
-
-def all_cores() -> int:
-    """CPU cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def load_average() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return None
+from core.models.compute import all_cores, load_average
 
 
 def summarise(times_s: list[float], warmup: int, threads: int | None = None) -> dict:
@@ -164,92 +148,7 @@ def keras_latency(model, sample: np.ndarray, runs: int, warmup: int) -> dict:
     return out
 
 
-# --- FLOPs ----------------------------------------------------------------------------
-
-FLOPS_METHOD = ("analytic: multiply-accumulates of Conv/DepthwiseConv/SeparableConv/Dense layers from their "
-                "kernel and output shapes, FLOPs = 2 x MACs; biases, BatchNorm, activations, pooling and "
-                "element-wise ops not counted")
-
-
-def _flat_layers(model):
-    for layer in model.layers:
-        inner = getattr(layer, "layer", None)  # tfmot wrappers
-        if hasattr(layer, "layers") and not inner:
-            yield from _flat_layers(layer)
-        else:
-            yield inner or layer
-
-
-def _shape(shape) -> tuple:
-    if isinstance(shape, list):  # a layer called once has one output shape
-        shape = shape[0]
-    return tuple(shape)
-
-
-def count_flops(model) -> dict:
-    """Multiply-accumulates and FLOPs of one inference (batch 1); see :data:`FLOPS_METHOD`."""
-    macs_by_type: dict[str, int] = {}
-    for layer in _flat_layers(model):
-        kind = type(layer).__name__
-        try:
-            out = _shape(layer.output_shape)
-            inp = _shape(layer.input_shape)
-        except (AttributeError, RuntimeError):
-            continue
-        spatial_out = int(np.prod([d for d in out[1:-1]])) if len(out) > 2 else 1
-        if kind == "DepthwiseConv2D":
-            macs = spatial_out * out[-1] * int(np.prod(layer.kernel_size))
-        elif kind == "SeparableConv2D":
-            cin = inp[-1]
-            macs = spatial_out * cin * layer.depth_multiplier * int(np.prod(layer.kernel_size)) \
-                + spatial_out * cin * layer.depth_multiplier * out[-1]
-        elif kind in ("Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose"):
-            groups = getattr(layer, "groups", 1) or 1
-            spatial = spatial_out if kind != "Conv2DTranspose" else int(np.prod(inp[1:-1]))
-            macs = spatial * out[-1] * int(np.prod(layer.kernel_size)) * inp[-1] // groups
-        elif kind == "Dense":
-            macs = int(np.prod(inp[1:-1])) * inp[-1] * out[-1] if len(inp) > 2 else inp[-1] * out[-1]
-        else:
-            continue
-        macs_by_type[kind] = macs_by_type.get(kind, 0) + int(macs)
-    macs = sum(macs_by_type.values())
-    return {"macs": int(macs), "flops": int(2 * macs), "gflops": round(2 * macs / 1e9, 4),
-            "macs_by_layer_type": macs_by_type, "method": FLOPS_METHOD}
-
-
-# --- the machine's matmul peak ------------------------------------------------------
-
-def matmul_peak(n: int = 1024, seconds: float = 1.0, threads: int | None = None) -> dict:
-    """Dense float32 ``n x n`` matmul throughput (GFLOP/s) with 1 thread and with ``threads``.
-
-    Each setting multiplies two random matrices repeatedly for about ``seconds``; the peak
-    is the fastest repetition (2 n^3 FLOPs each), the median is given too.
-    """
-    from threadpoolctl import threadpool_info, threadpool_limits
-
-    threads = threads or all_cores()
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n), dtype=np.float32)
-    b = rng.standard_normal((n, n), dtype=np.float32)
-    flops = 2.0 * n ** 3
-    out: dict = {"n": n, "dtype": "float32", "flops_per_matmul": int(flops)}
-    for key, limit in (("threads_1", 1), ("threads_all", threads)):
-        with threadpool_limits(limits=limit, user_api="blas"):
-            np.matmul(a, b)  # warm-up
-            times = []
-            started = time.perf_counter()
-            while time.perf_counter() - started < seconds or len(times) < 3:
-                t = time.perf_counter()
-                np.matmul(a, b)
-                times.append(time.perf_counter() - t)
-        out[key] = {"threads": limit, "peak_gflops_per_s": round(flops / min(times) / 1e9, 2),
-                    "median_gflops_per_s": round(flops / float(np.median(times)) / 1e9, 2),
-                    "repetitions": len(times), "load_average_1min": load_average()}
-    blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')})"
-            for i in threadpool_info() if i.get("user_api") == "blas"]
-    out["library"] = f"numpy {np.__version__} matmul, BLAS: {', '.join(blas) or 'unknown'}"
-    return out
-
+# --- the machine's matmul peak in LiteRT ---------------------------------------------
 
 def litert_matmul_peak(n: int = 512, runs: int = 20, threads: int | None = None) -> dict:
     """Dense ``n x n`` by ``n x n`` matmul throughput in LiteRT, float32 and int8 (GOP/s).

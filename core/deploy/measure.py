@@ -94,6 +94,7 @@ from core.deploy.source import DeployError, Source, load_images, run_source, syn
 from core.deploy.variants import DeployOptions, Variant, variant_plan
 from core.evaluate.metrics import headline_metrics
 from core.evaluate.variant_change import CHANGE_FIELD, variant_change
+from core.models import compute
 from core.models.backbones import build_backbone, get_spec
 from core.models.classifier import build_classifier, build_head_layers
 from core.models.loading import ModelFileError, load_model
@@ -136,7 +137,7 @@ def _sha256(path: Path) -> str:
 class _Deployment:
     def __init__(self, source: Source, options: DeployOptions, emit: Emit):
         self.src, self.opt, self.emit = source, options, emit
-        self.threads = options.threads or lat.all_cores()
+        self.threads = options.threads or compute.all_cores()
         self.plan = variant_plan(options)
         self.doc_path = source.out_dir / DEPLOYMENT_FILE
         self._model = None
@@ -310,11 +311,11 @@ class _Deployment:
         t = time.monotonic()
         self.emit(f"deploy: measuring the machine's float32 matmul peak ({self.opt.matmul_n}x{self.opt.matmul_n}, "
                   f"1 and {self.threads} threads)")
-        doc["matmul_peak"] = lat.matmul_peak(self.opt.matmul_n, self.opt.matmul_seconds, self.threads)
+        doc["matmul_peak"] = compute.matmul_peak(self.opt.matmul_n, self.opt.matmul_seconds, self.threads)
         doc["matmul_peak"]["litert"] = lat.litert_matmul_peak(min(512, self.opt.matmul_n), threads=self.threads)
         doc["machine"] = self.machine
         timings["matmul_peak"] = round(time.monotonic() - t, 1)
-        doc["flops"] = lat.count_flops(model)
+        doc["flops"] = compute.count_flops(model)
         peak = doc["matmul_peak"]
         self.emit(f"deploy: {doc['flops']['gflops']:.3f} GFLOPs per inference "
                   f"({doc['flops']['macs'] / 1e6:.0f}M MACs); "

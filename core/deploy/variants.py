@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from core.deploy import latency as lat
+from core.models import compute
 
 FAMILIES = ("keras", "tflite", "pruned", "clustered", "qat")
 
@@ -35,7 +35,7 @@ class DeployOptions:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["threads"] = self.threads or lat.all_cores()
+        d["threads"] = self.threads or compute.all_cores()
         return d
 
 

@@ -18,6 +18,10 @@ and saved as ``model.keras``. Its validation probabilities (``val_predictions.cs
 from the cached validation features where they exist (the head on pooled outputs, or the
 layers above the cut on boundary activations: the same numbers as the full classifier on
 the validation images, within float16 rounding of the cache), else from the images.
+
+Each stage's details carry a ``compute`` block: the FLOPs it performs per epoch, estimated from
+the layer shapes of the model it trained, over its median epoch time, against the machine's
+matmul peak (:func:`core.models.compute.stage_compute`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import numpy as np
 from core.artifacts.config import RunConfig
 from core.artifacts.runs import RunFolder
 from core.artifacts.storage import atomic_save
+from core.models import compute
 from core.models.backbones import BackboneSpec, build_backbone
 from core.models.batchnorm import set_batchnorm_momentum
 from core.models.classifier import build_classifier, build_head_layers, build_head_model, penalise_kernels
@@ -97,7 +102,8 @@ def _two_stage(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit
     with run.phase("stage1"):
         head, s1 = fit_head(config, head_layers, (pooled_train, y_train),
                            (cache[("val", 0)]["pooled"], data.labels["val"]), run, emit)
-    details = {"stage1": _stage_details(s1), "feature_cut_layer": cut, "views": config.augment.views,
+    stage1 = {**_stage_details(s1), "compute": _compute(head, s1, len(pooled_train), len(data.labels["val"]))}
+    details = {"stage1": stage1, "feature_cut_layer": cut, "views": config.augment.views,
                "augmentation": "fixed views per training image, backbone outputs cached (core.data.augment)"}
     if not fine_tune:  # the classifier is the frozen backbone and this head: the head on pooled outputs is it
         return classifier, details, _predict_arrays(head, cache[("val", 0)]["pooled"], config)
@@ -113,6 +119,7 @@ def _two_stage(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit
         val_input = cached_dataset([cache[("val", 0)]["boundary"]], data.labels["val"],
                                    inference_batch(config.batch_size))
         val_predict = lambda: np.asarray(upper.predict(val_input, verbose=0), dtype=np.float64)  # noqa: E731
+        shown_per_epoch = len(training_order(n_train, len(train_views), config.seed, 0, config.stage2_views))
         shown = "every cached view" if config.stage2_views == "all" else "one cached view"
         mode = (f"cached activations of the frozen part at layer '{cut}', read from disk a batch at a time; "
                 f"only the layers above run; each epoch shows {shown} of each training image")
@@ -123,6 +130,7 @@ def _two_stage(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit
                                  inference_batch(config.batch_size), input_size=config.input_size)
         val_predict = lambda: predict_images(classifier, spec, config, data.abs_paths("val"))  # noqa: E731
         mode = "full forward passes over the images (no cacheable cut layer)"
+        shown_per_epoch = len(data.ids["train"])
     del cache
     if config.unfrozen_l2:
         count = penalise_kernels([base.get_layer(name) for name in unfrozen], config.unfrozen_l2)
@@ -135,7 +143,7 @@ def _two_stage(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, emit
         s2 = training.train_stage(upper, "stage2", config.stage2, train_input, val_input, run, config, emit,
                                   weights)
     details["stage2"] = {**_stage_details(s2), "unfrozen_layers": unfrozen, "trainable_params": trainable,
-                         "mode": mode}
+                         "mode": mode, "compute": _compute(upper, s2, shown_per_epoch, len(data.labels["val"]))}
     with run.phase("val_inference"):
         val_probs = val_predict()
     return classifier, details, val_probs
@@ -197,11 +205,19 @@ def _from_scratch(config: RunConfig, spec: BackboneSpec, data, run: RunFolder, e
         result = training.train_stage(classifier, "scratch", config.scratch,
                                       lambda epoch: _image_epoch(config, spec, data, epoch), val, run, config, emit,
                                       weights)
-    details = {"scratch": _stage_details(result), "views": config.augment.views,
+    compute_block = _compute(classifier, result, len(data.ids["train"]), len(data.labels["val"]))
+    details = {"scratch": {**_stage_details(result), "compute": compute_block}, "views": config.augment.views,
                "augmentation": "each epoch shows every training image as one of its fixed views (core.data.augment)"}
     with run.phase("val_inference"):
         val_probs = predict_images(classifier, spec, config, data.abs_paths("val"))
     return classifier, details, val_probs
+
+
+def _compute(model, result: training.StageResult, train_samples: int, val_samples: int) -> dict:
+    """The stage's FLOPs per epoch and achieved GFLOP/s against the machine's matmul peak (measured once per
+    process with TensorFlow's thread count); see :func:`core.models.compute.stage_compute`."""
+    peak = compute.training_peak(compute.tensorflow_threads())
+    return compute.stage_compute(model, train_samples, val_samples, [r["seconds"] for r in result.rows], peak)
 
 
 def _stage_details(result: training.StageResult) -> dict:
