@@ -60,6 +60,7 @@ def test_two_stage_run_writes_a_complete_run_folder(lite0_home, dataset, tmp_pat
     prov = json.loads(run.file("provenance.json").read_text())
     assert prov["dataset"]["fingerprint"] and prov["machine"]["cores"] >= 1
     assert "tf-keras" in prov["libraries"] and "git_commit" in prov["code"]
+    assert prov["invocations"][-1]["peak_rss_mb"] > 100  # this process's peak, TensorFlow loaded
     assert prov["details"]["feature_cut_layer"]  # stage 2 ran on cached activations
     assert prov["schema_version"] == 2 and len(prov["invocations"]) == 1
     assert set(prov["timings_s"]) == {"features", "stage1", "stage2", "val_inference", "test_inference"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import time
 from pathlib import Path
 
@@ -174,5 +175,6 @@ def _store_results(run: RunFolder, config: RunConfig, data: PreparedData, outcom
 def _invocations(run: RunFolder, started: float) -> list[dict]:
     """Every invocation on record, this one (completing the run now) last."""
     invocations = run.invocations() or [{"started_at": utc_timestamp(started), "resumed": None, "timings_s": {}}]
-    invocations[-1].update(outcome="complete", wall_time_s=round(time.time() - started, 1))
+    invocations[-1].update(outcome="complete", wall_time_s=round(time.time() - started, 1),
+                           peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
     return invocations
