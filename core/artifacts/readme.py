@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.artifacts import ranking, report
-from core.artifacts.layout import artifacts_dir
+from core.artifacts import classical, model_selection, ranking, report, screens
+from core.artifacts.layout import OPERATING_POINTS_FILE, artifacts_dir
+from core.artifacts.records import OperatingPointsRecord
 from core.errors import UserError
 
 
@@ -62,6 +63,8 @@ def markdown_results(root: Path | None = None) -> str:
             lines.append("Seed-to-seed spread (training randomness), next to the bootstrap CI width (test-sample "
                          "randomness):\n")
             lines += _markdown_table(spread)
+        if not df.empty:
+            lines += _further_analyses(dataset, df, root)
         if not waiting.empty:
             lines.append("Not trained here: the backbone's ImageNet weights were not on this machine. Sizes and "
                          "latency come from the architecture with random weights; the command fills in the row "
@@ -80,6 +83,60 @@ def markdown_results(root: Path | None = None) -> str:
                  f"in experiment_log.jsonl ({t['sittings']}) add up to {t['experiment_sittings_s'] / 3600:.1f} h (each "
                  "sitting logs after every run; time after a sitting's last logged run is missing).\n")
     return "\n".join(lines)
+
+
+def _further_analyses(dataset: str, df: pd.DataFrame, root: Path) -> list[str]:
+    """Classical baselines, ensembles, operating points and model selection of one dataset, where stored."""
+    lines = []
+    for title, methods, what in (("Multi-class reduction strategies", classical.REDUCTIONS, "Strategy"),
+                                 ("k-NN tie rules, decision trees and a random forest", classical.CLASSICAL, "Rule")):
+        rows = classical.baseline_rows(df, methods)
+        if not rows.empty:
+            lines.append(f"{title} on frozen ImageNet embeddings (hyperparameter chosen on validation; fit: the "
+                         "chosen model's fit time on this machine):\n")
+            lines += _markdown_table(classical.display_table(rows, what))
+    comparison = report.mcnemar(dataset, root) or {}
+    entries = comparison.get("ensembles") or []
+    if entries:
+        labels = {f"{r['backbone']}/{r['run_id']}": r["label"] for _, r in df.iterrows()}
+        lines.append("Ensembles (soft votes of stored runs' probabilities) against their best member, the one with "
+                     "the highest test accuracy (so the comparison leans towards the member): McNemar, Holm over the "
+                     "ensembles, and the accuracy difference with a 95% paired bootstrap interval over the test "
+                     f"split's {ranking.bootstrap_unit(df)}:\n")
+        lines += _markdown_table(report.ensemble_comparison(entries, labels))
+    for _, run in df.iterrows():
+        path = Path(run["path"]) / OPERATING_POINTS_FILE
+        if run.get("kind") != "ensemble" and path.is_file():
+            lines.append(f"Operating points of {run['label']} read as a binary screen (threshold chosen on "
+                         "validation, figures on test with 95% group-bootstrap intervals; "
+                         "`python -m core operating-point`):\n")
+            lines += _markdown_table(screens.stored_table(OperatingPointsRecord.load(path).points))
+    records, _ = model_selection.load_records(dataset, root)
+    if records["cv"]:
+        lines.append("Cross-validation over the non-test images (`python -m core cv`; the test split untouched), "
+                     "mean across folds with its 95% t-interval:\n")
+        lines += _markdown_table(model_selection.cv_table(records["cv"]).round(4))
+    for study in records["fold_study"]:
+        points = model_selection.fold_study_points(study)
+        if not points.empty:
+            lines.append(f"How many folds: {study.method} on {study.backbone}, {study.metric.replace('_', ' ')} "
+                         "estimated with each fold count, its spread across repeated fold assignments, its bias "
+                         "against the held-out test score and the fit time:\n")
+            lines += _markdown_table(points[["folds", "folds are", "repeats", "estimate", "spread_sd", "bias",
+                                             "seconds"]].round(4))
+    for tuning in records["tuning"]:
+        done = sum(t["state"] == "COMPLETE" for t in tuning.trials)
+        best = tuning.best
+        if best:
+            lines.append(f"Tuning (`python -m core tune`, study `{tuning.study}`): {done} complete trials; objective "
+                         f"{tuning.objective['metric']} on {tuning.objective['source']}; best trial "
+                         f"{best['number']} scored {best['value']:.4f}:\n")
+            lines += _markdown_table(model_selection.best_settings(tuning))
+    versus = model_selection.tuned_vs_default(ranking.configurations(df))
+    if not versus.empty:
+        lines.append("Tuned against default configurations (mean over seeds, 95% interval, on the same test split):\n")
+        lines += _markdown_table(versus.round(4))
+    return lines
 
 
 README_BEGIN = "<!-- results:begin (python -m core report --readme README.md) -->"
