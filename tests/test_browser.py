@@ -23,7 +23,8 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # A deep link first: a fresh server must still route through streamlit_app.py's navigation.
 PAGES = {"try": "try", "overview": "", "data": "data", "training": "training", "per_class": "per_class", "roc_pr": "roc_pr",
          "calibration": "calibration", "deployment": "deployment", "significance": "significance",
-         "methods": "methods", "train": "train", "export": "export"}
+         "baselines": "baselines", "model_selection": "model_selection", "methods": "methods", "train": "train",
+         "export": "export"}
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium is not installed (apt-get install chromium)")]
