@@ -263,3 +263,27 @@ def test_paired_bootstrap_of_two_runs_respects_groups():
     assert by_group["low"] == 0.0 and by_group["p_value"] > 0.05
     with pytest.raises(ValueError, match="same non-zero length"):
         metrics.paired_bootstrap(a, a[:3])
+
+
+def test_a_dataset_is_scanned_for_near_copies_once_per_process_while_its_files_are_unchanged(tmp_path, monkeypatch):
+    import os
+
+    from conftest import make_image_dataset
+
+    from core.data import prepare
+
+    root = make_image_dataset(tmp_path / "colours", per_class=4, seed=3)
+    monkeypatch.setattr(prepare, "_SCANS", {})
+    scans = []
+    real = prepare.find_duplicates
+    monkeypatch.setattr(prepare, "find_duplicates", lambda index, threshold: scans.append(1) or real(index, threshold))
+    index = data.discover(root)
+    first, shas = prepare.duplicate_groups(index, 24, lambda line: None)
+    first.group_of["intruder"] = "x"  # a caller changing its copy does not change the next one's
+    again, shas_again = prepare.duplicate_groups(data.discover(root), 24, lambda line: None)
+    assert len(scans) == 1 and "intruder" not in again.group_of and shas_again == shas
+    prepare.duplicate_groups(index, 20, lambda line: None)  # another threshold: scanned
+    touched = root / index.records[0].path
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+    prepare.duplicate_groups(data.discover(root), 24, lambda line: None)  # a file changed: scanned again
+    assert len(scans) == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,12 +104,40 @@ def make_grouping(config: RunConfig, index: DatasetIndex, emit: Emit) -> tuple[g
 
 def duplicate_groups(index: DatasetIndex, threshold: int, emit: Emit) -> tuple[groups.Grouping, dict[str, str]]:
     """Connected near-copies (perceptual hash within ``threshold`` bits, flips and rotations included), and the
-    SHA-256 of every file read on the way."""
+    SHA-256 of every file read on the way.
+
+    Kept for the process (:data:`_SCANS`): the runs of one sitting (an experiment, a Train-page job) scan a
+    dataset once, while any file's size or modification time unchanged says it is the same images.
+    """
+    key = _scan_key(index, threshold)
+    if key in _SCANS:
+        emit(f"data: near-copies of {len(index.records)} images as found earlier in this process")
+        found, shas = _SCANS[key]
+        return copy.deepcopy(found), dict(shas)
     emit(f"data: grouping near-copies of {len(index.records)} images (pHash threshold {threshold})")
     scan = find_duplicates(index, threshold)
     paths = [r.path for r in scan.index.records]
     found = groups.from_pairs(paths, scan.ii, scan.jj, scan.dd, f"pHash within {threshold} of 256 bits, "
                               "flips and rotations included, or identical bytes")
     found.group_of.update({p: p for p in scan.bad})  # unreadable now, skipped by the split anyway
+    if len(_SCANS) >= MAX_SCANS:
+        _SCANS.pop(next(iter(_SCANS)))
+    _SCANS[key] = (copy.deepcopy(found), dict(scan.shas))
     return found, scan.shas
+
+
+MAX_SCANS = 4
+_SCANS: dict[tuple, tuple[groups.Grouping, dict[str, str]]] = {}
+
+
+def _scan_key(index: DatasetIndex, threshold: int) -> tuple:
+    """What a scan's result depends on: the folder, the threshold and every file's path, size and mtime."""
+    files = []
+    for record in index.records:
+        try:
+            stat = (index.root / record.path).stat()
+            files.append((record.path, stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            files.append((record.path, None, None))
+    return str(index.root), threshold, tuple(files)
 
