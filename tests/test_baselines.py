@@ -78,17 +78,33 @@ def test_a_random_code_book_can_give_two_classes_one_code_word():
     # why the code size is chosen on validation (longer codes make a repeat unlikely).
     x, y, centres = _clusters()
     model = make_model("ecoc_logreg", 1.5, seed=0).fit(x, y)
-    code_book = model[-1].calibrated_classifiers_[0].estimator.code_book_
-    assert (code_book[0] == code_book[3]).all()
-    predicted = model.predict(centres)
-    assert predicted[0] == predicted[3]
+    reduction = model[-1].calibrated_classifiers_[0].estimator
+    assert (reduction.code_book_[0] == reduction.code_book_[3]).all()
+    scores = reduction.decision_function(model[:-1].transform(centres))
+    assert (scores[:, 0] == scores[:, 3]).all()  # every image scores the two classes alike
 
 
 def test_ecoc_scores_rank_the_nearest_code_word_first():
     x, y, _ = _clusters()
     ecoc = baselines.ScoredOutputCode(make_model("logreg", 1.0, 0)[-1], code_size=2.0, random_state=0).fit(x, y)
     scores = ecoc.decision_function(x)
-    assert (scores <= 0).all() and (ecoc.classes_[scores.argmax(1)] == ecoc.predict(x)).all()
+    assert (ecoc.classes_[scores.argmax(1)] == ecoc.predict(x)).all()
+    # minus half the squared distance to each code word, up to the image's own constant
+    outputs = np.array([e.decision_function(x) for e in ecoc.estimators_]).T
+    half_squared = 0.5 * ((outputs[:, None, :] - ecoc.code_book_[None]) ** 2).sum(2)
+    assert np.allclose(scores - scores[:, :1], -(half_squared - half_squared[:, :1]))
+
+
+def test_calibrated_ecoc_keeps_the_nearest_code_word_when_output_sizes_vary():
+    # Four classes along four rays, images from near the origin to far out: the binary models' outputs
+    # grow with the radius. Scores that carried each image's distance to every code word were ranked by
+    # radius more than by class across images, and calibration then got 0.55 of these right.
+    rng = np.random.default_rng(0)
+    angle = np.repeat(np.arange(4) * np.pi / 2, 60) + rng.normal(0, 0.15, 240)
+    radius = rng.uniform(1, 60, 240)
+    x, y = np.stack([radius * np.cos(angle), radius * np.sin(angle)], 1), np.repeat(np.arange(4), 60)
+    model = make_model("ecoc_logreg", 2.0, seed=3).fit(x, y)
+    assert (model.predict(x) == y).mean() > 0.9
 
 
 def test_entropy_and_log_loss_trees_are_the_same_tree_and_depth_is_capped():

@@ -18,7 +18,6 @@ import time
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.multiclass import OutputCodeClassifier
 
 from core.artifacts.config import RunConfig
@@ -95,13 +94,17 @@ class TieBreakKNN(ClassifierMixin, BaseEstimator):
 
 
 class ScoredOutputCode(OutputCodeClassifier):
-    """Error-correcting output codes with a score per class: minus the Euclidean distance from the
-    binary classifiers' outputs to the class's code word (scikit-learn predicts the nearest code word)."""
+    """Error-correcting output codes with a score per class: ``o·c - |c|²/2`` for the binary classifiers'
+    outputs ``o`` and the class's code word ``c``, which is minus half the squared Euclidean distance
+    ``|o - c|²`` plus ``|o|²/2``: the same nearest code word that scikit-learn predicts, without the
+    image's own ``|o|²``. Calibration reads each class's score across images, and a distance carries that
+    term (large logits, far from every code word): calibrated on distances, one class took nearly every
+    image (flower_photos: validation accuracy 0.33 where the nearest code word gets 0.74-0.89)."""
 
     def decision_function(self, x):
-        """Minus each class's code-word distance; the argmax is :meth:`predict`'s class."""
+        """Each class's score; the argmax is :meth:`predict`'s class."""
         outputs = np.array([e.decision_function(x) for e in self.estimators_]).T
-        return -euclidean_distances(outputs, self.code_book_)
+        return outputs @ self.code_book_.T - 0.5 * (self.code_book_ ** 2).sum(1)
 
 
 def make_model(method: str, value, seed: int):
