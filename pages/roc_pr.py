@@ -89,7 +89,7 @@ st.subheader("Operating point: the run as a binary screen")
 st.caption("Name the positive classes (a missed one is the costly error) and a target; the threshold on their summed "
            "probability is chosen on the validation split only, then applied to the test split. Intervals resample "
            "whole groups. `python -m core operating-point RUN_DIR ...` gives and stores the same numbers.")
-run = pick_run(runs, "Run read as a screen", key="screen_run")
+run = pick_run(screens.screen_candidates(runs), "Run read as a screen", key="screen_run")
 inputs = screen_inputs(run["path"], token)
 if isinstance(inputs, str):
     st.info(inputs)

@@ -343,3 +343,16 @@ def test_an_ensemble_without_validation_probabilities_is_not_sent_to_val_predict
     folder = tmp_path / "pets" / "ensembles" / "stacked-2runs-abc"
     line = op.val_predictions_missing(folder)
     assert "this ensemble has no validation probabilities" in line and "val-predictions" not in line
+
+
+def test_the_screen_offers_runs_with_validation_probabilities_first(tmp_path):
+    import pandas as pd
+
+    from core.artifacts import screens
+
+    paths = [tmp_path / name for name in ("a", "b", "c")]
+    for p in paths:
+        p.mkdir()
+    (paths[2] / "val_predictions.csv").write_text("id,true,pred\n")
+    runs = pd.DataFrame({"label": ["A", "B", "C"], "path": [str(p) for p in paths]})
+    assert screens.screen_candidates(runs)["label"].tolist() == ["C", "A", "B"]

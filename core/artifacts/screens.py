@@ -6,8 +6,11 @@ Shared by ``python -m core operating-point`` and the ROC page, from one stored e
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
+from core.artifacts.layout import VAL_PREDICTIONS_FILE
 from core.artifacts.report import format_ci
 
 FIGURE_LABELS = {"sensitivity": "Sensitivity", "specificity": "Specificity", "ppv": "PPV (precision)",
@@ -17,6 +20,15 @@ CELL_LABELS = {"tp": "true positives", "fn": "false negatives (missed)", "fp": "
 
 
 NEGATIVE_NAMES = ("non", "normal", "healthy", "negative", "benign", "no_", "no ")
+
+
+def screen_candidates(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs in the order a screen offers them: those with validation probabilities first (only those can be
+    read as a screen: the threshold is never chosen on test), each group in its given order."""
+    if runs.empty or "path" not in runs:
+        return runs
+    has_val = runs["path"].map(lambda p: (Path(p) / VAL_PREDICTIONS_FILE).is_file())
+    return pd.concat([runs[has_val], runs[~has_val]])
 
 
 def default_positives(classes: list[str], true: list[str]) -> list[str]:
