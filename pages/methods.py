@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from core.evaluate.ensemble import ensemble_command
+from core.artifacts import report
 from core.train.config import reproduce_command, settings_rows
 from pages.common import empty_state, load_json, pick_run, results_token, selected_runs
 
@@ -18,7 +18,7 @@ cfg = load_json("config", run["path"], token)
 prov = load_json("provenance", run["path"], token)
 if run["kind"] == "ensemble":
     st.subheader("Reproduce this ensemble")
-    st.code(ensemble_command(cfg), language="bash", wrap_lines=True)
+    st.code(report.ensemble_command(cfg), language="bash", wrap_lines=True)
     st.caption(f"Soft voting over stored runs' test probabilities: {cfg['weight_rule']}.")
     st.dataframe(pd.DataFrame(cfg["members"]), hide_index=True, width="stretch")
     st.stop()

@@ -243,7 +243,11 @@ def _methods(df: pd.DataFrame, reproduce: Callable[[dict], str] | None) -> list[
                 "pinned requirements; the run id hashes every setting, so the command lands in the same folder.")]
     rows = []
     for _, run in df.iterrows():
-        command = reproduce(report.config(run["path"])) if reproduce else "(not given)"
+        config = report.config(run["path"])
+        if run.get("kind") == report.ENSEMBLE:
+            command = report.ensemble_command(config)
+        else:
+            command = reproduce(config) if reproduce else "(not given)"
         seconds = run.get("wall_time_s")
         rows.append({"Run": run["label"], "Commit": run.get("git_commit") or "unknown",
                      "Wall time": "" if seconds is None or seconds != seconds else f"{seconds / 60:.1f} min",

@@ -318,6 +318,13 @@ def _ensemble_costs(record: EnsembleRecord) -> dict:
     return out
 
 
+def ensemble_command(record: dict) -> str:
+    """The ``python -m core ensemble`` command that makes a stored ensemble (its record as plain data)."""
+    members = " ".join(f"'{m['run']}'" for m in record["members"])
+    return (f"python -m core ensemble {record['dataset']} {members} --weights {record['weights_method']} "
+            f"--name {record['name']}")
+
+
 def ensemble_cost_text(record: dict) -> list[str]:
     """One line per summed variant of a stored ensemble record: its MB and ms, or why it is not measured."""
     lines = []

@@ -421,10 +421,3 @@ def _same_complete(folder: Path, labels: list[str], method: str) -> bool:
 def load_ensemble(folder: Path) -> EnsembleRecord:
     """A stored ensemble's record."""
     return EnsembleRecord.load(Path(folder) / CONFIG_FILE)
-
-
-def ensemble_command(record: dict) -> str:
-    """The ``python -m core ensemble`` command that makes a stored ensemble (its record as plain data)."""
-    members = " ".join(f"'{m['run']}'" for m in record["members"])
-    return (f"python -m core ensemble {record['dataset']} {members} --weights {record['weights_method']} "
-            f"--name {record['name']}")
