@@ -87,8 +87,12 @@ def best_settings(record: TuningRecord) -> pd.DataFrame:
         node = base
         for part in key.split("."):
             node = node.get(part) if isinstance(node, dict) else None
-        rows.append({"setting": key, "tuned": str(value), "default": str(node)})
+        rows.append({"setting": key, "tuned": _value_text(value), "default": _value_text(node)})
     return pd.DataFrame(rows)
+
+
+def _value_text(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def tuned_vs_default(configs: pd.DataFrame, metric: str = "balanced_accuracy") -> pd.DataFrame:

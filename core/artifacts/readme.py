@@ -101,8 +101,8 @@ def _further_analyses(dataset: str, df: pd.DataFrame, root: Path) -> list[str]:
         labels = {f"{r['backbone']}/{r['run_id']}": r["label"] for _, r in df.iterrows()}
         lines.append("Ensembles (soft votes of stored runs' probabilities) against their best member, the one with "
                      "the highest test accuracy (so the comparison leans towards the member): McNemar, Holm over the "
-                     "ensembles, and the accuracy difference with a 95% paired bootstrap interval over the test "
-                     f"split's {ranking.bootstrap_unit(df)}:\n")
+                     "ensembles, and the accuracy difference with a 95% paired bootstrap interval "
+                     f"({ranking.bootstrap_unit(df)}):\n")
         lines += _markdown_table(report.ensemble_comparison(entries, labels))
     for _, run in df.iterrows():
         path = Path(run["path"]) / OPERATING_POINTS_FILE
@@ -122,8 +122,8 @@ def _further_analyses(dataset: str, df: pd.DataFrame, root: Path) -> list[str]:
             lines.append(f"How many folds: {study.method} on {study.backbone}, {study.metric.replace('_', ' ')} "
                          "estimated with each fold count, its spread across repeated fold assignments, its bias "
                          "against the held-out test score and the fit time:\n")
-            lines += _markdown_table(points[["folds", "folds are", "repeats", "estimate", "spread_sd", "bias",
-                                             "seconds"]].round(4))
+            shown = points[["folds", "folds are", "repeats", "estimate", "spread_sd", "bias", "seconds"]].round(4)
+            lines += _markdown_table(shown.astype(object).where(shown.notna(), ""))
     for tuning in records["tuning"]:
         done = sum(t["state"] == "COMPLETE" for t in tuning.trials)
         best = tuning.best

@@ -176,8 +176,11 @@ def _told_apart(labels: list[str], flat: list[dict]) -> list[str]:
 
 
 def _setting_text(value) -> str:
-    """A setting's value in a label; unset (null, or missing from an older run's config) is 'default'."""
-    return "default" if value is None else str(value)
+    """A setting's value in a label; unset (null, or missing from an older run's config) is 'default'; a fraction
+    (a tuned learning rate, say) to 4 significant digits."""
+    if value is None:
+        return "default"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def dataset_runs(dataset: str, root: Path | None = None,
