@@ -55,6 +55,27 @@ def test_the_choice_uses_validation_not_test_and_ties_go_to_the_smaller_model():
     assert ranking.recommend(configs, max_mb=1.5, metric="accuracy").chosen["label"] == "TestBest · transfer · full"
 
 
+def test_nothing_is_chosen_on_a_validation_split_that_mostly_leaks():
+    # 1-NN finds each validation image's near-copy in training: top on validation, poor on test.
+    leaky = [dict(_run("Net", 0, 0.80, 0.66), val_n=769, val_leaking_n=723),
+             dict(_run("Lite0", 0, 0.91, 0.49, method="nn1"), val_n=769, val_leaking_n=723)]
+    rec = ranking.recommend(ranking.configurations(pd.DataFrame(leaky)), metric="accuracy")
+    assert rec.chosen is None
+    assert "94% of these runs' validation images are near-copies" in rec.reason
+    assert "Lite0 · nn1 · full leads there (0.910) with test accuracy 0.490" in rec.reason
+    clean = [dict(row, val_leaking_n=6) for row in leaky]
+    assert ranking.recommend(ranking.configurations(pd.DataFrame(clean)), metric="accuracy").chosen is not None
+
+
+def test_a_configuration_tuned_on_validation_is_chosen_with_a_note_that_its_score_is_optimistic():
+    tuned = _run("Lite0", 0, 0.95, 0.90)
+    tuned["configuration"] = "Lite0 · transfer · full · tuned_from=study#3"
+    runs = pd.DataFrame([tuned, _run("Lite1", 0, 0.90, 0.91)])
+    rec = ranking.recommend(ranking.configurations(runs), metric="accuracy")
+    assert "tuned_from=study#3" in rec.chosen["label"]
+    assert any("tuned on this validation split" in note for note in rec.notes)
+
+
 def test_a_quick_run_is_never_recommended_over_a_full_one():
     runs = pd.DataFrame([_run("Fast", 0, 0.99, 0.99, preset="quick", int8_mb=0.5),
                          _run("Full", 0, 0.80, 0.80, int8_mb=4.0), _run("Full", 1, 0.82, 0.81, int8_mb=4.0)])

@@ -22,6 +22,9 @@ CONFIGURATION_KEYS = ("dataset", "backbone", "weights", "method", "preset", "set
 CONFIDENCE = 0.95
 # The recommendation chooses on this runs-table column (mean over seeds), never on a test score.
 VALIDATION_SCORE = "val_accuracy"
+# From this share of validation images in a group with training images, validation cannot choose: a 1-NN
+# that finds the near-copy scores 0.91 there and 0.49 on test (alzheimer_mri's image-level split).
+LEAKY_VALIDATION = 0.5
 FULL_PRESET = "full"
 TRANSFER = "transfer"
 BASELINE_KINDS = ("scratch", *BASELINES)
@@ -217,7 +220,7 @@ def recommend(configs: pd.DataFrame, max_mb: float | None = None, max_ms: float 
     """Choose a configuration by mean validation score among those with a deployable variant within the limits.
 
     Only configurations of :func:`ranking_preset` compete. Ties on the validation score go to
-    the smaller full-int8 model. The test split is not used to choose: it reports the chosen
+    the smaller full-int8 model. Nothing is chosen when validation mostly leaks (:data:`LEAKY_VALIDATION`). The test split is not used to choose: it reports the chosen
     configuration's ``metric`` with its interval, and which other fitting configurations have
     overlapping intervals (:attr:`Recommendation.not_distinguishable`).
     """
@@ -238,10 +241,22 @@ def recommend(configs: pd.DataFrame, max_mb: float | None = None, max_ms: float 
     if len(scored) < len(fitting):
         rec.notes.append(f"{len(fitting) - len(scored)} configuration(s) without a validation score could not "
                          "be chosen.")
+    leak = _validation_leak_share(scored)
+    if leak is not None and leak >= LEAKY_VALIDATION:
+        leader = scored.loc[scored[VALIDATION_SCORE].idxmax()]
+        rec.reason = (f"No recommendation: up to {leak:.0%} of these runs' validation images are near-copies of "
+                      "training images (validation was carved image by image), so choosing on validation rewards "
+                      f"remembering training images: {leader['label']} leads there ({leader[VALIDATION_SCORE]:.3f}) "
+                      f"with test {metric.replace('_', ' ')} {leader[metric]:.3f}. Runs split by group (the default "
+                      "now) have a validation split to choose on.")
+        return rec
     size = scored["int8_mb"] if "int8_mb" in scored else pd.Series(math.nan, index=scored.index)
     order = scored.assign(_score=scored[VALIDATION_SCORE].round(9), _size=size).sort_values(
         ["_score", "_size", "label"], ascending=[False, True, True], na_position="last")
     rec.chosen = fitting.loc[order.index[0]]
+    if _tuned(rec.chosen):
+        rec.notes.append("Its settings were tuned on this validation split, so its validation score, the one it was "
+                         "chosen by, is optimistic; its test interval is not.")
     if max_mb is not None or max_ms is not None:
         rec.variant = fitting_variant(rec.chosen, max_mb, max_ms)
     low, high = rec.chosen[f"{metric}_low"], rec.chosen[f"{metric}_high"]
@@ -249,6 +264,22 @@ def recommend(configs: pd.DataFrame, max_mb: float | None = None, max_ms: float 
     overlap = (others[f"{metric}_low"] <= high) & (others[f"{metric}_high"] >= low)
     rec.not_distinguishable = others[overlap].sort_values(metric, ascending=False)
     return rec
+
+
+def _tuned(config: pd.Series) -> bool:
+    """Whether a configuration's settings came from ``python -m core tune`` (its label names the study)."""
+    label = str(config.get("label", ""))
+    return "tuned_from=" in label and "tuned_from=default" not in label
+
+
+def _validation_leak_share(configs: pd.DataFrame) -> float | None:
+    """The largest share of validation images in a group with training images among ``configs`` (their
+    ``leakage.json`` counts; None when no run recorded them)."""
+    if "val_leaking_n" not in configs or "val_n" not in configs:
+        return None
+    share = pd.to_numeric(configs["val_leaking_n"], errors="coerce") / pd.to_numeric(configs["val_n"], errors="coerce")
+    share = share[share.notna()]
+    return float(share.max()) if not share.empty else None
 
 
 def no_recommendation_reason(df: pd.DataFrame) -> str:
