@@ -26,7 +26,7 @@ pages = {
         st.Page("pages/try.py", title="Try the models"),
     ],
 }
-navigation = st.navigation(pages)
+navigation = st.navigation(pages, expanded=True)  # every page listed: Streamlit folds a menu of over 10 items
 
 token = results_token()
 names = load_datasets(token)
