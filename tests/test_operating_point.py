@@ -356,3 +356,11 @@ def test_the_screen_offers_runs_with_validation_probabilities_first(tmp_path):
     (paths[2] / "val_predictions.csv").write_text("id,true,pred\n")
     runs = pd.DataFrame({"label": ["A", "B", "C"], "path": [str(p) for p in paths]})
     assert screens.screen_candidates(runs)["label"].tolist() == ["C", "A", "B"]
+
+
+def test_a_screen_of_many_classes_names_a_few_and_counts_the_rest():
+    from core.artifacts import screens
+
+    many = [f"class {i:03d}" for i in range(99)]
+    assert screens.class_list(many) == "99 classes (class 000, class 001, class 002, ..., class 098)"
+    assert screens.class_list(["cats"]) == "cats" and screens.class_list(list("abcd")) == "a + b + c + d"

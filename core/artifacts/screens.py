@@ -58,13 +58,20 @@ def _plain(value) -> str:
     return "" if value is None else f"{value:.3f}"
 
 
+def class_list(classes: list[str], shown: int = 4) -> str:
+    """Classes joined by ' + ', the first ``shown`` and a count when there are more (a 100-class screen)."""
+    if len(classes) <= shown:
+        return " + ".join(classes)
+    return f"{len(classes)} classes ({', '.join(classes[:shown - 1])}, ..., {classes[-1]})"
+
+
 def chosen_text(point: dict) -> str:
     """One line: the screen, its threshold and where it was chosen."""
     where = "leak-free validation images" if point["chosen_on"] == "leak_free_validation" else "the validation split"
     target = point["target"]
     goal = (f"sensitivity >= {target['value']:g}" if target["kind"] == "sensitivity"
             else f"least cost with a missed positive costing {target['value']:g} false alarms")
-    return (f"{' + '.join(point['positives'])} vs {' + '.join(point['negatives'])}: threshold "
+    return (f"{class_list(point['positives'])} vs {class_list(point['negatives'])}: threshold "
             f"{point['threshold']:.4f} on the summed positive probability ({goal}, chosen on {where})")
 
 
@@ -123,7 +130,7 @@ def stored_table(points: list[dict]) -> pd.DataFrame:
     rows = []
     for p in points:
         f = p["test"]["figures"]
-        rows.append({"Positive classes": " + ".join(p["positives"]),
+        rows.append({"Positive classes": class_list(p["positives"]),
                      "Target": f"{p['target']['kind'].replace('_', ' ')} {p['target']['value']:g}",
                      "Threshold": round(p["threshold"], 4), "Chosen on": p["chosen_on"].replace("_", " "),
                      **{label: format_ci(f[name]["estimate"], f[name]["low"], f[name]["high"])
