@@ -229,6 +229,8 @@ def recommend(configs: pd.DataFrame, max_mb: float | None = None, max_ms: float 
     preset, note = ranking_preset(configs)
     rec = Recommendation(metric, preset, notes=[note] if note else [])
     pool = configs[configs["preset"] == preset]
+    if "kind" in pool:  # an ensemble's weights are fitted on the validation split it would be chosen on
+        pool = pool[pool["kind"] != ENSEMBLE]
     fitting = pool[_fits(pool, max_mb, max_ms)]
     if fitting.empty:
         rec.reason = no_recommendation_reason(pool)

@@ -31,7 +31,8 @@ def _configurations_markdown(configs: pd.DataFrame, runs: pd.DataFrame) -> list[
              f"{ranking.interval_caption(top)}.\n"]
     lines += _markdown_table(report.configurations_table(top))
     rec = ranking.recommend(configs, metric=metric)
-    lines.append(f"Recommendation: {report.recommendation_paragraph(rec)}\n")
+    paragraph = report.recommendation_paragraph(rec)
+    lines.append(f"{paragraph}\n" if rec.chosen is None else f"Recommendation: {paragraph}\n")
     leak = report.validation_leak_note(runs)
     if leak:
         lines.append(f"{leak}\n")
