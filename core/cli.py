@@ -306,10 +306,11 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
                                          gpus_per_run=args.gpus_per_run, max_retries=args.max_retries,
                                          data_map=distributed.parse_data_map(args.data_map))
         return distributed.run_experiment_on_ray(args.file, artifacts=args.artifacts, emit=_emit, deploy=args.deploy,
-                                                 options=options)
+                                                 options=options, data_root=args.data_root)
     from core.orchestrate.experiment import run_experiment
 
-    return run_experiment(args.file, artifacts=args.artifacts, dry_run=args.dry_run, emit=_emit, deploy=args.deploy)
+    return run_experiment(args.file, artifacts=args.artifacts, dry_run=args.dry_run, emit=_emit, deploy=args.deploy,
+                          data_root=args.data_root)
 
 
 def _positive(kind: type, zero: bool = False):
@@ -329,7 +330,11 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("experiment", help="run a grid from a TOML file, skipping complete runs and resuming others")
     p.add_argument("file", help="experiment file, e.g. experiments/study.toml")
     p.add_argument("--artifacts", default=None, help="results folder (default: the file's, else artifacts/)")
-    p.add_argument("--dry-run", action="store_true", help="list the runs and their state without running")
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="folder that holds the datasets the file names by relative path (default: $STUDY_DATA_ROOT, "
+                        "else the file's data_root, else the current folder)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list the runs and their state without running, and any dataset folder that is missing")
     p.add_argument("--deploy", action="store_true", help="measure each network run's deployment variants after it")
     ray = p.add_argument_group("Ray (optional: pip install -r requirements-ray.txt; README 'Scale out with Ray')")
     ray.add_argument("--ray", nargs="?", const="local", default=None, metavar="auto|ray://HOST:PORT",

@@ -4,6 +4,7 @@ Grids that run, record and dry-run real runs are in test_experiment_runs.py.
 """
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import make_image_dataset
@@ -17,8 +18,8 @@ def test_grid_deploy_must_be_a_boolean(tmp_path):
 
     with pytest.raises(UserError, match="'deploy' must be true or false"):
         parse_grid('[[grid]]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\ndeploy = "yes"\n')
-    runs, _ = parse_grid('[[grid]]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\nseeds = [0, 1]\n'
-                         '[[grid]]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\ndeploy = true\n')
+    runs = parse_grid('[[grid]]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\nseeds = [0, 1]\n'
+                      '[[grid]]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\ndeploy = true\n').runs
     assert [r.deploy for r in runs] == [False, False, True]
 
 
@@ -28,7 +29,8 @@ def test_grid_toml_round_trips_any_dataset_path(tmp_path):
     odd = str(tmp_path / '🌸 flowers "v2" \\ back\tslash')
     text = grid_toml(tmp_path / "art ✓", [odd], ["EfficientNetLite0"], "imagenet", 3, "quick",
                      {"stage1.epochs": 4, "augment.views": 0})
-    runs, artifacts = parse_grid(text, "test")
+    study = parse_grid(text, "test")
+    runs, artifacts = study.runs, study.artifacts
     assert artifacts == str(tmp_path / "art ✓") and len(runs) == 1
     cfg = runs[0].config
     assert cfg.dataset == odd and cfg.seed == 3 and cfg.stage1.epochs == 4 and cfg.augment.views == 0
@@ -41,6 +43,10 @@ def test_grid_toml_round_trips_any_dataset_path(tmp_path):
     ('[[grid]]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\nset = "stage1.epochs=5"\n', "'set' must be a table"),
     ('[[grid]]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\nset = { seed = 9 }\n', "cannot change 'seed'"),
     ('[grid]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\n', r"\[\[grid\]\]"),
+    ('data_root = 3\n[[grid]]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\n', "'data_root' must be a folder"),
+    ('[data.d]\nurl = "x"\n[[grid]]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\n',
+     r"\[data.d\] has unknown keys: url"),
+    ('data = 1\n[[grid]]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\n', r"as a \[data.NAME\] table"),
 ])
 def test_experiment_files_with_mistakes_get_one_clear_error(text, message):
     from core.errors import UserError
@@ -113,7 +119,9 @@ def test_dry_run_says_a_dataset_is_missing_or_has_no_images(tmp_path, capsys):
     assert states == ["new", "invalid", "invalid", "invalid", "invalid"]
     assert "no class folders found" in lines[2] and "no usable images found" in lines[3]
     assert "is a file, not a folder" in lines[4] and "data folder not found" in lines[5]
-    assert lines[6] == "4 runs are invalid: fix the grid before running it"
+    assert lines[6:9] == ["1 dataset folder is missing on this machine:", f"  {tmp_path / 'missing'}",
+                          "    no [data.missing] table in the experiment file says where it comes from"]
+    assert lines[-1] == "4 runs are invalid: fix the grid before running it"
     assert not (tmp_path / "art").exists()
 
 
@@ -149,9 +157,62 @@ def test_ray_resources_in_a_grid_are_checked_and_carried_by_each_run(tmp_path, l
 
     data = tmp_path / "d"
     head = f'[[grid]]\ndatasets = ["{data}"]\nbackbones = ["EfficientNetLite0"]\n'
-    (run,), _ = parse_grid(head + "cpus_per_run = 3\ngpus_per_run = 0.5\n")
+    (run,) = parse_grid(head + "cpus_per_run = 3\ngpus_per_run = 0.5\n").runs
     assert (run.cpus, run.gpus) == (3.0, 0.5)
-    (plain,), _ = parse_grid(head)
+    (plain,) = parse_grid(head).runs
     assert (plain.cpus, plain.gpus) == (None, None)
     with pytest.raises(UserError, match=message):
         parse_grid(head + line + "\n", "grid.toml")
+
+
+def test_relative_datasets_resolve_against_the_flag_then_the_environment_then_the_file(tmp_path, monkeypatch):
+    """--data-root beats STUDY_DATA_ROOT beats the file's data_root; absolute paths and the run ids stay as they are."""
+    from core.orchestrate.experiment import DATA_ROOT_ENV, parse_grid
+
+    absolute = str(tmp_path / "elsewhere" / "cats")
+    text = (f'data_root = "from_file"\n[[grid]]\ndatasets = ["flowers", "{absolute}"]\n'
+            'backbones = ["EfficientNetLite0"]\n')
+    monkeypatch.delenv(DATA_ROOT_ENV, raising=False)
+    assert [r.config.dataset for r in parse_grid(text).runs] == [str(Path("from_file") / "flowers"), absolute]
+    monkeypatch.setenv(DATA_ROOT_ENV, "/env/data")
+    study = parse_grid(text)
+    assert study.data_root == "/env/data" and study.runs[0].config.dataset == "/env/data/flowers"
+    flagged = parse_grid(text, data_root="/flag/data")
+    assert flagged.runs[0].config.dataset == "/flag/data/flowers"
+    assert flagged.runs[0].config.run_id() == study.runs[0].config.run_id()  # the folder may move; the run stays
+    monkeypatch.delenv(DATA_ROOT_ENV)
+    plain = parse_grid(text.replace('data_root = "from_file"\n', ""))
+    assert plain.data_root == "" and plain.runs[0].config.dataset == "flowers"  # the current folder, as before
+
+
+def test_a_dry_run_without_the_data_names_each_missing_folder_and_where_it_comes_from(tmp_path, monkeypatch):
+    from core.orchestrate.experiment import DATA_ROOT_ENV, run_experiment
+
+    monkeypatch.delenv(DATA_ROOT_ENV, raising=False)
+    make_image_dataset(tmp_path / "data" / "here", per_class=6)
+    grid = tmp_path / "study.toml"
+    grid.write_text(f'artifacts = "{tmp_path / "art"}"\ndata_root = "{tmp_path / "data"}"\n'
+                    '[data.mri]\nsource = "https://example.org/mri"\nlicence = "see the source page"\n'
+                    'layout = "mri/train/<class>/*.jpg and mri/test/<class>/*.jpg"\n'
+                    '[[grid]]\ndatasets = ["here", "mri", "flowers"]\nbackbones = ["EfficientNetLite0"]\n'
+                    'weights = ["none"]\nseeds = [0, 1]\npreset = "quick"\n')
+    lines = []
+    assert run_experiment(grid, dry_run=True, emit=lines.append) == 1
+    text = "\n".join(lines)
+    assert f"data root: {tmp_path / 'data'}" in lines
+    assert "2 dataset folders are missing on this machine:" in lines
+    at = lines.index("2 dataset folders are missing on this machine:")
+    assert lines[at + 1] == f"  {tmp_path / 'data' / 'mri'}"
+    assert lines[at + 2:at + 5] == ["    source: https://example.org/mri", "    licence: see the source page",
+                                    "    layout: mri/train/<class>/*.jpg and mri/test/<class>/*.jpg"]
+    assert lines[at + 5] == f"  {tmp_path / 'data' / 'flowers'}"
+    assert "no [data.flowers] table" in lines[at + 6]
+    assert "--data-root DIR or STUDY_DATA_ROOT=DIR" in text
+    assert str(tmp_path / "data" / "here") not in text.split("missing on this machine")[1]
+    lines.clear()  # the same study, pointed at the right folder by the environment: nothing missing
+    for name in ("mri", "flowers"):
+        make_image_dataset(tmp_path / "moved" / name, per_class=6)
+    make_image_dataset(tmp_path / "moved" / "here", per_class=6)
+    monkeypatch.setenv(DATA_ROOT_ENV, str(tmp_path / "moved"))
+    assert run_experiment(grid, dry_run=True, emit=lines.append) == 0
+    assert not any("missing" in line for line in lines) and lines[1] == f"data root: {tmp_path / 'moved'}"

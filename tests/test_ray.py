@@ -153,7 +153,7 @@ def test_a_run_started_here_travels_to_its_worker_and_resumes_there(ray_session,
     from core.orchestrate.experiment import load_grid
 
     grid, art = write_grid(tmp_path, [dataset], methods=["logreg"], seeds=[7])
-    (planned,), _ = load_grid(grid)
+    (planned,) = load_grid(grid).runs
     folder = RunFolder.for_config(planned.config, art)
     folder.start(planned.config)  # a run interrupted here: its config written, no result
     folder.event("started", run=str(folder.path))

@@ -81,10 +81,11 @@ def map_dataset(path: str, data_map: tuple[tuple[str, str], ...]) -> str:
 
 
 def run_experiment_on_ray(path: str | Path, artifacts: str | None = None, emit: Emit = print, deploy: bool = False,
-                          options: RayOptions = RayOptions()) -> int:
+                          options: RayOptions = RayOptions(), data_root: str | None = None) -> int:
     """Run every run of the grid as a Ray task; returns 0 unless a run failed (as ``run_experiment``)."""
-    planned, file_artifacts = experiment.load_grid(path)
-    root = Path(artifacts or file_artifacts or artifacts_dir()).expanduser()
+    study = experiment.load_grid(path, data_root)
+    planned = study.runs
+    root = Path(artifacts or study.artifacts or artifacts_dir()).expanduser()
     states = [(p.config, p.deploy or deploy, RunFolder.for_config(p.config, root)) for p in planned]
     reserve = {id(p.config): (p.cpus or options.cpus_per_run, options.gpus_per_run if p.gpus is None else p.gpus)
                for p in planned}

@@ -3,9 +3,15 @@
 Example::
 
     artifacts = "artifacts"            # relative to the current folder
+    data_root = "../shared/data"       # relative dataset paths start here (see below)
+
+    [data.flower_photos]               # optional: where a dataset comes from, for a missing folder
+    source = "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
+    licence = "CC-BY 2.0"
+    layout = "flower_photos/<class>/*.jpg"
 
     [[grid]]
-    datasets = ["../shared/data/flower_photos"]
+    datasets = ["flower_photos"]       # <data root>/flower_photos; an absolute path is used as it is
     backbones = ["EfficientNetLite0", "MobileNetV2@0.35"]
     weights = ["imagenet"]             # and/or "none"
     methods = ["finetune"]             # and/or any of core.artifacts.config.BASELINES, e.g. "logreg"
@@ -31,6 +37,12 @@ the runs, each dataset with two or more complete runs gets its pairwise comparis
 (``mcnemar.json``, as ``python -m core compare``) when a run of it was trained or the
 comparison is missing. So a dataset trained from the app's Train page gets the whole report.
 
+Relative dataset paths are resolved against the data root: ``--data-root DIR``, else the
+environment variable ``STUDY_DATA_ROOT``, else the file's ``data_root`` (relative to the current
+folder), else the current folder. So one study file runs on any machine that has the data
+somewhere. A dry run lists every dataset folder that is missing, with its ``[data.NAME]`` table
+(source, licence, variant, layout): what to download and where to put it.
+
 Each invocation appends its wall time to ``<artifacts>/experiment_log.jsonl``, so the
 total machine time of a study run in several sittings is on record.
 """
@@ -42,7 +54,7 @@ import itertools
 import os
 import time
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.artifacts.config import RunConfig
@@ -79,6 +91,8 @@ from core.orchestrate.run import execute, validate_config
 from core.progress import Emit
 from core.train import config as config_mod
 
+DATA_ROOT_ENV = "STUDY_DATA_ROOT"
+DATA_KEYS = ("source", "licence", "variant", "layout")  # a [data.NAME] table's keys, in the order shown
 GRID_KEYS = {"datasets", "backbones", "weights", "methods", "seeds", "preset", "set", "deploy", "cpus_per_run",
              "gpus_per_run"}
 
@@ -94,8 +108,32 @@ class PlannedRun:
     gpus: float | None = None
 
 
-def load_grid(path: str | Path) -> tuple[list[PlannedRun], str | None]:
-    """The runs of an experiment file, in order, and its artifacts folder."""
+@dataclass
+class Study:
+    """An experiment file, read: its runs in order, its artifacts folder (``None``: not set), the data root
+    its relative dataset paths were resolved against (``""``: the current folder) and its ``[data.NAME]``
+    tables (dataset folder name -> where it comes from)."""
+
+    runs: list[PlannedRun]
+    artifacts: str | None = None
+    data_root: str = ""
+    data: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def missing_datasets(self) -> list[str]:
+        """The grid's dataset folders that are not on this machine, in grid order."""
+        return [d for d in dict.fromkeys(p.config.dataset for p in self.runs) if not Path(d).expanduser().exists()]
+
+    def how_to_get(self, dataset: str) -> list[str]:
+        """Lines that say where a dataset comes from (its ``[data.NAME]`` table), or how to describe it."""
+        info = self.data.get(dataset_slug(dataset))
+        if not info:
+            return [f"no [data.{dataset_slug(dataset)}] table in the experiment file says where it comes from"]
+        return [f"{key}: {info[key]}" for key in DATA_KEYS if key in info]
+
+
+def load_grid(path: str | Path, data_root: str | None = None) -> Study:
+    """The runs of an experiment file, in order, with its artifacts folder and data root (``data_root``, e.g.
+    ``--data-root``, overrides :data:`DATA_ROOT_ENV` and the file's own)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"experiment file not found: {path}")
@@ -104,21 +142,25 @@ def load_grid(path: str | Path) -> tuple[list[PlannedRun], str | None]:
     except UnicodeDecodeError as exc:
         raise UserError(f"{path} is not UTF-8 text (byte offset {exc.start}): save the experiment file as "
                         "UTF-8") from None
-    return parse_grid(text, str(path))
+    return parse_grid(text, str(path), data_root)
 
 
-def parse_grid(text: str, where: str = "experiment") -> tuple[list[PlannedRun], str | None]:
-    """The runs of experiment TOML text, in order, and its artifacts folder."""
+def parse_grid(text: str, where: str = "experiment", data_root: str | None = None) -> Study:
+    """The runs of experiment TOML text, in order, with its artifacts folder and data root (as
+    :func:`load_grid`)."""
     try:
         spec = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{where} is not valid TOML: {exc}") from None
-    unknown = set(spec) - {"artifacts", "grid"}
+    unknown = set(spec) - {"artifacts", "data_root", "data", "grid"}
     if unknown:
         raise UserError(f"{where} has unknown top-level keys: {', '.join(sorted(unknown))} "
-                        "(allowed: artifacts, [[grid]])")
-    if "artifacts" in spec and not isinstance(spec["artifacts"], str):
-        raise UserError(f"{where}: 'artifacts' must be a folder path in quotes")
+                        "(allowed: artifacts, data_root, [data.NAME], [[grid]])")
+    for key, what in (("artifacts", "a folder path"), ("data_root", "a folder path")):
+        if key in spec and not isinstance(spec[key], str):
+            raise UserError(f"{where}: '{key}' must be {what} in quotes")
+    data = _data_tables(spec.get("data", {}), where)
+    root = data_root or os.environ.get(DATA_ROOT_ENV) or spec.get("data_root") or ""
     grids = spec.get("grid")
     if not grids:
         raise UserError(f"{where} has no [[grid]] section")
@@ -129,14 +171,36 @@ def parse_grid(text: str, where: str = "experiment") -> tuple[list[PlannedRun], 
         if not isinstance(grid, dict):
             raise UserError(f"{where}: grid {n} is {grid!r}, not a table: write each grid as a [[grid]] section")
         try:
-            configs += _grid_runs(grid)
+            configs += _grid_runs(grid, root)
         except UserError as exc:
             raise UserError(f"{where}: grid {n}: {exc}") from None
-    return configs, spec.get("artifacts")
+    return Study(configs, spec.get("artifacts"), root, data)
 
 
-def _grid_runs(grid: dict) -> list[PlannedRun]:
-    """The runs of one [[grid]] table, in order; one :class:`UserError` line for a mistake in it."""
+def _data_tables(tables, where: str) -> dict[str, dict[str, str]]:
+    """The file's ``[data.NAME]`` tables, checked: each a table of the :data:`DATA_KEYS` with text values."""
+    if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
+        raise UserError(f"{where}: describe each dataset as a [data.NAME] table, e.g. [data.flower_photos]")
+    for name, table in tables.items():
+        unknown = set(table) - set(DATA_KEYS)
+        if unknown:
+            raise UserError(f"{where}: [data.{name}] has unknown keys: {', '.join(sorted(unknown))} "
+                            f"(allowed: {', '.join(DATA_KEYS)})")
+        if not all(isinstance(v, str) for v in table.values()):
+            raise UserError(f"{where}: [data.{name}]: every value is text in quotes")
+    return tables
+
+
+def resolve_dataset(dataset: str, data_root: str) -> str:
+    """A grid's dataset path as a run uses it: relative paths under ``data_root`` (``""``: as written)."""
+    if not data_root or Path(dataset).expanduser().is_absolute():
+        return dataset
+    return str(Path(data_root) / dataset)
+
+
+def _grid_runs(grid: dict, data_root: str = "") -> list[PlannedRun]:
+    """The runs of one [[grid]] table, in order, datasets resolved against ``data_root``; one
+    :class:`UserError` line for a mistake in it."""
     unknown = set(grid) - GRID_KEYS
     if unknown:
         raise UserError(f"unknown keys: {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(GRID_KEYS))})")
@@ -175,7 +239,7 @@ def _grid_runs(grid: dict) -> list[PlannedRun]:
             continue  # baselines exist only on ImageNet embeddings
         layer = copy.deepcopy(overrides)
         layer.update(weights=weights, method=method, seed=seed)
-        runs.append(PlannedRun(config_mod.resolve(dataset, backbone, grid.get("preset", "full"), layer), deploy,
+        runs.append(PlannedRun(config_mod.resolve(resolve_dataset(dataset, data_root), backbone, grid.get("preset", "full"), layer), deploy,
                                resources["cpus_per_run"], resources["gpus_per_run"]))
     return runs
 
@@ -206,18 +270,21 @@ def _toml_value(value) -> str:
 
 
 def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool = False, emit: Emit = print,
-                   deploy: bool = False) -> int:
+                   deploy: bool = False, data_root: str | None = None) -> int:
     """Run every run of the grid; returns 0 unless a run failed.
 
     ``deploy`` measures the deployment variants of every network run, on top of the
     grids that ask for it. Runs waiting for ImageNet weights are not failures: they are
-    recorded (see the module docstring) and listed at the end.
+    recorded (see the module docstring) and listed at the end. ``data_root`` overrides
+    the data root (module docstring).
     """
-    planned, file_artifacts = load_grid(path)
-    root = Path(artifacts or file_artifacts or artifacts_dir()).expanduser()
-    states = [(p.config, p.deploy or deploy, RunFolder.for_config(p.config, root)) for p in planned]
+    study = load_grid(path, data_root)
+    root = Path(artifacts or study.artifacts or artifacts_dir()).expanduser()
+    states = [(p.config, p.deploy or deploy, RunFolder.for_config(p.config, root)) for p in study.runs]
     done = sum(f.is_complete() for _, _, f in states)
     emit(f"{len(states)} runs in {path}: {done} complete, {len(states) - done} to do")
+    if study.data_root:
+        emit(f"data root: {study.data_root}")
     if dry_run:
         invalid, failed = 0, 0
         for c, wants_deploy, f in states:
@@ -237,6 +304,15 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
                  f"{'  +deploy' if wants_deploy else ''}  {f.path}{problem}")
         if failed:
             emit(f"{failed} runs failed when last tried (the reason is shown); a sitting tries them again")
+        missing = study.missing_datasets()
+        if missing:
+            emit(f"{len(missing)} dataset folder{'s are' if len(missing) > 1 else ' is'} missing on this machine:")
+            for dataset in missing:
+                emit(f"  {dataset}")
+                for line in study.how_to_get(dataset):
+                    emit(f"    {line}")
+            emit(f"  Put each dataset there, or point the study at the folder that holds them: --data-root DIR "
+                 f"or {DATA_ROOT_ENV}=DIR (now: {study.data_root or 'the current folder'}).")
         if invalid:
             emit(f"{invalid} runs are invalid: fix the grid before running it")
         return 1 if invalid else 0
