@@ -18,6 +18,7 @@ pages = {
         st.Page("pages/significance.py", title="Significance"),
         st.Page("pages/baselines.py", title="Classical baselines"),
         st.Page("pages/model_selection.py", title="Model selection"),
+        st.Page("pages/leakage_lesson.py", title="The leakage lesson"),
         st.Page("pages/methods.py", title="Methods and reproducibility"),
         st.Page("pages/export.py", title="Export"),
     ],

@@ -489,6 +489,34 @@ def _add_val_predictions(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_val_predictions)
 
 
+def _cmd_lesson(args: argparse.Namespace) -> int:
+    from core.artifacts.layout import lesson_dir
+    from core.evaluate.lesson import build_lesson, lesson_path
+
+    root = Path(args.lesson) if args.lesson else lesson_dir(args.artifacts)
+    record = build_lesson(root, args.data_root)
+    path = record.save(lesson_path(root))
+    for arm in record.arms:
+        val, test = arm["validation"]["accuracy"], arm["test"]["accuracy"]
+        leak = arm["validation_sources_in_train"]
+        print(f"{arm['name']:32s} validation {val['estimate']:.3f}  test {test['estimate']:.3f}  "
+              f"validation images whose source is in train: {leak['images']} of {leak['of']}")
+    print(f"written: {path}")
+    return 0
+
+
+def _add_lesson(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("lesson", help="the leakage lesson's record from the runs of experiments/leakage_lesson.toml "
+                                      "(validation vs test for each split)")
+    p.add_argument("--artifacts", default=None, help="results folder (default: artifacts/, or $STUDY_ARTIFACTS)")
+    p.add_argument("--lesson", default=None, metavar="DIR",
+                   help="the lesson's folder (default: <artifacts>/lessons/leakage)")
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="folder holding the augmented dataset, for its BUILD.json (default: the path the runs "
+                        "recorded)")
+    p.set_defaults(func=_cmd_lesson)
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from core.artifacts import readme
 
@@ -592,6 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_deploy(sub)
     _add_val_predictions(sub)
     _add_ensemble(sub)
+    _add_lesson(sub)
     return parser
 
 

@@ -123,6 +123,13 @@ def load_split_counts(dataset: str, token: str) -> pd.DataFrame:
     return report.split_counts(dataset)
 
 
+@_cached_or_message(None)
+def load_lesson(token: str):
+    from core.artifacts.lesson import load_lesson as read
+
+    return read()
+
+
 def app_setting(key: str, default=None):
     """A setting of this deployment from the app's secrets (``.streamlit/secrets.toml``), or ``default``."""
     try:

@@ -66,6 +66,10 @@ MODEL_SELECTION_DIR = "model_selection"  # cross-validation, the fold-count stud
 OPTUNA_DB = "optuna.sqlite3"
 # Top level.
 ARCHITECTURES_DIR = "architectures"
+# The leakage lesson's runs and record (experiments/leakage_lesson.toml): deeper than any glob of a dataset's
+# runs (<artifacts>/<dataset>/<backbone>/<run>), so no other page lists them.
+LESSON_DIR = "lessons/leakage"
+LESSON_FILE = "lesson.json"
 EXPERIMENT_LOG = "experiment_log.jsonl"
 
 
@@ -219,7 +223,7 @@ def result_files(root: str | os.PathLike | None = None) -> list[Path]:
                 f"*/*/*/{VAL_PREDICTIONS_FILE}", f"*/*/*/{EVENTS_FILE}", "*/*.json",
                 f"*/*/*/{DEPLOY_DIR}/{DEPLOYMENT_FILE}",
                 f"{ARCHITECTURES_DIR}/*/{DEPLOYMENT_FILE}", f"*/{DIAGNOSTICS_DIR}/*.json", f"*/{SPLITS_DIR}/*.json",
-                f"*/{MODEL_SELECTION_DIR}/*.json"]
+                f"*/{MODEL_SELECTION_DIR}/*.json", f"{LESSON_DIR}/{LESSON_FILE}"]
     return [p for pattern in patterns for p in root.glob(pattern)]
 
 
@@ -233,3 +237,8 @@ def find_dataset(path: str, run: Path | None = None) -> Path | None:
     p = Path(path).expanduser()
     candidates = [p] if p.is_absolute() else [Path.cwd() / p, REPO_ROOT / p] + ([Path(run) / p] if run else [])
     return next((c.resolve() for c in candidates if c.is_dir()), None)
+
+
+def lesson_dir(root: str | os.PathLike | None = None) -> Path:
+    """The leakage lesson's artifacts folder (its runs and ``lesson.json``)."""
+    return _root(root) / LESSON_DIR

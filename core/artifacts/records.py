@@ -558,11 +558,26 @@ class TuningRecord(Record):
     extra: dict = field(default_factory=dict)
 
 
+@dataclass
+class LessonRecord(Record):
+    """``lessons/leakage/lesson.json``: ``python -m core lesson`` (:mod:`core.evaluate.lesson`), one network trained
+    on a pre-augmented dataset under several splits, each arm's validation and test scores and how many of its
+    validation images have their source image in training (the truth, and what the audit sees)."""
+
+    KIND: ClassVar[str] = "leakage lesson record"
+    created_at: str
+    dataset: dict  # slug, path, fingerprint, source_pattern (the regex that names each copy's source image)
+    build: dict | None  # the augmented set's BUILD.json (augmentation, copies, sources); None if not found
+    arms: list  # per split: kind, name, description, grouping, run, counts, validation, test, leak counts
+    code: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+
 # Every record with the fields it writes (the documentation test walks this list).
 JSON_RECORDS: tuple[type[Record], ...] = (MetricsRecord, CompleteRecord, ProvenanceRecord, SplitRecord,
                                           DeploymentRecord, AuditRecord, ComparisonRecord, UnavailableRecord,
                                           BatchNormDiagnosis, LeakageRecord, OperatingPointsRecord, EnsembleRecord,
-                                          CrossValidationRecord, FoldStudyRecord, TuningRecord)
+                                          CrossValidationRecord, FoldStudyRecord, TuningRecord, LessonRecord)
 
 
 def record_fields(kind: type) -> list[str]:
