@@ -33,7 +33,14 @@ from core.artifacts.layout import (
     VAL_PREDICTIONS_FILE,
     dataset_complete_runs,
 )
-from core.artifacts.records import LeakageRecord, LessonRecord, MetricsRecord, Predictions, ProvenanceRecord, SplitRecord
+from core.artifacts.records import (
+    LeakageRecord,
+    LessonRecord,
+    MetricsRecord,
+    Predictions,
+    ProvenanceRecord,
+    SplitRecord,
+)
 from core.artifacts.storage import read_json, utc_timestamp
 from core.data.groups import from_pattern
 from core.data.splits import SplitAssignment
