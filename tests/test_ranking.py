@@ -94,6 +94,30 @@ def test_a_quick_run_is_never_recommended_over_a_full_one():
     assert any("No full-preset configuration yet" in note for note in quick_only.notes)
 
 
+def test_configurations_on_another_split_are_not_ranked_against_the_grouped_ones():
+    """A study re-run on a split by group: its configurations are ranked and chosen from; the image-level split's
+    (more of them, one with a better validation and test score) are left out with a note, not mixed in."""
+    def on(split, grouping, row):
+        return dict(row, split=split, split_grouping=grouping, settings_key=f"{row['settings_key']}-{grouping}")
+
+    old = [on("split-seed42-abc", "none", _run(b, 0, 0.95, 0.95)) for b in ("A", "B", "C")]
+    new = [on("split-seed42-abc-groups", "duplicates", _run(b, s, v, a)) for b, s, v, a in
+           (("A", 0, 0.80, 0.81), ("A", 1, 0.82, 0.80), ("B", 0, 0.85, 0.84))]
+    configs = ranking.configurations(pd.DataFrame(old + new))
+    assert len(configs) == 5  # A on each split is its own configuration, seeds pooled within the new split
+    ranks = ranking.ranked(configs, "accuracy")
+    assert list(ranks["split"]) == ["split-seed42-abc-groups"] * 2
+    assert list(ranks["label"]) == ["B · transfer · full", "A · transfer · full"]
+    rec = ranking.recommend(configs, metric="accuracy")
+    assert rec.chosen["label"] == "B · transfer · full" and rec.chosen["split"] == "split-seed42-abc-groups"
+    _, note = ranking.ranking_preset(configs)
+    assert "split-seed42-abc-groups (split by group)" in note
+    assert "3 on an image-level split (split-seed42-abc)" in note and note in rec.notes
+    # One split only: no note, nothing left out.
+    only_new = ranking.configurations(pd.DataFrame(new))
+    assert ranking.ranking_split(only_new) == (None, None) and len(ranking.ranked(only_new, "accuracy")) == 2
+
+
 def test_configurations_pool_seeds_and_mark_one_seed_configurations():
     runs = pd.DataFrame([_run("Three", s, 0.9, acc) for s, acc in ((2, 0.88), (0, 0.80), (1, 0.84))]
                         + [_run("One", 3, 0.9, 0.70, ci=0.05)])

@@ -18,7 +18,7 @@ from statsmodels.stats.multitest import multipletests
 
 from core.artifacts.config import BASELINES
 
-CONFIGURATION_KEYS = ("dataset", "backbone", "weights", "method", "preset", "settings_key")
+CONFIGURATION_KEYS = ("dataset", "backbone", "weights", "method", "preset", "settings_key", "split")
 CONFIDENCE = 0.95
 # The recommendation chooses on this runs-table column (mean over seeds), never on a test score.
 VALIDATION_SCORE = "val_accuracy"
@@ -71,7 +71,7 @@ def configurations(runs: pd.DataFrame) -> pd.DataFrame:
             "interval": INTERVAL_SEEDS if n >= 2 else INTERVAL_BOOTSTRAP,
             "run": f"{first['backbone']}/{first['run_id']}" if "run_id" in group else None,
             "run_label": first.get("label"), "run_seed": int(first["seed"]),
-            "ci_unit": first.get("ci_unit", "image"),
+            "ci_unit": first.get("ci_unit", "image"), "split_grouping": first.get("split_grouping"),
         })
         for m in metrics:
             row.update(_pooled(group, m))
@@ -132,7 +132,8 @@ def interval_caption(configs: pd.DataFrame) -> str:
 
 
 def ranking_preset(configs: pd.DataFrame) -> tuple[str | None, str | None]:
-    """The preset rankings use (full whenever a full configuration exists) and a note on what is left out.
+    """The preset rankings use (full whenever a full configuration exists) and a note on what is left out: the
+    other presets' configurations, and those on another split (:func:`ranking_split`).
 
     A quick run is scored on a subsample of the test split: it is never ranked against full runs.
     """
@@ -141,25 +142,59 @@ def ranking_preset(configs: pd.DataFrame) -> tuple[str | None, str | None]:
     presets = sorted(set(configs["preset"]))
     preset = FULL_PRESET if FULL_PRESET in presets else presets[0]
     others = configs[configs["preset"] != preset]
+    notes = []
     if preset != FULL_PRESET:
-        note = (f"No full-preset configuration yet: the ranking compares the {preset}-preset ones, which are "
-                f"trained briefly and may be scored on a subsample of the test split.")
-    else:
-        note = None
+        notes.append(f"No full-preset configuration yet: the ranking compares the {preset}-preset ones, which are "
+                     f"trained briefly and may be scored on a subsample of the test split.")
     if not others.empty:
         left = ", ".join(sorted(set(others["preset"])))
-        extra = (f"{len(others)} configuration(s) of the {left} preset are not ranked against the {preset} ones "
-                 "(shorter training, scored on a subsample of the test split).")
-        note = f"{note} {extra}" if note else extra
-    return preset, note
+        notes.append(f"{len(others)} configuration(s) of the {left} preset are not ranked against the {preset} ones "
+                     "(shorter training, scored on a subsample of the test split).")
+    _, split_note = ranking_split(configs[configs["preset"] == preset])
+    if split_note:
+        notes.append(split_note)
+    return preset, " ".join(notes) or None
 
 
-def ranked(configs: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """The configurations of the ranking preset, best mean ``metric`` first."""
+def ranking_split(configs: pd.DataFrame) -> tuple[str | None, str | None]:
+    """The split rankings use when configurations were made on several, and a note on the others.
+
+    Runs on different splits were chosen on different validation images (and, without a predefined test
+    folder, tested on different images), so they are never ranked against each other. Preferred: a split made
+    by group (its validation can choose), then the one with the most configurations, then the name.
+    """
+    if configs.empty or "split" not in configs or configs["split"].nunique(dropna=False) <= 1:
+        return None, None
+    splits = configs["split"].fillna("")
+    grouped = configs.get("split_grouping", pd.Series("none", index=configs.index)).fillna("none") != "none"
+    table = pd.DataFrame({"split": splits, "grouped": grouped}).groupby("split").agg(
+        grouped=("grouped", "any"), n=("grouped", "size")).reset_index()
+    best = table.sort_values(["grouped", "n", "split"], ascending=[False, False, True]).iloc[0]
+    others = table[table["split"] != best["split"]]
+    how = "split by group" if best["grouped"] else "split image by image"
+    left = ", ".join(f"{int(r.n)} on {'a split by group' if r.grouped else 'an image-level split'}"
+                     + (f" ({r.split})" if r.split else "") for r in others.itertuples())
+    return best["split"] or None, (f"Ranked: the configurations on {best['split'] or 'the unnamed split'} ({how}). "
+                                   f"Not ranked against them: {left}; they were validated (and may be tested) on "
+                                   "other images.")
+
+
+def ranking_pool(configs: pd.DataFrame) -> pd.DataFrame:
+    """The configurations rankings compare: those of :func:`ranking_preset`'s preset and :func:`ranking_split`'s
+    split."""
     preset, _ = ranking_preset(configs)
     if preset is None:
         return configs
     same = configs[configs["preset"] == preset]
+    split, _ = ranking_split(same)
+    return same if split is None else same[same["split"].fillna("") == split]
+
+
+def ranked(configs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The configurations of the ranking pool (:func:`ranking_pool`), best mean ``metric`` first."""
+    same = ranking_pool(configs)
+    if same.empty:
+        return same
     return same.sort_values([metric, "label"], ascending=[False, True], na_position="last", ignore_index=True)
 
 
@@ -219,7 +254,7 @@ def recommend(configs: pd.DataFrame, max_mb: float | None = None, max_ms: float 
               metric: str = "balanced_accuracy") -> Recommendation:
     """Choose a configuration by mean validation score among those with a deployable variant within the limits.
 
-    Only configurations of :func:`ranking_preset` compete. Ties on the validation score go to
+    Only configurations of :func:`ranking_pool` compete. Ties on the validation score go to
     the smaller full-int8 model. Nothing is chosen when validation mostly leaks (:data:`LEAKY_VALIDATION`). The test split is not used to choose: it reports the chosen
     configuration's ``metric`` with its interval, and which other fitting configurations have
     overlapping intervals (:attr:`Recommendation.not_distinguishable`).
@@ -228,7 +263,7 @@ def recommend(configs: pd.DataFrame, max_mb: float | None = None, max_ms: float 
         return Recommendation(metric, reason="No complete run.")
     preset, note = ranking_preset(configs)
     rec = Recommendation(metric, preset, notes=[note] if note else [])
-    pool = configs[configs["preset"] == preset]
+    pool = ranking_pool(configs)
     if "kind" in pool:  # an ensemble's weights are fitted on the validation split it would be chosen on
         pool = pool[pool["kind"] != ENSEMBLE]
     fitting = pool[_fits(pool, max_mb, max_ms)]
@@ -379,11 +414,11 @@ def _flipped(pair: dict) -> dict | None:
 
 
 def preset_configurations(runs: pd.DataFrame) -> tuple[pd.DataFrame, str | None, pd.Series | None]:
-    """The configurations that are ranked (those of :func:`ranking_preset`), the preset's note, and the one
+    """The configurations that are ranked (:func:`ranking_pool`), the note on those left out, and the one
     recommended by validation (None when none can be)."""
     configs = configurations(runs)
-    preset, note = ranking_preset(configs)
-    configs = configs[configs["preset"] == preset]
+    _, note = ranking_preset(configs)
+    configs = ranking_pool(configs)
     return configs, note, recommend(configs).chosen
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from core.artifacts import config as config_mod
 from core.artifacts import ranking
-from core.artifacts.config import RunConfig
+from core.artifacts.config import ABSENT_MEANS, RunConfig
 from core.artifacts.layout import (
     ARCHITECTURES_DIR,
     AUDIT_FILE,
@@ -249,6 +249,7 @@ def _run_row(dataset: str, run: Path, cfg: dict) -> dict:
         "wall_time_s": prov.wall_time_s or sum(prov.timings_s.values()) or None,
         "test_split": _test_split_size(run, prov),
         "git_commit": (prov.code or {}).get("git_commit"),
+        "split": split_name(prov), "split_grouping": cfg.get("grouping", ABSENT_MEANS["grouping"]),
     }
     boot = metrics.bootstrap["metrics"]
     for m in METRICS:
@@ -293,6 +294,7 @@ def _ensemble_row(dataset: str, folder: Path, record: EnsembleRecord, configs: d
            "seed": 0, "n_test": metrics.n, "ece": metrics.calibration["ece"],
            "settings_key": hashlib.sha256(folder.name.encode()).hexdigest()[:12],
            "wall_time_s": prov.wall_time_s, "test_split": _test_split_size(folder, prov),
+           "split": split_name(prov), "split_grouping": (members[0] or {}).get("grouping", ABSENT_MEANS["grouping"]),
            "git_commit": (prov.code or {}).get("git_commit"), "label": label, "configuration": label,
            "short": f"Ens {record.weights_method} ({len(members)})", "members": ", ".join(record.member_runs()),
            "val_accuracy": None, "val_loss": None, "val_source": None, "kind": ENSEMBLE}
@@ -304,6 +306,11 @@ def _ensemble_row(dataset: str, folder: Path, record: EnsembleRecord, configs: d
     row.update(_leakage_columns(folder, row))
     row.update(_ensemble_costs(record))
     return row
+
+
+def split_name(prov: ProvenanceRecord) -> str | None:
+    """The name of the split a run (or ensemble) was made on: its split file's stem, None when it records none."""
+    return Path(prov.split_file).stem if prov.split_file else None
 
 
 def _ensemble_costs(record: EnsembleRecord) -> dict:
