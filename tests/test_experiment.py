@@ -216,3 +216,21 @@ def test_a_dry_run_without_the_data_names_each_missing_folder_and_where_it_comes
     monkeypatch.setenv(DATA_ROOT_ENV, str(tmp_path / "moved"))
     assert run_experiment(grid, dry_run=True, emit=lines.append) == 0
     assert not any("missing" in line for line in lines) and lines[1] == f"data root: {tmp_path / 'moved'}"
+
+
+@pytest.mark.parametrize("name", ["study.toml", "leakage_lesson.toml"])
+def test_the_committed_study_files_parse_and_say_where_every_dataset_comes_from(name, monkeypatch):
+    from core.orchestrate.experiment import DATA_ROOT_ENV, load_grid
+
+    monkeypatch.delenv(DATA_ROOT_ENV, raising=False)
+    study = load_grid(Path(__file__).resolve().parent.parent / "experiments" / name, data_root="/elsewhere")
+    assert study.runs and all(r.config.dataset.startswith("/elsewhere/") for r in study.runs)
+    for dataset in {r.config.dataset for r in study.runs}:
+        assert "source" in study.data[Path(dataset).name], dataset
+    if name == "study.toml":  # the second edition: every split by group, three seeds of each backbone with weights
+        assert {r.config.grouping for r in study.runs} == {"duplicates"}
+        lite0 = [r.config for r in study.runs if r.config.backbone == "EfficientNetLite0"
+                 and r.config.method == "finetune" and r.config.weights == "imagenet"]
+        assert sorted({c.seed for c in lite0}) == [0, 1, 2]
+        scratch = [r.config for r in study.runs if r.config.weights == "none"]
+        assert {(c.bn_momentum, c.scratch.epochs, c.scratch.patience) for c in scratch} == {(0.9, 40, 10)}
