@@ -110,6 +110,8 @@ else:
     others_close = report.not_distinguishable_text(rec)
     if others_close:
         st.info(others_close)
+for line in report.transfer_gain_text(ranking.transfer_gains(configs, metric)):
+    st.info(line)
 leak = report.validation_leak_note(runs)
 if leak:
     st.warning(leak)

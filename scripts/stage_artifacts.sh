@@ -5,13 +5,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 with_deploy=${1:-}
+stage_run() {  # a complete run's result files (never its model)
+    for f in config.json provenance.json history.csv events.jsonl metrics.json predictions.csv val_predictions.csv \
+             leakage.json operating_points.json complete.json; do
+        if [ -f "$1/$f" ]; then git add "$1/$f"; fi
+    done
+}
+# The leakage lesson (experiments/leakage_lesson.toml): its complete runs, audit, splits and record.
+for marker in artifacts/lessons/*/*/*/*/complete.json; do
+    [ -e "$marker" ] && stage_run "$(dirname "$marker")"
+done
+for f in artifacts/lessons/*/lesson.json artifacts/lessons/*/*/audit.json artifacts/lessons/*/*/splits; do
+    if [ -e "$f" ]; then git add "$f"; fi
+done
 for marker in artifacts/*/*/*/complete.json; do
     [ -e "$marker" ] || continue
     run=$(dirname "$marker")
-    for f in config.json provenance.json history.csv events.jsonl metrics.json predictions.csv val_predictions.csv \
-             leakage.json operating_points.json complete.json; do
-        if [ -f "$run/$f" ]; then git add "$run/$f"; fi
-    done
+    stage_run "$run"
     # Deployment: the measurements, and only the TFLite files the Try page runs (float16 and
     # full-integer int8); the other variants are measured but not kept (size budget).
     # A run whose lock is held is being deployed right now: its deployment.json is partial.

@@ -262,3 +262,33 @@ def test_the_size_limit_considers_every_deployable_variant_and_names_the_one_to_
         "No deployed run fits these limits: the smallest deployable model is 3.45 MB (tflite_int8_per_tensor) and "
         "the fastest takes 4.0 ms.")
     assert ranking.recommend(configs, metric="accuracy").variant is None  # no limit: no variant to name
+
+
+def test_the_transfer_gain_over_scratch_is_a_welch_interval_over_seeds():
+    from scipy import stats
+
+    transfer = [_run("Net", s, 0.8, a) for s, a in enumerate((0.80, 0.84, 0.82))]
+    scratch = [_run("Net", s, 0.5, a, weights="none") for s, a in enumerate((0.50, 0.60))]
+    gains = ranking.transfer_gains(ranking.configurations(pd.DataFrame(transfer + scratch)), "accuracy")
+    (row,) = gains.to_dict("records")
+    t, sc = pd.Series([0.80, 0.84, 0.82]), pd.Series([0.50, 0.60])
+    assert row["gain"] == pytest.approx(t.mean() - sc.mean())
+    welch = stats.ttest_ind(t, sc, equal_var=False).confidence_interval(0.95)  # scipy's own Welch interval
+    assert (row["gain_low"], row["gain_high"]) == (pytest.approx(welch.low), pytest.approx(welch.high))
+    assert row["interval"] == "Welch t over seeds (3 transfer, 2 scratch)"
+    one = ranking.transfer_gains(ranking.configurations(pd.DataFrame(transfer + scratch[:1])), "accuracy")
+    assert math.isnan(one["gain_low"][0]) and one["interval"][0].startswith("none: 3 transfer and 1 scratch")
+    assert ranking.transfer_gains(ranking.configurations(pd.DataFrame(transfer)), "accuracy").empty
+
+
+def test_the_gain_sentence_gives_the_interval_or_says_why_there_is_none():
+    transfer = [_run("Net", s, 0.8, a) for s, a in enumerate((0.80, 0.84, 0.82))]
+    scratch = [_run("Net", s, 0.5, a, weights="none") for s, a in enumerate((0.50, 0.60))]
+    (line,) = report.transfer_gain_text(ranking.transfer_gains(ranking.configurations(pd.DataFrame(transfer + scratch)),
+                                                               "accuracy"))
+    assert line.startswith("Transfer learning vs from scratch, Net: mean accuracy 0.820 (Net · transfer · full) "
+                           "against 0.550 (Net · scratch · full), a gain of +0.270 [95% interval ")
+    (line,) = report.transfer_gain_text(ranking.transfer_gains(ranking.configurations(pd.DataFrame(
+        transfer + scratch[:1])), "accuracy"))
+    assert line.endswith("(no interval: 3 transfer and 1 scratch seed(s); two of each are needed (the single runs' "
+                         "paired bootstrap is in the planned comparisons)).")

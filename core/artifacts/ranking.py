@@ -335,6 +335,46 @@ def no_recommendation_reason(df: pd.DataFrame) -> str:
             f"({smallest[2]}){speed}.")
 
 
+def transfer_gains(configs: pd.DataFrame, metric: str = "balanced_accuracy") -> pd.DataFrame:
+    """What transfer learning buys over training from scratch, per backbone of the ranking pool (:func:`ranking_pool`).
+
+    Each from-scratch configuration is set against the transfer configuration of the same backbone with the most
+    seeds (then the best validation score). ``gain`` is the difference of their means over seeds; its interval is
+    Welch's t-interval over the seeds of both (training randomness) when both have two or more seeds, else
+    undefined (``interval`` says why: a single run's difference is in the planned comparisons instead).
+    """
+    pool = ranking_pool(configs)
+    if pool.empty or "kind" not in pool:
+        return pd.DataFrame()
+    rows = []
+    for _, scratch in pool[pool["kind"] == "scratch"].iterrows():
+        same = pool[(pool["kind"] == TRANSFER) & (pool["backbone"] == scratch["backbone"])]
+        if same.empty:
+            continue
+        order = same.assign(_val=same.get(VALIDATION_SCORE, pd.Series(math.nan, index=same.index)).fillna(-1))
+        transfer = order.sort_values(["n_seeds", "_val"], ascending=False).iloc[0]
+        gain = transfer[metric] - scratch[metric]
+        low = high = math.nan
+        n_t, n_s = int(transfer["n_seeds"]), int(scratch["n_seeds"])
+        if n_t >= 2 and n_s >= 2:
+            var_t, var_s = transfer[f"{metric}_sd"] ** 2 / n_t, scratch[f"{metric}_sd"] ** 2 / n_s
+            se = math.sqrt(var_t + var_s)
+            if se > 0:
+                dof = (var_t + var_s) ** 2 / (var_t ** 2 / (n_t - 1) + var_s ** 2 / (n_s - 1))
+                half = stats.t.ppf((1 + CONFIDENCE) / 2, dof) * se
+            else:
+                half = 0.0
+            low, high = gain - half, gain + half
+            interval = f"Welch t over seeds ({n_t} transfer, {n_s} scratch)"
+        else:
+            interval = (f"none: {n_t} transfer and {n_s} scratch seed(s); two of each are needed (the single runs' "
+                        "paired bootstrap is in the planned comparisons)")
+        rows.append({"backbone": scratch["backbone"], "transfer": transfer["label"], "scratch": scratch["label"],
+                     "metric": metric, "transfer_mean": transfer[metric], "scratch_mean": scratch[metric],
+                     "gain": gain, "gain_low": low, "gain_high": high, "interval": interval})
+    return pd.DataFrame(rows)
+
+
 def planned_pairs(configs: pd.DataFrame, recommended: str | None) -> list[tuple[str, str, str]]:
     """The planned family as (configuration A, configuration B, why) label triples, each pair once.
 

@@ -33,6 +33,7 @@ def _configurations_markdown(configs: pd.DataFrame, runs: pd.DataFrame) -> list[
     rec = ranking.recommend(configs, metric=metric)
     paragraph = report.recommendation_paragraph(rec)
     lines.append(f"{paragraph}\n" if rec.chosen is None else f"Recommendation: {paragraph}\n")
+    lines += [f"{line}\n" for line in report.transfer_gain_text(ranking.transfer_gains(configs, metric))]
     leak = report.validation_leak_note(runs)
     if leak:
         lines.append(f"{leak}\n")

@@ -731,6 +731,18 @@ def variant_label(name: str) -> str:
     return name
 
 
+def transfer_gain_text(gains: pd.DataFrame) -> list[str]:
+    """One sentence per backbone trained both ways (:func:`core.artifacts.ranking.transfer_gains`)."""
+    lines = []
+    for g in gains.itertuples():
+        label = metric_label(g.metric).lower()
+        interval = (f" [95% interval {g.gain_low:+.3f}, {g.gain_high:+.3f}; {g.interval}]" if g.gain_low == g.gain_low
+                    else f" (no interval: {g.interval.removeprefix('none: ')})")
+        lines.append(f"Transfer learning vs from scratch, {g.backbone}: mean {label} {g.transfer_mean:.3f} "
+                     f"({g.transfer}) against {g.scratch_mean:.3f} ({g.scratch}), a gain of {g.gain:+.3f}{interval}.")
+    return lines
+
+
 def recommendation_paragraph(rec) -> str:
     """The recommendation with what it cannot be told apart from and its notes, as one paragraph (README, HTML)."""
     return recommendation_text(rec) + "".join(f" {text}" for text in (not_distinguishable_text(rec), *rec.notes)
