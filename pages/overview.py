@@ -88,8 +88,7 @@ else:
         st.caption(preset_note)
 spread = report.seed_spread(runs)
 if not spread.empty:
-    st.caption("Seed-to-seed spread (training randomness) next to the bootstrap CI width (which test images were "
-               "drawn): a difference between backbones smaller than both is not evidence.")
+    st.caption(f"{report.SEED_SPREAD_NOTE}: a difference between backbones smaller than both is not evidence.")
     st.dataframe(spread, hide_index=True, width="stretch")
 show_waiting()
 

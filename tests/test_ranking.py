@@ -292,3 +292,11 @@ def test_the_gain_sentence_gives_the_interval_or_says_why_there_is_none():
         transfer + scratch[:1])), "accuracy"))
     assert line.endswith("(no interval: 3 transfer and 1 scratch seed(s); two of each are needed (the single runs' "
                          "paired bootstrap is in the planned comparisons)).")
+
+
+def test_the_seed_spread_says_the_augmented_views_are_the_same_for_every_seed():
+    runs = pd.DataFrame([dict(_run("Net", s, 0.8, a), split="x") for s, a in enumerate((0.80, 0.84, 0.82))]
+                        + [dict(_run("Net", 0, 0.8, 0.7), split="y")])
+    spread = report.seed_spread(runs)
+    assert len(spread) == 1 and spread["Seeds"][0] == "0, 1, 2"  # the other split's seed 0 is not pooled in
+    assert "identical across seeds" in report.SEED_SPREAD_NOTE

@@ -62,8 +62,7 @@ def markdown_results(root: Path | None = None) -> str:
                          + "; ".join(report.unreadable(df)) + "\n")
         spread = report.seed_spread(df)
         if not spread.empty:
-            lines.append("Seed-to-seed spread (training randomness), next to the bootstrap CI width (test-sample "
-                         "randomness):\n")
+            lines.append(f"{report.SEED_SPREAD_NOTE}:\n")
             lines += _markdown_table(spread)
         if not df.empty:
             lines += _further_analyses(dataset, df, root)

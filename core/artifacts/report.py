@@ -591,17 +591,25 @@ def failed_table(failed: pd.DataFrame) -> pd.DataFrame:
                          "Reason": failed["reason"]})
 
 
-def seed_spread(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
-    """Seed-to-seed spread of every backbone/method with two or more seeds (same preset), next to the CI width.
+# What a seed changes, said next to every seed SD: the cached augmented views are data, the same for every seed.
+SEED_SPREAD_NOTE = ("Seed-to-seed spread (training randomness: a seed changes the head's initialisation, dropout and "
+                    "the batch order; the augmented views of each image are fixed by augment.seed and identical across "
+                    "seeds, so augmentation's own randomness is not in this spread), next to the bootstrap CI width "
+                    "(which test images were drawn)")
 
-    The bootstrap CI is about the test sample; the seed spread is about training
-    randomness (head init, augmentation, batch order): both belong in a comparison.
+
+def seed_spread(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """Seed-to-seed spread of every backbone/method with two or more seeds (same preset and split), next to the CI
+    width.
+
+    The bootstrap CI is about the test sample; the seed spread is about training randomness
+    (:data:`SEED_SPREAD_NOTE`): both belong in a comparison.
     """
     if df.empty:
         return pd.DataFrame()
     rows = []
-    for (backbone, method, weights, preset, _), group in df.groupby(
-            ["backbone", "method", "weights", "preset", "settings_key"]):
+    keys = ["backbone", "method", "weights", "preset", "settings_key"] + (["split"] if "split" in df else [])
+    for (backbone, method, weights, preset, *_), group in df.groupby(keys, dropna=False):
         if group["seed"].nunique() < 2:
             continue
         values = group[metric].astype(float)
