@@ -99,6 +99,12 @@ def test_experiment_records_runs_waiting_for_weights_and_measures_their_architec
     assert len(json.loads((art / "colours" / "unavailable.json").read_text())["runs"]) == 1
     assert [(p.stat().st_ino, p.read_bytes()) for p in kept] == before
     assert "building" not in capsys.readouterr().out
+    # An entry of another run with the same command (recorded before a default changed) is stale: dropped.
+    doc = json.loads(kept[0].read_text())
+    doc["runs"].insert(0, {**doc["runs"][0], "run_dir": "colours/MobileNetV3Small/full-imagenet-s0-0ld0ld00"})
+    kept[0].write_text(json.dumps(doc))
+    assert cli_main(["experiment", str(grid)]) == 0
+    assert [r["run_dir"] for r in json.loads(kept[0].read_text())["runs"]] == [waiting[0]["run_dir"]]
 
 
 def test_a_second_dataset_reuses_the_architecture_measured_for_the_first(

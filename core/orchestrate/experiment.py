@@ -478,9 +478,12 @@ def _record_unavailable(root: Path, cfg: RunConfig, folder: RunFolder, reason: s
         "command": config_mod.reproduce_command(cfg.to_dict(), deploy=True, artifacts=_explicit_root(root)),
     }
     previous = next((r for r in doc.runs if r["run_dir"] == run_dir), None)
-    if previous is not None and {k: v for k, v in previous.items() if k != "recorded_at"} == entry:
+    stale = [r for r in doc.runs if r["run_dir"] != run_dir and r.get("command") == entry["command"]]
+    if previous is not None and {k: v for k, v in previous.items() if k != "recorded_at"} == entry and not stale:
         return  # nothing new: keep the file (and its recorded_at) as it is
-    doc.runs = [r for r in doc.runs if r["run_dir"] != run_dir]
+    # An entry of another run with the same command is stale: a default changed since (the split's grouping, say),
+    # so that command now makes this run, and the other one would never be filled in.
+    doc.runs = [r for r in doc.runs if r["run_dir"] != run_dir and r not in stale]
     doc.runs.append({**entry, "recorded_at": utc_timestamp()})
     doc.save(path)
 
