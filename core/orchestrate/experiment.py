@@ -87,6 +87,7 @@ from core.errors import UserError, WeightsUnavailableError
 from core.evaluate.compare import compare_dataset
 from core.evaluate.leakage import rescore_dataset
 from core.models.backbones import get_spec
+from core.orchestrate.analyses import ANALYSES, Analysis, parse_analyses, run_analyses
 from core.orchestrate.run import execute, validate_config
 from core.progress import Emit
 from core.train import config as config_mod
@@ -112,12 +113,14 @@ class PlannedRun:
 class Study:
     """An experiment file, read: its runs in order, its artifacts folder (``None``: not set), the data root
     its relative dataset paths were resolved against (``""``: the current folder) and its ``[data.NAME]``
-    tables (dataset folder name -> where it comes from)."""
+    tables (dataset folder name -> where it comes from), and its analyses of the runs
+    (:mod:`core.orchestrate.analyses`)."""
 
     runs: list[PlannedRun]
     artifacts: str | None = None
     data_root: str = ""
     data: dict[str, dict[str, str]] = field(default_factory=dict)
+    analyses: list[Analysis] = field(default_factory=list)  # [[ensemble]], [[operating_point]]: after the grids
 
     def missing_datasets(self) -> list[str]:
         """The grid's dataset folders that are not on this machine, in grid order."""
@@ -152,10 +155,10 @@ def parse_grid(text: str, where: str = "experiment", data_root: str | None = Non
         spec = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{where} is not valid TOML: {exc}") from None
-    unknown = set(spec) - {"artifacts", "data_root", "data", "grid"}
+    unknown = set(spec) - {"artifacts", "data_root", "data", "grid", *ANALYSES}
     if unknown:
         raise UserError(f"{where} has unknown top-level keys: {', '.join(sorted(unknown))} "
-                        "(allowed: artifacts, data_root, [data.NAME], [[grid]])")
+                        "(allowed: artifacts, data_root, [data.NAME], [[grid]], [[ensemble]], [[operating_point]])")
     for key, what in (("artifacts", "a folder path"), ("data_root", "a folder path")):
         if key in spec and not isinstance(spec[key], str):
             raise UserError(f"{where}: '{key}' must be {what} in quotes")
@@ -174,7 +177,8 @@ def parse_grid(text: str, where: str = "experiment", data_root: str | None = Non
             configs += _grid_runs(grid, root)
         except UserError as exc:
             raise UserError(f"{where}: grid {n}: {exc}") from None
-    return Study(configs, spec.get("artifacts"), root, data)
+    analyses = parse_analyses(spec, lambda dataset: resolve_dataset(dataset, root), where)
+    return Study(configs, spec.get("artifacts"), root, data, analyses)
 
 
 def _data_tables(tables, where: str) -> dict[str, dict[str, str]]:
@@ -304,6 +308,10 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
                  f"{'  +deploy' if wants_deploy else ''}  {f.path}{problem}")
         if failed:
             emit(f"{failed} runs failed when last tried (the reason is shown); a sitting tries them again")
+        for analysis in study.analyses:
+            todo = sum(not RunFolder.for_config(c, root).is_complete() for c in analysis.members)
+            emit(f"  {'waiting' if todo else 'ready':8s} {analysis.describe()}"
+                 + (f"  (after {todo} run(s) of the grids)" if todo else ""))
         missing = study.missing_datasets()
         if missing:
             emit(f"{len(missing)} dataset folder{'s are' if len(missing) > 1 else ' is'} missing on this machine:")
@@ -346,6 +354,11 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
                 emit(f"  failed: {exc}")
             # Logged after every run, so a sitting that is killed still counts up to its last run.
             _log_time(root, path, started, len(states), failures, finished=False)
+        if study.analyses:
+            emit(f"analyses of the stored runs ({len(study.analyses)}):")
+            broken, changed = run_analyses(study.analyses, root, emit)
+            failures += [(analysis, why) for analysis, why in broken]
+            trained |= set(changed)
         for dataset in datasets:
             compare_if_needed(root / dataset_slug(dataset), emit, dataset in trained)
     finally:
@@ -362,8 +375,10 @@ def sitting_summary(emit: Emit, failures: list, waiting: list, where: str) -> in
             emit(f"  {cfg.backbone} on {cfg.dataset}")
     if failures:
         emit(f"{len(failures)} runs failed:")
-        for cfg, why in failures:
-            emit(f"  {cfg.backbone} {cfg.weights} {cfg.method} seed {cfg.seed}: {why}")
+        for what, why in failures:
+            name = what.describe() if isinstance(what, Analysis) else \
+                f"{what.backbone} {what.weights} {what.method} seed {what.seed}"
+            emit(f"  {name}: {why}")
         return 1
     emit("all runs complete" if not waiting else "all other runs complete")
     return 0

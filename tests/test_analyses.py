@@ -1,0 +1,149 @@
+"""Analyses declared in an experiment file ([[ensemble]], [[operating_point]]): parsed into the grid's own runs,
+carried out once their runs are complete, idempotent (fake run folders, no TensorFlow)."""
+
+import os
+
+import numpy as np
+import pytest
+from test_operating_point import CLASSES, _probs
+
+from core.artifacts.layout import VAL_PREDICTIONS_FILE, ensemble_folders
+from core.artifacts.records import (
+    CompleteRecord,
+    EnsembleRecord,
+    MetricsRecord,
+    OperatingPointsRecord,
+    Predictions,
+    ProvenanceRecord,
+    SplitRecord,
+)
+from core.artifacts.runs import RunFolder
+from core.errors import UserError
+from core.evaluate.metrics import evaluate
+from core.orchestrate.analyses import run_analyses
+from core.orchestrate.experiment import parse_grid
+
+pytestmark = pytest.mark.unit
+
+STUDY = '''
+[[grid]]
+datasets = ["mri"]
+backbones = ["EfficientNetLite0", "MobileNetV2@0.35"]
+seeds = [0, 1]
+
+[[ensemble]]
+datasets = ["mri"]
+backbones = ["EfficientNetLite0", "MobileNetV2@0.35"]
+weights = ["uniform", "val_loss"]
+
+[[operating_point]]
+datasets = ["mri"]
+backbone = "EfficientNetLite0"
+positive = ["Mild", "Moderate", "VeryMild"]
+sensitivity = 0.9
+'''
+
+
+def fake_run(cfg, root, seed=0):
+    """A complete run at the folder the config names: test and validation probabilities, one split with groups."""
+    rng = np.random.default_rng(seed)
+    run = RunFolder.for_config(cfg, root).path
+    run.mkdir(parents=True)
+    cfg.save(run / "config.json")
+    # The same images and labels in every run (one split); only the probabilities differ.
+    y = {s: np.random.default_rng(len(s)).integers(0, 4, n) for s, n in (("train", 60), ("val", 200), ("test", 150))}
+    ids = {s: [f"{s}/{CLASSES[c]}/{i}.png" for i, c in enumerate(y[s])] for s in y}
+    split_file = root / "mri" / "splits" / "split-seed42-abc.json"
+    if not split_file.is_file():
+        items = [{"path": p, "label": CLASSES[c], "split": s, "group": p} for s in y for p, c in zip(ids[s], y[s])]
+        SplitRecord(seed=42, val_fraction=0.15, test_fraction=0.15, layout="class_folders", items=items,
+                    extra={"grouping": {"source": "csv"}}).save(split_file)
+    test = _probs(rng, y["test"])
+    MetricsRecord.from_dict(evaluate(y["test"], test, CLASSES, n_bootstrap=0)).save(run / "metrics.json")
+    Predictions.from_probs(ids["test"], y["test"], test, CLASSES).save(run / "predictions.csv")
+    Predictions.from_probs(ids["val"], y["val"], _probs(rng, y["val"]), CLASSES).save(run / VAL_PREDICTIONS_FILE)
+    ProvenanceRecord(code={}, libraries={}, machine={}, details={},
+                     dataset={"classes": CLASSES, "split_file": os.path.relpath(split_file, run), "fingerprint": "f"}
+                     ).save(run / "provenance.json")
+    CompleteRecord(completed_at="2026-11-30T00:00:00Z").save(run / "complete.json")
+    return run
+
+
+def test_analyses_name_the_grids_own_runs():
+    study = parse_grid(STUDY)
+    assert [a.kind for a in study.analyses] == ["ensemble", "ensemble", "operating_point"]
+    seed0 = {(r.config.backbone, r.config.run_id()) for r in study.runs if r.config.seed == 0}
+    assert {(c.backbone, c.run_id()) for c in study.analyses[0].members} == seed0
+    assert study.analyses[2].members[0].run_id() == next(
+        r.config.run_id() for r in study.runs if r.config.seed == 0 and r.config.backbone == "EfficientNetLite0")
+    assert study.analyses[2].describe() == ("mri: operating point of EfficientNetLite0 seed 0: Mild, Moderate, "
+                                            "VeryMild at sensitivity 0.9")
+    # Members follow the grid's overrides too: another split's runs are other runs.
+    other = parse_grid(STUDY.replace('weights = ["uniform", "val_loss"]',
+                                     'weights = ["uniform"]\nset = { grouping = "none" }'))
+    assert other.analyses[0].members[0].run_id() != study.analyses[0].members[0].run_id()
+
+
+@pytest.mark.parametrize("change, message", [
+    (('weights = ["uniform", "val_loss"]', 'weights = ["mean"]'), "'weights' must be a list of: uniform"),
+    (('backbones = ["EfficientNetLite0", "MobileNetV2@0.35"]\nweights', 'backbones = ["EfficientNetLite0"]\nweights'),
+     "ensemble 1: needs 'backbones', a list of two or more"),
+    (("sensitivity = 0.9", "sensitivity = 0.9\ncost_ratio = 5"), "either a target sensitivity or a cost ratio"),
+    (("sensitivity = 0.9", "sensitivity = 0.9\nthreshold = 0.5"), "operating_point 1: unknown keys: threshold"),
+    (("[[operating_point]]", "[operating_point]"), r"as a \[\[operating_point\]\] section"),
+])
+def test_a_mistake_in_an_analysis_is_one_line(change, message):
+    with pytest.raises(UserError, match=message) as caught:
+        parse_grid(STUDY.replace(*change), "study.toml")
+    assert str(caught.value).startswith("study.toml: ") and "\n" not in str(caught.value)
+
+
+def test_analyses_wait_for_their_runs_then_run_once(tmp_path):
+    root = tmp_path / "art"
+    study = parse_grid(STUDY)
+    lines = []
+    lite0, mobilenet = study.analyses[0].members
+    fake_run(lite0, root, seed=1)
+    assert run_analyses(study.analyses, root, lines.append) == ([], [])
+    assert sum("waits for 1 run(s) to complete" in line for line in lines) == 2
+    assert not (root / "mri" / "ensembles").exists()
+    fake_run(mobilenet, root, seed=2)
+    failures, changed = run_analyses(study.analyses, root, lines.append)
+    assert failures == [] and changed == ["mri", "mri"]
+    folders = ensemble_folders(root / "mri")
+    assert sorted(EnsembleRecord.load(f / "config.json").weights_method for f in folders) == ["uniform", "val_loss"]
+    points = OperatingPointsRecord.load(RunFolder.for_config(lite0, root).path / "operating_points.json").points
+    assert [p["key"] for p in points] == ["Mild + Moderate + VeryMild | sensitivity 0.9"]
+    lines.clear()  # a second sitting: nothing is redone
+    assert run_analyses(study.analyses, root, lines.append) == ([], [])
+    assert sum("complete already" in line for line in lines) == 3
+
+
+def test_an_analysis_that_cannot_be_made_is_a_failure_of_the_sitting_not_a_crash(tmp_path):
+    root = tmp_path / "art"
+    study = parse_grid(STUDY.replace('positive = ["Mild", "Moderate", "VeryMild"]', 'positive = ["Severe"]'))
+    for cfg in study.analyses[0].members:
+        fake_run(cfg, root)
+    failures, _ = run_analyses(study.analyses[2:], root, print)
+    assert len(failures) == 1 and "unknown class 'Severe'" in failures[0][1]
+
+
+def test_a_dry_run_lists_each_analysis_and_the_runs_it_waits_for(tmp_path, monkeypatch):
+    from conftest import make_image_dataset
+
+    from core.orchestrate.experiment import DATA_ROOT_ENV, run_experiment
+
+    monkeypatch.delenv(DATA_ROOT_ENV, raising=False)
+    make_image_dataset(tmp_path / "data" / "mri", classes=tuple(CLASSES), per_class=6)
+    grid = tmp_path / "study.toml"
+    grid.write_text(f'artifacts = "{tmp_path / "art"}"\ndata_root = "{tmp_path / "data"}"\n' + STUDY)
+    lines = []
+    assert run_experiment(grid, dry_run=True, emit=lines.append) == 0
+    assert ("  waiting  mri: ensemble (uniform) of EfficientNetLite0 seed 0, MobileNetV2@0.35 seed 0  (after 2 run(s) of "
+            "the grids)") in lines
+    study = parse_grid(grid.read_text())
+    for cfg in study.analyses[0].members:
+        fake_run(cfg, tmp_path / "art")
+    lines.clear()
+    run_experiment(grid, dry_run=True, emit=lines.append)
+    assert "  ready    mri: ensemble (val_loss) of EfficientNetLite0 seed 0, MobileNetV2@0.35 seed 0" in lines
