@@ -28,15 +28,18 @@ if build:
                f"`ImageDataGenerator({', '.join(f'{k}={v}' for k, v in aug.items())})`; "
                f"{build.get('images', {}).get('test')} untouched test images.")
 
-rows = lesson.score_rows(record)
+metric = st.radio("Score", ["accuracy", "balanced_accuracy"], horizontal=True,
+                  format_func=lambda m: m.replace("_", " "),
+                  help="Balanced accuracy: the mean recall over classes (the test split is half NonDemented)")
+rows = lesson.score_rows(record, metric)
 base = alt.Chart(rows).encode(
     y=alt.Y("arm:N", title=None, sort=[a["name"] for a in record.arms], axis=alt.Axis(labelLimit=260)),
     yOffset=alt.YOffset("scored on:N", sort=["validation", "test"]),
     color=alt.Color("scored on:N", sort=["validation", "test"], legend=alt.Legend(orient="bottom")))
-bars = base.mark_rule(strokeWidth=2).encode(x=alt.X("low:Q", title="accuracy (95% CI)", scale=alt.Scale(zero=False)),
-                                           x2="high:Q")
+bars = base.mark_rule(strokeWidth=2).encode(
+    x=alt.X("low:Q", title=f"{metric.replace('_', ' ')} (95% CI)", scale=alt.Scale(zero=False)), x2="high:Q")
 dots = base.mark_point(filled=True, size=110).encode(
-    x="accuracy:Q", tooltip=["arm", "scored on", alt.Tooltip("accuracy:Q", format=".3f"),
+    x="score:Q", tooltip=["arm", "scored on", alt.Tooltip("score:Q", format=".3f"),
                              alt.Tooltip("low:Q", format=".3f"), alt.Tooltip("high:Q", format=".3f"), "n"])
 st.altair_chart((bars + dots).properties(height=70 * len(record.arms) + 40), width="stretch")
 

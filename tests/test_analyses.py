@@ -57,7 +57,7 @@ def fake_run(cfg, root, seed=0):
     if not split_file.is_file():
         items = [{"path": p, "label": CLASSES[c], "split": s, "group": p} for s in y for p, c in zip(ids[s], y[s])]
         SplitRecord(seed=42, val_fraction=0.15, test_fraction=0.15, layout="class_folders", items=items,
-                    extra={"grouping": {"source": "csv"}}).save(split_file)
+                    grouping={"source": "csv"}).save(split_file)
     test = _probs(rng, y["test"])
     MetricsRecord.from_dict(evaluate(y["test"], test, CLASSES, n_bootstrap=0)).save(run / "metrics.json")
     Predictions.from_probs(ids["test"], y["test"], test, CLASSES).save(run / "predictions.csv")

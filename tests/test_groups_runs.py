@@ -27,7 +27,7 @@ def test_a_run_splits_by_group_and_scores_its_leak_free_test_images(tmp_path, li
                   emit=lambda line: None)
     prov = ProvenanceRecord.load(run.path / "provenance.json")
     split = SplitRecord.load((run.path / prov.dataset["split_file"]).resolve())
-    assert split.sources["val"] == "stratified by group from train" and split.extra["grouping"]["source"] == "duplicates"
+    assert split.sources["val"] == "stratified by group from train" and split.grouping["source"] == "duplicates"
     sides = {}
     for item in split.items:
         sides.setdefault(truth[item["path"]], set()).add(item["split"])

@@ -129,10 +129,13 @@ def test_the_record_round_trips_and_the_views_word_the_numbers(lesson_root):
     assert table["Validation images whose source is in train"][0] == f"{2 * SOURCES} of {2 * SOURCES} (100%)"
     text = view.explanation(record)
     assert f"{leaky['validation']['accuracy']['estimate']:.1%} on validation" in text
-    assert "far less than it changes the score" in text  # here the test scores barely differ
+    assert "On the test split, the two networks score accuracy" in text
+    assert "serves the rare classes worse" not in text  # the fake arms' test scores are close: no such claim
     assert "sees 0 leaking validation images where" in text
     rows = view.score_rows(record)
     assert len(rows) == 6 and set(rows["scored on"]) == {"validation", "test"}
+    balanced = view.score_rows(record, "balanced_accuracy")
+    assert balanced["score"][1] == leaky["test"]["balanced_accuracy"]["estimate"]
 
 
 def test_a_lesson_without_both_splits_or_with_two_datasets_is_refused(tmp_path):

@@ -134,7 +134,7 @@ def write_run(art: Path, dataset="mri", seed=0, val=True, n_val=240, n_test=200,
     split_file = art / dataset / "splits" / "split-seed42-abc.json"
     if not split_file.is_file():
         SplitRecord(seed=42, val_fraction=0.15, test_fraction=0.15, layout="class_folders", items=items,
-                    extra={"grouping": {"source": "csv"}}).save(split_file)
+                    grouping={"source": "csv"}).save(split_file)
     test_probs = _probs(rng, y["test"])
     MetricsRecord.from_dict(evaluate(y["test"], test_probs, CLASSES, n_bootstrap=0)).save(run / "metrics.json")
     Predictions.from_probs(ids["test"], y["test"], test_probs, CLASSES).save(run / "predictions.csv")

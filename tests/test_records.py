@@ -188,7 +188,8 @@ def test_a_history_with_a_cut_or_malformed_line_keeps_the_whole_rows_and_names_t
 def test_a_corrupt_metrics_file_or_a_short_predictions_table_makes_compare_say_one_line(tmp_path, capsys):
     """The CLI reads through the records, so a damaged file is an error line, not a traceback or a partial result."""
     dataset = tmp_path / "art" / "flower_photos"
-    for run in sorted((ARTIFACTS / "flower_photos" / "EfficientNetLite0").glob("full-imagenet-s[01]-*")):
+    for run in sorted(r for r in (ARTIFACTS / "flower_photos" / "EfficientNetLite0").glob("full-imagenet-s[01]-*")
+                      if (r / layout.COMPLETE_MARKER).is_file()):  # a run in progress beside them is no input
         target = dataset / "EfficientNetLite0" / run.name
         target.mkdir(parents=True)
         for name in (layout.CONFIG_FILE, layout.METRICS_FILE, layout.PREDICTIONS_FILE, layout.COMPLETE_MARKER):

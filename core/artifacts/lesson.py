@@ -29,13 +29,14 @@ def arm(record: LessonRecord, kind: str) -> dict | None:
     return next((a for a in record.arms if a["kind"] == kind), None)
 
 
-def score_rows(record: LessonRecord) -> pd.DataFrame:
-    """One row per arm and split scored (validation, test): accuracy with its interval, for the chart."""
+def score_rows(record: LessonRecord, metric: str = "accuracy") -> pd.DataFrame:
+    """One row per arm and split scored (validation, test): ``metric`` (accuracy or balanced_accuracy) with its
+    interval, for the chart."""
     rows = []
     for a in record.arms:
         for split in ("validation", "test"):
-            acc = a[split]["accuracy"]
-            rows.append({"arm": a["name"], "scored on": split, "accuracy": acc["estimate"], "low": acc["low"],
+            acc = a[split][metric]
+            rows.append({"arm": a["name"], "scored on": split, "score": acc["estimate"], "low": acc["low"],
                          "high": acc["high"], "n": a[split]["n"]})
     return pd.DataFrame(rows)
 
@@ -60,39 +61,51 @@ def table(record: LessonRecord) -> pd.DataFrame:
 
 
 def explanation(record: LessonRecord) -> str:
-    """One paragraph on the gap, with the record's numbers."""
+    """The paragraph on the gap, worded from the record's numbers (claims only where the intervals allow them)."""
     leaky, fixed, default = arm(record, "none"), arm(record, "regex"), arm(record, "duplicates")
     if not leaky or not fixed:
         return "The lesson needs both the image-level and the source-image arm."
 
-    def acc(a: dict, split: str) -> str:
-        return f"{a[split]['accuracy']['estimate']:.1%}"
+    def acc(a: dict, split: str, metric: str = "accuracy") -> str:
+        return f"{a[split][metric]['estimate']:.1%}"
+
+    def gap(a: dict) -> float:
+        return (a["validation"]["accuracy"]["estimate"] - a["test"]["accuracy"]["estimate"]) * 100
 
     truth, clean = leaky["validation_sources_in_train"], fixed["validation_sources_in_train"]
-    text = (f"Split image by image, {truth['images']} of {truth['of']} validation images have their source scan "
-            f"in training (as itself or as another augmented copy), so validation partly measures recall of scans "
-            f"the network has seen: {acc(leaky, 'validation')} on validation against {acc(leaky, 'test')} on the "
-            f"untouched test split. Split by source image, {clean['images']} of {clean['of']} validation images "
-            f"have their source in training, and validation reads {acc(fixed, 'validation')} against "
-            f"{acc(fixed, 'test')} on test.")
-    val_gap = leaky["validation"]["accuracy"]["estimate"] - fixed["validation"]["accuracy"]["estimate"]
-    test_gap = leaky["test"]["accuracy"]["estimate"] - fixed["test"]["accuracy"]["estimate"]
-    if abs(test_gap) < abs(val_gap):
-        text += (f" The two arms' validation scores differ by {val_gap * 100:+.1f} points, their test scores by "
-                 f"{test_gap * 100:+.1f}: the leak changes the network far less than it changes the score it is "
-                 f"judged and chosen by (early stopping, the epoch kept, the model picked).")
-    else:
-        text += (f" Their test scores differ by {test_gap * 100:+.1f} points, as much as their validation scores "
-                 f"({val_gap * 100:+.1f}): here the split changed the network itself, not only how it was judged.")
+    parts = [f"Split image by image, {truth['images']} of {truth['of']} validation images have their source scan in "
+             f"training (as itself or as another augmented copy), so validation partly measures recall of scans the "
+             f"network has seen: {acc(leaky, 'validation')} on validation against {acc(leaky, 'test')} on the "
+             f"untouched test split, {gap(leaky):+.1f} points. Split by source image, {clean['images']} of "
+             f"{clean['of']} validation images have their source in training, and validation "
+             f"({acc(fixed, 'validation')}) is {gap(fixed):+.1f} points from test ({acc(fixed, 'test')})."]
+    compared = []
+    for metric, name in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy")):
+        a, b = leaky["test"][metric], fixed["test"][metric]
+        apart = a["low"] is not None and b["low"] is not None and (a["low"] > b["high"] or b["low"] > a["high"])
+        compared.append(f"{name} {acc(leaky, 'test', metric)} against {acc(fixed, 'test', metric)} "
+                        f"({'intervals apart' if apart else 'intervals overlap'})")
+    parts.append("On the test split, the two networks score " + "; ".join(compared) + ".")
+    lb, fb = leaky["test"]["balanced_accuracy"], fixed["test"]["balanced_accuracy"]
+    if lb["high"] is not None and fb["low"] is not None and lb["high"] < fb["low"]:
+        parts.append("So here the leak did more than inflate the score the network was judged by: the network "
+                     "stopped and kept on the leaking validation split serves the rare classes worse (one seed each: "
+                     "the test interval does not cover training randomness).")
     if default:
         seen, real = default["validation_leak_seen_by_audit"], default["validation_sources_in_train"]
-        text += (f" The audit's perceptual hash matches flips and quarter turns, not the arbitrary rotations, "
-                 f"shifts and shears of this augmentation: split by its near-duplicate groups, it sees "
-                 f"{seen['images']} leaking validation images where {real['images']} of {real['of']} have their "
-                 f"source in training, and validation reads {acc(default, 'validation')} against "
-                 f"{acc(default, 'test')} on test. When copies were made before the split, only their "
-                 f"provenance (here the file names; `--group-pattern` or `--groups FILE`) keeps them together.")
-    return text
+        parts.append(f"The audit's perceptual hash matches flips and quarter turns, not the arbitrary rotations, "
+                     f"shifts and shears of this augmentation: split by its near-duplicate groups, it sees "
+                     f"{seen['images']} leaking validation images where {real['images']} of {real['of']} have their "
+                     f"source in training, and validation reads {acc(default, 'validation')} against "
+                     f"{acc(default, 'test')} on test ({gap(default):+.1f} points). When copies were made before the "
+                     "split, only their provenance (here the file names; `--group-pattern` or `--groups FILE`) keeps "
+                     "them together.")
+    copies = (record.build or {}).get("copies_per_image")
+    parts.append("How large the inflation grows depends on how many copies each scan has and how long the network "
+                 "trains on them" + (f"; with {copies} augmented copies per scan and early stopping it is the "
+                                     f"{gap(leaky):+.1f} points above" if copies else "") +
+                 ". One seed per arm: the direction is the lesson, not the last point.")
+    return " ".join(parts)
 
 
 def _ci(value: dict) -> str:

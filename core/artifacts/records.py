@@ -229,6 +229,8 @@ class SplitRecord(Record):
     layout: str
     sources: dict = field(default_factory=dict)
     dataset_fingerprint: str | None = None
+    grouping: dict | None = None  # splits made by group: where the groups came from and their summary
+    policy: str | None = None  # splits made by group: "keep" (predefined folders kept) or "regroup"
     items: list
     extra: dict = field(default_factory=dict)
 
