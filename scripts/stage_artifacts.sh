@@ -15,7 +15,8 @@ stage_run() {  # a complete run's result files (never its model)
 for marker in artifacts/lessons/*/*/*/*/complete.json; do
     [ -e "$marker" ] && stage_run "$(dirname "$marker")"
 done
-for f in artifacts/lessons/*/lesson.json artifacts/lessons/*/*/audit.json artifacts/lessons/*/*/splits; do
+for f in artifacts/lessons/*/lesson.json artifacts/lessons/*/experiment_log.jsonl artifacts/lessons/*/*/audit.json \
+         artifacts/lessons/*/*/mcnemar.json artifacts/lessons/*/*/splits; do
     if [ -e "$f" ]; then git add "$f"; fi
 done
 for marker in artifacts/*/*/*/complete.json; do
