@@ -60,6 +60,12 @@ if not diagnosed.empty:
                  hide_index=True)
     st.caption("Reproduce: " + "; ".join(f"`{c}`" for c in diagnosed["command"]))
 
+st.subheader("Did training converge?")
+st.dataframe(report.convergence_table(chosen), hide_index=True, width="stretch")
+st.caption("Read from each run's history and test predictions: a stage stopped early (no validation-loss "
+           "improvement for its patience) or ran out of epochs while still improving (more epochs may help); "
+           "collapsed: one class predicted for most test images, far above its true share.")
+
 st.subheader("Training against the machine's limit")
 st.dataframe(training_compute.compute_table([(run["label"], load_json("provenance", run["path"], token))
                                              for _, run in chosen.iterrows()]), hide_index=True, width="stretch")

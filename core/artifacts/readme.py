@@ -34,6 +34,11 @@ def _configurations_markdown(configs: pd.DataFrame, runs: pd.DataFrame) -> list[
     paragraph = report.recommendation_paragraph(rec)
     lines.append(f"{paragraph}\n" if rec.chosen is None else f"Recommendation: {paragraph}\n")
     lines += [f"{line}\n" for line in report.transfer_gain_text(ranking.transfer_gains(configs, metric))]
+    scratch = report.convergence_table(runs[runs["kind"] == "scratch"]) if "kind" in runs else pd.DataFrame()
+    if not scratch.empty:
+        lines.append("From-scratch runs, read from their history and predictions (converged: every stage stopped "
+                     "early or had stopped improving; collapsed: one predicted class for most test images):\n")
+        lines += _markdown_table(scratch)
     leak = report.validation_leak_note(runs)
     if leak:
         lines.append(f"{leak}\n")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.artifacts import config as config_mod
-from core.artifacts import ranking
+from core.artifacts import convergence, ranking
 from core.artifacts.config import ABSENT_MEANS, RunConfig
 from core.artifacts.layout import (
     ARCHITECTURES_DIR,
@@ -833,6 +833,20 @@ def _missing_epochs(run: Path, rows: list[dict]) -> list[str]:
 def metrics(run_path: str | Path) -> dict:
     """A run's test metrics (metrics.json) as plain data."""
     return MetricsRecord.load(Path(run_path) / METRICS_FILE).to_dict()
+
+
+def convergence_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """For each network run of ``runs``: how each stage ended and whether its predictions collapsed onto one class
+    (:mod:`core.artifacts.convergence`), read from its history, config and test predictions."""
+    rows = []
+    for _, run in runs.iterrows():
+        if run.get("method") != "finetune" or run.get("kind") == ENSEMBLE:
+            continue
+        stages = convergence.stage_checks(history(run["path"]), config(run["path"]))
+        collapsed = convergence.collapse(run["path"])
+        rows.append({"Run": run["label"], "Training": convergence.verdict(stages, collapsed),
+                     "How it ended": convergence.describe(stages, collapsed)})
+    return pd.DataFrame(rows, columns=["Run", "Training", "How it ended"])
 
 
 def config(run_path: str | Path) -> dict:

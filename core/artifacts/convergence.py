@@ -1,0 +1,91 @@
+"""Did a run's training converge? Read from its stored history and predictions, never assumed.
+
+For every network stage of a run (``stage1``, ``stage2``, ``scratch``): the epochs run against the
+schedule's limit, the epoch with the lowest validation loss, and what ended it: early stopping (no
+improvement for ``patience`` epochs), or the epoch limit while validation loss was still improving in the
+last ``patience`` epochs (longer training may help). From the test predictions: whether the network
+collapsed onto one class (it predicts one class for at least :data:`COLLAPSE_SHARE` of the test images,
+:data:`COLLAPSE_EXCESS` more than that class's true share), as the first edition's from-scratch run on
+flower_photos did.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from core.artifacts.layout import PREDICTIONS_FILE
+from core.artifacts.records import Predictions
+
+COLLAPSE_SHARE = 0.8
+COLLAPSE_EXCESS = 0.3
+STAGES = ("stage1", "stage2", "scratch")
+CONVERGED, AT_LIMIT, COLLAPSED, UNKNOWN = "converged", "still improving at its epoch limit", "collapsed", "unknown"
+
+
+def stage_checks(history: pd.DataFrame, config: dict) -> list[dict]:
+    """One entry per stage in ``history`` (:func:`core.artifacts.report.history`): epochs run, limit, best epoch,
+    and ``ended_by`` (``early stopping`` or ``epoch limit``) with ``still_improving`` at the limit."""
+    out = []
+    if history.empty or "stage" not in history:
+        return out
+    for stage in STAGES:
+        rows = history[history["stage"] == stage]
+        if rows.empty:
+            continue
+        schedule = config.get(stage) or {}
+        limit, patience = schedule.get("epochs"), schedule.get("patience")
+        losses = rows["val_loss"].astype(float).reset_index(drop=True)
+        run = len(rows)
+        best = int(losses.idxmin()) + 1 if losses.notna().any() else None
+        at_limit = limit is not None and run >= int(limit)
+        out.append({"stage": stage, "epochs_run": run, "epoch_limit": limit, "best_epoch": best,
+                    "best_val_loss": None if best is None else float(losses.min()),
+                    "ended_by": "epoch limit" if at_limit else "early stopping",
+                    "still_improving": bool(at_limit and best is not None and patience is not None
+                                            and best > run - int(patience))})
+    return out
+
+
+def collapse(run_path: str | Path) -> dict | None:
+    """The most predicted class on the test split, its share of the predictions and its true share; ``collapsed``
+    when it takes at least :data:`COLLAPSE_SHARE` of them and :data:`COLLAPSE_EXCESS` more than its true share.
+    None without a readable predictions table."""
+    path = Path(run_path) / PREDICTIONS_FILE
+    if not path.is_file():
+        return None
+    table = Predictions.load(path)
+    if not table.pred:
+        return None
+    predicted = pd.Series(table.pred).value_counts(normalize=True)
+    top, share = str(predicted.index[0]), float(predicted.iloc[0])
+    true_share = float((pd.Series(table.true) == top).mean())
+    return {"class": top, "predicted_share": share, "true_share": true_share,
+            "collapsed": share >= COLLAPSE_SHARE and share - true_share >= COLLAPSE_EXCESS}
+
+
+def verdict(stages: list[dict], collapsed: dict | None) -> str:
+    """:data:`COLLAPSED`, :data:`AT_LIMIT` (a stage ran out of epochs while still improving), :data:`CONVERGED`,
+    or :data:`UNKNOWN` (no history)."""
+    if collapsed and collapsed["collapsed"]:
+        return COLLAPSED
+    if not stages:
+        return UNKNOWN
+    return AT_LIMIT if any(s["still_improving"] for s in stages) else CONVERGED
+
+
+def describe(stages: list[dict], collapsed: dict | None) -> str:
+    """One line: how each stage ended and whether the predictions collapsed."""
+    parts = []
+    for s in stages:
+        limit = f" of {s['epoch_limit']}" if s["epoch_limit"] is not None else ""
+        if s["ended_by"] == "early stopping":
+            parts.append(f"{s['stage']} stopped early after {s['epochs_run']}{limit} epochs (best {s['best_epoch']})")
+        else:
+            tail = ", still improving" if s["still_improving"] else ""
+            parts.append(f"{s['stage']} ran all {s['epochs_run']}{limit} epochs (best {s['best_epoch']}{tail})")
+    if collapsed:
+        parts.append(f"{'COLLAPSED: ' if collapsed['collapsed'] else ''}predicts {collapsed['class']} for "
+                     f"{collapsed['predicted_share']:.0%} of test images (true share {collapsed['true_share']:.0%})")
+    return "; ".join(parts) or "no history"

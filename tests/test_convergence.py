@@ -1,0 +1,56 @@
+"""Did training converge (core.artifacts.convergence): read from hand-made histories and predictions."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.artifacts import convergence
+from core.artifacts.records import Predictions
+
+pytestmark = pytest.mark.unit
+
+CONFIG = {"stage1": {"epochs": 40, "patience": 5}, "stage2": {"epochs": 15, "patience": 3},
+          "scratch": {"epochs": 40, "patience": 10}}
+
+
+def _history(stage, losses):
+    return pd.DataFrame({"stage": stage, "epoch": range(1, len(losses) + 1), "val_loss": losses})
+
+
+def test_early_stopping_a_run_out_of_epochs_and_one_still_improving_are_told_apart():
+    stopped = _history("stage1", [1.0, 0.8, 0.7, 0.75, 0.76, 0.77, 0.78, 0.79])  # best 3, then 5 without gain
+    falling = _history("stage2", list(np.linspace(1.0, 0.5, 15)))  # the best is the last of the 15 allowed
+    flat = _history("stage2", [1.0, 0.6] + [0.7] * 13)  # the limit, but the best was long before
+    (s1,), (s2,), (s3,) = (convergence.stage_checks(h, CONFIG) for h in (stopped, falling, flat))
+    assert (s1["ended_by"], s1["best_epoch"], s1["still_improving"]) == ("early stopping", 3, False)
+    assert (s2["ended_by"], s2["best_epoch"], s2["still_improving"]) == ("epoch limit", 15, True)
+    assert (s3["ended_by"], s3["still_improving"]) == ("epoch limit", False)
+    both = convergence.stage_checks(pd.concat([stopped, falling]), CONFIG)
+    assert [s["stage"] for s in both] == ["stage1", "stage2"]
+    assert convergence.verdict(both, None) == convergence.AT_LIMIT
+    assert convergence.verdict([s1], None) == convergence.CONVERGED
+    assert convergence.verdict([], None) == convergence.UNKNOWN
+    assert convergence.describe(both, None) == ("stage1 stopped early after 8 of 40 epochs (best 3); stage2 ran all 15 "
+                                                "of 15 epochs (best 15, still improving)")
+
+
+def test_a_run_predicting_one_class_for_most_images_is_collapsed_whatever_its_history(tmp_path):
+    classes = ["daisy", "roses", "tulips"]
+    true = np.repeat([0, 1, 2], 20)
+    collapsed = np.zeros((60, 3))
+    collapsed[:55, 1] = 1
+    collapsed[55:, 0] = 1  # 55 of 60 predicted roses, whose true share is a third
+    Predictions.from_probs([f"i{i}" for i in range(60)], true, collapsed, classes).save(tmp_path / "predictions.csv")
+    found = convergence.collapse(tmp_path)
+    assert found["class"] == "roses" and found["collapsed"]
+    assert found["predicted_share"] == pytest.approx(55 / 60) and found["true_share"] == pytest.approx(1 / 3)
+    stages = convergence.stage_checks(_history("scratch", [1.0, 0.9, 0.95] + [1.0] * 10), CONFIG)
+    assert convergence.verdict(stages, found) == convergence.COLLAPSED
+    assert "COLLAPSED: predicts roses for 92% of test images (true share 33%)" in convergence.describe(stages, found)
+    # A majority class predicted at its own share is no collapse.
+    majority = np.zeros((60, 3))
+    majority[np.arange(60), np.r_[np.zeros(50, int), np.ones(10, int)]] = 1
+    Predictions.from_probs([f"i{i}" for i in range(60)], np.r_[np.zeros(50, int), np.ones(10, int)], majority,
+                           classes).save(tmp_path / "predictions.csv")
+    assert not convergence.collapse(tmp_path)["collapsed"]
+    assert convergence.collapse(tmp_path / "missing") is None
