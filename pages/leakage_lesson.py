@@ -45,10 +45,10 @@ st.altair_chart((bars + dots).properties(height=70 * len(record.arms) + 40), wid
 
 st.markdown(lesson.explanation(record))
 st.dataframe(lesson.table(record), hide_index=True, width="stretch")
-test_unit = record.arms[0]["test"]["resampled"]
-val_unit = record.arms[0]["validation"]["resampled"]
-st.caption(f"One seed per arm. Validation intervals resample source scans (all copies of one scan together; "
-           f"first arm: {val_unit}); test intervals resample the test split's near-duplicate groups (first arm: "
-           f"{test_unit}). The audit's count comes from each run's leakage.json (its near-duplicate groups); "
-           f"the true count from the copies' file names ({record.dataset.get('source_pattern')}). Runs: "
+units = "; ".join(f"{a['name']}: validation {a['validation']['resampled']}, test {a['test']['resampled']}"
+                  for a in record.arms)
+st.caption(f"One seed per arm. Intervals: 95% bootstrap; validation resamples source scans (all copies of one scan "
+           f"together), test resamples the audit's near-duplicate groups, the same for every arm ({units}). The "
+           f"audit's count comes from those groups ({record.dataset.get('audit_groups', 'the audit')}); the true "
+           f"count from the copies' file names ({record.dataset.get('source_pattern')}). Runs: "
            + ", ".join(f"`{a['run']}`" for a in record.arms) + ".")

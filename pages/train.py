@@ -226,7 +226,7 @@ if folder and chosen:
         toml = grid_toml(artifacts_dir(), [folder], chosen, weights, int(seed), preset, overrides)
         try:
             run_dirs = [str(RunFolder.for_config(p.config, artifacts_dir()).path)
-                        for p in parse_grid(toml, "the Train page")[0]]
+                        for p in parse_grid(toml, "the Train page").runs]
             jobs.start_job(["experiment", "{job}/experiment.toml"] + (["--deploy"] if deploy else []),
                            f"{', '.join(chosen)} on {Path(folder).name} ({preset}, {weights})",
                            run_dirs=run_dirs, files={"experiment.toml": toml})

@@ -20,7 +20,7 @@ def test_grid_deploy_must_be_a_boolean(tmp_path):
         parse_grid('[[grid]]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\ndeploy = "yes"\n')
     runs = parse_grid('[[grid]]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\nseeds = [0, 1]\n'
                       '[[grid]]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0"]\ndeploy = true\n').runs
-    assert [r.deploy for r in runs] == [False, False, True]
+    assert [(r.config.seed, r.deploy) for r in runs] == [(0, True), (1, False)]  # seed 0 is planned once
 
 
 def test_grid_toml_round_trips_any_dataset_path(tmp_path):
@@ -234,3 +234,23 @@ def test_the_committed_study_files_parse_and_say_where_every_dataset_comes_from(
         assert sorted({c.seed for c in lite0}) == [0, 1, 2]
         scratch = [r.config for r in study.runs if r.config.weights == "none"]
         assert {(c.bn_momentum, c.scratch.epochs, c.scratch.patience) for c in scratch} == {(0.9, 40, 10)}
+
+
+def test_two_grids_naming_one_run_make_one_planned_run_deployed_if_either_asks():
+    from core.orchestrate.experiment import parse_grid
+
+    grid = '[[grid]]\ndatasets = ["d"]\nbackbones = ["EfficientNetLite0", "MobileNet@0.25"]\nseeds = [0, 1]\n'
+    study = parse_grid(grid + grid.replace("seeds = [0, 1]", "seeds = [0]\ndeploy = true"))
+    assert [(r.config.backbone, r.config.seed, r.deploy) for r in study.runs] == [
+        ("EfficientNetLite0", 0, True), ("EfficientNetLite0", 1, False), ("MobileNet@0.25", 0, True),
+        ("MobileNet@0.25", 1, False)]
+
+
+def test_the_train_pages_grid_names_the_checked_folder_whatever_the_data_root(tmp_path, monkeypatch):
+    from core.orchestrate.experiment import DATA_ROOT_ENV, grid_toml, parse_grid
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(DATA_ROOT_ENV, "/somewhere/else")
+    (run,) = parse_grid(grid_toml(tmp_path / "art", ["mine/flowers"], ["EfficientNetLite0"], "imagenet", 0,
+                                  "quick")).runs
+    assert run.config.dataset == str(tmp_path / "mine" / "flowers")

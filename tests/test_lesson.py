@@ -12,12 +12,13 @@ from core.artifacts import lesson as view
 from core.artifacts.config import RunConfig
 from core.artifacts.layout import LESSON_DIR, VAL_PREDICTIONS_FILE
 from core.artifacts.records import (
+    AuditRecord,
     CompleteRecord,
-    LeakageRecord,
     LessonRecord,
     MetricsRecord,
     Predictions,
     ProvenanceRecord,
+    RecordError,
     SplitRecord,
 )
 from core.cli import main
@@ -40,7 +41,7 @@ def _paths():
     return train, test
 
 
-def write_arm(root: Path, grouping: str, val_correct, test_correct, leak_seen: int) -> Path:
+def write_arm(root: Path, grouping: str, val_correct, test_correct) -> Path:
     """A complete run of the lesson: validation carved image by image (``none``) or by source (else)."""
     train, test = _paths()
     rng = np.random.default_rng(len(grouping))
@@ -70,16 +71,24 @@ def write_arm(root: Path, grouping: str, val_correct, test_correct, leak_seen: i
     y, p = probs([c for _, c in test], test_correct(len(test), rng))
     MetricsRecord.from_dict(evaluate(y, p, CLASSES, n_bootstrap=50)).save(run / "metrics.json")
     Predictions.from_probs([q for q, _ in test], y, p, CLASSES).save(run / "predictions.csv")
-    LeakageRecord(grouping={"source": "duplicates", "detail": "pHash"}, computed_from="test", test_images=len(test),
-                  test_groups=len(test), leaking_images=0, definition="", validation={"images": len(val_items),
-                                                                                      "leaking": leak_seen},
-                  subsets={"all": None, "leak_free": {"n": len(test), "accuracy": float((p.argmax(1) == y).mean())}}
-                  ).save(run / "leakage.json")
     ProvenanceRecord(code={}, libraries={}, machine={}, details={},
                      dataset={"path": "../lesson_data/aug", "fingerprint": "f",
                               "split_file": os.path.relpath(split_file, run)}).save(run / "provenance.json")
     CompleteRecord(completed_at="2026-11-30T00:00:00Z").save(run / "complete.json")
+    write_audit(root / "aug")
     return run
+
+
+def write_audit(folder: Path) -> None:
+    """The augmented set's audit: its near-duplicate groups link each source's original with its first copy (the
+    perceptual hash misses the rotated others) and the test images in pairs."""
+    train, test = _paths()
+    clusters = [[f"{s}__orig.jpg", f"{s}__aug1.jpg"] for s in dict.fromkeys(src for src, _, _ in train)]
+    clusters += [[test[i][0], test[i + 1][0]] for i in range(0, len(test), 2)]
+    AuditRecord(tool="test", created_at="", dataset={"fingerprint": "f"}, split={}, counts={}, corrupt=[],
+                skipped=[], imbalance={}, timings_s={}, verdict={}, hash={"threshold": 24, "bits": 256},
+                duplicates={"clusters": [{"members": [{"path": p} for p in c]} for c in clusters], "pairs": []}
+                ).save(folder / "audit.json")
 
 
 def _share(share):
@@ -89,9 +98,9 @@ def _share(share):
 @pytest.fixture
 def lesson_root(tmp_path):
     root = tmp_path / "art" / LESSON_DIR
-    write_arm(root, "none", _share(0.97), _share(0.60), leak_seen=3)
-    write_arm(root, f"regex:{PATTERN}", _share(0.62), _share(0.61), leak_seen=0)
-    write_arm(root, "duplicates", _share(0.93), _share(0.60), leak_seen=0)
+    write_arm(root, "none", _share(0.97), _share(0.60))
+    write_arm(root, f"regex:{PATTERN}", _share(0.62), _share(0.61))
+    write_arm(root, "duplicates", _share(0.93), _share(0.60))
     return root
 
 
@@ -113,10 +122,17 @@ def test_each_arm_scores_validation_and_test_and_counts_the_true_leak_by_source(
                                                     "by": "source image (file names)"}
     assert fixed["validation_sources_in_train"]["images"] == 0
     assert fixed["validation_sources_in_train"]["of"] == 2 * 8 * 3  # 8 of 40 sources per class, 3 copies each
-    assert leaky["validation_leak_seen_by_audit"]["images"] == 3  # from the run's leakage.json
-    # Validation intervals resample source scans, not images (image by image, each source has one validation
-    # copy: the same thing, and said so).
+    # The audit links an original with its first copy only: image by image, it sees the validation images whose
+    # linked partner (orig <-> aug1) is in training; a third of them are aug2 copies it cannot link at all.
+    val_paths = [p for _, _, p in _paths()[0]][1::3]  # n % 3 == 1: the aug1 copy of each source
+    assert all(p.endswith("__aug1.jpg") for p in val_paths)
+    assert leaky["validation_leak_seen_by_audit"]["images"] == 2 * SOURCES  # each aug1's orig is in training
+    assert fixed["validation_leak_seen_by_audit"]["images"] == 0
+    # Validation intervals resample source scans (image by image, each source has one validation copy: the same
+    # as images, and said so); test intervals resample the audit's groups in every arm, the regex arm too.
     assert fixed["validation"]["resampled"] == "groups (16)" and leaky["validation"]["resampled"] == "images (80)"
+    assert {a["test"]["resampled"] for a in record.arms} == {"groups (30)"}
+    assert {a["test_leak_free"]["n"] for a in record.arms} == {60}  # no test image is linked to training
 
 
 def test_the_record_round_trips_and_the_views_word_the_numbers(lesson_root):
@@ -125,13 +141,17 @@ def test_the_record_round_trips_and_the_views_word_the_numbers(lesson_root):
     assert list(table["Split"]) == ["image-level split", "split by source image", "split by near-duplicate groups"]
     leaky = record.arms[0]
     gap = leaky["validation"]["accuracy"]["estimate"] - leaky["test"]["accuracy"]["estimate"]
-    assert table["Validation minus test"][0] == f"{gap:+.3f}"
+    assert table["Validation minus test (points)"][0] == f"{gap * 100:+.1f}"
     assert table["Validation images whose source is in train"][0] == f"{2 * SOURCES} of {2 * SOURCES} (100%)"
     text = view.explanation(record)
-    assert f"{leaky['validation']['accuracy']['estimate']:.1%} on validation" in text
-    assert "On the test split, the two networks score accuracy" in text
-    assert "serves the rare classes worse" not in text  # the fake arms' test scores are close: no such claim
-    assert "sees 0 leaking validation images where" in text
+    assert f"Validation reads {leaky['validation']['accuracy']['estimate']:.1%} accuracy against" in text
+    assert "On the test split the two networks score accuracy" in text and "intervals overlap" in text
+    assert "One possible reason" not in text  # the fake arms' test scores are close: no lead offered
+    assert f"its near-duplicate groups link {2 * SOURCES} of the {2 * SOURCES} validation images" in text
+    far = json.loads(json.dumps(record.to_dict()))  # the leaky arm far below on balanced accuracy: a lead, hedged
+    far["arms"][0]["test"]["balanced_accuracy"] = {"estimate": 0.40, "low": 0.35, "high": 0.45}
+    far["arms"][1]["test"]["balanced_accuracy"] = {"estimate": 0.60, "low": 0.55, "high": 0.65}
+    assert "One possible reason" in view.explanation(LessonRecord.from_dict(far))
     rows = view.score_rows(record)
     assert len(rows) == 6 and set(rows["scored on"]) == {"validation", "test"}
     balanced = view.score_rows(record, "balanced_accuracy")
@@ -140,11 +160,11 @@ def test_the_record_round_trips_and_the_views_word_the_numbers(lesson_root):
 
 def test_a_lesson_without_both_splits_or_with_two_datasets_is_refused(tmp_path):
     root = tmp_path / LESSON_DIR
-    write_arm(root, "none", _share(0.9), _share(0.6), leak_seen=0)
+    write_arm(root, "none", _share(0.9), _share(0.6))
     with pytest.raises(UserError, match="split by source image"):
         lesson.build_lesson(root)
     other = tmp_path / "other"
-    write_arm(other, "none", _share(0.9), _share(0.6), leak_seen=0)
+    write_arm(other, "none", _share(0.9), _share(0.6))
     (other / "aug").rename(root / "aug2")
     with pytest.raises(UserError, match="one dataset.*found: aug, aug2"):
         lesson.build_lesson(root)
@@ -158,8 +178,12 @@ def test_the_cli_writes_the_record_the_page_reads(lesson_root, capsys, monkeypat
     monkeypatch.setenv("STUDY_ARTIFACTS", str(art))
     assert view.load_lesson() is not None and view.load_lesson(art).arms[0]["kind"] == "none"
     (lesson_root / "lesson.json").write_text(json.dumps({"schema_version": 1}))
-    from core.artifacts.records import RecordError
     with pytest.raises(RecordError, match="missing"):
+        view.load_lesson(art)
+    stored = lesson.build_lesson(lesson_root).to_dict()
+    del stored["arms"][1]["test"]["balanced_accuracy"]  # hand-edited: one line, not a crash of the page
+    (lesson_root / "lesson.json").write_text(json.dumps(stored))
+    with pytest.raises(RecordError, match="arm 2 lacks"):
         view.load_lesson(art)
 
 

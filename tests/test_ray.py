@@ -171,3 +171,19 @@ def test_a_grid_can_reserve_more_cpus_per_run_and_tensorflow_uses_that_many(ray_
     assert cli_main(["experiment", str(grid), "--ray"]) == 0
     last = json.loads((art / EXPERIMENT_LOG).read_text().splitlines()[-1])
     assert [r["threads"] for r in last["run_log"]] == [2]
+
+
+@pytest.mark.integration
+def test_a_ray_sitting_makes_the_files_analyses_after_its_runs(ray_session, dataset, tmp_path, monkeypatch):
+    grid, art = write_grid(tmp_path, [dataset], methods=("logreg",), seeds=(0,), name="analysed")
+    grid.write_text(grid.read_text() + f'[[ensemble]]\ndatasets = ["{dataset}"]\n'
+                    'backbones = ["EfficientNetLite0", "MobileNet@0.25"]\n')
+    seen = []
+
+    def analyses(planned, root, emit):
+        seen.append((len(planned), sorted(p.name for p in root.glob(f"*/*/*/{COMPLETE_MARKER}"))))
+        return [], []
+
+    monkeypatch.setattr(distributed, "run_analyses", analyses)
+    assert distributed.run_experiment_on_ray(grid, emit=print) == 0
+    assert seen == [(1, [COMPLETE_MARKER])]  # once, after the run came home

@@ -13,8 +13,10 @@ in how validation is carved from the augmented training folder (the ``grouping``
 
 For every arm the record holds the validation and test scores with group-bootstrap intervals, and two counts
 of validation images whose source image is also in training: the truth (from the file names, the source
-groups) and what the audit's near-duplicate groups see (the run's ``leakage.json``). Nothing is trained here:
-every number is computed from the runs' stored predictions and splits.
+groups) and what the audit's near-duplicate groups see. Every arm is measured the same way, whatever its own
+split's grouping: validation intervals resample source scans, test intervals and the audit's counts use the
+dataset's ``audit.json`` groups. Nothing is trained here: every number is computed from the runs' stored
+predictions and splits.
 """
 
 from __future__ import annotations
@@ -26,25 +28,18 @@ import numpy as np
 from core.artifacts import provenance
 from core.artifacts.layout import (
     CONFIG_FILE,
-    LEAKAGE_FILE,
     LESSON_FILE,
-    METRICS_FILE,
+    PREDICTIONS_FILE,
     PROVENANCE_FILE,
     VAL_PREDICTIONS_FILE,
     dataset_complete_runs,
 )
-from core.artifacts.records import (
-    LeakageRecord,
-    LessonRecord,
-    MetricsRecord,
-    Predictions,
-    ProvenanceRecord,
-    SplitRecord,
-)
+from core.artifacts.records import LessonRecord, Predictions, ProvenanceRecord, SplitRecord
 from core.artifacts.storage import read_json, utc_timestamp
-from core.data.groups import from_pattern
+from core.data.groups import Grouping, from_pattern
 from core.data.splits import SplitAssignment
 from core.errors import UserError
+from core.evaluate.compare import audit_groups
 from core.evaluate.metrics import interval_summary
 
 BUILD_FILE = "BUILD.json"  # written into the augmented dataset by scripts/build_leaky_alzheimer.py
@@ -84,13 +79,17 @@ def build_lesson(lesson_root: str | Path, data_root: str | Path | None = None) -
                         "source image (grouping regex:...): run experiments/leakage_lesson.toml")
     pattern = read_json(regex[0] / CONFIG_FILE)["grouping"].split(":", 1)[1]
     prov = ProvenanceRecord.load(regex[0] / PROVENANCE_FILE)
+    audited = audit_groups(folders[0], prov.fingerprint)
+    if audited is None:
+        raise UserError(f"{folders[0]} has no audit.json of these images: run `python -m core audit` on the augmented "
+                        "set (an experiment sitting writes it) so every arm is measured by the same groups")
     build = _build_settings(prov, data_root)
     return LessonRecord(
         created_at=utc_timestamp(),
         dataset={"slug": folders[0].name, "path": prov.dataset.get("path"),
-                 "fingerprint": prov.fingerprint, "source_pattern": pattern},
+                 "fingerprint": prov.fingerprint, "source_pattern": pattern, "audit_groups": audited.detail},
         build=build,
-        arms=[_arm(kind, arms[kind], pattern) for kind in ARMS if kind in arms],
+        arms=[_arm(kind, arms[kind], pattern, audited) for kind in ARMS if kind in arms],
         code=provenance.code_version())
 
 
@@ -99,32 +98,32 @@ def lesson_path(lesson_root: str | Path) -> Path:
     return Path(lesson_root) / LESSON_FILE
 
 
-def _arm(kind: str, run: Path, pattern: str) -> dict:
+def _arm(kind: str, run: Path, pattern: str, audited: Grouping) -> dict:
     """One arm: its split, validation and test scores, and the validation leak seen by the truth and the audit."""
     prov = ProvenanceRecord.load(run / PROVENANCE_FILE)
     split = SplitAssignment.from_dict(SplitRecord.load((run / prov.split_file).resolve()).to_dict())
     sources = from_pattern(pattern, [p for p, _, _ in split.items])
-    val = Predictions.load(run / VAL_PREDICTIONS_FILE)
-    classes = list(val.classes)
-    y_val = np.array([classes.index(t) for t in val.true])
-    validation = interval_summary(y_val, val.probs, classes, groups=sources.codes(val.ids))
-    metrics = MetricsRecord.load(run / METRICS_FILE)
-    leakage = LeakageRecord.load(run / LEAKAGE_FILE)
-    truth = sources.validation_leak(split.items)
+    scored = {}
+    for name, file, groups in (("validation", VAL_PREDICTIONS_FILE, sources), ("test", PREDICTIONS_FILE, audited)):
+        table = Predictions.load(run / file)
+        y = np.array([list(table.classes).index(t) for t in table.true])
+        scored[name] = (table, y, interval_summary(y, table.probs, list(table.classes), groups=groups.codes(table.ids)))
+    test, y_test, _ = scored["test"]
+    free = ~audited.leaking(split.items, test.ids)
+    truth, seen = sources.validation_leak(split.items), audited.validation_leak(split.items)
     name, description = ARMS[kind]
-    config = read_json(run / CONFIG_FILE)
     return {
-        "kind": kind, "name": name, "description": description, "grouping": config.get("grouping"),
+        "kind": kind, "name": name, "description": description, "grouping": read_json(run / CONFIG_FILE).get("grouping"),
         "run": f"{run.parent.name}/{run.name}",
         "counts": {s: len(split.paths(s)) for s in ("train", "val", "test")},
-        "validation": _scores(validation),
-        "test": _scores({"n": metrics.n, **metrics.headline(), "bootstrap": metrics.bootstrap}),
+        "validation": _scores(scored["validation"][2]),
+        "test": _scores(scored["test"][2]),
         "validation_sources_in_train": {"images": truth["leaking"], "of": truth["images"],
                                         "by": "source image (file names)"},
-        "validation_leak_seen_by_audit": {"images": (leakage.validation or {}).get("leaking"),
-                                          "of": (leakage.validation or {}).get("images"),
-                                          "by": leakage.grouping.get("detail", "the audit's near-duplicate groups")},
-        "test_leak_free": _leak_free(leakage),
+        "validation_leak_seen_by_audit": {"images": seen["leaking"], "of": seen["images"], "by": audited.detail},
+        "test_leak_free": {"n": int(free.sum()),
+                           "accuracy": float((test.probs[free].argmax(1) == y_test[free]).mean()) if free.any()
+                           else None},
     }
 
 
@@ -136,12 +135,6 @@ def _scores(summary: dict) -> dict:
         interval = boot["metrics"].get(metric) or {}
         out[metric] = {"estimate": summary[metric], "low": interval.get("low"), "high": interval.get("high")}
     return out
-
-
-def _leak_free(leakage: LeakageRecord) -> dict | None:
-    """The test images with no near-copy group in train or val, as the run's leakage record scored them."""
-    free = leakage.subset("leak_free")
-    return None if not free else {"n": free["n"], "accuracy": free["accuracy"]}
 
 
 def _build_settings(prov: ProvenanceRecord, data_root: str | Path | None) -> dict | None:

@@ -37,6 +37,7 @@ from core.artifacts.layout import COMPLETE_MARKER, SPLITS_DIR, artifacts_dir, da
 from core.artifacts.runs import RunFolder
 from core.errors import UserError, WeightsUnavailableError
 from core.orchestrate import experiment
+from core.orchestrate.analyses import run_analyses
 from core.orchestrate.run import execute
 from core.progress import Emit
 
@@ -119,6 +120,11 @@ def run_experiment_on_ray(path: str | Path, artifacts: str | None = None, emit: 
                 _progress(emit, len(finished), len(todo), started, cfg, outcome)
                 _log_time(root, path, started, len(states), failures, finished, done=False)
         trained = {cfg.dataset for cfg, _, _ in todo}
+        if study.analyses:  # on the driver, from the installed runs, as a local sitting does them
+            emit(f"analyses of the stored runs ({len(study.analyses)}):")
+            broken, changed = run_analyses(study.analyses, root, emit)
+            failures += broken
+            trained |= set(changed)
         for dataset in datasets:
             experiment.compare_if_needed(root / dataset_slug(dataset), emit, dataset in trained)
     except KeyboardInterrupt:

@@ -178,7 +178,21 @@ def parse_grid(text: str, where: str = "experiment", data_root: str | None = Non
         except UserError as exc:
             raise UserError(f"{where}: grid {n}: {exc}") from None
     analyses = parse_analyses(spec, lambda dataset: resolve_dataset(dataset, root), where)
-    return Study(configs, spec.get("artifacts"), root, data, analyses)
+    return Study(_merged(configs), spec.get("artifacts"), root, data, analyses)
+
+
+def _merged(planned: list[PlannedRun]) -> list[PlannedRun]:
+    """One planned run per run folder, in first-seen order: two grids that name the same run (a seeds grid and a
+    deployment grid, say) make one run that is deployed if either asks (on Ray, two would train at once)."""
+    out: dict[tuple[str, str, str], PlannedRun] = {}
+    for p in planned:
+        key = (p.config.dataset, p.config.backbone, p.config.run_id())
+        if key in out:
+            first = out[key]
+            out[key] = PlannedRun(first.config, first.deploy or p.deploy, first.cpus, first.gpus)
+        else:
+            out[key] = p
+    return list(out.values())
 
 
 def _data_tables(tables, where: str) -> dict[str, dict[str, str]]:
@@ -250,9 +264,10 @@ def _grid_runs(grid: dict, data_root: str = "") -> list[PlannedRun]:
 
 def grid_toml(artifacts: str | Path, datasets: list[str], backbones: list[str], weights: str, seed: int,
               preset: str, overrides: dict | None = None) -> str:
-    """An experiment file with one grid (what the Train page starts); any path is quoted safely."""
+    """An experiment file with one grid (what the Train page starts); any path is quoted safely, datasets as absolute
+    paths (a data root, e.g. ``STUDY_DATA_ROOT``, never re-roots the folder the page checked)."""
     lines = [f"artifacts = {_toml_value(str(artifacts))}", "", "[[grid]]",
-             f"datasets = {_toml_value(list(datasets))}", f"backbones = {_toml_value(list(backbones))}",
+             f"datasets = {_toml_value([os.path.abspath(os.path.expanduser(d)) for d in datasets])}", f"backbones = {_toml_value(list(backbones))}",
              f"weights = {_toml_value([weights])}", f"seeds = [{int(seed)}]", f"preset = {_toml_value(preset)}"]
     if overrides:
         lines.append("set = { " + ", ".join(f"{_toml_value(k)} = {_toml_value(v)}" for k, v in overrides.items()) + " }")
