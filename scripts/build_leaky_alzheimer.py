@@ -127,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--out must be outside the repository (datasets are never committed)")
     if args.copies < 1:
         raise SystemExit("--copies must be at least 1")
+    if args.per_class < 0:
+        raise SystemExit("--per-class must be 0 (all) or more")
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"--out {out} is a file, not a folder")
     record = build(Path(args.source).expanduser(), out, args.copies, args.per_class or None, args.seed)
     print(json.dumps({k: record[k] for k in ("source_images", "images", "fingerprint")}))
     return 0

@@ -78,10 +78,9 @@ def test_analyses_name_the_grids_own_runs():
         r.config.run_id() for r in study.runs if r.config.seed == 0 and r.config.backbone == "EfficientNetLite0")
     assert study.analyses[2].describe() == ("mri: operating point of EfficientNetLite0 seed 0: Mild, Moderate, "
                                             "VeryMild at sensitivity 0.9")
-    # Members follow the grid's overrides too: another split's runs are other runs.
-    other = parse_grid(STUDY.replace('weights = ["uniform", "val_loss"]',
-                                     'weights = ["uniform"]\nset = { grouping = "none" }'))
-    assert other.analyses[0].members[0].run_id() != study.analyses[0].members[0].run_id()
+    # Members follow the analysis's overrides: another split's runs are other runs, which no grid here plans.
+    with pytest.raises(UserError, match="no grid plans the run of EfficientNetLite0 seed 0, MobileNetV2@0.35 seed 0"):
+        parse_grid(STUDY.replace('weights = ["uniform", "val_loss"]', 'weights = ["uniform"]\nset = { grouping = "none" }'))
 
 
 @pytest.mark.parametrize("change, message", [

@@ -113,6 +113,13 @@ def test_configurations_on_another_split_are_not_ranked_against_the_grouped_ones
     _, note = ranking.ranking_preset(configs)
     assert "split-seed42-abc-groups (split by group)" in note
     assert "3 on an image-level split (split-seed42-abc)" in note and note in rec.notes
+    # Runs that record no split file beside named ones: the unnamed split is a split like the others.
+    unnamed = [dict(r, split=None) for r in old]
+    ranked_unnamed = ranking.ranked(ranking.configurations(pd.DataFrame(unnamed + new)), "accuracy")
+    assert list(ranked_unnamed["split"]) == ["split-seed42-abc-groups"] * 2
+    unnamed_grouped = [dict(r, split=None) for r in new]
+    only_unnamed = ranking.ranked(ranking.configurations(pd.DataFrame(old + unnamed_grouped)), "accuracy")
+    assert len(only_unnamed) == 2 and only_unnamed["split"].isna().all()  # the grouped unnamed split, alone
     # One split only: no note, nothing left out.
     only_new = ranking.configurations(pd.DataFrame(new))
     assert ranking.ranking_split(only_new) == (None, None) and len(ranking.ranked(only_new, "accuracy")) == 2
@@ -275,7 +282,12 @@ def test_the_transfer_gain_over_scratch_is_a_welch_interval_over_seeds():
     assert row["gain"] == pytest.approx(t.mean() - sc.mean())
     welch = stats.ttest_ind(t, sc, equal_var=False).confidence_interval(0.95)  # scipy's own Welch interval
     assert (row["gain_low"], row["gain_high"]) == (pytest.approx(welch.low), pytest.approx(welch.high))
-    assert row["interval"] == "Welch t over seeds (3 transfer, 2 scratch)"
+    assert row["interval"].startswith("Welch t over seeds (3 transfer, 2 scratch): training randomness only")
+    # A seed without the metric leaves the SD undefined: no interval rather than a zero-width one.
+    gappy = [dict(r, accuracy=float("nan")) if r["seed"] == 1 and r["weights"] == "none" else r
+             for r in transfer + scratch]
+    (row,) = ranking.transfer_gains(ranking.configurations(pd.DataFrame(gappy)), "accuracy").to_dict("records")
+    assert math.isnan(row["gain_low"]) and row["interval"].startswith("none: the seed SD is undefined")
     one = ranking.transfer_gains(ranking.configurations(pd.DataFrame(transfer + scratch[:1])), "accuracy")
     assert math.isnan(one["gain_low"][0]) and one["interval"][0].startswith("none: 3 transfer and 1 scratch")
     assert ranking.transfer_gains(ranking.configurations(pd.DataFrame(transfer)), "accuracy").empty

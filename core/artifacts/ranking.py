@@ -157,7 +157,8 @@ def ranking_preset(configs: pd.DataFrame) -> tuple[str | None, str | None]:
 
 
 def ranking_split(configs: pd.DataFrame) -> tuple[str | None, str | None]:
-    """The split rankings use when configurations were made on several, and a note on the others.
+    """The split rankings use when configurations were made on several (``""``: runs that record no split file;
+    None: one split only, nothing to choose), and a note on the others.
 
     Runs on different splits were chosen on different validation images (and, without a predefined test
     folder, tested on different images), so they are never ranked against each other. Preferred: a split made
@@ -174,9 +175,9 @@ def ranking_split(configs: pd.DataFrame) -> tuple[str | None, str | None]:
     how = "split by group" if best["grouped"] else "split image by image"
     left = ", ".join(f"{int(r.n)} on {'a split by group' if r.grouped else 'an image-level split'}"
                      + (f" ({r.split})" if r.split else "") for r in others.itertuples())
-    return best["split"] or None, (f"Ranked: the configurations on {best['split'] or 'the unnamed split'} ({how}). "
-                                   f"Not ranked against them: {left}; they were validated (and may be tested) on "
-                                   "other images.")
+    return best["split"], (f"Ranked: the configurations on {best['split'] or 'the unnamed split'} ({how}). "
+                           f"Not ranked against them: {left}; they were validated (and may be tested) on other "
+                           "images.")
 
 
 def ranking_pool(configs: pd.DataFrame) -> pd.DataFrame:
@@ -356,19 +357,19 @@ def transfer_gains(configs: pd.DataFrame, metric: str = "balanced_accuracy") -> 
         gain = transfer[metric] - scratch[metric]
         low = high = math.nan
         n_t, n_s = int(transfer["n_seeds"]), int(scratch["n_seeds"])
-        if n_t >= 2 and n_s >= 2:
-            var_t, var_s = transfer[f"{metric}_sd"] ** 2 / n_t, scratch[f"{metric}_sd"] ** 2 / n_s
-            se = math.sqrt(var_t + var_s)
-            if se > 0:
-                dof = (var_t + var_s) ** 2 / (var_t ** 2 / (n_t - 1) + var_s ** 2 / (n_s - 1))
-                half = stats.t.ppf((1 + CONFIDENCE) / 2, dof) * se
-            else:
-                half = 0.0
-            low, high = gain - half, gain + half
-            interval = f"Welch t over seeds ({n_t} transfer, {n_s} scratch)"
-        else:
+        sd_t, sd_s = transfer.get(f"{metric}_sd"), scratch.get(f"{metric}_sd")
+        if n_t < 2 or n_s < 2:
             interval = (f"none: {n_t} transfer and {n_s} scratch seed(s); two of each are needed (the single runs' "
                         "paired bootstrap is in the planned comparisons)")
+        elif not (sd_t == sd_t and sd_s == sd_s) or sd_t + sd_s <= 0:  # NaN: a seed without the metric; 0: no spread
+            interval = "none: the seed SD is undefined or zero (a seed without this metric, or identical scores)"
+        else:
+            var_t, var_s = sd_t ** 2 / n_t, sd_s ** 2 / n_s
+            dof = (var_t + var_s) ** 2 / (var_t ** 2 / (n_t - 1) + var_s ** 2 / (n_s - 1))
+            half = stats.t.ppf((1 + CONFIDENCE) / 2, dof) * math.sqrt(var_t + var_s)
+            low, high = gain - half, gain + half
+            interval = (f"Welch t over seeds ({n_t} transfer, {n_s} scratch): training randomness only, both scored "
+                        "on the same test images")
         rows.append({"backbone": scratch["backbone"], "transfer": transfer["label"], "scratch": scratch["label"],
                      "metric": metric, "transfer_mean": transfer[metric], "scratch_mean": scratch[metric],
                      "gain": gain, "gain_low": low, "gain_high": high, "interval": interval})

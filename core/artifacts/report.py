@@ -593,9 +593,10 @@ def failed_table(failed: pd.DataFrame) -> pd.DataFrame:
 
 # What a seed changes, said next to every seed SD: the cached augmented views are data, the same for every seed.
 SEED_SPREAD_NOTE = ("Seed-to-seed spread (training randomness: a seed changes the head's initialisation, dropout and "
-                    "the batch order; the augmented views of each image are fixed by augment.seed and identical across "
-                    "seeds, so augmentation's own randomness is not in this spread), next to the bootstrap CI width "
-                    "(which test images were drawn)")
+                    "the batch order, and with stage2_views=one which view each epoch shows; the augmented views of "
+                    "each image are fixed by augment.seed and identical across seeds, so the randomness of the "
+                    "augmentation itself is not in this spread), next to the bootstrap CI width (which test images "
+                    "were drawn)")
 
 
 def seed_spread(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:

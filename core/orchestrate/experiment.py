@@ -124,13 +124,15 @@ class Study:
 
     def missing_datasets(self) -> list[str]:
         """The grid's dataset folders that are not on this machine, in grid order."""
-        return [d for d in dict.fromkeys(p.config.dataset for p in self.runs) if not Path(d).expanduser().exists()]
+        named = [p.config.dataset for p in self.runs] + [a.dataset for a in self.analyses]
+        return [d for d in dict.fromkeys(named) if not Path(d).expanduser().exists()]
 
     def how_to_get(self, dataset: str) -> list[str]:
         """Lines that say where a dataset comes from (its ``[data.NAME]`` table), or how to describe it."""
-        info = self.data.get(dataset_slug(dataset))
+        name = Path(dataset).name
+        info = self.data.get(name)
         if not info:
-            return [f"no [data.{dataset_slug(dataset)}] table in the experiment file says where it comes from"]
+            return [f"no [data.{name}] table in the experiment file says where it comes from"]
         return [f"{key}: {info[key]}" for key in DATA_KEYS if key in info]
 
 
@@ -163,7 +165,7 @@ def parse_grid(text: str, where: str = "experiment", data_root: str | None = Non
         if key in spec and not isinstance(spec[key], str):
             raise UserError(f"{where}: '{key}' must be {what} in quotes")
     data = _data_tables(spec.get("data", {}), where)
-    root = data_root or os.environ.get(DATA_ROOT_ENV) or spec.get("data_root") or ""
+    root = next((r for r in (data_root, os.environ.get(DATA_ROOT_ENV), spec.get("data_root")) if r is not None), "")
     grids = spec.get("grid")
     if not grids:
         raise UserError(f"{where} has no [[grid]] section")
@@ -178,6 +180,13 @@ def parse_grid(text: str, where: str = "experiment", data_root: str | None = Non
         except UserError as exc:
             raise UserError(f"{where}: grid {n}: {exc}") from None
     analyses = parse_analyses(spec, lambda dataset: resolve_dataset(dataset, root), where)
+    planned = {(p.config.dataset, p.config.backbone, p.config.run_id()) for p in configs}
+    for analysis in analyses:
+        strays = [c for c in analysis.members if (c.dataset, c.backbone, c.run_id()) not in planned]
+        if strays:
+            raise UserError(f"{where}: {analysis.describe()}: no grid plans the run of "
+                            f"{', '.join(f'{c.backbone} seed {c.seed}' for c in strays)} with these settings (its "
+                            "preset and set must match a grid's)")
     return Study(_merged(configs), spec.get("artifacts"), root, data, analyses)
 
 
@@ -343,7 +352,7 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
     failures, waiting = [], []
     fingerprints: dict[str, str] = {}  # each dataset hashed once per sitting
     trained: set[str] = set()  # datasets with a run trained (or resumed) in this sitting
-    datasets = list(dict.fromkeys(c.dataset for c, _, _ in states))
+    datasets = list(dict.fromkeys([c.dataset for c, _, _ in states] + [a.dataset for a in study.analyses]))
     try:
         for dataset in datasets:
             audit_if_needed(dataset, root, emit, fingerprints)
