@@ -33,6 +33,7 @@ from core.artifacts.layout import (
     PROVENANCE_FILE,
     VAL_PREDICTIONS_FILE,
     dataset_complete_runs,
+    find_dataset,
 )
 from core.artifacts.records import LessonRecord, Predictions, ProvenanceRecord, SplitRecord
 from core.artifacts.storage import read_json, utc_timestamp
@@ -83,7 +84,7 @@ def build_lesson(lesson_root: str | Path, data_root: str | Path | None = None) -
     if audited is None:
         raise UserError(f"{folders[0]} has no audit.json of these images: run `python -m core audit` on the augmented "
                         "set (an experiment sitting writes it) so every arm is measured by the same groups")
-    build = _build_settings(prov, data_root)
+    build = _build_settings(prov, data_root, regex[0])
     return LessonRecord(
         created_at=utc_timestamp(),
         dataset={"slug": folders[0].name, "path": prov.dataset.get("path"),
@@ -137,9 +138,9 @@ def _scores(summary: dict) -> dict:
     return out
 
 
-def _build_settings(prov: ProvenanceRecord, data_root: str | Path | None) -> dict | None:
+def _build_settings(prov: ProvenanceRecord, data_root: str | Path | None, run: Path) -> dict | None:
     """The augmented dataset's BUILD.json (how it was made), or None where the dataset is not on this machine."""
-    recorded = Path(prov.dataset.get("path") or "")
-    folder = Path(data_root) / recorded.name if data_root else recorded
-    path = folder / BUILD_FILE
-    return read_json(path) if path.is_file() else None
+    recorded = prov.dataset.get("path") or ""
+    folder = Path(data_root) / Path(recorded).name if data_root else find_dataset(recorded, run)
+    path = folder / BUILD_FILE if folder else None
+    return read_json(path) if path and path.is_file() else None
