@@ -80,7 +80,7 @@ else:
     extra = st.multiselect("More columns", optional, key="leaderboard_columns", placeholder="add columns")
     order = [c for c in table.columns if c in shown or c in extra]
     st.dataframe(table, hide_index=True, width="stretch", column_order=order)
-    others = configs[configs["preset"] != preset]
+    others = configs.drop(index=ranking.ranking_pool(configs).index)  # other presets and other splits
     if not others.empty:
         st.caption(f"{preset_note} Their configurations, for reference:")
         st.dataframe(report.configurations_table(others), hide_index=True, width="stretch", column_order=order)
