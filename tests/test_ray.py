@@ -175,9 +175,10 @@ def test_a_grid_can_reserve_more_cpus_per_run_and_tensorflow_uses_that_many(ray_
 
 @pytest.mark.integration
 def test_a_ray_sitting_makes_the_files_analyses_after_its_runs(ray_session, dataset, tmp_path, monkeypatch):
-    grid, art = write_grid(tmp_path, [dataset], methods=("logreg",), seeds=(0,), name="analysed")
-    grid.write_text(grid.read_text() + f'[[ensemble]]\ndatasets = ["{dataset}"]\n'
-                    'backbones = ["EfficientNetLite0", "MobileNet@0.25"]\n')
+    grid, art = write_grid(tmp_path, [dataset], methods=("finetune",), seeds=(0,), name="analysed")
+    overrides = "{ " + ", ".join(f'"{k}" = {v}' for k, v in SET.items()) + " }"
+    grid.write_text(grid.read_text() + f'[[operating_point]]\ndatasets = ["{dataset}"]\nbackbone = "EfficientNetLite0"\n'
+                    f'preset = "quick"\nset = {overrides}\npositive = ["red"]\nsensitivity = 0.9\n')
     seen = []
 
     def analyses(planned, root, emit):
