@@ -103,12 +103,12 @@ def test_analyses_wait_for_their_runs_then_run_once(tmp_path):
     lines = []
     lite0, mobilenet = study.analyses[0].members
     fake_run(lite0, root, seed=1)
-    assert run_analyses(study.analyses, root, lines.append) == ([], [])
+    assert run_analyses(study.analyses, root, lines.append) == ([], ["mri"])  # the operating point reads Lite0 only
     assert sum("waits for 1 run(s) to complete" in line for line in lines) == 2
     assert not (root / "mri" / "ensembles").exists()
     fake_run(mobilenet, root, seed=2)
     failures, changed = run_analyses(study.analyses, root, lines.append)
-    assert failures == [] and changed == ["mri", "mri"]
+    assert failures == [] and changed == ["mri", "mri"]  # the two ensembles
     folders = ensemble_folders(root / "mri")
     assert sorted(EnsembleRecord.load(f / "config.json").weights_method for f in folders) == ["uniform", "val_loss"]
     points = OperatingPointsRecord.load(RunFolder.for_config(lite0, root).path / "operating_points.json").points
@@ -146,3 +146,85 @@ def test_a_dry_run_lists_each_analysis_and_the_runs_it_waits_for(tmp_path, monke
     lines.clear()
     run_experiment(grid, dry_run=True, emit=lines.append)
     assert "  ready    mri: ensemble (val_loss) of EfficientNetLite0 seed 0, MobileNetV2@0.35 seed 0" in lines
+
+
+CV_STUDY = STUDY + '''
+[[cv]]
+datasets = ["mri"]
+backbone = "EfficientNetLite0"
+methods = ["finetune-head", "knn"]
+folds = 5
+ungrouped = true
+
+[[cv]]
+datasets = ["mri"]
+backbone = "EfficientNetLite0"
+methods = ["knn"]
+fold_study = true
+repeats = 3
+
+[[tune]]
+datasets = ["mri"]
+backbone = "EfficientNetLite0"
+trials = 4
+'''
+
+
+@pytest.mark.parametrize("change, message", [
+    (("folds = 5\nungrouped", "folds = 5\nfold_study = true\nungrouped"), "either 'folds'"),
+    (('methods = ["finetune-head", "knn"]', 'methods = ["svm"]'), "unknown method svm"),
+    (("trials = 4", "trials = 0"), "needs 'trials'"),
+    (("repeats = 3", "repeats = 3\nmetric = \"auc\""), "'metric' must be one of"),
+])
+def test_a_mistake_in_a_cv_or_tune_table_is_one_line(change, message):
+    with pytest.raises(UserError, match=message):
+        parse_grid(CV_STUDY.replace(*change), "study.toml")
+
+
+def test_cv_and_tuning_run_after_the_grids_once_and_not_again(tmp_path, monkeypatch):
+    """Their work is the CLI's (core.orchestrate.crossval, tune): stand-ins record the calls and write the records'
+    files, so a second sitting finds them done."""
+    from core.artifacts.layout import cv_file, fold_study_file, tuning_file
+    from core.artifacts.records import TuningRecord
+    from core.orchestrate import crossval, tune
+
+    study = parse_grid(CV_STUDY)
+    cv = [a for a in study.analyses if a.kind in ("cv", "tune")]
+    assert [a.describe() for a in cv] == [
+        "mri: 5-fold CV (and ungrouped) of finetune-head on EfficientNetLite0",
+        "mri: 5-fold CV (and ungrouped) of knn on EfficientNetLite0",
+        "mri: fold-count study (3 repeats) of knn on EfficientNetLite0",
+        "mri: tuning of the head on EfficientNetLite0, 4 trials of balanced_accuracy"]
+    root, calls = tmp_path / "art", []
+    folder = root / "mri"
+
+    def fake_cv(p, k, repeats, grouped, artifacts, emit):
+        calls.append(("cv", p.method, k, grouped))
+        path = cv_file(folder, p.backbone, p.run_id(), k, grouped)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+
+    def fake_study(p, repeats, ungrouped, metric, artifacts, emit):
+        calls.append(("fold_study", p.method, repeats))
+        fold_study_file(folder, p.backbone, p.run_id()).write_text("{}")
+
+    def fake_tune(p, trials, metric, cv, artifacts, emit):
+        calls.append(("tune", trials))
+        TuningRecord(created_at="", study="s", storage="", dataset={}, backbone=p.backbone, base_config=p.to_dict(),
+                     objective={"metric": metric, "source": "validation"}, search_space={}, best=None,
+                     trials=[{"state": "COMPLETE"}] * trials, importances={}, importance_note="").save(
+                         tuning_file(folder, "s"))
+
+    monkeypatch.setattr(crossval, "prepare", lambda config, emit: config)
+    monkeypatch.setattr(crossval, "run_cv", fake_cv)
+    monkeypatch.setattr(crossval, "fold_study", fake_study)
+    monkeypatch.setattr(tune, "tune", lambda p, trials, metric, cv, artifacts, emit: fake_tune(p, trials, metric, cv,
+                                                                                              artifacts, emit))
+    assert run_analyses(cv, root, print) == ([], ["mri"] * 4)
+    assert calls == [("cv", "finetune", 5, True), ("cv", "finetune", 5, False), ("cv", "knn", 5, True),
+                     ("cv", "knn", 5, False), ("fold_study", "knn", 3), ("tune", 4)]
+    calls.clear()
+    assert run_analyses(cv, root, print) == ([], []) and calls == []  # all stored: nothing redone
+    more = parse_grid(CV_STUDY.replace("trials = 4", "trials = 6"))
+    run_analyses([a for a in more.analyses if a.kind == "tune"], root, print)
+    assert calls == [("tune", 6)]  # the study holds 4 of the 6 trials asked for: it goes on

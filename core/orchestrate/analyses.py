@@ -17,9 +17,22 @@ an older run of the same backbone::
     positive = ["MildDemented", "ModerateDemented", "VeryMildDemented"]
     sensitivity = 0.95             # or cost_ratio = 5
 
-A sitting runs them after its grids, before the comparisons (an ensemble is compared with its best
-member). Both are idempotent: a stored ensemble of the same members and weights, or an operating point
-of the same key, is left as it is. An analysis whose runs are not complete yet waits for a later sitting.
+    [[cv]]                         # python -m core cv: grouped K-fold CV over the non-test images
+    datasets = ["flower_photos"]
+    backbone = "EfficientNetLite0"
+    methods = ["finetune-head", "knn"]
+    folds = 5                      # or fold_study = true (K = 2, 3, 5, 10); repeats, ungrouped as the CLI's
+
+    [[tune]]                       # python -m core tune: Optuna over the stage-1 head's settings
+    datasets = ["flower_photos"]
+    backbone = "EfficientNetLite0"
+    trials = 30                    # metric, cv as the CLI's
+
+Ensembles and operating points are made as soon as their runs are complete (after any run of a sitting),
+before the comparisons (an ensemble is compared with its best member); cross-validation and tuning, which
+train on cached features and need no run, after all the grids. All are idempotent: a stored ensemble of the
+same members and weights, an operating point of the same key, a stored CV or fold-study record of the same
+base settings, or a tuning study that holds its trials already, is left as it is.
 """
 
 from __future__ import annotations
@@ -28,25 +41,43 @@ import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.artifacts.config import RunConfig
-from core.artifacts.layout import dataset_slug, ensemble_folders
+from core.artifacts.config import BASELINES, RunConfig
+from core.artifacts.layout import (
+    COMPLETE_MARKER,
+    PREDICTIONS_FILE,
+    cv_file,
+    dataset_dir,
+    dataset_slug,
+    ensemble_dir,
+    fold_study_file,
+    model_selection_records,
+)
+from core.artifacts.records import Predictions, TuningRecord
 from core.artifacts.runs import RunFolder
 from core.errors import UserError
 from core.evaluate import operating_point as op
-from core.evaluate.ensemble import WEIGHT_METHODS, build_ensemble
+from core.evaluate.ensemble import WEIGHT_METHODS, build_ensemble, default_name
+from core.orchestrate import crossval, tune
 from core.progress import Emit
 from core.train import config as config_mod
+from core.train.crossval import METRICS
 
-ANALYSES = ("ensemble", "operating_point")
+ANALYSES = ("ensemble", "operating_point", "cv", "tune")
+ON_RUNS = ("ensemble", "operating_point")  # read complete runs: made as soon as those are there
 _KEYS = {
     "ensemble": {"datasets", "backbones", "seed", "preset", "set", "weights"},
     "operating_point": {"datasets", "backbone", "seed", "preset", "set", "positive", "sensitivity", "cost_ratio"},
+    "cv": {"datasets", "backbone", "seed", "preset", "set", "methods", "folds", "fold_study", "repeats", "ungrouped",
+           "metric"},
+    "tune": {"datasets", "backbone", "seed", "preset", "set", "trials", "metric", "cv"},
 }
+HEAD = "finetune-head"  # the network's stage-1 head on cached features, as `cv --method` names it
 
 
 @dataclass
 class Analysis:
-    """One analysis on one dataset: its kind, the runs it reads (as configs) and its options."""
+    """One analysis on one dataset: its kind, the runs it reads (as configs; for CV and tuning, the one config they
+    start from) and its options."""
 
     kind: str
     dataset: str
@@ -57,10 +88,18 @@ class Analysis:
         """One line: what it is and on which runs."""
         runs = ", ".join(f"{c.backbone} seed {c.seed}" for c in self.members)
         where = dataset_slug(self.dataset)
+        o = self.options
         if self.kind == "ensemble":
-            return f"{where}: ensemble ({self.options['weights']}) of {runs}"
-        return (f"{where}: operating point of {runs}: {', '.join(self.options['positive'])} at "
-                f"{self.options['target'].label()}")
+            return f"{where}: ensemble ({o['weights']}) of {runs}"
+        if self.kind == "operating_point":
+            return f"{where}: operating point of {runs}: {', '.join(o['positive'])} at {o['target'].label()}"
+        method = HEAD if self.members[0].method == "finetune" else self.members[0].method
+        if self.kind == "cv":
+            what = (f"fold-count study ({o['repeats']} repeats)" if o["fold_study"] else
+                    f"{o['folds']}-fold CV{' (and ungrouped)' if o['ungrouped'] else ''}")
+            return f"{where}: {what} of {method} on {self.members[0].backbone}"
+        return (f"{where}: tuning of the head on {self.members[0].backbone}, {o['trials']} trials of "
+                f"{o['metric']}" + (f" ({o['cv']}-fold CV)" if o["cv"] else ""))
 
 
 def parse_analyses(spec: dict, resolve_dataset, where: str) -> list[Analysis]:
@@ -95,10 +134,46 @@ def _parse(kind: str, table: dict, resolve_dataset) -> list[Analysis]:
     overrides = config_mod.nest(overrides)
     config_mod.reject_identity_overrides(overrides, "'set'")
 
-    def member(dataset: str, backbone: str) -> RunConfig:
+    def member(dataset: str, backbone: str, method: str = "finetune") -> RunConfig:
         layer = copy.deepcopy(overrides)
-        layer.update(weights="imagenet", method="finetune", seed=seed)
+        layer.update(weights="imagenet", method=method, seed=seed)
         return config_mod.resolve(resolve_dataset(dataset), backbone, table.get("preset", "full"), layer)
+
+    if kind in ("cv", "tune"):
+        backbone = table.get("backbone")
+        if not isinstance(backbone, str):
+            raise UserError("needs 'backbone', one name, e.g. backbone = \"EfficientNetLite0\"")
+        metric = table.get("metric", "balanced_accuracy")
+        if metric not in METRICS:
+            raise UserError(f"'metric' must be one of: {', '.join(METRICS)}")
+        if kind == "tune":
+            trials, cv = table.get("trials"), table.get("cv")
+            if not _count(trials, 1):
+                raise UserError("needs 'trials', a whole number of at least 1, e.g. trials = 30")
+            if cv is not None and not _count(cv, 2):
+                raise UserError("'cv' must be a whole number of folds of at least 2")
+            return [Analysis(kind, resolve_dataset(d), [member(d, backbone)],
+                             {"trials": trials, "metric": metric, "cv": cv}) for d in datasets]
+        methods = table.get("methods", [HEAD])
+        if not isinstance(methods, list) or not methods or not all(isinstance(m, str) for m in methods):
+            raise UserError(f"'methods' must be a list, e.g. methods = [\"{HEAD}\", \"knn\"]")
+        unknown = [m for m in methods if m != HEAD and m not in BASELINES]
+        if unknown:
+            raise UserError(f"unknown method {', '.join(unknown)}: use {HEAD} or a baseline ({', '.join(BASELINES)})")
+        folds, fold_study, repeats = table.get("folds"), table.get("fold_study", False), table.get("repeats", 1)
+        ungrouped = table.get("ungrouped", False)
+        if not isinstance(fold_study, bool) or not isinstance(ungrouped, bool):
+            raise UserError("'fold_study' and 'ungrouped' must be true or false")
+        if fold_study == (folds is not None):
+            raise UserError("give either 'folds' (e.g. folds = 5) or fold_study = true")
+        if folds is not None and not _count(folds, 2):
+            raise UserError("'folds' must be a whole number of at least 2")
+        if not _count(repeats, 1):
+            raise UserError("'repeats' must be a whole number of at least 1")
+        return [Analysis(kind, resolve_dataset(d), [member(d, backbone, "finetune" if m == HEAD else m)],
+                         {"folds": folds, "fold_study": fold_study, "repeats": repeats, "ungrouped": ungrouped,
+                          "metric": metric})
+                for d in datasets for m in methods]
 
     if kind == "ensemble":
         backbones = table.get("backbones")
@@ -121,37 +196,86 @@ def _parse(kind: str, table: dict, resolve_dataset) -> list[Analysis]:
             for d in datasets]
 
 
-def run_analyses(analyses: list[Analysis], root: Path, emit: Emit) -> tuple[list[tuple[Analysis, str]], list[str]]:
-    """Carry out every analysis whose runs are complete; returns the failures (analysis, reason) and the datasets
-    an analysis changed (their comparison is redone). One that waits for runs is said so and skipped."""
+def waiting_for(analysis: Analysis, root: Path) -> int:
+    """How many of the runs an ensemble or operating point reads are not complete yet (CV and tuning: none)."""
+    if analysis.kind not in ON_RUNS:
+        return 0
+    return sum(not RunFolder.for_config(c, root).is_complete() for c in analysis.members)
+
+
+def is_done(analysis: Analysis, root: Path) -> bool:
+    """Whether the analysis is stored already (its ensemble, operating point, CV or fold-study record, or a tuning
+    record of its base settings holding its trials)."""
+    folders = [RunFolder.for_config(c, root).path for c in analysis.members]
+    o = analysis.options
+    if analysis.kind == "ensemble":
+        labels = [f"{f.parent.name}/{f.name}" for f in folders]
+        return (ensemble_dir(folders[0].parent.parent, default_name(labels, o["weights"])) / COMPLETE_MARKER).is_file()
+    if analysis.kind == "operating_point":
+        if not (folders[0] / COMPLETE_MARKER).is_file():
+            return False
+        classes = Predictions.load(folders[0] / PREDICTIONS_FILE).classes
+        positives = [c for c in classes if c in o["positive"]]
+        return any(p.get("key") == op.screen_key(positives, o["target"]) for p in op.stored(folders[0]))
+    base = analysis.members[0]
+    folder = dataset_dir(dataset_slug(base.dataset), root)
+    if analysis.kind == "cv":
+        if o["fold_study"]:
+            return fold_study_file(folder, base.backbone, base.run_id()).is_file()
+        return all(cv_file(folder, base.backbone, base.run_id(), o["folds"], grouped).is_file()
+                   for grouped in ((True, False) if o["ungrouped"] else (True,)))
+    for path in model_selection_records(folder, "tuning"):
+        record = TuningRecord.load(path)
+        finished = sum(t["state"] in ("COMPLETE", "PRUNED") for t in record.trials)
+        source_is_cv = str(record.objective.get("source", "")).startswith("cv ")
+        if (record.base_config == base.to_dict() and record.objective.get("metric") == o["metric"]
+                and source_is_cv == bool(o["cv"]) and finished >= o["trials"]):
+            return True
+    return False
+
+
+def run_analyses(analyses: list[Analysis], root: Path, emit: Emit, kinds: tuple[str, ...] = ANALYSES,
+                 quiet: bool = False) -> tuple[list[tuple[Analysis, str]], list[str]]:
+    """Carry out every analysis of ``kinds`` that is ready (its runs complete) and not stored yet; returns the
+    failures (analysis, reason) and the datasets an analysis changed (their comparison is redone). One that waits
+    for runs, or is stored already, is said so unless ``quiet``."""
     failures, changed = [], []
-    for analysis in analyses:
-        folders = [RunFolder.for_config(c, root) for c in analysis.members]
-        missing = [f.path for f in folders if not f.is_complete()]
-        if missing:
-            emit(f"  waits for {len(missing)} run(s) to complete: {analysis.describe()}")
+    for analysis in (a for a in analyses if a.kind in kinds):
+        missing = waiting_for(analysis, root)
+        if missing or is_done(analysis, root):
+            if not quiet:
+                emit(f"  {'waits for ' + str(missing) + ' run(s) to complete' if missing else 'complete already'}: "
+                     f"{analysis.describe()}")
             continue
+        emit(f"  {analysis.describe()}")
         try:
-            if analysis.kind == "ensemble":
-                dataset_dir = folders[0].path.parent.parent
-                before = ensemble_folders(dataset_dir)
-                build_ensemble(dataset_dir, [str(f.path) for f in folders], analysis.options["weights"], emit=emit)
-                if ensemble_folders(dataset_dir) != before:
-                    changed.append(analysis.dataset)
-            else:
-                _operating_point(analysis, folders[0].path, emit)
+            _carry_out(analysis, root, emit)
+            changed.append(analysis.dataset)
         except UserError as exc:
             failures.append((analysis, str(exc)))
             emit(f"  failed: {analysis.describe()}: {exc}")
     return failures, changed
 
 
-def _operating_point(analysis: Analysis, run: Path, emit: Emit) -> None:
-    target, positive = analysis.options["target"], analysis.options["positive"]
-    inputs = op.load_run(run)
-    key = op.screen_key(op.positive_columns(inputs.classes, positive), target)
-    if any(p.get("key") == key for p in op.stored(run)):
-        emit(f"  complete already: {analysis.describe()}")
-        return
-    op.store(run, op.operating_point(inputs, positive, target))
-    emit(f"  stored: {analysis.describe()} -> {run}")
+def _carry_out(analysis: Analysis, root: Path, emit: Emit) -> None:
+    folders = [RunFolder.for_config(c, root).path for c in analysis.members]
+    o = analysis.options
+    if analysis.kind == "ensemble":
+        build_ensemble(folders[0].parent.parent, [str(f) for f in folders], o["weights"], emit=emit)
+    elif analysis.kind == "operating_point":
+        inputs = op.load_run(folders[0])
+        op.store(folders[0], op.operating_point(inputs, o["positive"], o["target"]))
+    elif analysis.kind == "cv":
+        prepared = crossval.prepare(analysis.members[0], emit)
+        if o["fold_study"]:
+            crossval.fold_study(prepared, o["repeats"], o["ungrouped"], o["metric"], root, emit)
+        else:
+            for grouped in (True, False) if o["ungrouped"] else (True,):
+                crossval.run_cv(prepared, o["folds"], o["repeats"], grouped, root, emit)
+    else:
+        tune.tune(crossval.prepare(analysis.members[0], emit), o["trials"], o["metric"], o["cv"], artifacts=root,
+                  emit=emit)
+
+
+def _count(value, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low

@@ -87,7 +87,7 @@ from core.errors import UserError, WeightsUnavailableError
 from core.evaluate.compare import compare_dataset
 from core.evaluate.leakage import rescore_dataset
 from core.models.backbones import get_spec
-from core.orchestrate.analyses import ANALYSES, Analysis, parse_analyses, run_analyses
+from core.orchestrate.analyses import ANALYSES, ON_RUNS, Analysis, is_done, parse_analyses, run_analyses, waiting_for
 from core.orchestrate.run import execute, validate_config
 from core.progress import Emit
 from core.train import config as config_mod
@@ -160,7 +160,8 @@ def parse_grid(text: str, where: str = "experiment", data_root: str | None = Non
     unknown = set(spec) - {"artifacts", "data_root", "data", "grid", *ANALYSES}
     if unknown:
         raise UserError(f"{where} has unknown top-level keys: {', '.join(sorted(unknown))} "
-                        "(allowed: artifacts, data_root, [data.NAME], [[grid]], [[ensemble]], [[operating_point]])")
+                        "(allowed: artifacts, data_root, [data.NAME], [[grid]], [[ensemble]], [[operating_point]], "
+                        "[[cv]], [[tune]])")
     for key, what in (("artifacts", "a folder path"), ("data_root", "a folder path")):
         if key in spec and not isinstance(spec[key], str):
             raise UserError(f"{where}: '{key}' must be {what} in quotes")
@@ -181,7 +182,7 @@ def parse_grid(text: str, where: str = "experiment", data_root: str | None = Non
             raise UserError(f"{where}: grid {n}: {exc}") from None
     analyses = parse_analyses(spec, lambda dataset: resolve_dataset(dataset, root), where)
     planned = {(p.config.dataset, p.config.backbone, p.config.run_id()) for p in configs}
-    for analysis in analyses:
+    for analysis in (a for a in analyses if a.kind in ON_RUNS):
         strays = [c for c in analysis.members if (c.dataset, c.backbone, c.run_id()) not in planned]
         if strays:
             raise UserError(f"{where}: {analysis.describe()}: no grid plans the run of "
@@ -333,9 +334,9 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
         if failed:
             emit(f"{failed} runs failed when last tried (the reason is shown); a sitting tries them again")
         for analysis in study.analyses:
-            todo = sum(not RunFolder.for_config(c, root).is_complete() for c in analysis.members)
-            emit(f"  {'waiting' if todo else 'ready':8s} {analysis.describe()}"
-                 + (f"  (after {todo} run(s) of the grids)" if todo else ""))
+            todo = waiting_for(analysis, root)
+            state = "waiting" if todo else "complete" if is_done(analysis, root) else "ready"
+            emit(f"  {state:8s} {analysis.describe()}" + (f"  (after {todo} run(s) of the grids)" if todo else ""))
         missing = study.missing_datasets()
         if missing:
             emit(f"{len(missing)} dataset folder{'s are' if len(missing) > 1 else ' is'} missing on this machine:")
@@ -376,6 +377,10 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
             except UserError as exc:
                 failures.append((cfg, str(exc)))
                 emit(f"  failed: {exc}")
+            # Ensembles and operating points as soon as their runs are there (seconds), not only at the end.
+            broken, changed = run_analyses(study.analyses, root, emit, kinds=ON_RUNS, quiet=True)
+            failures += broken
+            trained |= set(changed)
             # Logged after every run, so a sitting that is killed still counts up to its last run.
             _log_time(root, path, started, len(states), failures, finished=False)
         if study.analyses:
