@@ -177,6 +177,11 @@ def test_the_cli_writes_the_record_the_page_reads(lesson_root, capsys, monkeypat
     assert "image-level split" in out and f"written: {lesson_root / 'lesson.json'}" in out
     monkeypatch.setenv("STUDY_ARTIFACTS", str(art))
     assert view.load_lesson() is not None and view.load_lesson(art).arms[0]["kind"] == "none"
+    from core.artifacts.readme import markdown_results
+
+    text = markdown_results(art)  # the README's results carry the lesson's table and paragraph
+    assert "### The leakage lesson: results" in text and "| image-level split |" in text
+    assert view.explanation(view.load_lesson(art)) in text
     (lesson_root / "lesson.json").write_text(json.dumps({"schema_version": 1}))
     with pytest.raises(RecordError, match="missing"):
         view.load_lesson(art)

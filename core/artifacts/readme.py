@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.artifacts import classical, model_selection, ranking, report, screens
+from core.artifacts import classical, lesson, model_selection, ranking, report, screens
 from core.artifacts.layout import OPERATING_POINTS_FILE, artifacts_dir
 from core.artifacts.records import OperatingPointsRecord
 from core.errors import UserError
@@ -82,6 +82,15 @@ def markdown_results(root: Path | None = None) -> str:
         lines.append("Backbone + classification head with random weights (`python -m core deploy --architecture "
                      "NAME`): sizes, FLOPs and median batch-1 latency on this machine; no accuracy.\n")
         lines += _markdown_table(report.architecture_table(arch))
+    record = lesson.load_lesson(root)
+    if record is not None:
+        lines.append("### The leakage lesson: results\n")
+        lines.append("EfficientNet-Lite0 on a pre-augmented copy of the Alzheimer MRI training images "
+                     "(`experiments/leakage_lesson.toml`), one run per way of carving validation, each scored on "
+                     "validation and on the untouched test split (95% bootstrap intervals: validation resamples "
+                     "source scans, test the audit's near-duplicate groups):\n")
+        lines += _markdown_table(lesson.table(record).drop(columns=["How validation was carved"]))
+        lines.append(f"{lesson.explanation(record)}\n")
     t = report.machine_time(root)
     lines.append(f"Machine time on record: training {t['training_s'] / 3600:.1f} h (stage timings of the complete "
                  f"runs), deployment measurements {t['deployment_s'] / 3600:.1f} h (per-variant timings); the experiment "
