@@ -1,5 +1,6 @@
-"""Analyses declared in an experiment file ([[ensemble]], [[operating_point]]): parsed into the grid's own runs,
-carried out once their runs are complete, idempotent (fake run folders, no TensorFlow)."""
+"""Analyses declared in an experiment file ([[ensemble]], [[operating_point]], [[cv]], [[tune]]): parsed into the
+grid's own runs, carried out once their runs are complete, idempotent (fake run folders and stand-ins for the CV
+and tuning work, no TensorFlow)."""
 
 import os
 
@@ -20,7 +21,7 @@ from core.artifacts.records import (
 from core.artifacts.runs import RunFolder
 from core.errors import UserError
 from core.evaluate.metrics import evaluate
-from core.orchestrate.analyses import run_analyses
+from core.orchestrate.analyses import is_done, run_analyses
 from core.orchestrate.experiment import parse_grid
 
 pytestmark = pytest.mark.unit
@@ -185,7 +186,7 @@ def test_cv_and_tuning_run_after_the_grids_once_and_not_again(tmp_path, monkeypa
     """Their work is the CLI's (core.orchestrate.crossval, tune): stand-ins record the calls and write the records'
     files, so a second sitting finds them done."""
     from core.artifacts.layout import cv_file, fold_study_file, tuning_file
-    from core.artifacts.records import TuningRecord
+    from core.artifacts.records import CrossValidationRecord, FoldStudyRecord, TuningRecord
     from core.orchestrate import crossval, tune
 
     study = parse_grid(CV_STUDY)
@@ -198,17 +199,25 @@ def test_cv_and_tuning_run_after_the_grids_once_and_not_again(tmp_path, monkeypa
     root, calls = tmp_path / "art", []
     folder = root / "mri"
 
+    common = dict(created_at="", dataset={}, backbone="EfficientNetLite0", config={}, grouping={}, procedure="",
+                  hyperparameter=None, test={})
+
     def fake_cv(p, k, repeats, grouped, artifacts, emit):
+        assert artifacts == root  # the study's artifacts folder, where is_done looks
         calls.append(("cv", p.method, k, grouped))
-        path = cv_file(folder, p.backbone, p.run_id(), k, grouped)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("{}")
+        CrossValidationRecord(**common, method=p.method, grouped=grouped, k=k, fold_seeds=list(range(repeats)),
+                              folds=[], summary={}, repeats=[], fit_seconds=0.0).save(
+                                  cv_file(folder, p.backbone, p.run_id(), k, grouped))
 
     def fake_study(p, repeats, ungrouped, metric, artifacts, emit):
+        assert artifacts == root
         calls.append(("fold_study", p.method, repeats))
-        fold_study_file(folder, p.backbone, p.run_id()).write_text("{}")
+        summary = [{"folds": k, "grouped": g, "repeats": repeats} for k in (2, 5) for g in (True, not ungrouped)]
+        FoldStudyRecord(**common, method=p.method, metric=metric, rows=[], summary=summary).save(
+            fold_study_file(folder, p.backbone, p.run_id()))
 
     def fake_tune(p, trials, metric, cv, artifacts, emit):
+        assert artifacts == root
         calls.append(("tune", trials))
         TuningRecord(created_at="", study="s", storage="", dataset={}, backbone=p.backbone, base_config=p.to_dict(),
                      objective={"metric": metric, "source": "validation"}, search_space={}, best=None,
@@ -220,7 +229,7 @@ def test_cv_and_tuning_run_after_the_grids_once_and_not_again(tmp_path, monkeypa
     monkeypatch.setattr(crossval, "fold_study", fake_study)
     monkeypatch.setattr(tune, "tune", lambda p, trials, metric, cv, artifacts, emit: fake_tune(p, trials, metric, cv,
                                                                                               artifacts, emit))
-    assert run_analyses(cv, root, print) == ([], ["mri"] * 4)
+    assert run_analyses(cv, root, print) == ([], [])  # no run changed: the comparisons stand
     assert calls == [("cv", "finetune", 5, True), ("cv", "finetune", 5, False), ("cv", "knn", 5, True),
                      ("cv", "knn", 5, False), ("fold_study", "knn", 3), ("tune", 4)]
     calls.clear()
@@ -228,3 +237,11 @@ def test_cv_and_tuning_run_after_the_grids_once_and_not_again(tmp_path, monkeypa
     more = parse_grid(CV_STUDY.replace("trials = 4", "trials = 6"))
     run_analyses([a for a in more.analyses if a.kind == "tune"], root, print)
     assert calls == [("tune", 6)]  # the study holds 4 of the 6 trials asked for: it goes on
+    calls.clear()  # another fold count, repeats or data root: what is stored is not that
+    for change in (("folds = 5", "folds = 10"), ("repeats = 3", "repeats = 2"), ("trials = 4", "trials = 4\ncv = 3")):
+        other = parse_grid(CV_STUDY.replace(*change))
+        run_analyses([a for a in other.analyses if a.kind in ("cv", "tune")], root, print)
+    assert ("cv", "finetune", 10, True) in calls and ("fold_study", "knn", 2) in calls and ("tune", 4) in calls
+    calls.clear()
+    moved = parse_grid(CV_STUDY, data_root=str(tmp_path / "moved"))  # the same settings under another data root
+    assert [is_done(a, root) for a in moved.analyses if a.kind == "tune"] == [True]

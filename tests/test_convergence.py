@@ -54,3 +54,17 @@ def test_a_run_predicting_one_class_for_most_images_is_collapsed_whatever_its_hi
                            classes).save(tmp_path / "predictions.csv")
     assert not convergence.collapse(tmp_path)["collapsed"]
     assert convergence.collapse(tmp_path / "missing") is None
+
+
+def test_a_stage_without_a_schedule_or_with_a_missing_loss_is_not_judged_and_one_class_everywhere_is_collapse(tmp_path):
+    nan = _history("stage2", [1.0, float("nan"), 0.8])
+    (checked,) = convergence.stage_checks(nan, CONFIG)
+    assert checked["ended_by"] == "unknown" and convergence.verdict([checked], None) == convergence.UNKNOWN
+    (unscheduled,) = convergence.stage_checks(_history("stage1", [1.0, 0.9]), {})
+    assert unscheduled["ended_by"] == "unknown" and "not judged" in convergence.describe([unscheduled], None)
+    # Two classes, 75% of one: a network that calls everything that class is collapsed, though 100% - 75% < 30%.
+    true = np.r_[np.zeros(45, int), np.ones(15, int)]
+    probs = np.zeros((60, 2))
+    probs[:, 0] = 1
+    Predictions.from_probs([f"i{i}" for i in range(60)], true, probs, ["a", "b"]).save(tmp_path / "predictions.csv")
+    assert convergence.collapse(tmp_path)["collapsed"]

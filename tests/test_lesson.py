@@ -128,6 +128,7 @@ def test_each_arm_scores_validation_and_test_and_counts_the_true_leak_by_source(
     assert all(p.endswith("__aug1.jpg") for p in val_paths)
     assert leaky["validation_leak_seen_by_audit"]["images"] == 2 * SOURCES  # each aug1's orig is in training
     assert fixed["validation_leak_seen_by_audit"]["images"] == 0
+    assert leaky["true_leaks_linked_by_audit"] == {"images": 2 * SOURCES, "of": 2 * SOURCES}
     # Validation intervals resample source scans (image by image, each source has one validation copy: the same
     # as images, and said so); test intervals resample the audit's groups in every arm, the regex arm too.
     assert fixed["validation"]["resampled"] == "groups (16)" and leaky["validation"]["resampled"] == "images (80)"

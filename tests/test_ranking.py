@@ -283,11 +283,17 @@ def test_the_transfer_gain_over_scratch_is_a_welch_interval_over_seeds():
     welch = stats.ttest_ind(t, sc, equal_var=False).confidence_interval(0.95)  # scipy's own Welch interval
     assert (row["gain_low"], row["gain_high"]) == (pytest.approx(welch.low), pytest.approx(welch.high))
     assert row["interval"].startswith("Welch t over seeds (3 transfer, 2 scratch): training randomness only")
-    # A seed without the metric leaves the SD undefined: no interval rather than a zero-width one.
+    # A seed without the metric is not counted: 3 scratch seeds, one without accuracy, give Welch's interval of 2.
+    three = scratch + [_run("Net", 2, 0.5, 0.55, weights="none")]
     gappy = [dict(r, accuracy=float("nan")) if r["seed"] == 1 and r["weights"] == "none" else r
-             for r in transfer + scratch]
+             for r in transfer + three]
     (row,) = ranking.transfer_gains(ranking.configurations(pd.DataFrame(gappy)), "accuracy").to_dict("records")
-    assert math.isnan(row["gain_low"]) and row["interval"].startswith("none: the seed SD is undefined")
+    welch = stats.ttest_ind(t, pd.Series([0.50, 0.55]), equal_var=False).confidence_interval(0.95)
+    assert (row["gain_low"], row["gain_high"]) == (pytest.approx(welch.low), pytest.approx(welch.high))
+    assert "(3 transfer, 2 scratch)" in row["interval"]
+    same = [dict(r, accuracy=0.5 if r["weights"] == "none" else 0.8) for r in transfer + scratch]  # no spread at all
+    (row,) = ranking.transfer_gains(ranking.configurations(pd.DataFrame(same)), "accuracy").to_dict("records")
+    assert math.isnan(row["gain_low"]) and row["interval"].startswith("none: the seed SD is undefined or zero")
     one = ranking.transfer_gains(ranking.configurations(pd.DataFrame(transfer + scratch[:1])), "accuracy")
     assert math.isnan(one["gain_low"][0]) and one["interval"][0].startswith("none: 3 transfer and 1 scratch")
     assert ranking.transfer_gains(ranking.configurations(pd.DataFrame(transfer)), "accuracy").empty

@@ -4,9 +4,10 @@ For every network stage of a run (``stage1``, ``stage2``, ``scratch``): the epoc
 schedule's limit, the epoch with the lowest validation loss, and what ended it: early stopping (no
 improvement for ``patience`` epochs), or the epoch limit while validation loss was still improving in the
 last ``patience`` epochs (longer training may help). From the test predictions: whether the network
-collapsed onto one class (it predicts one class for at least :data:`COLLAPSE_SHARE` of the test images,
-:data:`COLLAPSE_EXCESS` more than that class's true share), as the first edition's from-scratch run on
-flower_photos did.
+collapsed onto one class (it predicts one class for every test image, or for at least :data:`COLLAPSE_SHARE`
+of them, :data:`COLLAPSE_EXCESS` more than that class's true share), as the first edition's from-scratch run
+on flower_photos did. A stage without a schedule on record or with a missing validation loss, or a history
+with lines missing, is not judged (:data:`UNKNOWN`).
 """
 
 from __future__ import annotations
@@ -38,13 +39,15 @@ def stage_checks(history: pd.DataFrame, config: dict) -> list[dict]:
         limit, patience = schedule.get("epochs"), schedule.get("patience")
         losses = rows["val_loss"].astype(float).reset_index(drop=True)
         run = len(rows)
-        best = int(losses.idxmin()) + 1 if losses.notna().any() else None
-        at_limit = limit is not None and run >= int(limit)
+        best = int(losses.idxmin()) + 1 if losses.notna().all() and run else None
+        if limit is None or patience is None or best is None:  # no schedule on record, or a NaN loss: not judged
+            ended_by, improving = "unknown", False
+        else:
+            ended_by = "epoch limit" if run >= int(limit) else "early stopping"
+            improving = ended_by == "epoch limit" and best > run - int(patience)
         out.append({"stage": stage, "epochs_run": run, "epoch_limit": limit, "best_epoch": best,
                     "best_val_loss": None if best is None else float(losses.min()),
-                    "ended_by": "epoch limit" if at_limit else "early stopping",
-                    "still_improving": bool(at_limit and best is not None and patience is not None
-                                            and best > run - int(patience))})
+                    "ended_by": ended_by, "still_improving": bool(improving)})
     return out
 
 
@@ -61,8 +64,9 @@ def collapse(run_path: str | Path) -> dict | None:
     predicted = pd.Series(table.pred).value_counts(normalize=True)
     top, share = str(predicted.index[0]), float(predicted.iloc[0])
     true_share = float((pd.Series(table.true) == top).mean())
+    only_one = len(predicted) == 1 and pd.Series(table.true).nunique() > 1  # every image one class, whatever its share
     return {"class": top, "predicted_share": share, "true_share": true_share,
-            "collapsed": share >= COLLAPSE_SHARE and share - true_share >= COLLAPSE_EXCESS}
+            "collapsed": only_one or (share >= COLLAPSE_SHARE and share - true_share >= COLLAPSE_EXCESS)}
 
 
 def verdict(stages: list[dict], collapsed: dict | None) -> str:
@@ -70,7 +74,7 @@ def verdict(stages: list[dict], collapsed: dict | None) -> str:
     or :data:`UNKNOWN` (no history)."""
     if collapsed and collapsed["collapsed"]:
         return COLLAPSED
-    if not stages:
+    if not stages or any(s["ended_by"] == "unknown" for s in stages):
         return UNKNOWN
     return AT_LIMIT if any(s["still_improving"] for s in stages) else CONVERGED
 
@@ -80,7 +84,10 @@ def describe(stages: list[dict], collapsed: dict | None) -> str:
     parts = []
     for s in stages:
         limit = f" of {s['epoch_limit']}" if s["epoch_limit"] is not None else ""
-        if s["ended_by"] == "early stopping":
+        if s["ended_by"] == "unknown":
+            parts.append(f"{s['stage']} ran {s['epochs_run']} epochs (no schedule or a validation loss missing: "
+                         "not judged)")
+        elif s["ended_by"] == "early stopping":
             parts.append(f"{s['stage']} stopped early after {s['epochs_run']}{limit} epochs (best {s['best_epoch']})")
         else:
             tail = ", still improving" if s["still_improving"] else ""

@@ -108,7 +108,8 @@ def explanation(record: LessonRecord) -> str:
              f"{pct(fixed, 'validation')} against {pct(fixed, 'test')} ({gap(fixed):+.1f} points; balanced accuracy "
              f"{gap(fixed, 'balanced_accuracy'):+.1f}). What the leak adds to the validation score is, roughly, the "
              f"difference of the two gaps: {gap(leaky) - gap(fixed):+.1f} points of accuracy, "
-             f"{gap(leaky, 'balanced_accuracy') - gap(fixed, 'balanced_accuracy'):+.1f} of balanced accuracy."]
+             f"{gap(leaky, 'balanced_accuracy') - gap(fixed, 'balanced_accuracy'):+.1f} of balanced accuracy (a "
+             f"difference of four estimates, each with the interval in the table: a size, not a measurement)."]
     compared = []
     for metric, name in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy")):
         x, y = leaky["test"][metric], fixed["test"][metric]
@@ -120,10 +121,11 @@ def explanation(record: LessonRecord) -> str:
         parts.append("One possible reason: early stopping and the epoch kept were chosen on a validation split that "
                      "rewards remembering training scans. One seed per arm, and the arms trained on slightly "
                      "different images: the test interval does not cover that, so this is a lead, not a finding.")
-    seen = leaky["validation_leak_seen_by_audit"]
-    parts.append(f"The audit's perceptual hash matches flips and quarter turns, not the arbitrary rotations, shifts "
-                 f"and shears of this augmentation: in the image-level split its near-duplicate groups link "
-                 f"{seen['images']} of the {truth['images']} validation images whose source is in training.")
+    linked = leaky.get("true_leaks_linked_by_audit")
+    if linked:
+        parts.append(f"The audit's perceptual hash matches flips and quarter turns, not the arbitrary rotations, "
+                     f"shifts and shears of this augmentation: in the image-level split its near-duplicate groups "
+                     f"link {linked['images']} of the {linked['of']} validation images whose source is in training.")
     if default:
         real = default["validation_sources_in_train"]
         parts.append(f"A split by those groups (the default when the copies' origin is unknown) still leaves "

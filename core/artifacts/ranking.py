@@ -97,7 +97,7 @@ def _pooled(group: pd.DataFrame, metric: str) -> dict:
     numbers = numbers[numbers[metric].notna()]
     values, n = numbers[metric], len(numbers)
     out = {metric: values.mean() if n else math.nan, f"{metric}_sd": values.std(ddof=1) if n >= 2 else math.nan,
-           f"{metric}_low": math.nan, f"{metric}_high": math.nan}
+           f"{metric}_low": math.nan, f"{metric}_high": math.nan, f"{metric}_n": n}
     if n == 1:
         out[f"{metric}_low"], out[f"{metric}_high"] = numbers.iloc[0][columns[1]], numbers.iloc[0][columns[2]]
     elif n >= 2:
@@ -356,12 +356,13 @@ def transfer_gains(configs: pd.DataFrame, metric: str = "balanced_accuracy") -> 
         transfer = order.sort_values(["n_seeds", "_val"], ascending=False).iloc[0]
         gain = transfer[metric] - scratch[metric]
         low = high = math.nan
-        n_t, n_s = int(transfer["n_seeds"]), int(scratch["n_seeds"])
+        # Seeds that have the metric (the SD is taken over those): a seed without it is not a seed here.
+        n_t, n_s = (int(c.get(f"{metric}_n", c["n_seeds"])) for c in (transfer, scratch))
         sd_t, sd_s = transfer.get(f"{metric}_sd"), scratch.get(f"{metric}_sd")
         if n_t < 2 or n_s < 2:
             interval = (f"none: {n_t} transfer and {n_s} scratch seed(s); two of each are needed (the single runs' "
                         "paired bootstrap is in the planned comparisons)")
-        elif not (sd_t == sd_t and sd_s == sd_s) or sd_t + sd_s <= 0:  # NaN: a seed without the metric; 0: no spread
+        elif not (sd_t == sd_t and sd_s == sd_s) or sd_t + sd_s <= 1e-12:  # NaN: no metric; ~0: no spread at all
             interval = "none: the seed SD is undefined or zero (a seed without this metric, or identical scores)"
         else:
             var_t, var_s = sd_t ** 2 / n_t, sd_s ** 2 / n_s

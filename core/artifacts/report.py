@@ -615,7 +615,11 @@ def seed_spread(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
             continue
         values = group[metric].astype(float)
         widths = (group[f"{metric}_high"] - group[f"{metric}_low"]).astype(float)
-        rows.append({"Backbone": backbone, "Kind": run_kind(method, weights), "Preset": preset,
+        split = {}
+        if "split" in df and df["split"].nunique(dropna=False) > 1:  # say which split a row is on
+            how = group["split_grouping"].iloc[0] if "split_grouping" in group else None
+            split = {"Split": "image by image" if how == "none" else f"by group ({how})" if how else "unknown"}
+        rows.append({"Backbone": backbone, "Kind": run_kind(method, weights), "Preset": preset, **split,
                      "Seeds": ", ".join(str(s) for s in sorted(group["seed"])),
                      f"Mean {METRIC_LABELS[metric].lower()}": f"{values.mean():.3f}",
                      "SD across seeds": f"{values.std(ddof=1):.3f}",
@@ -843,10 +847,13 @@ def convergence_table(runs: pd.DataFrame) -> pd.DataFrame:
     for _, run in runs.iterrows():
         if run.get("method") != "finetune" or run.get("kind") == ENSEMBLE:
             continue
-        stages = convergence.stage_checks(history(run["path"]), config(run["path"]))
+        epochs = history(run["path"])
+        stages = convergence.stage_checks(epochs, config(run["path"]))
         collapsed = convergence.collapse(run["path"])
-        rows.append({"Run": run["label"], "Training": convergence.verdict(stages, collapsed),
-                     "How it ended": convergence.describe(stages, collapsed)})
+        verdict, how = convergence.verdict(stages, collapsed), convergence.describe(stages, collapsed)
+        if history_problems(epochs) and verdict != convergence.COLLAPSED:
+            verdict, how = convergence.UNKNOWN, f"{how}; its history is incomplete: not judged"
+        rows.append({"Run": run["label"], "Training": verdict, "How it ended": how})
     return pd.DataFrame(rows, columns=["Run", "Training", "How it ended"])
 
 

@@ -112,6 +112,9 @@ def _arm(kind: str, run: Path, pattern: str, audited: Grouping) -> dict:
     test, y_test, _ = scored["test"]
     free = ~audited.leaking(split.items, test.ids)
     truth, seen = sources.validation_leak(split.items), audited.validation_leak(split.items)
+    val_ids = split.paths("val")
+    really = sources.leaking(split.items, val_ids, ("train",))
+    linked = int((really & audited.leaking(split.items, val_ids, ("train",))).sum())
     name, description = ARMS[kind]
     return {
         "kind": kind, "name": name, "description": description, "grouping": read_json(run / CONFIG_FILE).get("grouping"),
@@ -122,6 +125,8 @@ def _arm(kind: str, run: Path, pattern: str, audited: Grouping) -> dict:
         "validation_sources_in_train": {"images": truth["leaking"], "of": truth["images"],
                                         "by": "source image (file names)"},
         "validation_leak_seen_by_audit": {"images": seen["leaking"], "of": seen["images"], "by": audited.detail},
+        # Of the truly leaking validation images, those the audit's groups link to training too (its detection).
+        "true_leaks_linked_by_audit": {"images": linked, "of": int(really.sum())},
         "test_leak_free": {"n": int(free.sum()),
                            "accuracy": float((test.probs[free].argmax(1) == y_test[free]).mean()) if free.any()
                            else None},

@@ -41,7 +41,7 @@ import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.artifacts.config import BASELINES, RunConfig
+from core.artifacts.config import BASELINES, RunConfig, identity_settings
 from core.artifacts.layout import (
     COMPLETE_MARKER,
     PREDICTIONS_FILE,
@@ -52,7 +52,7 @@ from core.artifacts.layout import (
     fold_study_file,
     model_selection_records,
 )
-from core.artifacts.records import Predictions, TuningRecord
+from core.artifacts.records import CrossValidationRecord, FoldStudyRecord, Predictions, TuningRecord
 from core.artifacts.runs import RunFolder
 from core.errors import UserError
 from core.evaluate import operating_point as op
@@ -103,7 +103,8 @@ class Analysis:
 
 
 def parse_analyses(spec: dict, resolve_dataset, where: str) -> list[Analysis]:
-    """The ``[[ensemble]]`` and ``[[operating_point]]`` tables of an experiment file, checked; one line per mistake.
+    """The ``[[ensemble]]``, ``[[operating_point]]``, ``[[cv]]`` and ``[[tune]]`` tables of an experiment file,
+    checked; one line per mistake.
     ``resolve_dataset`` turns a dataset as written into the path runs use (the data root)."""
     out = []
     for kind in ANALYSES:
@@ -215,21 +216,29 @@ def is_done(analysis: Analysis, root: Path) -> bool:
         if not (folders[0] / COMPLETE_MARKER).is_file():
             return False
         classes = Predictions.load(folders[0] / PREDICTIONS_FILE).classes
-        positives = [c for c in classes if c in o["positive"]]
+        positives = [c for c in classes if c in {p.strip() for p in o["positive"]}]
         return any(p.get("key") == op.screen_key(positives, o["target"]) for p in op.stored(folders[0]))
     base = analysis.members[0]
     folder = dataset_dir(dataset_slug(base.dataset), root)
     if analysis.kind == "cv":
         if o["fold_study"]:
-            return fold_study_file(folder, base.backbone, base.run_id()).is_file()
-        return all(cv_file(folder, base.backbone, base.run_id(), o["folds"], grouped).is_file()
-                   for grouped in ((True, False) if o["ungrouped"] else (True,)))
+            path = fold_study_file(folder, base.backbone, base.run_id())
+            if not path.is_file():
+                return False
+            study = FoldStudyRecord.load(path)
+            repeats = {(r["folds"], r["grouped"]) for r in study.summary if r.get("repeats") == o["repeats"]}
+            return study.metric == o["metric"] and any(not g for _, g in repeats) == o["ungrouped"] and bool(repeats)
+        paths = [cv_file(folder, base.backbone, base.run_id(), o["folds"], grouped)
+                 for grouped in ((True, False) if o["ungrouped"] else (True,))]
+        return all(p.is_file() and len(CrossValidationRecord.load(p).fold_seeds) == o["repeats"] for p in paths)
+    settings = identity_settings(base.to_dict(), ["dataset"])  # the data root may move; the settings may not
     for path in model_selection_records(folder, "tuning"):
         record = TuningRecord.load(path)
         finished = sum(t["state"] in ("COMPLETE", "PRUNED") for t in record.trials)
-        source_is_cv = str(record.objective.get("source", "")).startswith("cv ")
-        if (record.base_config == base.to_dict() and record.objective.get("metric") == o["metric"]
-                and source_is_cv == bool(o["cv"]) and finished >= o["trials"]):
+        source = str(record.objective.get("source", ""))
+        same_source = source == f"cv {o['cv']}" if o["cv"] else not source.startswith("cv ")
+        if (identity_settings(record.base_config, ["dataset"]) == settings and same_source
+                and record.objective.get("metric") == o["metric"] and finished >= o["trials"]):
             return True
     return False
 
@@ -237,21 +246,23 @@ def is_done(analysis: Analysis, root: Path) -> bool:
 def run_analyses(analyses: list[Analysis], root: Path, emit: Emit, kinds: tuple[str, ...] = ANALYSES,
                  quiet: bool = False) -> tuple[list[tuple[Analysis, str]], list[str]]:
     """Carry out every analysis of ``kinds`` that is ready (its runs complete) and not stored yet; returns the
-    failures (analysis, reason) and the datasets an analysis changed (their comparison is redone). One that waits
-    for runs, or is stored already, is said so unless ``quiet``."""
+    failures (analysis, reason: an unreadable record is one too) and the datasets whose ensembles or operating
+    points changed (their comparison is redone). One that waits for runs, or is stored already, is said so unless
+    ``quiet``."""
     failures, changed = [], []
     for analysis in (a for a in analyses if a.kind in kinds):
-        missing = waiting_for(analysis, root)
-        if missing or is_done(analysis, root):
-            if not quiet:
-                emit(f"  {'waits for ' + str(missing) + ' run(s) to complete' if missing else 'complete already'}: "
-                     f"{analysis.describe()}")
-            continue
-        emit(f"  {analysis.describe()}")
         try:
+            missing = waiting_for(analysis, root)
+            if missing or is_done(analysis, root):
+                if not quiet:
+                    emit(f"  {'waits for ' + str(missing) + ' run(s) to complete' if missing else 'complete already'}"
+                         f": {analysis.describe()}")
+                continue
+            emit(f"  {analysis.describe()}")
             _carry_out(analysis, root, emit)
-            changed.append(analysis.dataset)
-        except UserError as exc:
+            if analysis.kind in ON_RUNS:
+                changed.append(analysis.dataset)
+        except UserError as exc:  # RecordError included: one bad file is this analysis's failure, not the sitting's
             failures.append((analysis, str(exc)))
             emit(f"  failed: {analysis.describe()}: {exc}")
     return failures, changed

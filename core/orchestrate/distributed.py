@@ -99,7 +99,7 @@ def run_experiment_on_ray(path: str | Path, artifacts: str | None = None, emit: 
     started = time.time()
     failures, waiting, finished = [], [], []
     pending = {}
-    datasets = list(dict.fromkeys(c.dataset for c, _, _ in states))
+    datasets = list(dict.fromkeys([c.dataset for c, _, _ in states] + [a.dataset for a in study.analyses]))
     for dataset in datasets:  # on the driver, as a local sitting does: the report gets its audit
         experiment.audit_if_needed(dataset, root, emit)
     try:

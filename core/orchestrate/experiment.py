@@ -334,9 +334,13 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
         if failed:
             emit(f"{failed} runs failed when last tried (the reason is shown); a sitting tries them again")
         for analysis in study.analyses:
-            todo = waiting_for(analysis, root)
-            state = "waiting" if todo else "complete" if is_done(analysis, root) else "ready"
-            emit(f"  {state:8s} {analysis.describe()}" + (f"  (after {todo} run(s) of the grids)" if todo else ""))
+            try:
+                todo = waiting_for(analysis, root)
+                state = "waiting" if todo else "complete" if is_done(analysis, root) else "ready"
+                detail = f"  (after {todo} run(s) of the grids)" if todo else ""
+            except UserError as exc:  # an unreadable record of it: say so, as a run's reason is said
+                state, detail = "failed", f"  ({exc})"
+            emit(f"  {state:8s} {analysis.describe()}{detail}")
         missing = study.missing_datasets()
         if missing:
             emit(f"{len(missing)} dataset folder{'s are' if len(missing) > 1 else ' is'} missing on this machine:")
@@ -353,6 +357,7 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
     failures, waiting = [], []
     fingerprints: dict[str, str] = {}  # each dataset hashed once per sitting
     trained: set[str] = set()  # datasets with a run trained (or resumed) in this sitting
+    failed_analyses: set[int] = set()  # analyses that failed in this sitting (ids)
     datasets = list(dict.fromkeys([c.dataset for c, _, _ in states] + [a.dataset for a in study.analyses]))
     try:
         for dataset in datasets:
@@ -377,15 +382,18 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
             except UserError as exc:
                 failures.append((cfg, str(exc)))
                 emit(f"  failed: {exc}")
-            # Ensembles and operating points as soon as their runs are there (seconds), not only at the end.
-            broken, changed = run_analyses(study.analyses, root, emit, kinds=ON_RUNS, quiet=True)
+            # Ensembles and operating points as soon as their runs are there (seconds), not only at the end; one
+            # that failed is not tried again in this sitting.
+            broken, changed = run_analyses([a for a in study.analyses if id(a) not in failed_analyses], root, emit,
+                                           kinds=ON_RUNS, quiet=True)
             failures += broken
+            failed_analyses |= {id(a) for a, _ in broken}
             trained |= set(changed)
             # Logged after every run, so a sitting that is killed still counts up to its last run.
             _log_time(root, path, started, len(states), failures, finished=False)
         if study.analyses:
             emit(f"analyses of the stored runs ({len(study.analyses)}):")
-            broken, changed = run_analyses(study.analyses, root, emit)
+            broken, changed = run_analyses([a for a in study.analyses if id(a) not in failed_analyses], root, emit)
             failures += [(analysis, why) for analysis, why in broken]
             trained |= set(changed)
         for dataset in datasets:

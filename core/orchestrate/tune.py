@@ -20,7 +20,7 @@ import optuna
 from sqlalchemy.engine import make_url
 
 from core.artifacts import provenance
-from core.artifacts.config import RunConfig
+from core.artifacts.config import RunConfig, identity_settings
 from core.artifacts.layout import dataset_slug, model_selection_dir, optuna_storage, tuning_file
 from core.artifacts.records import TuningRecord
 from core.artifacts.storage import utc_timestamp
@@ -180,6 +180,9 @@ def _claim(study: optuna.Study, attrs: dict) -> None:
     other images, settings or objective under the same name, e.g. with --study or a shared --storage)."""
     held = study.user_attrs
     for key, value in attrs.items():
+        if key == "base_config" and key in held:  # the dataset's path may move (a data root); its fingerprint may not
+            if identity_settings(held[key], ["dataset"]) == identity_settings(value, ["dataset"]):
+                continue
         if key in held and held[key] != value:
             raise UserError(f"study '{study.study_name}' holds trials of another {key.replace('_', ' ')} "
                             f"({str(held[key])[:60]}...): give this search its own --study name")
