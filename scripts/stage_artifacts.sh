@@ -19,7 +19,9 @@ for f in artifacts/lessons/*/lesson.json artifacts/lessons/*/experiment_log.json
          artifacts/lessons/*/*/mcnemar.json artifacts/lessons/*/*/splits; do
     if [ -e "$f" ]; then git add "$f"; fi
 done
-for marker in artifacts/*/*/*/complete.json; do
+# Newest runs first: when the size budget cannot keep every TFLite file, the latest runs' are kept (a re-run
+# study's models, not the ones it replaces; files already committed stay).
+for marker in $(ls -t artifacts/*/*/*/complete.json 2>/dev/null); do
     [ -e "$marker" ] || continue
     run=$(dirname "$marker")
     stage_run "$run"
