@@ -306,11 +306,11 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
                                          gpus_per_run=args.gpus_per_run, max_retries=args.max_retries,
                                          data_map=distributed.parse_data_map(args.data_map))
         return distributed.run_experiment_on_ray(args.file, artifacts=args.artifacts, emit=_emit, deploy=args.deploy,
-                                                 options=options, data_root=args.data_root)
+                                                 options=options, data_root=args.data_root, datasets=args.dataset)
     from core.orchestrate.experiment import run_experiment
 
     return run_experiment(args.file, artifacts=args.artifacts, dry_run=args.dry_run, emit=_emit, deploy=args.deploy,
-                          data_root=args.data_root)
+                          data_root=args.data_root, datasets=args.dataset)
 
 
 def _positive(kind: type, zero: bool = False):
@@ -336,6 +336,9 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="list the runs and their state without running, and any dataset folder that is missing")
     p.add_argument("--deploy", action="store_true", help="measure each network run's deployment variants after it")
+    p.add_argument("--dataset", action="append", metavar="NAME",
+                   help="only the runs and analyses on this dataset (its folder name, e.g. flower_photos; repeatable): "
+                        "one dataset's part of a study in one sitting")
     ray = p.add_argument_group("Ray (optional: pip install -r requirements-ray.txt; README 'Scale out with Ray')")
     ray.add_argument("--ray", nargs="?", const="local", default=None, metavar="auto|ray://HOST:PORT",
                      help="run every run as a Ray task: no address starts Ray on this machine; 'auto' joins the "

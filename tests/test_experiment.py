@@ -254,3 +254,25 @@ def test_the_train_pages_grid_names_the_checked_folder_whatever_the_data_root(tm
     (run,) = parse_grid(grid_toml(tmp_path / "art", ["mine/flowers"], ["EfficientNetLite0"], "imagenet", 0,
                                   "quick")).runs
     assert run.config.dataset == str(tmp_path / "mine" / "flowers")
+
+
+def test_one_datasets_part_of_a_study_runs_alone_and_a_name_it_does_not_use_is_one_line(tmp_path, monkeypatch):
+    from core.errors import UserError
+    from core.orchestrate.experiment import DATA_ROOT_ENV, run_experiment
+
+    monkeypatch.delenv(DATA_ROOT_ENV, raising=False)
+    for name in ("mri", "flowers"):
+        make_image_dataset(tmp_path / "data" / name, per_class=6)
+    grid = tmp_path / "study.toml"
+    grid.write_text(f'artifacts = "{tmp_path / "art"}"\ndata_root = "{tmp_path / "data"}"\n'
+                    '[[grid]]\ndatasets = ["mri", "flowers"]\nbackbones = ["EfficientNetLite0", "MobileNet@0.25"]\n'
+                    'seeds = [0, 1]\npreset = "quick"\n'
+                    '[[ensemble]]\ndatasets = ["mri", "flowers"]\nbackbones = ["EfficientNetLite0", "MobileNet@0.25"]\n'
+                    'preset = "quick"\nweights = ["uniform"]\n')
+    lines = []
+    assert run_experiment(grid, dry_run=True, emit=lines.append, datasets=["flowers"]) == 0
+    assert lines[0] == f"4 runs in {grid} on flowers: 0 complete, 4 to do"
+    listed = [line for line in lines if line.startswith("  ")]
+    assert len(listed) == 5 and all("flowers" in line for line in listed)  # 4 runs, 1 ensemble; no mri
+    with pytest.raises(UserError, match=r"no run of this study is on flower_photos \(its datasets: mri, flowers\)"):
+        run_experiment(grid, dry_run=True, emit=lines.append, datasets=["flower_photos"])

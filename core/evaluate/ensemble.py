@@ -309,6 +309,16 @@ def _with_weights(entries: list[dict], weights: np.ndarray) -> list[dict]:
     return [{**e, "weight": float(w)} for e, w in zip(entries, weights)]
 
 
+def has_cost_measurements(run_dir: Path) -> bool:
+    """Whether a run's deployment record holds every variant an ensemble's cost sums (:data:`COST_VARIANTS`)."""
+    path = deployment_file(run_dir)
+    if not path.is_file():
+        return False
+    found = {v["name"]: v for v in DeploymentRecord.load(path).variants}
+    return all((found.get(name) or {}).get("status") == "ok" and (found.get(name) or {}).get("bytes")
+               for name in COST_VARIANTS)
+
+
 def deployment_cost(members: list[Member]) -> dict:
     """Per deployable variant (int8, float32): the members' summed MB and median ms at 1 thread, or why not
     measured (a member without that variant measured)."""

@@ -56,7 +56,7 @@ from core.artifacts.records import CrossValidationRecord, FoldStudyRecord, Predi
 from core.artifacts.runs import RunFolder
 from core.errors import UserError
 from core.evaluate import operating_point as op
-from core.evaluate.ensemble import WEIGHT_METHODS, build_ensemble, default_name
+from core.evaluate.ensemble import WEIGHT_METHODS, build_ensemble, default_name, has_cost_measurements
 from core.orchestrate import crossval, tune
 from core.progress import Emit
 from core.train import config as config_mod
@@ -197,11 +197,24 @@ def _parse(kind: str, table: dict, resolve_dataset) -> list[Analysis]:
             for d in datasets]
 
 
+def run_key(config: RunConfig) -> tuple[str, str, str]:
+    """What names one run folder: its dataset, backbone and run id (a run id alone repeats across datasets)."""
+    return config.dataset, config.backbone, config.run_id()
+
+
 def waiting_for(analysis: Analysis, root: Path) -> int:
-    """How many of the runs an ensemble or operating point reads are not complete yet (CV and tuning: none)."""
+    """How many of the runs an ensemble or operating point reads are not ready yet (CV and tuning: none): not
+    complete, or, for an ensemble, planned for deployment (``options["deployed"]``, as :func:`run_key`) and
+    without the measurements its cost sums (built before, it would store that cost as not measured)."""
     if analysis.kind not in ON_RUNS:
         return 0
-    return sum(not RunFolder.for_config(c, root).is_complete() for c in analysis.members)
+    deployed = analysis.options.get("deployed", set())
+    waiting = 0
+    for config in analysis.members:
+        folder = RunFolder.for_config(config, root)
+        waiting += not folder.is_complete() or (analysis.kind == "ensemble" and run_key(config) in deployed
+                                                and not has_cost_measurements(folder.path))
+    return waiting
 
 
 def is_done(analysis: Analysis, root: Path) -> bool:

@@ -82,9 +82,11 @@ def map_dataset(path: str, data_map: tuple[tuple[str, str], ...]) -> str:
 
 
 def run_experiment_on_ray(path: str | Path, artifacts: str | None = None, emit: Emit = print, deploy: bool = False,
-                          options: RayOptions = RayOptions(), data_root: str | None = None) -> int:
-    """Run every run of the grid as a Ray task; returns 0 unless a run failed (as ``run_experiment``)."""
-    study = experiment.load_grid(path, data_root)
+                          options: RayOptions = RayOptions(), data_root: str | None = None,
+                          datasets: list[str] | None = None) -> int:
+    """Run every run of the grid as a Ray task; returns 0 unless a run failed (as ``run_experiment``, whose
+    ``datasets`` this takes too)."""
+    study = experiment.load_grid(path, data_root).only(datasets)
     planned = study.runs
     root = Path(artifacts or study.artifacts or artifacts_dir()).expanduser()
     states = [(p.config, p.deploy or deploy, RunFolder.for_config(p.config, root)) for p in planned]
@@ -118,7 +120,7 @@ def run_experiment_on_ray(path: str | Path, artifacts: str | None = None, emit: 
                 _settle(outcome, cfg, wants, folder, root, emit, failures, waiting)
                 finished.append(_run_entry(outcome, folder, root))
                 _progress(emit, len(finished), len(todo), started, cfg, outcome)
-                _log_time(root, path, started, len(states), failures, finished, done=False)
+                _log_time(root, path, started, len(states), failures, finished, False, datasets)
         trained = {cfg.dataset for cfg, _, _ in todo}
         if study.analyses:  # on the driver, from the installed runs, as a local sitting does them
             emit(f"analyses of the stored runs ({len(study.analyses)}):")
@@ -133,7 +135,7 @@ def run_experiment_on_ray(path: str | Path, artifacts: str | None = None, emit: 
         emit(f"interrupted: {len(pending)} running or waiting runs cancelled; {len(finished)} finished runs kept")
         raise
     finally:
-        _log_time(root, path, started, len(states), failures, finished, done=True)
+        _log_time(root, path, started, len(states), failures, finished, True, datasets)
     return experiment.sitting_summary(emit, failures, waiting, "the workers")
 
 
@@ -210,12 +212,13 @@ def _run_entry(outcome: dict, folder: RunFolder, root: Path) -> dict:
             "node": outcome.get("node"), "wall_time_s": outcome.get("wall_time_s"), "threads": outcome.get("threads")}
 
 
-def _log_time(root: Path, path, started: float, n_runs: int, failures: list, finished: list, done: bool) -> None:
+def _log_time(root: Path, path, started: float, n_runs: int, failures: list, finished: list, done: bool,
+              datasets: list[str] | None = None) -> None:
     """The sitting's line of experiment_log.jsonl, plus each run's node and wall time and the speed-up."""
     run_time = round(sum(r["wall_time_s"] or 0.0 for r in finished), 1)
     wall = max(time.time() - started, 1e-9)
     experiment._log_time(root, path, started, n_runs, failures, finished=done, mode="ray", run_log=list(finished),
-                         run_time_s=run_time, speedup=round(run_time / wall, 2))
+                         run_time_s=run_time, speedup=round(run_time / wall, 2), **experiment.only_note(datasets))
 
 
 def _pack_existing(folder: RunFolder) -> bytes | None:

@@ -54,7 +54,7 @@ import itertools
 import os
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from core.artifacts.config import RunConfig
@@ -87,7 +87,16 @@ from core.errors import UserError, WeightsUnavailableError
 from core.evaluate.compare import compare_dataset
 from core.evaluate.leakage import rescore_dataset
 from core.models.backbones import get_spec
-from core.orchestrate.analyses import ANALYSES, ON_RUNS, Analysis, is_done, parse_analyses, run_analyses, waiting_for
+from core.orchestrate.analyses import (
+    ANALYSES,
+    ON_RUNS,
+    Analysis,
+    is_done,
+    parse_analyses,
+    run_analyses,
+    run_key,
+    waiting_for,
+)
 from core.orchestrate.run import execute, validate_config
 from core.progress import Emit
 from core.train import config as config_mod
@@ -126,6 +135,19 @@ class Study:
         """The grid's dataset folders that are not on this machine, in grid order."""
         named = [p.config.dataset for p in self.runs] + [a.dataset for a in self.analyses]
         return [d for d in dict.fromkeys(named) if not Path(d).expanduser().exists()]
+
+    def only(self, names: list[str] | None) -> Study:
+        """The part of the study on the datasets ``names`` (folder names, e.g. ``flower_photos``): its runs and
+        analyses, in order; ``None`` or empty: all of it. A name the study does not use is a mistake."""
+        if not names:
+            return self
+        used = list(dict.fromkeys(Path(d).name for d in [p.config.dataset for p in self.runs]
+                                  + [a.dataset for a in self.analyses]))
+        unknown = [n for n in names if n not in used]
+        if unknown:
+            raise UserError(f"no run of this study is on {', '.join(unknown)} (its datasets: {', '.join(used)})")
+        return replace(self, runs=[p for p in self.runs if Path(p.config.dataset).name in names],
+                       analyses=[a for a in self.analyses if Path(a.dataset).name in names])
 
     def how_to_get(self, dataset: str) -> list[str]:
         """Lines that say where a dataset comes from (its ``[data.NAME]`` table), or how to describe it."""
@@ -181,14 +203,18 @@ def parse_grid(text: str, where: str = "experiment", data_root: str | None = Non
         except UserError as exc:
             raise UserError(f"{where}: grid {n}: {exc}") from None
     analyses = parse_analyses(spec, lambda dataset: resolve_dataset(dataset, root), where)
-    planned = {(p.config.dataset, p.config.backbone, p.config.run_id()) for p in configs}
+    planned = {run_key(p.config) for p in configs}
     for analysis in (a for a in analyses if a.kind in ON_RUNS):
-        strays = [c for c in analysis.members if (c.dataset, c.backbone, c.run_id()) not in planned]
+        strays = [c for c in analysis.members if run_key(c) not in planned]
         if strays:
             raise UserError(f"{where}: {analysis.describe()}: no grid plans the run of "
                             f"{', '.join(f'{c.backbone} seed {c.seed}' for c in strays)} with these settings (its "
                             "preset and set must match a grid's)")
-    return Study(_merged(configs), spec.get("artifacts"), root, data, analyses)
+    runs = _merged(configs)
+    deployed = {run_key(p.config) for p in runs if p.deploy}
+    for analysis in (a for a in analyses if a.kind == "ensemble"):
+        analysis.options["deployed"] = {run_key(c) for c in analysis.members} & deployed
+    return Study(runs, spec.get("artifacts"), root, data, analyses)
 
 
 def _merged(planned: list[PlannedRun]) -> list[PlannedRun]:
@@ -196,7 +222,7 @@ def _merged(planned: list[PlannedRun]) -> list[PlannedRun]:
     deployment grid, say) make one run that is deployed if either asks (on Ray, two would train at once)."""
     out: dict[tuple[str, str, str], PlannedRun] = {}
     for p in planned:
-        key = (p.config.dataset, p.config.backbone, p.config.run_id())
+        key = run_key(p.config)
         if key in out:
             first = out[key]
             out[key] = PlannedRun(first.config, first.deploy or p.deploy, first.cpus, first.gpus)
@@ -299,19 +325,21 @@ def _toml_value(value) -> str:
 
 
 def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool = False, emit: Emit = print,
-                   deploy: bool = False, data_root: str | None = None) -> int:
+                   deploy: bool = False, data_root: str | None = None, datasets: list[str] | None = None) -> int:
     """Run every run of the grid; returns 0 unless a run failed.
 
     ``deploy`` measures the deployment variants of every network run, on top of the
     grids that ask for it. Runs waiting for ImageNet weights are not failures: they are
     recorded (see the module docstring) and listed at the end. ``data_root`` overrides
-    the data root (module docstring).
+    the data root (module docstring). ``datasets`` (folder names) runs only the runs and
+    analyses on those datasets, in the file's order.
     """
-    study = load_grid(path, data_root)
+    study = load_grid(path, data_root).only(datasets)
     root = Path(artifacts or study.artifacts or artifacts_dir()).expanduser()
     states = [(p.config, p.deploy or deploy, RunFolder.for_config(p.config, root)) for p in study.runs]
     done = sum(f.is_complete() for _, _, f in states)
-    emit(f"{len(states)} runs in {path}: {done} complete, {len(states) - done} to do")
+    emit(f"{len(states)} runs in {path}{' on ' + ', '.join(datasets) if datasets else ''}: {done} complete, "
+         f"{len(states) - done} to do")
     if study.data_root:
         emit(f"data root: {study.data_root}")
     if dry_run:
@@ -390,7 +418,7 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
             failed_analyses |= {id(a) for a, _ in broken}
             trained |= set(changed)
             # Logged after every run, so a sitting that is killed still counts up to its last run.
-            _log_time(root, path, started, len(states), failures, finished=False)
+            _log_time(root, path, started, len(states), failures, finished=False, **only_note(datasets))
         if study.analyses:
             emit(f"analyses of the stored runs ({len(study.analyses)}):")
             broken, changed = run_analyses([a for a in study.analyses if id(a) not in failed_analyses], root, emit)
@@ -399,7 +427,7 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
         for dataset in datasets:
             compare_if_needed(root / dataset_slug(dataset), emit, dataset in trained)
     finally:
-        _log_time(root, path, started, len(states), failures, finished=True)
+        _log_time(root, path, started, len(states), failures, finished=True, **only_note(datasets))
     return sitting_summary(emit, failures, waiting, "this machine")
 
 
@@ -565,6 +593,11 @@ def _forget_unavailable(root: Path, cfg: RunConfig, folder: RunFolder) -> None:
     if len(kept) != len(doc.runs):
         doc.runs = kept
         doc.save(path)
+
+
+def only_note(datasets: list[str] | None) -> dict:
+    """The log entry's note of a sitting restricted to some datasets (none when it ran all of them)."""
+    return {"datasets": list(datasets)} if datasets else {}
 
 
 def _log_time(root, path, started: float, n_runs: int, failures: list, finished: bool, **extra) -> None:
