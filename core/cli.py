@@ -299,6 +299,14 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
+    if args.yes and not args.retire:
+        raise UserError("--yes confirms --retire: add --retire, or leave --yes out")
+    if args.retire:
+        from core.orchestrate.retire import retire_study
+
+        retire_study(args.file, args.artifacts, _emit, delete=args.yes, data_root=args.data_root,
+                     datasets=args.dataset)
+        return 0
     if args.ray is not None and not args.dry_run:
         from core.orchestrate import distributed
 
@@ -339,6 +347,11 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", action="append", metavar="NAME",
                    help="only the runs and analyses on this dataset (its folder name, e.g. flower_photos; repeatable): "
                         "one dataset's part of a study in one sitting")
+    p.add_argument("--retire", action="store_true",
+                   help="list what the artifacts folder holds that the file no longer plans (runs no grid names, "
+                        "and the ensembles, diagnoses, CV and tuning records and splits resting on them); runs "
+                        "nothing")
+    p.add_argument("--yes", action="store_true", help="with --retire: remove them (git history keeps committed ones)")
     ray = p.add_argument_group("Ray (optional: pip install -r requirements-ray.txt; README 'Scale out with Ray')")
     ray.add_argument("--ray", nargs="?", const="local", default=None, metavar="auto|ray://HOST:PORT",
                      help="run every run as a Ray task: no address starts Ray on this machine; 'auto' joins the "
