@@ -1,6 +1,7 @@
 """Shared by the report pages: cached loads of stored results, the sidebar, empty states.
 
-Only reads files through :mod:`core.artifacts.report`; never imports TensorFlow.
+Only reads files through :mod:`core.artifacts.report` and :mod:`core.artifacts.record_view`; never imports
+TensorFlow.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core.artifacts import report
+from core.artifacts import record_view, report
 from core.artifacts.layout import DATASET_NOTES_FILE, artifacts_dir, find_dataset, result_files
 from core.artifacts.records import RecordError
 
@@ -93,34 +94,35 @@ def load_architectures(token: str) -> pd.DataFrame:
 
 @_cached_or_message(None)
 def load_metrics(path: str, token: str) -> dict:
-    return report.metrics(path)
+    return record_view.metrics(path)
 
 
 @_cached_or_message(pd.DataFrame)
 def load_history(path: str, token: str) -> pd.DataFrame:
-    return report.history(path)
+    return record_view.history(path)
 
 
 @_cached_or_message(pd.DataFrame)
 def load_predictions(path: str, token: str) -> pd.DataFrame:
-    return report.predictions(path)
+    return record_view.predictions(path)
 
 
 @_cached_or_message(None)
 def load_json(kind: str, key: str, token: str):
-    loaders = {"audit": report.audit, "mcnemar": report.mcnemar, "config": report.config,
-               "provenance": report.provenance, "deployment": report.deployment, "leakage": report.leakage}
+    loaders = {"audit": record_view.audit, "mcnemar": record_view.mcnemar, "config": record_view.config,
+               "provenance": record_view.provenance, "deployment": record_view.deployment,
+               "leakage": record_view.leakage}
     return loaders[kind](key)
 
 
 @_cached_or_message(pd.DataFrame)
 def load_batchnorm_diagnoses(dataset: str, token: str) -> pd.DataFrame:
-    return report.batchnorm_diagnoses(dataset)
+    return record_view.batchnorm_diagnoses(dataset)
 
 
 @_cached_or_message(pd.DataFrame)
 def load_split_counts(dataset: str, token: str) -> pd.DataFrame:
-    return report.split_counts(dataset)
+    return record_view.split_counts(dataset)
 
 
 @_cached_or_message(None)

@@ -3,7 +3,7 @@
 import altair as alt
 import streamlit as st
 
-from core.artifacts import findings, ranking, report
+from core.artifacts import findings, naming, ranking, report
 from pages.common import (
     compact_header,
     dataset_notes,
@@ -54,8 +54,8 @@ preset, preset_note = ranking.ranking_preset(configs)
 st.subheader(f"Leaderboard: {dataset}")
 metric = st.selectbox("Rank by", metrics,
                       index=metrics.index(report.DEFAULT_METRIC) if report.DEFAULT_METRIC in metrics else 0,
-                      format_func=report.metric_label)
-chosen = report.metric_label(metric)
+                      format_func=naming.metric_label)
+chosen = naming.metric_label(metric)
 st.caption(f"{report.test_split_caption(runs)}.")
 level, lines = findings.audit_findings(load_json("audit", dataset, results_token()))
 {"clean": st.success, "warning": st.warning}.get(level, st.info)("  \n".join(lines))

@@ -3,7 +3,7 @@
 import altair as alt
 import streamlit as st
 
-from core.artifacts import charts, report
+from core.artifacts import charts, record_view
 from pages.common import (
     dataset_root,
     empty_state,
@@ -37,7 +37,7 @@ if many:
 columns = st.columns(max(1, len(loaded)))
 for col, (run, m) in zip(columns, loaded):
     order = names if many else m["classes"]
-    df = report.confusion_cells(m, normalised)
+    df = record_view.confusion_cells(m, normalised)
     df = df[df["true"].isin(order) & df["predicted"].isin(order)]
     base = alt.Chart(df).encode(x=alt.X("predicted:N", sort=order, axis=alt.Axis(labels=len(order) <= 40)),
                                 y=alt.Y("true:N", sort=order, axis=alt.Axis(labels=len(order) <= 40)))
@@ -50,7 +50,7 @@ for col, (run, m) in zip(columns, loaded):
     with col:
         st.markdown(f"**{run['short']}**", help=run["label"])
         st.altair_chart(chart.properties(height=max(300, min(900, 9 * len(order)))), width="stretch")
-        table = report.per_class_with_leak_free(m, load_json("leakage", run["path"], token))
+        table = record_view.per_class_with_leak_free(m, load_json("leakage", run["path"], token))
         st.dataframe(table.round(3), hide_index=True, width="stretch")
         if "leak-free recall" in table:
             st.caption("Leak-free: recall on the test images whose group of near-copies has no member in train or "

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core import jobs
-from core.artifacts import charts, report
+from core.artifacts import charts, record_view, timing
 from core.artifacts.layout import artifacts_dir
 from core.artifacts.runs import RunFolder
 from core.data import dataset as data_mod
@@ -38,8 +38,8 @@ def class_counts(folder: str, allowed: list[Path] | None) -> dict[str, int]:
 
 def time_estimate(chosen: list[str], preset: str, weights: str, n_images: int, deploy: bool) -> str:
     """The job's estimated time, training and (when asked) deployment, from earlier runs stored here."""
-    train = [report.estimate_seconds(n, preset, weights, n_images) for n in chosen]
-    measure = [report.estimate_deploy_seconds(n) for n in chosen] if deploy else []
+    train = [timing.estimate_seconds(n, preset, weights, n_images) for n in chosen]
+    measure = [timing.estimate_deploy_seconds(n) for n in chosen] if deploy else []
     if any(e is None for e in train + measure):
         return ("No estimate yet for some choices: no earlier run (or deployment) of that backbone and preset is "
                 "stored here. The audit of the dataset comes first (seconds).")
@@ -81,7 +81,7 @@ def run_line(run_dir: Path, deploying: bool) -> None:
                  f"{m['val_accuracy']:.3f}, val_loss {m['val_loss']:.4f}, stage ETA ≤ {last['eta_s']:.0f} s")
     elif events:
         st.write(f"{label}: {events[-1]['event']}…")
-    curves = charts.learning_curves([(run_dir.parent.name, label, report.history(run_dir))], "accuracy")
+    curves = charts.learning_curves([(run_dir.parent.name, label, record_view.history(run_dir))], "accuracy")
     if not curves.empty:
         st.altair_chart(learning_curve_chart(curves, charts.stage_starts(curves), "accuracy", height=220),
                         width="stretch")

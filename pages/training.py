@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core.artifacts import charts, report, training_compute
+from core.artifacts import charts, record_view, report, training_compute
 from pages.common import (
     empty_state,
     learning_curve_chart,
@@ -31,7 +31,7 @@ metric = st.radio("Metric", ["loss", "accuracy"], horizontal=True)
 histories = []
 for _, run in chosen.iterrows():
     h = load_history(run["path"], token)
-    for problem in report.history_problems(h):
+    for problem in record_view.history_problems(h):
         st.warning(f"{run['label']}: {problem}")
     histories.append((run["short"], run["label"], h))
 curves = charts.learning_curves(histories, metric)

@@ -84,7 +84,7 @@ def test_seed_spread_pools_only_runs_that_differ_by_seed():
 
 
 def test_run_labels_tell_apart_runs_that_differ_only_in_settings():
-    from core.artifacts import report
+    from core.artifacts import naming
     from core.train import config as config_mod
 
     base = config_mod.resolve("data", "EfficientNetLite0", "full", {"weights": "none"}).to_dict()
@@ -92,31 +92,31 @@ def test_run_labels_tell_apart_runs_that_differ_only_in_settings():
                                 {"weights": "none", "scratch": {"epochs": 40}}).to_dict()
     other_seed = config_mod.resolve("data", "EfficientNetLite0", "full", {"weights": "none", "seed": 1}).to_dict()
     moved = {**base, "dataset": "/elsewhere/data"}  # the same settings read from another path
-    labels = report.run_labels([base, longer, other_seed])
+    labels = naming.run_labels([base, longer, other_seed])
     assert labels[0] == "EfficientNetLite0 · scratch · full · seed 0 · scratch.epochs=20"
     assert labels[1] == "EfficientNetLite0 · scratch · full · seed 0 · scratch.epochs=40"
     assert labels[2] == "EfficientNetLite0 · scratch · full · seed 1"
-    assert report.run_labels([base, moved]) == ["EfficientNetLite0 · scratch · full · seed 0",
+    assert naming.run_labels([base, moved]) == ["EfficientNetLite0 · scratch · full · seed 0",
                                                 "EfficientNetLite0 · scratch · full · seed 0 · #2"]
     older = {k: v for k, v in base.items() if k != "bn_momentum"}  # a run made before the setting existed
     tuned = config_mod.resolve("data", "EfficientNetLite0", "full", {"weights": "none", "bn_momentum": 0.9}).to_dict()
-    assert report.run_labels([older, tuned]) == ["EfficientNetLite0 · scratch · full · seed 0 · bn_momentum=default",
+    assert naming.run_labels([older, tuned]) == ["EfficientNetLite0 · scratch · full · seed 0 · bn_momentum=default",
                                                  "EfficientNetLite0 · scratch · full · seed 0 · bn_momentum=0.9"]
     # Four settings changed (the Train page's four knobs): every difference is named, so labels stay unique.
     knobs = [{"augment": {"views": v}, "stage1": {"epochs": e1}, "stage2": {"epochs": e2}, "unfreeze_layers": u}
              for v, e1, e2, u in [(1, 10, 2, 20), (1, 10, 2, 40), (2, 20, 5, 20)]]
-    four = report.run_labels([config_mod.resolve("data", "EfficientNetLite0", "quick", k).to_dict() for k in knobs])
+    four = naming.run_labels([config_mod.resolve("data", "EfficientNetLite0", "quick", k).to_dict() for k in knobs])
     assert len(set(four)) == 3 and "unfreeze_layers=40" in four[1]
 
 
 def test_machine_time_keeps_the_last_entry_of_each_sitting_and_skips_a_cut_line(tmp_path):
-    from core.artifacts import report
+    from core.artifacts import timing
 
     lines = [{"sitting": "s1", "wall_time_s": 100.0}, {"sitting": "s1", "wall_time_s": 250.0},
              {"sitting": "s2", "wall_time_s": 50.0}]
     (tmp_path / "experiment_log.jsonl").write_text(
         "".join(json.dumps(e) + "\n" for e in lines) + '{"sitting": "s3", "wall_ti')
-    t = report.machine_time(tmp_path)
+    t = timing.machine_time(tmp_path)
     assert t["experiment_sittings_s"] == 300.0 and t["sittings"] == 2
 
 
@@ -138,24 +138,24 @@ def test_reproduce_command_round_trips_through_the_shell(tmp_path):
 
 
 def test_confusion_cells_use_class_names_and_leave_a_class_without_test_images_empty():
-    from core.artifacts import report
+    from core.artifacts import record_view
 
     metrics = {"classes": ["None", "sea lion"],
                "confusion_matrix": {"labels": [0, 1], "counts": [[0, 0], [1, 3]], "normalized": [None, [0.25, 0.75]]}}
-    cells = report.confusion_cells(metrics, normalised=True)
+    cells = record_view.confusion_cells(metrics, normalised=True)
     assert set(cells["true"]) == {"None", "sea lion"}
     empty_row = cells[cells["true"] == "None"]
     assert empty_row["value"].isna().all() and list(empty_row["count"]) == [0, 0]
     assert cells[(cells["true"] == "sea lion") & (cells["predicted"] == "sea lion")]["value"].item() == 0.75
-    assert list(report.confusion_cells(metrics, normalised=False)["value"]) == [0, 0, 1, 3]
+    assert list(record_view.confusion_cells(metrics, normalised=False)["value"]) == [0, 0, 1, 3]
 
 
 def test_predictions_keep_class_names_that_look_like_missing_values(tmp_path):
-    from core.artifacts import report
+    from core.artifacts import record_view
 
     (tmp_path / "predictions.csv").write_text("id,true,pred,p_None,p_NA\nNone/a.png,None,NA,0.4,0.6\n"
                                               "NA/b.png,NA,NA,0.1,0.9\n")
-    preds = report.predictions(tmp_path)
+    preds = record_view.predictions(tmp_path)
     assert list(preds["true"]) == ["None", "NA"] and list(preds["pred"]) == ["NA", "NA"]
     assert (preds["true"] != preds["pred"]).tolist() == [True, False]
 
@@ -264,7 +264,7 @@ def test_a_failed_recommendation_says_why():
 
 
 def test_split_counts_keep_every_stored_split_apart(tmp_path):
-    from core.artifacts import report
+    from core.artifacts import record_view
     from core.artifacts.records import SplitRecord
 
     splits = tmp_path / "pets" / "splits"
@@ -273,7 +273,7 @@ def test_split_counts_keep_every_stored_split_apart(tmp_path):
         items = [{"path": f"cat/{i}.png", "label": "cat", "split": "test" if i < n_test else "train"} for i in range(5)]
         SplitRecord(seed=seed, val_fraction=0.0, test_fraction=0.4, layout="class_folders",
                     items=items).save(splits / f"split-seed{seed}-abc.json")
-    counts = report.split_counts("pets", tmp_path)
+    counts = record_view.split_counts("pets", tmp_path)
     test = counts[counts["split"] == "test"].set_index("split_file")["images"].to_dict()
     assert test == {"split-seed1-abc": 2, "split-seed2-abc": 3}
 
@@ -326,7 +326,7 @@ def test_a_truncated_predictions_table_or_history_is_flagged_not_shown_partially
     file. history.csv cut mid-line, or short of epochs its provenance records: a warning on the Training page."""
     import shutil
 
-    from core.artifacts import report
+    from core.artifacts import record_view, report
     from core.cli import main
 
     art = tmp_path / "art"
@@ -349,12 +349,12 @@ def test_a_truncated_predictions_table_or_history_is_flagged_not_shown_partially
     assert any(str(cut_value) in p and "last line is cut short" in p for p in problems)
     assert any(str(lost_lines) in p and "99 rows where the run's metrics count" in p for p in problems)
     with pytest.raises(report.RecordError, match="cut short"):
-        report.predictions(cut_value.parent)
-    history = report.history(cut_history.parent)
-    cut, count = report.history_problems(history)  # the cut line, then the epoch it cost
+        record_view.predictions(cut_value.parent)
+    history = record_view.history(cut_history.parent)
+    cut, count = record_view.history_problems(history)  # the cut line, then the epoch it cost
     assert cut == f"{cut_history}: its last line is cut short (that epoch is left out)" and "records" in count
     assert history["val_accuracy"].notna().all()  # no half row
-    [short] = report.history_problems(report.history(short_history.parent))
+    [short] = record_view.history_problems(record_view.history(short_history.parent))
     assert str(short_history) in short and "where provenance.json records" in short
 
     result = render(art)

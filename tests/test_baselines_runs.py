@@ -8,7 +8,7 @@ import json
 import pytest
 from conftest import TINY_RUN, make_image_dataset
 
-from core.artifacts import layout, report
+from core.artifacts import layout, naming
 from core.artifacts.config import flatten
 from core.cli import main as cli_main
 from core.train import config
@@ -33,4 +33,4 @@ def test_a_new_baseline_runs_end_to_end_and_records_its_choice_and_fit_time(lite
     assert details["method"] == method and details["hyperparameter"] == name and details["chosen"] in values
     assert details["fit_seconds"] >= 0 and all("fit_seconds" in row for row in details["grid"])
     assert json.loads((run / "config.json").read_text())["method"] == method
-    assert report.run_kind(method, "imagenet") == method
+    assert naming.run_kind(method, "imagenet") == method

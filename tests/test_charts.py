@@ -1,4 +1,4 @@
-"""The data behind the report's charts (core.artifacts.charts, report.short_labels) and the chart pages on a
+"""The data behind the report's charts (core.artifacts.charts, core.artifacts.naming.short_labels) and the chart pages on a
 30-class artifacts folder written directly with the record classes (no training, no TensorFlow)."""
 
 import json
@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from core.artifacts import charts, report
+from core.artifacts import charts, naming
 from core.artifacts.config import RunConfig
 from core.artifacts.records import CompleteRecord, MetricsRecord, Predictions, ProvenanceRecord, SplitRecord
 from core.evaluate.metrics import evaluate
@@ -55,13 +55,13 @@ def test_short_labels_are_short_unique_and_name_only_what_differs():
 
     configs = [cfg(seed=0), cfg(seed=1), cfg(method="logreg"), cfg(weights="none"), cfg("MobileNetV2@0.35"),
                cfg(preset="quick"), cfg(stage1={"epochs": 5}), cfg(seed=0)]
-    labels = report.short_labels(configs)
+    labels = naming.short_labels(configs)
     assert labels[:6] == ["Lite0 s0 · stage1.epochs=40", "Lite0 s1", "Lite0 logreg s0", "Lite0 scratch s0",
                           "MNetV2@0.35 s0", "Lite0 quick s0"]
     assert labels[6] == "Lite0 s0 · stage1.epochs=5" and labels[7] == "Lite0 s0 · stage1.epochs=40 · #2"
     assert len(set(labels)) == len(labels) and max(map(len, labels[1:6])) <= 16
-    assert report.short_labels([cfg(preset="quick"), cfg(preset="quick", seed=1)]) == ["Lite0 s0", "Lite0 s1"]
-    assert report.short_labels([]) == []
+    assert naming.short_labels([cfg(preset="quick"), cfg(preset="quick", seed=1)]) == ["Lite0 s0", "Lite0 s1"]
+    assert naming.short_labels([]) == []
 
 
 def test_pr_steps_run_in_threshold_order_with_recall_never_rising():

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.artifacts import deployment_view, html_report, ranking, report
+from core.artifacts import deployment_view, html_report, ranking, record_view, report
 from core.artifacts.layout import AUDIT_FILE
 from core.artifacts.records import RecordError
 from core.cli import main
@@ -159,7 +159,7 @@ def test_the_html_report_of_the_committed_results_stands_on_its_own(dataset):
     assert "pp, 95% CI" in page and ">None<" not in page and ">nan<" not in page
     # The planned comparisons, wherever the ranked split has a recommended configuration and another to test it against.
     runs = report.runs_table(dataset, ARTIFACTS)
-    family = ranking.planned_family(runs, report.mcnemar(dataset, ARTIFACTS))
+    family = ranking.planned_family(runs, record_view.mcnemar(dataset, ARTIFACTS))
     planned = not family.empty and (family["comparison"].str.contains("against the recommended")).any()
     assert ("Holm-corrected within the planned family" in page) == (not family.empty)
     assert (page.count("against the recommended") >= 2) == planned  # the caption names it; a row of the table too

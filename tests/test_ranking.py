@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from core.artifacts import ranking, report
+from core.artifacts import naming, ranking, report
 
 pytestmark = pytest.mark.unit
 
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.unit
 def _run(backbone, seed, val, acc, *, method="finetune", weights="imagenet", preset="full", key=None, int8_mb=None,
          ci=0.02):
     """One runs-table row as :func:`core.artifacts.report.runs_table` makes it (the columns ranking reads)."""
-    kind = report.run_kind(method, weights)
+    kind = naming.run_kind(method, weights)
     configuration = f"{backbone} · {kind} · {preset}"
     return {"dataset": "d", "backbone": backbone, "weights": weights, "method": method, "preset": preset,
             "settings_key": key or f"{backbone}-{kind}-{preset}", "seed": seed, "run_id": f"{preset}-{kind}-s{seed}",

@@ -138,7 +138,7 @@ def learning_curves(histories: list[tuple[str, str, pd.DataFrame]], metric: str)
     """Long-form learning curves: one row per run, epoch and split (training, validation).
 
     ``histories`` holds ``(short label, full name, history)`` with the history as
-    :func:`core.artifacts.report.history` returns it (``step`` counts epochs across stages).
+    :func:`core.artifacts.record_view.history` returns it (``step`` counts epochs across stages).
     """
     frames = []
     for short, name, h in histories:

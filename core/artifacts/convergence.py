@@ -26,7 +26,7 @@ CONVERGED, AT_LIMIT, COLLAPSED, UNKNOWN = "converged", "still improving at its e
 
 
 def stage_checks(history: pd.DataFrame, config: dict) -> list[dict]:
-    """One entry per stage in ``history`` (:func:`core.artifacts.report.history`): epochs run, limit, best epoch,
+    """One entry per stage in ``history`` (:func:`core.artifacts.record_view.history`): epochs run, limit, best epoch,
     and ``ended_by`` (``early stopping`` or ``epoch limit``) with ``still_improving`` at the limit."""
     out = []
     if history.empty or "stage" not in history:

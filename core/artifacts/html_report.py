@@ -19,7 +19,7 @@ import altair as alt
 import pandas as pd
 import vl_convert
 
-from core.artifacts import charts, deployment_view, ranking, report
+from core.artifacts import charts, deployment_view, naming, ranking, record_view, report
 from core.artifacts.records import RecordError
 
 STYLE = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
@@ -58,7 +58,7 @@ def _header(dataset: str, df: pd.DataFrame, root: Path | None) -> list[str]:
                                                                       "results; every number below is read from them.")]
     if df.empty:
         return parts
-    prov = report.provenance(df.iloc[0]["path"])
+    prov = record_view.provenance(df.iloc[0]["path"])
     data = prov.get("dataset") or {}
     classes = list(data.get("classes") or [])
     listed = ", ".join(classes[:MAX_CLASSES_LISTED]) + (" ..." if len(classes) > MAX_CLASSES_LISTED else "")
@@ -74,7 +74,7 @@ def _header(dataset: str, df: pd.DataFrame, root: Path | None) -> list[str]:
 def _audit(dataset: str, root: Path | None) -> list[str]:
     parts = ["<h2>Data audit</h2>"]
     try:
-        audit = report.audit(dataset, root)
+        audit = record_view.audit(dataset, root)
     except RecordError as exc:
         return parts + [_p(f"The stored audit could not be read: {exc}")]
     if not audit:
@@ -103,7 +103,7 @@ def _interval_chart(top: pd.DataFrame, metric: str) -> str:
     lo, hi = float(data["low"].min()), float(data["high"].max())
     pad = max((hi - lo) * 0.08, 0.01)
     order = list(data.sort_values(metric, ascending=False)["label"])
-    x = alt.X("low:Q", title=report.metric_label(metric), scale=alt.Scale(domain=[lo - pad, hi + pad], nice=False))
+    x = alt.X("low:Q", title=naming.metric_label(metric), scale=alt.Scale(domain=[lo - pad, hi + pad], nice=False))
     y = alt.Y("label:N", sort=order, title=None, axis=alt.Axis(labelLimit=360))
     base = alt.Chart(data)
     chart = base.mark_rule().encode(x=x, x2="high:Q", y=y) + base.mark_point(filled=True, size=60).encode(
@@ -117,7 +117,7 @@ def _results(df: pd.DataFrame) -> list[str]:
     top = ranking.ranked(configs, metric)
     _, note = ranking.ranking_preset(configs)
     parts = ["<h2>Configurations</h2>",
-             _p(f"Runs that differ only by seed, ranked by mean {report.metric_label(metric).lower()}: "
+             _p(f"Runs that differ only by seed, ranked by mean {naming.metric_label(metric).lower()}: "
                 f"{ranking.interval_caption(top)}.{' ' + note if note else ''}"),
              _table(report.configurations_table(top))]
     caption = report.leak_free_caption(df)
@@ -125,7 +125,7 @@ def _results(df: pd.DataFrame) -> list[str]:
         parts.append(_p(caption, "note"))
     rec = ranking.recommend(configs, metric=metric)
     parts.append(_p("Recommendation: " + report.recommendation_paragraph(rec)))
-    parts.append(f"<h3>{_esc(report.metric_label(metric))} of each configuration with its 95% interval</h3>")
+    parts.append(f"<h3>{_esc(naming.metric_label(metric))} of each configuration with its 95% interval</h3>")
     parts.append(_interval_chart(top, metric))
     parts.append("<h2>Single runs</h2>")
     parts.append(_p(f"Metrics: value [95% bootstrap CI, {ranking.bootstrap_unit(df)}]."))
@@ -146,15 +146,15 @@ def _best_run(df: pd.DataFrame) -> pd.Series:
 
 def _per_class(df: pd.DataFrame) -> list[str]:
     run = _best_run(df)
-    metrics = report.metrics(run["path"])
-    table = report.per_class_with_leak_free(metrics, report.leakage(run["path"]))
+    metrics = record_view.metrics(run["path"])
+    table = record_view.per_class_with_leak_free(metrics, record_view.leakage(run["path"]))
     for column in table.columns:
         if column not in ("class", "support", "leak-free support"):
             table[column] = table[column].map(lambda v: "" if v is None or v != v else f"{v:.3f}")
     confused = charts.most_confused_pairs(metrics, top=10)
     confused["share of true class"] = confused["share of true class"].map(lambda v: f"{v:.1%}")
     parts = ["<h2>Per-class results</h2>",
-             _p(f"Of the run with the best {report.metric_label(report.DEFAULT_METRIC).lower()}: {run['label']}.")]
+             _p(f"Of the run with the best {naming.metric_label(report.DEFAULT_METRIC).lower()}: {run['label']}.")]
     parts.append(_table(table))
     parts.append("<h3>Most-confused pairs</h3>")
     parts.append(_table(confused.rename(columns=str.capitalize)) if not confused.empty
@@ -166,7 +166,7 @@ def _calibration(df: pd.DataFrame) -> list[str]:
     rows, bins = [], []
     drawn = set(_by_score(df)["label"][:CALIBRATION_CURVES])
     for _, run in df.iterrows():
-        cal = report.metrics(run["path"])["calibration"]
+        cal = record_view.metrics(run["path"])["calibration"]
         rows.append({"Run": run["label"], "ECE": f"{cal['ece']:.3f}", "MCE": f"{cal['mce']:.3f}",
                      "Mean confidence": f"{cal['mean_confidence']:.3f}", "Accuracy": f"{run['accuracy']:.3f}"})
         if run["label"] in drawn:
@@ -192,7 +192,7 @@ def _calibration(df: pd.DataFrame) -> list[str]:
 
 
 def _deployment(df: pd.DataFrame) -> list[str]:
-    rows = deployment_view.variant_rows([(r["label"], report.deployment(r["path"])) for _, r in df.iterrows()])
+    rows = deployment_view.variant_rows([(r["label"], record_view.deployment(r["path"])) for _, r in df.iterrows()])
     parts = ["<h2>Deployment</h2>"]
     if rows.empty:
         return parts + [_p("No run has deployment measurements (`python -m core deploy RUN_DIR` makes them).")]
@@ -216,7 +216,7 @@ def _significance(dataset: str, df: pd.DataFrame, root: Path | None) -> list[str
     if len(df) < 2:
         return parts + [_p("A comparison needs two runs; this report has one.")]
     try:
-        comparison = report.mcnemar(dataset, root)
+        comparison = record_view.mcnemar(dataset, root)
     except RecordError as exc:
         return parts + [_p(f"The stored comparison could not be read: {exc}")]
     if comparison is None:
@@ -243,7 +243,7 @@ def _methods(df: pd.DataFrame, reproduce: Callable[[dict], str] | None) -> list[
                 "pinned requirements; the run id hashes every setting, so the command lands in the same folder.")]
     rows = []
     for _, run in df.iterrows():
-        config = report.config(run["path"])
+        config = record_view.config(run["path"])
         if run.get("kind") == report.ENSEMBLE:
             command = report.ensemble_command(config)
         else:

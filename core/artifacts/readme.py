@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.artifacts import classical, lesson, model_selection, ranking, report, screens
+from core.artifacts import classical, lesson, model_selection, naming, ranking, record_view, report, screens, timing
 from core.artifacts.layout import OPERATING_POINTS_FILE, artifacts_dir
 from core.artifacts.records import OperatingPointsRecord
 from core.errors import UserError
@@ -27,7 +27,7 @@ def _configurations_markdown(configs: pd.DataFrame, runs: pd.DataFrame) -> list[
     """The README's configuration ranking of one dataset, its recommendation and what to read it with."""
     metric = report.DEFAULT_METRIC
     top = ranking.ranked(configs, metric)
-    lines = [f"Configurations (runs that differ only by seed), ranked by mean {report.metric_label(metric).lower()}: "
+    lines = [f"Configurations (runs that differ only by seed), ranked by mean {naming.metric_label(metric).lower()}: "
              f"{ranking.interval_caption(top)}.\n"]
     lines += _markdown_table(report.configurations_table(top))
     rec = ranking.recommend(configs, metric=metric)
@@ -91,7 +91,7 @@ def markdown_results(root: Path | None = None) -> str:
                      "source scans, test the audit's near-duplicate groups):\n")
         lines += _markdown_table(lesson.table(record).drop(columns=["How validation was carved"]))
         lines.append(f"{lesson.explanation(record)}\n")
-    t = report.machine_time(root)
+    t = timing.machine_time(root)
     lines.append(f"Machine time on record: training {t['training_s'] / 3600:.1f} h (stage timings of the complete "
                  f"runs), deployment measurements {t['deployment_s'] / 3600:.1f} h (per-variant timings); the experiment "
                  "sittings logged "
@@ -110,7 +110,7 @@ def _further_analyses(dataset: str, df: pd.DataFrame, root: Path) -> list[str]:
             lines.append(f"{title} on frozen ImageNet embeddings (hyperparameter chosen on validation; fit: the "
                          "chosen model's fit time on this machine):\n")
             lines += _markdown_table(classical.display_table(rows, what))
-    comparison = report.mcnemar(dataset, root) or {}
+    comparison = record_view.mcnemar(dataset, root) or {}
     entries = comparison.get("ensembles") or []
     if entries:
         labels = {f"{r['backbone']}/{r['run_id']}": r["label"] for _, r in df.iterrows()}

@@ -108,6 +108,14 @@ class Record:
         return cls.from_dict(read_record_json(path, cls.KIND), str(path))
 
 
+def readable(kind, path: Path, default):
+    """A record, or ``default`` when its file cannot be read (for totals that do without it)."""
+    try:
+        return kind.load(path)
+    except RecordError:
+        return default
+
+
 @dataclass
 class MetricsRecord(Record):
     """``metrics.json``: the test-split evaluation of one run (:func:`core.evaluate.metrics.evaluate`)."""

@@ -2,6 +2,10 @@
 
 Everything here reads files under ``artifacts/`` written by the rest of ``core`` and
 returns plain pandas DataFrames or dicts: the pages only draw what this module gives.
+Tables across a dataset's runs live here (runs, ensembles, leaderboard, configurations, the
+recommendation's wording); one run's or dataset's records read one at a time are
+:mod:`core.artifacts.record_view`, labels :mod:`core.artifacts.naming`, machine time
+:mod:`core.artifacts.timing`.
 """
 
 from __future__ import annotations
@@ -9,13 +13,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
 from core.artifacts import config as config_mod
-from core.artifacts import convergence, ranking
+from core.artifacts import convergence, ranking, record_view
 from core.artifacts.config import ABSENT_MEANS, RunConfig
 from core.artifacts.layout import (
     ARCHITECTURES_DIR,
@@ -23,30 +26,30 @@ from core.artifacts.layout import (
     COMPLETE_MARKER,
     CONFIG_FILE,
     DEPLOYMENT_FILE,
-    DIAGNOSTICS_DIR,
     ENSEMBLES_DIR,
-    EXPERIMENT_LOG,
-    HISTORY_FILE,
     LEAKAGE_FILE,
-    MCNEMAR_FILE,
     METRICS_FILE,
     MODEL_SELECTION_DIR,
     PREDICTIONS_FILE,
     PROVENANCE_FILE,
-    SPLITS_DIR,
     UNAVAILABLE_FILE,
     artifacts_dir,
     complete_runs,
     dataset_of_run,
     deployment_file,
     ensemble_folders,
-    is_ensemble,
     run_folders,
 )
+from core.artifacts.naming import (
+    METRIC_LABELS,
+    configuration_labels,
+    metric_label,
+    run_kind,
+    run_labels,
+    short_labels,
+    variant_label,
+)
 from core.artifacts.records import (
-    AuditRecord,
-    BatchNormDiagnosis,
-    ComparisonRecord,
     DeploymentRecord,
     EnsembleRecord,
     LeakageRecord,
@@ -56,23 +59,13 @@ from core.artifacts.records import (
     RecordError,
     SplitRecord,
     UnavailableRecord,
-    read_experiment_log,
 )
-from core.artifacts.runs import HISTORY_COLUMNS, RunFolder, RunStatus
+from core.artifacts.runs import RunFolder, RunStatus
 from core.formatting import finite_number
 
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "macro_auc")
-METRIC_LABELS = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro-F1",
-                 "macro_auc": "Macro AUC", ranking.VALIDATION_SCORE: "Validation accuracy",
-                 "leak_free_accuracy": "Leak-free accuracy",
-                 "leak_free_balanced_accuracy": "Leak-free balanced accuracy"}
 # What the Overview ranks by unless the reader picks another metric, and what the README ranks by.
 DEFAULT_METRIC = "balanced_accuracy"
-
-
-def metric_label(metric: str) -> str:
-    """A metric column's name for readers (a column added later reads as its own name)."""
-    return METRIC_LABELS.get(metric) or metric.replace("_", " ").capitalize()
 
 
 def datasets(root: Path | None = None) -> list[str]:
@@ -87,100 +80,6 @@ def datasets(root: Path | None = None) -> list[str]:
     found |= {p.parent.name for p in root.glob(f"*/{UNAVAILABLE_FILE}")}
     found |= {p.parent.parent.name for p in root.glob(f"*/{MODEL_SELECTION_DIR}/*.json")}
     return sorted(found)
-
-
-def run_kind(method: str, weights: str) -> str:
-    """'transfer', 'scratch', or the baseline's name."""
-    return method if method != "finetune" else ("scratch" if weights == "none" else "transfer")
-
-
-def run_labels(configs: list[dict]) -> list[str]:
-    """Short human labels (backbone · kind · preset · seed), one per run config, unique among them.
-
-    Runs that would share a label (same backbone, kind, preset and seed, other settings
-    different) get the settings that tell them apart appended, e.g. ``scratch.epochs=40``.
-    """
-    labels = _told_apart([f"{_base_label(c)} · seed {c['seed']}" for c in configs],
-                         [config_mod.flatten({k: v for k, v in c.items() if k != "dataset"}) for c in configs])
-    return _numbered(labels)
-
-
-# Backbone name prefixes shortened in chart legends (the longest prefix that matches wins).
-_SHORT_BACKBONES = (("EfficientNetLite", "Lite"), ("EfficientNet", "EffNet"), ("MobileNet", "MNet"))
-
-
-def short_labels(configs: list[dict]) -> list[str]:
-    """Chart-legend labels, one per run config, unique among them: ``Lite0 s1``, ``Lite0 logreg s0``.
-
-    The backbone is shortened, the kind is named unless it is transfer learning, the preset
-    unless most runs share it; runs still alike get the settings that tell them apart (as in
-    :func:`run_labels`), then a number. The full name (:func:`run_labels`) belongs in the
-    chart's tooltip.
-    """
-    usual = Counter(c["preset"] for c in configs).most_common(1)[0][0] if configs else None
-    labels = []
-    for c in configs:
-        kind = run_kind(c.get("method", "finetune"), c["weights"])
-        words = [_short_backbone(c["backbone"]), "" if kind == "transfer" else kind,
-                 "" if c["preset"] == usual else c["preset"], f"s{c['seed']}"]
-        labels.append(" ".join(w for w in words if w))
-    labels = _told_apart(labels, [config_mod.flatten({k: v for k, v in c.items() if k != "dataset"})
-                                  for c in configs])
-    return _numbered(labels)
-
-
-def _short_backbone(name: str) -> str:
-    for prefix, short in _SHORT_BACKBONES:
-        if name.startswith(prefix) and len(name) > len(prefix):
-            return short + name[len(prefix):]
-    return name
-
-
-def _numbered(labels: list[str]) -> list[str]:
-    """Identical labels (the same settings run twice) numbered ``#2``, ``#3``, ... so no two are alike."""
-    labels, seen = list(labels), {}
-    for i, label in enumerate(labels):
-        seen[label] = seen.get(label, 0) + 1
-        if seen[label] > 1:
-            labels[i] = f"{label} · #{seen[label]}"
-    return labels
-
-
-def configuration_labels(configs: list[dict]) -> list[str]:
-    """The label of each run's configuration (backbone · kind · preset): runs that differ only by seed share it.
-
-    Configurations that would share a label get the settings that tell them apart appended,
-    as in :func:`run_labels`.
-    """
-    return _told_apart([_base_label(c) for c in configs],
-                       [config_mod.flatten(config_mod.identity_settings(c, ["dataset", "seed"])) for c in configs])
-
-
-def _base_label(cfg: dict) -> str:
-    return f"{cfg['backbone']} · {run_kind(cfg.get('method', 'finetune'), cfg['weights'])} · {cfg['preset']}"
-
-
-def _told_apart(labels: list[str], flat: list[dict]) -> list[str]:
-    """``labels`` with the flattened settings that differ among the entries sharing a label appended."""
-    labels = list(labels)
-    for label in set(labels):
-        members = [i for i, lab in enumerate(labels) if lab == label]
-        if len(members) < 2:
-            continue
-        keys = sorted({k for i in members for k in flat[i]})
-        differing = [k for k in keys if len({json.dumps(flat[i].get(k)) for i in members}) > 1]
-        for i in members:
-            extra = ", ".join(f"{k}={_setting_text(flat[i].get(k))}" for k in differing)
-            labels[i] = f"{label} · {extra}" if extra else labels[i]
-    return labels
-
-
-def _setting_text(value) -> str:
-    """A setting's value in a label; unset (null, or missing from an older run's config) is 'default'; a fraction
-    (a tuned learning rate, say) to 4 significant digits."""
-    if value is None:
-        return "default"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def dataset_runs(dataset: str, root: Path | None = None,
@@ -432,6 +331,8 @@ def leakage_effect(df: pd.DataFrame) -> pd.DataFrame:
                      "Leak-free": score("leak_free"), "Leaking (group seen in training)": score("leaking"),
                      "Near-copy of a training image": score("direct"), "No near-copy": score("no_direct")})
     return pd.DataFrame(rows)
+
+
 def _validation_score(run: Path, method: str, details: dict) -> dict:
     """Validation accuracy and loss of the model the run kept (None where its records do not say).
 
@@ -444,7 +345,7 @@ def _validation_score(run: Path, method: str, details: dict) -> dict:
         row = next((g for g in details.get("grid") or [] if key and g.get(key) == chosen), None)
         source = f"grid {key}={chosen}"
     else:
-        curves = history(run)
+        curves = record_view.history(run)
         stage = curves["stage"].iloc[-1] if not curves.empty else None
         best = (details.get(stage) or {}).get("best_epoch") if stage else None
         rows = curves[(curves["stage"] == stage) & (curves["epoch"] == best)] if best else curves.iloc[:0]
@@ -727,23 +628,6 @@ def recommendation_text(rec: ranking.Recommendation, max_mb: float | None = None
             f"({interval}){cost}.")
 
 
-VARIANT_LABELS = {"keras": "Keras model", "tflite_float32": "TFLite float32", "tflite_float16": "TFLite float16",
-                  "tflite_int8_dynamic": "TFLite dynamic-range int8", "tflite_int8_full": "TFLite int8 (per-channel)",
-                  "tflite_int8_per_tensor": "TFLite int8 (per-tensor)", "qat_int8": "quantisation-aware int8"}
-
-
-def variant_label(name: str) -> str:
-    """A deployment variant's name for people: ``tflite_int8_per_tensor`` -> ``TFLite int8 (per-tensor)``."""
-    if name in VARIANT_LABELS:
-        return VARIANT_LABELS[name]
-    kind, _, param = name.partition("_")
-    if kind == "pruned" and param.isdigit():
-        return f"pruned {param}% (float32 TFLite)"
-    if kind == "clustered" and param.isdigit():
-        return f"{param} weight clusters (float32 TFLite)"
-    return name
-
-
 def transfer_gain_text(gains: pd.DataFrame) -> list[str]:
     """One sentence per backbone trained both ways (:func:`core.artifacts.ranking.transfer_gains`)."""
     lines = []
@@ -798,48 +682,6 @@ def validation_leak_note(runs: pd.DataFrame) -> str | None:
             "can favour models that remember training images; runs split by group (the default now) do not leak.")
 
 
-def history(run_path: str | Path) -> pd.DataFrame:
-    """Epoch history with a global epoch counter across stages.
-
-    Only whole, well-formed lines are kept; what is missing or was left out (a line cut
-    short, fewer epochs than the run's provenance records) is in :func:`history_problems`.
-    """
-    folder = RunFolder(Path(run_path))
-    rows = folder.read_history()
-    problems = folder.history_problems() + _missing_epochs(folder.path, rows)
-    df = pd.DataFrame(rows, columns=HISTORY_COLUMNS) if rows else pd.DataFrame()
-    if rows:
-        for column in HISTORY_COLUMNS[1:]:  # every column but the stage's name is a number (empty: missing)
-            df[column] = pd.to_numeric(df[column], errors="coerce")
-        df["step"] = range(1, len(df) + 1)
-    df.attrs["problems"] = problems
-    return df
-
-
-def history_problems(df: pd.DataFrame) -> list[str]:
-    """Why a :func:`history` table is incomplete, one line each naming the file (empty when it is whole)."""
-    return list(df.attrs.get("problems", []))
-
-
-def _missing_epochs(run: Path, rows: list[dict]) -> list[str]:
-    """Stages whose history rows differ in number from the epochs the run's provenance records."""
-    prov = _readable(ProvenanceRecord, run / PROVENANCE_FILE, None)  # none yet while the run trains
-    details = prov.details if prov else {}
-    problems = []
-    for stage, info in details.items():
-        recorded = info.get("epochs_run") if isinstance(info, dict) else None
-        found = sum(1 for r in rows if r["stage"] == stage)
-        if isinstance(recorded, int) and found != recorded:
-            problems.append(f"{run / HISTORY_FILE}: {found} {stage} epoch(s) where {PROVENANCE_FILE} records "
-                            f"{recorded}: the curve is incomplete")
-    return problems
-
-
-def metrics(run_path: str | Path) -> dict:
-    """A run's test metrics (metrics.json) as plain data."""
-    return MetricsRecord.load(Path(run_path) / METRICS_FILE).to_dict()
-
-
 def convergence_table(runs: pd.DataFrame) -> pd.DataFrame:
     """For each network run of ``runs``: how each stage ended and whether its predictions collapsed onto one class
     (:mod:`core.artifacts.convergence`), read from its history, config and test predictions."""
@@ -847,170 +689,22 @@ def convergence_table(runs: pd.DataFrame) -> pd.DataFrame:
     for _, run in runs.iterrows():
         if run.get("method") != "finetune" or run.get("kind") == ENSEMBLE:
             continue
-        epochs = history(run["path"])
-        stages = convergence.stage_checks(epochs, config(run["path"]))
+        epochs = record_view.history(run["path"])
+        stages = convergence.stage_checks(epochs, record_view.config(run["path"]))
         collapsed = convergence.collapse(run["path"])
         verdict, how = convergence.verdict(stages, collapsed), convergence.describe(stages, collapsed)
-        if history_problems(epochs) and verdict != convergence.COLLAPSED:
+        if record_view.history_problems(epochs) and verdict != convergence.COLLAPSED:
             verdict, how = convergence.UNKNOWN, f"{how}; its history is incomplete: not judged"
         rows.append({"Run": run["label"], "Training": verdict, "How it ended": how})
     return pd.DataFrame(rows, columns=["Run", "Training", "How it ended"])
 
 
-def config(run_path: str | Path) -> dict:
-    """A run's stored settings (config.json) as plain data (an ensemble's: its record)."""
-    if is_ensemble(run_path):
-        return EnsembleRecord.load(Path(run_path) / CONFIG_FILE).to_dict()
-    return RunConfig.load(Path(run_path) / CONFIG_FILE).to_dict()
-
-
-def provenance(run_path: str | Path) -> dict:
-    """A run's provenance (provenance.json) as plain data."""
-    return ProvenanceRecord.load(Path(run_path) / PROVENANCE_FILE).to_dict()
-
-
-def predictions(run_path: str | Path) -> pd.DataFrame:
-    """Per-image predictions; class names stay strings (a class called 'None' or 'NA' is not missing).
-
-    A table cut short, or with another number of rows than the run's metrics count, raises
-    :class:`RecordError` (without readable metrics only the cut is checked).
-    """
-    metrics_record = _readable(MetricsRecord, Path(run_path) / METRICS_FILE, None)
-    table = Predictions.load(Path(run_path) / PREDICTIONS_FILE,
-                             expected_rows=metrics_record.n if metrics_record else None)
-    df = pd.DataFrame({"id": table.ids, "true": table.true, "pred": table.pred})
-    for i, name in enumerate(table.classes):
-        df[f"p_{name}"] = table.probs[:, i]
-    return df
-
-
-def confusion_cells(metrics: dict, normalised: bool) -> pd.DataFrame:
-    """The confusion matrix of a run's metrics as one row per (true, predicted) class name.
-
-    ``value`` is the row-normalised share (recall per true class) or the count; a class
-    with no test images has no normalised row, so its cells are empty, not zero.
-    """
-    cm, names = metrics["confusion_matrix"], metrics["classes"]
-    rows = []
-    for i, true in enumerate(names):
-        for j, pred in enumerate(names):
-            count = cm["counts"][i][j]
-            share = cm["normalized"][i][j] if cm["normalized"][i] is not None else None
-            rows.append({"true": true, "predicted": pred, "count": count,
-                         "value": share if normalised else count})
-    return pd.DataFrame(rows)
-
-
-def deployment(run_path: str | Path) -> dict | None:
-    path = deployment_file(Path(run_path))
-    return DeploymentRecord.load(path).to_dict() if path.is_file() else None
-
-
-def leakage(run_path: str | Path) -> dict | None:
-    """A run's ``leakage.json`` (scores on leak-free and leaking test images), or None before it exists."""
-    path = Path(run_path) / LEAKAGE_FILE
-    return LeakageRecord.load(path).to_dict() if path.is_file() else None
-
-
-def per_class_with_leak_free(metrics: dict, leak: dict | None) -> pd.DataFrame:
-    """Per-class precision, recall, F1 and support, with recall and support on the leak-free test images
-    next to them when some test images leak."""
-    table = pd.DataFrame(metrics["per_class"])[["class", "precision", "recall", "f1", "support"]]
-    free = (leak or {}).get("subsets", {}).get("leak_free")
-    if leak and free and leak.get("leaking_images"):
-        rows = {r["class"]: r for r in free.get("per_class", [])}
-        table["leak-free recall"] = [rows.get(c, {}).get("recall") for c in table["class"]]
-        table["leak-free support"] = [rows.get(c, {}).get("support", 0) for c in table["class"]]
-    return table
-
-
-def audit(dataset: str, root: Path | None = None) -> dict | None:
-    path = Path(root or artifacts_dir()) / dataset / AUDIT_FILE
-    return AuditRecord.load(path).to_dict() if path.is_file() else None
-
-
-def mcnemar(dataset: str, root: Path | None = None) -> dict | None:
-    path = Path(root or artifacts_dir()) / dataset / MCNEMAR_FILE
-    return ComparisonRecord.load(path).to_dict() if path.is_file() else None
-
-
-def batchnorm_diagnoses(dataset: str, root: Path | None = None) -> pd.DataFrame:
-    """One row per stored BatchNorm diagnosis (scripts/diagnose_batchnorm.py) of a dataset's runs."""
-    rows = []
-    for path in sorted((Path(root or artifacts_dir()) / dataset / DIAGNOSTICS_DIR).glob("batchnorm-*.json")):
-        doc = BatchNormDiagnosis.load(path)
-        res = doc.results
-        rows.append({"run_id": doc.run, "backbone": doc.backbone, "val_images": doc.val_images,
-                     "inference": res["inference"]["accuracy"],
-                     "batch_statistics": res["batch_statistics"]["accuracy"],
-                     "reestimated": res["reestimated"]["accuracy"],
-                     "train_images": res["reestimated"]["train_images"], "command": doc.command})
-    return pd.DataFrame(rows, columns=["run_id", "backbone", "val_images", "inference", "batch_statistics",
-                                       "reestimated", "train_images", "command"])
-
-
-def split_counts(dataset: str, root: Path | None = None) -> pd.DataFrame:
-    """Images per split and class of every stored split of the dataset (long format, one ``split_file`` each).
-
-    A dataset split with several seeds, or whose files changed, has several split files.
-    """
-    files = sorted((Path(root or artifacts_dir()) / dataset / SPLITS_DIR).glob("split-*.json"))
-    frames = []
-    for path in files:
-        items = pd.DataFrame(SplitRecord.load(path).items)
-        counts = items.groupby(["split", "label"]).size().rename("images").reset_index()
-        frames.append(counts.assign(split_file=path.stem))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
 def all_metrics(dataset: str, root: Path | None = None, runs: pd.DataFrame | None = None) -> dict:
     """Config and metrics of a dataset's complete runs (or of the given ``runs`` rows), for a JSON download."""
     df = runs_table(dataset, root) if runs is None else runs
-    return {"dataset": dataset, "runs": [{"run": f"{r['backbone']}/{r['run_id']}", "config": config(r["path"]),
-                                          "metrics": metrics(r["path"])} for _, r in df.iterrows()]}
-
-
-def estimate_seconds(backbone: str, preset: str, weights: str, n_images: int, root: Path | None = None) -> float | None:
-    """Wall time of a run estimated from complete runs of the same kind stored here (None if none).
-
-    Scales the median seconds per image of earlier runs of this backbone, preset and
-    weights (all their recorded stage timings) by the new dataset's image count.
-    """
-    per_image = []
-    for run in complete_runs(Path(root or artifacts_dir())):
-        try:
-            cfg = RunConfig.load(run / CONFIG_FILE).to_dict()
-            prov = ProvenanceRecord.load(run / PROVENANCE_FILE)
-        except RecordError:
-            continue  # the leaderboard lists it as unreadable; an estimate does without it
-        if (cfg["backbone"], cfg["preset"], cfg["weights"], cfg.get("method")) != (backbone, preset, weights, "finetune"):
-            continue
-        images = sum((prov.dataset or {}).get("counts", {}).values())
-        seconds = sum(prov.timings_s.values())
-        if images and seconds:
-            per_image.append(seconds / images)
-    if not per_image:
-        return None
-    per_image.sort()
-    return per_image[len(per_image) // 2] * n_images
-
-
-def estimate_deploy_seconds(backbone: str, root: Path | None = None) -> float | None:
-    """Wall time of measuring a run's deployment variants, the median over earlier deployed runs of this
-    backbone stored here (their variants' recorded timings); None if none was deployed."""
-    totals = []
-    for run in complete_runs(Path(root or artifacts_dir())):
-        path = deployment_file(run)
-        if run.parent.name != backbone or not path.is_file():
-            continue
-        try:
-            variants = DeploymentRecord.load(path).variants
-        except RecordError:
-            continue
-        total = sum(float((v.get("timings_s") or {}).get("total") or 0) for v in variants)
-        if total:
-            totals.append(total)
-    return sorted(totals)[len(totals) // 2] if totals else None
+    return {"dataset": dataset, "runs": [{"run": f"{r['backbone']}/{r['run_id']}",
+                                          "config": record_view.config(r["path"]),
+                                          "metrics": record_view.metrics(r["path"])} for _, r in df.iterrows()]}
 
 
 def architecture_table(arch: pd.DataFrame) -> pd.DataFrame:
@@ -1027,30 +721,3 @@ def architecture_table(arch: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def machine_time(root: Path | None = None) -> dict:
-    """Machine time on record, in seconds: training stages, deployment measurements, experiment sittings."""
-    root = Path(root or artifacts_dir())
-    training = sum(sum(_readable(ProvenanceRecord, run / PROVENANCE_FILE, ProvenanceRecord(
-        code={}, libraries={}, machine={}, dataset={})).timings_s.values()) for run in complete_runs(root))
-    deployment = 0.0
-    for path in [deployment_file(run) for run in complete_runs(root)] + list(root.glob(f"{ARCHITECTURES_DIR}/*/{DEPLOYMENT_FILE}")):
-        if not path.is_file():
-            continue
-        for v in _readable(DeploymentRecord, path, DeploymentRecord(kind="unreadable")).variants:
-            timings = v.get("timings_s") or {}
-            deployment += timings.get("total", sum(timings.values()))
-    sittings: dict[str, float] = {}
-    for n, entry in enumerate(read_experiment_log(root / EXPERIMENT_LOG)):
-        # One entry per run finished in a sitting: its last (largest) wall time counts.
-        key = entry.get("sitting") or f"line-{n}"
-        sittings[key] = max(sittings.get(key, 0.0), entry.get("wall_time_s", 0.0))
-    return {"training_s": training, "deployment_s": deployment, "experiment_sittings_s": sum(sittings.values()),
-            "sittings": len(sittings)}
-
-
-def _readable(kind, path: Path, default):
-    """A record, or ``default`` when its file cannot be read (for totals that do without it)."""
-    try:
-        return kind.load(path)
-    except RecordError:
-        return default

@@ -16,8 +16,9 @@ import numpy as np
 from PIL import Image
 
 from core.artifacts.layout import MODEL_FILE, PROVENANCE_FILE, deploy_dir, deployment_file
+from core.artifacts.naming import run_labels
 from core.artifacts.records import DeploymentRecord, ProvenanceRecord, RecordError
-from core.artifacts.report import dataset_runs, run_labels
+from core.artifacts.report import dataset_runs
 from core.data.dataset import open_image
 from core.deploy.latency import LiteModel
 from core.errors import ImageDecodeError, UserError
