@@ -327,6 +327,7 @@ def test_a_truncated_predictions_table_or_history_is_flagged_not_shown_partially
     import shutil
 
     from core.artifacts import record_view, report
+    from core.artifacts.records import RecordError
     from core.cli import main
 
     art = tmp_path / "art"
@@ -348,7 +349,7 @@ def test_a_truncated_predictions_table_or_history_is_flagged_not_shown_partially
     assert len(table) == readable - 2 and len(problems) == 2
     assert any(str(cut_value) in p and "last line is cut short" in p for p in problems)
     assert any(str(lost_lines) in p and "99 rows where the run's metrics count" in p for p in problems)
-    with pytest.raises(report.RecordError, match="cut short"):
+    with pytest.raises(RecordError, match="cut short"):
         record_view.predictions(cut_value.parent)
     history = record_view.history(cut_history.parent)
     cut, count = record_view.history_problems(history)  # the cut line, then the epoch it cost

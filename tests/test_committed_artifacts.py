@@ -132,11 +132,11 @@ def test_the_committed_recommendations_are_full_configurations_chosen_on_validat
     for dataset in ("flower_photos", "alzheimer_mri"):
         configs = ranking.configurations(report.runs_table(dataset, committed_copy))
         rec = ranking.recommend(configs)
-        full = configs[(configs["preset"] == "full") & (configs["kind"] != report.ENSEMBLE)]
+        full = configs[(configs["preset"] == "full") & (configs["kind"] != ranking.ENSEMBLE)]
         assert full["val_accuracy"].notna().all(), dataset  # every committed run has a validation score
         # Chosen among the ranked split's configurations only (runs on another split are not ranked against them).
         pool = ranking.ranking_pool(configs)
-        pool = pool[pool["kind"] != report.ENSEMBLE]
+        pool = pool[pool["kind"] != ranking.ENSEMBLE]
         if len(set(full["split"])) > 1:
             assert set(pool["split_grouping"]) != {"none"}, dataset  # a split by group is preferred
         leak = (pool["val_leaking_n"] / pool["val_n"]).max()

@@ -169,7 +169,7 @@ def test_the_html_report_of_a_dataset_without_results_says_so(tmp_path):
     page = html_report.static_html("nothing_here", tmp_path)
     assert "No audit" in page and "No complete runs" in page and not _external_references(page)
     runs = report.runs_table("alzheimer_mri", ARTIFACTS)
-    one = html_report.static_html("alzheimer_mri", ARTIFACTS, runs=runs[runs["kind"] != report.ENSEMBLE].iloc[:1])
+    one = html_report.static_html("alzheimer_mri", ARTIFACTS, runs=runs[runs["kind"] != ranking.ENSEMBLE].iloc[:1])
     assert "A comparison needs two runs" in one and "(not given)" in one
 
 

@@ -244,7 +244,7 @@ def _methods(df: pd.DataFrame, reproduce: Callable[[dict], str] | None) -> list[
     rows = []
     for _, run in df.iterrows():
         config = record_view.config(run["path"])
-        if run.get("kind") == report.ENSEMBLE:
+        if run.get("kind") == ranking.ENSEMBLE:
             command = report.ensemble_command(config)
         else:
             command = reproduce(config) if reproduce else "(not given)"

@@ -164,9 +164,6 @@ def _run_row(dataset: str, run: Path, cfg: dict) -> dict:
     return row
 
 
-ENSEMBLE = ranking.ENSEMBLE
-
-
 def _ensemble_rows(dataset: str, root: Path, configs: dict[str, dict], problems: list[str]) -> list[dict]:
     """Leaderboard rows of the dataset's stored ensembles (kind ``ensemble``); ``configs``: the runs' configs by
     folder, for the members' preset. An ensemble with an unreadable file is listed in ``problems``."""
@@ -189,14 +186,14 @@ def _ensemble_row(dataset: str, folder: Path, record: EnsembleRecord, configs: d
     shorts = short_labels([c for c in members if c]) if all(members) else record.member_runs()
     label = f"Ensemble · {record.weights_method} · {' + '.join(shorts)}"
     row = {"dataset": dataset, "backbone": ENSEMBLES_DIR, "run_id": folder.name, "path": str(folder),
-           "weights": ENSEMBLE, "method": ENSEMBLE, "preset": presets.pop() if len(presets) == 1 else "mixed",
+           "weights": ranking.ENSEMBLE, "method": ranking.ENSEMBLE, "preset": presets.pop() if len(presets) == 1 else "mixed",
            "seed": 0, "n_test": metrics.n, "ece": metrics.calibration["ece"],
            "settings_key": hashlib.sha256(folder.name.encode()).hexdigest()[:12],
            "wall_time_s": prov.wall_time_s, "test_split": _test_split_size(folder, prov),
            "split": split_name(prov), "split_grouping": (members[0] or {}).get("grouping", ABSENT_MEANS["grouping"]),
            "git_commit": (prov.code or {}).get("git_commit"), "label": label, "configuration": label,
            "short": f"Ens {record.weights_method} ({len(members)})", "members": ", ".join(record.member_runs()),
-           "val_accuracy": None, "val_loss": None, "val_source": None, "kind": ENSEMBLE}
+           "val_accuracy": None, "val_loss": None, "val_source": None, "kind": ranking.ENSEMBLE}
     boot = metrics.bootstrap["metrics"]
     for m in METRICS:
         row[m] = metrics.roc["macro_auc"] if m == "macro_auc" else getattr(metrics, m)
@@ -687,7 +684,7 @@ def convergence_table(runs: pd.DataFrame) -> pd.DataFrame:
     (:mod:`core.artifacts.convergence`), read from its history, config and test predictions."""
     rows = []
     for _, run in runs.iterrows():
-        if run.get("method") != "finetune" or run.get("kind") == ENSEMBLE:
+        if run.get("method") != "finetune" or run.get("kind") == ranking.ENSEMBLE:
             continue
         epochs = record_view.history(run["path"])
         stages = convergence.stage_checks(epochs, record_view.config(run["path"]))
