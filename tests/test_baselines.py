@@ -163,3 +163,27 @@ def test_calibrated_baselines_answer_under_a_uniform_prior_not_the_majority_clas
     assert (calibrated.argmax(1) == 0).mean() > 0.65  # the majority class takes most images before the correction
     before, after = (balanced_accuracy_score(y_val, p.argmax(1)) for p in (calibrated, corrected))
     assert after > before + 0.04
+
+
+def test_the_hyperparameter_is_chosen_with_every_class_counting_alike():
+    """On an imbalanced validation split the plain log loss rewards probabilities near the majority class's prior;
+    the baselines choose by the class-balanced one (and record both)."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(2)
+
+    def draw(n):
+        y = rng.choice(3, n, p=[0.8, 0.15, 0.05])
+        x = rng.normal(size=(n, 16))
+        x[np.arange(n), y] += 1.0
+        return x, y
+
+    (x_train, y_train), (x_val, y_val) = draw(600), draw(400)
+    data = SimpleNamespace(classes=["a", "b", "c"], labels={"train": y_train, "val": y_val},
+                           ids={"train": [str(i) for i in range(len(y_train))]})
+    config = SimpleNamespace(method="logreg", seed=0)
+    best, grid, _ = baselines._choose_and_fit(config, data, {"train": x_train, "val": x_val}, lambda line: None)
+    assert best == min(grid, key=lambda row: (row["val_loss_balanced"], -row["val_balanced_accuracy"]))
+    plain = min(grid, key=lambda row: (row["val_loss"], -row["val_accuracy"]))
+    assert plain["C"] == 0.1 and best["C"] == 0.01  # the two rules disagree here: the balanced one decides
+    assert best["val_balanced_accuracy"] > plain["val_balanced_accuracy"]

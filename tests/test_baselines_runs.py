@@ -32,5 +32,8 @@ def test_a_new_baseline_runs_end_to_end_and_records_its_choice_and_fit_time(lite
     name, values = GRIDS[method]
     assert details["method"] == method and details["hyperparameter"] == name and details["chosen"] in values
     assert details["fit_seconds"] >= 0 and all("fit_seconds" in row for row in details["grid"])
+    chosen = min(details["grid"], key=lambda row: (row["val_loss_balanced"], -row["val_balanced_accuracy"]))
+    assert chosen[name] == details["chosen"] and details["chosen_by"].startswith("lowest class-balanced")
+    assert details["prior_corrected"] == (method == "ecoc_svm")
     assert json.loads((run / "config.json").read_text())["method"] == method
     assert naming.run_kind(method, "imagenet") == method
