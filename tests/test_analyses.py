@@ -120,39 +120,45 @@ def test_analyses_wait_for_their_runs_then_run_once(tmp_path):
     assert sum("complete already" in line for line in lines) == 3
 
 
+def _deployment(run, int8: str | None = "ok"):
+    """deployment.json with float32 measured and the full-int8 variant ``ok``, failed, or not tried yet (None)."""
+    variants = [{"name": "tflite_float32", "status": "ok", "bytes": 4e6, "file": "tflite_float32.tflite",
+                 "latency": {"threads_1": {"median_ms": 10.0}}}]
+    if int8 == "ok":
+        variants.append({**variants[0], "name": "tflite_int8_full", "file": "tflite_int8_full.tflite"})
+    elif int8:
+        variants.append({"name": "tflite_int8_full", "status": int8, "reason": "converter error"})
+    DeploymentRecord(kind="run", variants=variants).save(run / "deploy" / "deployment.json")
+
+
 def test_an_ensemble_of_runs_the_study_deploys_waits_for_their_deployment(tmp_path):
     """Built before a member's deployment, the ensemble would store its cost as not measured for good."""
     root = tmp_path / "art"
     study = parse_grid(STUDY.replace("seeds = [0, 1]", "seeds = [0, 1]\ndeploy = true"))
     ensembles = study.analyses[:2]
-    lite0, mobilenet = ensembles[0].members
-    for n, cfg in enumerate((lite0, mobilenet)):
-        fake_run(cfg, root, seed=n)
+    lite0, mobilenet = (fake_run(cfg, root, seed=n) for n, cfg in enumerate(ensembles[0].members))
     lines = []
     assert run_analyses(ensembles, root, lines.append) == ([], [])
-    assert sum("waits for 2 run(s) to complete" in line for line in lines) == 2
-    for n, cfg in enumerate((lite0, mobilenet)):
-        variants = [{"name": name, "status": "ok", "bytes": 4e6, "file": f"{name}.tflite",
-                     "latency": {"threads_1": {"median_ms": 10.0}}} for name in ("tflite_float32", "tflite_int8_full")]
-        if n == 1:  # a deployment cut short before its int8 variant
-            variants[1] = {"name": "tflite_int8_full", "status": "failed"}
-        DeploymentRecord(kind="run", variants=variants).save(RunFolder.for_config(cfg, root).path / "deploy" /
-                                                             "deployment.json")
+    assert sum("waits for 2 run(s) to complete or be deployed" in line for line in lines) == 2
+    _deployment(lite0)
+    _deployment(mobilenet, int8=None)  # a deployment cut short before its int8 variant
     lines.clear()
     assert run_analyses(ensembles, root, lines.append) == ([], [])
-    assert sum("waits for 1 run(s) to complete" in line for line in lines) == 2
-    DeploymentRecord(kind="run", variants=[
-        {"name": name, "status": "ok", "bytes": 4e6, "file": f"{name}.tflite",
-         "latency": {"threads_1": {"median_ms": 10.0}}} for name in ("tflite_float32", "tflite_int8_full")]).save(
-        RunFolder.for_config(mobilenet, root).path / "deploy" / "deployment.json")
+    assert sum("waits for 1 run(s) to complete or be deployed" in line for line in lines) == 2
+    _deployment(mobilenet, int8="failed")  # tried: the ensemble is made, and says what was not measured
     assert run_analyses(ensembles, root, lines.append) == ([], ["mri", "mri"])
     record = EnsembleRecord.load(ensemble_folders(root / "mri")[0] / "config.json")
-    assert record.deployment["tflite_int8_full"] == {"label": "int8", "measured": True, "mb": 8.0, "ms": 20.0}
-    # A study that does not deploy its members builds the ensemble at once, its cost said to be not measured.
-    other = tmp_path / "other"
-    for n, cfg in enumerate(parse_grid(STUDY).analyses[0].members):
-        fake_run(cfg, other, seed=n)
-    assert run_analyses(parse_grid(STUDY).analyses[:1], other, print) == ([], ["mri"])
+    assert record.deployment["tflite_float32"] == {"label": "float32", "measured": True, "mb": 8.0, "ms": 20.0}
+    assert not record.deployment["tflite_int8_full"]["measured"]
+    assert "MobileNetV2@0.35" in record.deployment["tflite_int8_full"]["reason"]
+    # A study that does not deploy its members builds the ensemble at once; with --deploy (every run deployed)
+    # it waits as for a deploying grid.
+    for name, study in (("plain", parse_grid(STUDY)), ("flag", parse_grid(STUDY).deploying_all())):
+        other = tmp_path / name
+        for n, cfg in enumerate(study.analyses[0].members):
+            fake_run(cfg, other, seed=n)
+        built = run_analyses(study.analyses[:1], other, print) == ([], ["mri"])
+        assert built == (name == "plain") and all(r.deploy for r in study.runs) == (name == "flag")
 
 
 def test_an_analysis_that_cannot_be_made_is_a_failure_of_the_sitting_not_a_crash(tmp_path):

@@ -276,3 +276,23 @@ def test_one_datasets_part_of_a_study_runs_alone_and_a_name_it_does_not_use_is_o
     assert len(listed) == 5 and all("flowers" in line for line in listed)  # 4 runs, 1 ensemble; no mri
     with pytest.raises(UserError, match=r"no run of this study is on flower_photos \(its datasets: mri, flowers\)"):
         run_experiment(grid, dry_run=True, emit=lines.append, datasets=["flower_photos"])
+
+
+@pytest.mark.parametrize("only", [None, ["mri"]])
+def test_a_sitting_logs_its_datasets_only_when_restricted_to_them(tmp_path, monkeypatch, only):
+    from test_analyses import fake_run
+
+    from core.artifacts.records import read_experiment_log
+    from core.orchestrate import experiment
+
+    monkeypatch.delenv(experiment.DATA_ROOT_ENV, raising=False)
+    monkeypatch.setattr(experiment, "audit_if_needed", lambda *args, **kwargs: False)
+    root = tmp_path / "art"
+    grid = tmp_path / "study.toml"
+    grid.write_text(f'artifacts = "{root}"\n[[grid]]\ndatasets = ["mri"]\nbackbones = ["EfficientNetLite0"]\n'
+                    'seeds = [0, 1]\n')
+    for n, planned in enumerate(experiment.load_grid(grid).runs):
+        fake_run(planned.config, root, seed=n)
+    assert experiment.run_experiment(grid, emit=lambda line: None, datasets=only) == 0
+    (entry,) = read_experiment_log(root / "experiment_log.jsonl")
+    assert entry.get("datasets") == only

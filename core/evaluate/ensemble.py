@@ -309,14 +309,18 @@ def _with_weights(entries: list[dict], weights: np.ndarray) -> list[dict]:
     return [{**e, "weight": float(w)} for e, w in zip(entries, weights)]
 
 
-def has_cost_measurements(run_dir: Path) -> bool:
-    """Whether a run's deployment record holds every variant an ensemble's cost sums (:data:`COST_VARIANTS`)."""
+def deployment_settled(run_dir: Path) -> bool:
+    """Whether a run's deployment has tried every variant an ensemble's cost sums (:data:`COST_VARIANTS`), measured
+    or not (failed, unsupported): an ensemble built before that would keep "not measured" for a cost measured later."""
     path = deployment_file(run_dir)
     if not path.is_file():
         return False
-    found = {v["name"]: v for v in DeploymentRecord.load(path).variants}
-    return all((found.get(name) or {}).get("status") == "ok" and (found.get(name) or {}).get("bytes")
-               for name in COST_VARIANTS)
+    tried = {v["name"] for v in DeploymentRecord.load(path).variants if v.get("status")}
+    return all(name in tried for name in COST_VARIANTS)
+
+
+def _measured(variant: dict | None) -> bool:
+    return bool(variant and variant.get("status") == "ok" and variant.get("bytes"))
 
 
 def deployment_cost(members: list[Member]) -> dict:
@@ -331,7 +335,7 @@ def deployment_cost(members: list[Member]) -> dict:
         sizes, times, missing = [], [], []
         for label, found in variants.items():
             v = found.get(name)
-            if not v or v.get("status") != "ok" or not v.get("bytes"):
+            if not _measured(v):
                 missing.append(label)
                 continue
             sizes.append(v["bytes"] / 1e6)

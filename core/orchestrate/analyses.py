@@ -56,7 +56,7 @@ from core.artifacts.records import CrossValidationRecord, FoldStudyRecord, Predi
 from core.artifacts.runs import RunFolder
 from core.errors import UserError
 from core.evaluate import operating_point as op
-from core.evaluate.ensemble import WEIGHT_METHODS, build_ensemble, default_name, has_cost_measurements
+from core.evaluate.ensemble import WEIGHT_METHODS, build_ensemble, default_name, deployment_settled
 from core.orchestrate import crossval, tune
 from core.progress import Emit
 from core.train import config as config_mod
@@ -204,8 +204,9 @@ def run_key(config: RunConfig) -> tuple[str, str, str]:
 
 def waiting_for(analysis: Analysis, root: Path) -> int:
     """How many of the runs an ensemble or operating point reads are not ready yet (CV and tuning: none): not
-    complete, or, for an ensemble, planned for deployment (``options["deployed"]``, as :func:`run_key`) and
-    without the measurements its cost sums (built before, it would store that cost as not measured)."""
+    complete, or, for an ensemble, planned for deployment (``options["deployed"]``, as :func:`run_key`) and not
+    deployed yet (:func:`~core.evaluate.ensemble.deployment_settled`; built before, its cost would stay not
+    measured)."""
     if analysis.kind not in ON_RUNS:
         return 0
     deployed = analysis.options.get("deployed", set())
@@ -213,7 +214,7 @@ def waiting_for(analysis: Analysis, root: Path) -> int:
     for config in analysis.members:
         folder = RunFolder.for_config(config, root)
         waiting += not folder.is_complete() or (analysis.kind == "ensemble" and run_key(config) in deployed
-                                                and not has_cost_measurements(folder.path))
+                                                and not deployment_settled(folder.path))
     return waiting
 
 
@@ -268,8 +269,8 @@ def run_analyses(analyses: list[Analysis], root: Path, emit: Emit, kinds: tuple[
             missing = waiting_for(analysis, root)
             if missing or is_done(analysis, root):
                 if not quiet:
-                    emit(f"  {'waits for ' + str(missing) + ' run(s) to complete' if missing else 'complete already'}"
-                         f": {analysis.describe()}")
+                    state = f"waits for {missing} run(s) to complete or be deployed" if missing else "complete already"
+                    emit(f"  {state}: {analysis.describe()}")
                 continue
             emit(f"  {analysis.describe()}")
             _carry_out(analysis, root, emit)

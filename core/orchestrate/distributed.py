@@ -87,9 +87,11 @@ def run_experiment_on_ray(path: str | Path, artifacts: str | None = None, emit: 
     """Run every run of the grid as a Ray task; returns 0 unless a run failed (as ``run_experiment``, whose
     ``datasets`` this takes too)."""
     study = experiment.load_grid(path, data_root).only(datasets)
+    if deploy:
+        study = study.deploying_all()
     planned = study.runs
     root = Path(artifacts or study.artifacts or artifacts_dir()).expanduser()
-    states = [(p.config, p.deploy or deploy, RunFolder.for_config(p.config, root)) for p in planned]
+    states = [(p.config, p.deploy, RunFolder.for_config(p.config, root)) for p in planned]
     reserve = {id(p.config): (p.cpus or options.cpus_per_run, options.gpus_per_run if p.gpus is None else p.gpus)
                for p in planned}
     todo = [(cfg, wants, folder) for cfg, wants, folder in states if wants or not folder.is_complete()]
@@ -120,7 +122,7 @@ def run_experiment_on_ray(path: str | Path, artifacts: str | None = None, emit: 
                 _settle(outcome, cfg, wants, folder, root, emit, failures, waiting)
                 finished.append(_run_entry(outcome, folder, root))
                 _progress(emit, len(finished), len(todo), started, cfg, outcome)
-                _log_time(root, path, started, len(states), failures, finished, False, datasets)
+                _log_time(root, path, started, len(states), failures, finished, done=False, datasets=datasets)
         trained = {cfg.dataset for cfg, _, _ in todo}
         if study.analyses:  # on the driver, from the installed runs, as a local sitting does them
             emit(f"analyses of the stored runs ({len(study.analyses)}):")
@@ -135,7 +137,7 @@ def run_experiment_on_ray(path: str | Path, artifacts: str | None = None, emit: 
         emit(f"interrupted: {len(pending)} running or waiting runs cancelled; {len(finished)} finished runs kept")
         raise
     finally:
-        _log_time(root, path, started, len(states), failures, finished, True, datasets)
+        _log_time(root, path, started, len(states), failures, finished, done=True, datasets=datasets)
     return experiment.sitting_summary(emit, failures, waiting, "the workers")
 
 

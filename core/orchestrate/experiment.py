@@ -149,6 +149,13 @@ class Study:
         return replace(self, runs=[p for p in self.runs if Path(p.config.dataset).name in names],
                        analyses=[a for a in self.analyses if Path(a.dataset).name in names])
 
+    def deploying_all(self) -> Study:
+        """The study with every run's deployment measured (``--deploy``): its ensembles then wait for every member's
+        deployment, as for the runs a grid deploys."""
+        for analysis in (a for a in self.analyses if a.kind == "ensemble"):
+            analysis.options["deployed"] = {run_key(c) for c in analysis.members}
+        return replace(self, runs=[replace(p, deploy=True) for p in self.runs])
+
     def how_to_get(self, dataset: str) -> list[str]:
         """Lines that say where a dataset comes from (its ``[data.NAME]`` table), or how to describe it."""
         name = Path(dataset).name
@@ -335,8 +342,10 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
     analyses on those datasets, in the file's order.
     """
     study = load_grid(path, data_root).only(datasets)
+    if deploy:
+        study = study.deploying_all()
     root = Path(artifacts or study.artifacts or artifacts_dir()).expanduser()
-    states = [(p.config, p.deploy or deploy, RunFolder.for_config(p.config, root)) for p in study.runs]
+    states = [(p.config, p.deploy, RunFolder.for_config(p.config, root)) for p in study.runs]
     done = sum(f.is_complete() for _, _, f in states)
     emit(f"{len(states)} runs in {path}{' on ' + ', '.join(datasets) if datasets else ''}: {done} complete, "
          f"{len(states) - done} to do")
@@ -386,9 +395,9 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
     fingerprints: dict[str, str] = {}  # each dataset hashed once per sitting
     trained: set[str] = set()  # datasets with a run trained (or resumed) in this sitting
     failed_analyses: set[int] = set()  # analyses that failed in this sitting (ids)
-    datasets = list(dict.fromkeys([c.dataset for c, _, _ in states] + [a.dataset for a in study.analyses]))
+    dataset_paths = list(dict.fromkeys([c.dataset for c, _, _ in states] + [a.dataset for a in study.analyses]))
     try:
-        for dataset in datasets:
+        for dataset in dataset_paths:
             audit_if_needed(dataset, root, emit, fingerprints)
         for i, (cfg, wants_deploy, folder) in enumerate(states, 1):
             if folder.is_complete() and not wants_deploy:
@@ -424,7 +433,7 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
             broken, changed = run_analyses([a for a in study.analyses if id(a) not in failed_analyses], root, emit)
             failures += [(analysis, why) for analysis, why in broken]
             trained |= set(changed)
-        for dataset in datasets:
+        for dataset in dataset_paths:
             compare_if_needed(root / dataset_slug(dataset), emit, dataset in trained)
     finally:
         _log_time(root, path, started, len(states), failures, finished=True, **only_note(datasets))
