@@ -301,6 +301,9 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
 def _cmd_experiment(args: argparse.Namespace) -> int:
     if args.yes and not args.retire:
         raise UserError("--yes confirms --retire: add --retire, or leave --yes out")
+    if args.retire and (args.dry_run or args.deploy or args.ray is not None):
+        raise UserError("--retire runs nothing (it lists, and with --yes removes): leave out --dry-run, --deploy "
+                        "and --ray")
     if args.retire:
         from core.orchestrate.retire import retire_study
 
@@ -345,13 +348,14 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
                    help="list the runs and their state without running, and any dataset folder that is missing")
     p.add_argument("--deploy", action="store_true", help="measure each network run's deployment variants after it")
     p.add_argument("--dataset", action="append", metavar="NAME",
-                   help="only the runs and analyses on this dataset (its folder name, e.g. flower_photos; repeatable): "
-                        "one dataset's part of a study in one sitting")
+                   help="only the runs and analyses on this dataset (its artifacts folder's name, e.g. flower_photos; "
+                        "repeatable): one dataset's part of a study in one sitting")
     p.add_argument("--retire", action="store_true",
-                   help="list what the artifacts folder holds that the file no longer plans (runs no grid names, "
-                        "and the ensembles, diagnoses, CV and tuning records and splits resting on them); runs "
-                        "nothing")
-    p.add_argument("--yes", action="store_true", help="with --retire: remove them (git history keeps committed ones)")
+                   help="list what the study's dataset folders hold that the file does not plan: every run no grid "
+                        "of it names (an earlier edition's, hand-made ones, other files' grids), and the ensembles, "
+                        "diagnoses, CV and tuning records and splits resting on them; runs nothing")
+    p.add_argument("--yes", action="store_true",
+                   help="with --retire: remove them (git history keeps committed ones; files never committed are gone)")
     ray = p.add_argument_group("Ray (optional: pip install -r requirements-ray.txt; README 'Scale out with Ray')")
     ray.add_argument("--ray", nargs="?", const="local", default=None, metavar="auto|ray://HOST:PORT",
                      help="run every run as a Ray task: no address starts Ray on this machine; 'auto' joins the "

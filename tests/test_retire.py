@@ -104,3 +104,48 @@ def test_retire_keeps_other_datasets_and_yes_needs_retire(tmp_path, capsys):
     assert stray.is_dir()  # a dataset the study does not use is not its business
     assert cli_main(["experiment", str(study_file), "--yes"]) == 2
     assert "--yes confirms --retire" in capsys.readouterr().err
+
+
+def test_retire_keeps_what_is_being_written_or_cannot_be_read(tmp_path, capsys):
+    """A run another process holds, an unreadable record, and every split file while a planned run has not recorded
+    its split: listed as kept, never removed."""
+    from core.artifacts.runs import RunFolder as Folder
+
+    root = tmp_path / "art"
+    study = parse_grid(STUDY)
+    done, *_ = [fake_run(p.config, root, seed=n) for n, p in enumerate(study.runs[:3])]
+    training = RunFolder.for_config(study.runs[3].config, root).path  # planned, started, no provenance yet
+    training.mkdir(parents=True)
+    study.runs[3].config.save(training / "config.json")
+    old, records = _old_edition(root)
+    writing = Folder(RunFolder.for_config(old.runs[1].config, root).path)
+    writing.lock()  # as a run or deployment in progress holds it
+    provenance = ProvenanceRecord.load(writing.path / "provenance.json")  # it reads the new split: the old one is
+    provenance.dataset["split_file"] = os.path.relpath(root / "mri" / "splits" / "split-seed42-abc.json",
+                                                       writing.path)  # read by no kept run
+    provenance.save(writing.path / "provenance.json")
+    unreadable = root / "mri" / "ensembles" / "broken"
+    unreadable.mkdir(parents=True)
+    (unreadable / "config.json").write_text('{"schema_version": 99')
+    study_file = tmp_path / "study.toml"
+    study_file.write_text(f'artifacts = "{root}"\n' + STUDY)
+    try:
+        assert cli_main(["experiment", str(study_file), "--retire", "--yes"]) == 0
+    finally:
+        writing.unlock()
+    out = capsys.readouterr().out
+    assert writing.path.is_dir() and f"kept: {writing.path.relative_to(root / 'mri').as_posix()} (another " in out
+    assert not RunFolder.for_config(old.runs[0].config, root).path.exists()
+    assert unreadable.is_dir() and "kept: ensembles/broken (its config.json cannot be read)" in out
+    assert (root / "mri" / "splits" / "split-seed42-old.json").is_file()  # the training run may read it
+    assert "(a planned run has not recorded its split yet)" in out
+    assert training.is_dir() and done.is_dir()
+
+
+def test_retire_on_a_missing_artifacts_folder_says_so(tmp_path, capsys):
+    study_file = tmp_path / "study.toml"
+    study_file.write_text(f'artifacts = "{tmp_path / "nowhere"}"\n' + STUDY)
+    assert cli_main(["experiment", str(study_file), "--retire"]) == 0
+    assert f"no artifacts folder at {tmp_path / 'nowhere'}: nothing to retire" in capsys.readouterr().out
+    assert cli_main(["experiment", str(study_file), "--retire", "--dry-run"]) == 2
+    assert "--retire runs nothing" in capsys.readouterr().err

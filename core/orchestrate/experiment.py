@@ -137,17 +137,19 @@ class Study:
         return [d for d in dict.fromkeys(named) if not Path(d).expanduser().exists()]
 
     def only(self, names: list[str] | None) -> Study:
-        """The part of the study on the datasets ``names`` (folder names, e.g. ``flower_photos``): its runs and
-        analyses, in order; ``None`` or empty: all of it. A name the study does not use is a mistake."""
+        """The part of the study on the datasets ``names`` (as their artifacts folders name them, e.g.
+        ``flower_photos``): its runs and analyses, in order; ``None`` or empty: all of it. A name the study does
+        not use is a mistake."""
         if not names:
             return self
-        used = list(dict.fromkeys(Path(d).name for d in [p.config.dataset for p in self.runs]
+        used = list(dict.fromkeys(dataset_slug(d) for d in [p.config.dataset for p in self.runs]
                                   + [a.dataset for a in self.analyses]))
         unknown = [n for n in names if n not in used]
         if unknown:
-            raise UserError(f"no run of this study is on {', '.join(unknown)} (its datasets: {', '.join(used)})")
-        return replace(self, runs=[p for p in self.runs if Path(p.config.dataset).name in names],
-                       analyses=[a for a in self.analyses if Path(a.dataset).name in names])
+            raise UserError(f"no run of this study is on {', '.join(unknown)} (its datasets, as their artifacts "
+                            f"folders name them: {', '.join(used)})")
+        return replace(self, runs=[p for p in self.runs if dataset_slug(p.config.dataset) in names],
+                       analyses=[a for a in self.analyses if dataset_slug(a.dataset) in names])
 
     def deploying_all(self) -> Study:
         """The study with every run's deployment measured (``--deploy``): its ensembles then wait for every member's
