@@ -186,7 +186,8 @@ def _ensemble_row(dataset: str, folder: Path, record: EnsembleRecord, configs: d
     shorts = short_labels([c for c in members if c]) if all(members) else record.member_runs()
     label = f"Ensemble · {record.weights_method} · {' + '.join(shorts)}"
     row = {"dataset": dataset, "backbone": ENSEMBLES_DIR, "run_id": folder.name, "path": str(folder),
-           "weights": ranking.ENSEMBLE, "method": ranking.ENSEMBLE, "preset": presets.pop() if len(presets) == 1 else "mixed",
+           "weights": ranking.ENSEMBLE, "method": ranking.ENSEMBLE,
+           "preset": presets.pop() if len(presets) == 1 else "mixed",
            "seed": 0, "n_test": metrics.n, "ece": metrics.calibration["ece"],
            "settings_key": hashlib.sha256(folder.name.encode()).hexdigest()[:12],
            "wall_time_s": prov.wall_time_s, "test_split": _test_split_size(folder, prov),
