@@ -1,6 +1,6 @@
 """Benchmark: full-integer int8 against float32 TFLite for deployed runs, against the issue's targets.
 
-    python scripts/bench_deploy.py artifacts/flower_photos/EfficientNetLite0/full-imagenet-s0-7197d64b [RUN_DIR ...]
+    python scripts/bench_deploy.py artifacts/flower_photos/EfficientNetLite0/full-imagenet-s0-0eb5b721 [RUN_DIR ...]
 
 For each run it reads ``deploy/deployment.json`` (running ``python -m core deploy`` first
 when it is missing or lacks one of the two variants) and prints, as a Markdown table,

@@ -1,6 +1,6 @@
 """Is a run's validation accuracy held down by its BatchNorm moving statistics?
 
-    python scripts/diagnose_batchnorm.py artifacts/flower_photos/EfficientNetLite0/full-scratch-s0-610323e3
+    python scripts/diagnose_batchnorm.py artifacts/alzheimer_mri/EfficientNetLite0/full-scratch-s0-610323e3
 
 Needs the run's model.keras and the dataset. model.keras is not committed: re-run the
 run's command with another ``--artifacts`` folder to rebuild it (same config, same run

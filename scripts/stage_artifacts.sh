@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stage the results that are finished: complete run folders (not their deploy/ while a
 # deployment is running elsewhere: pass --with-deploy to include it), audits, splits,
-# comparisons, diagnostics, notes and the experiment log. Partial runs are never staged.
+# comparisons, diagnostics, notes and the experiment log, and the removal of what was deleted. Partial runs are
+# never staged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 with_deploy=${1:-}
@@ -11,6 +12,8 @@ stage_run() {  # a complete run's result files (never its model)
         if [ -f "$1/$f" ]; then git add "$1/$f"; fi
     done
 }
+# Files removed from artifacts/ (`experiment --retire --yes`, say) leave the commit too.
+git ls-files -d -z artifacts | xargs -0r git rm --cached --quiet --
 # The leakage lesson (experiments/leakage_lesson.toml): its complete runs, audit, splits and record.
 for marker in artifacts/lessons/*/*/*/*/complete.json; do
     [ -e "$marker" ] && stage_run "$(dirname "$marker")"
