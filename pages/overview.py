@@ -101,7 +101,8 @@ max_mb = c1.number_input("Max model size (MB)", min_value=0.01, value=None, step
                          help="The size of the file you ship; leave empty for no limit")
 max_ms = c2.number_input("Max latency (ms, 1 thread)", min_value=0.01, value=None, step=1.0, placeholder="no limit",
                          help="Median single-image latency on this machine; leave empty for no limit")
-rec = ranking.recommend(configs, max_mb, max_ms, metric)
+comparison = (load_json("mcnemar", dataset, results_token()) or {}).get("configurations")
+rec = ranking.recommend(configs, max_mb, max_ms, metric, comparison)
 if rec.chosen is None:
     (st.error if max_mb or max_ms else st.info)(rec.reason)
 else:

@@ -75,12 +75,13 @@ def test_seed_spread_pools_only_runs_that_differ_by_seed():
     assert spread["Mean 95% CI width"].iloc[0] == "0.040"
 
     # A run made before bn_momentum existed and one made after, same settings: one group.
+    from core.artifacts.config import settings_key
     from core.train import config as config_mod
 
     new = config_mod.resolve("data", "EfficientNetLite0", "full", {"weights": "none", "seed": 1}).to_dict()
     old = {k: v for k, v in new.items() if k != "bn_momentum"} | {"seed": 0}
     tuned = config_mod.resolve("data", "EfficientNetLite0", "full", {"weights": "none", "bn_momentum": 0.9}).to_dict()
-    assert report._settings_key(old) == report._settings_key(new) != report._settings_key(tuned)
+    assert settings_key(old) == settings_key(new) != settings_key(tuned)
 
 
 def test_run_labels_tell_apart_runs_that_differ_only_in_settings():

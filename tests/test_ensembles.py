@@ -258,6 +258,16 @@ def test_an_ensemble_is_a_leaderboard_row_and_is_compared_with_its_best_member(a
     assert entry["ensemble"] == "ensembles/e" and entry["best_member"] == max(accuracies, key=accuracies.get)
     assert entry["paired_bootstrap"]["difference"] == pytest.approx(entry["accuracy"] - entry["member_accuracy"])
     assert ComparisonRecord.load(art / "pets" / "mcnemar.json").ensembles[0]["ensemble"] == "ensembles/e"
+    # Configurations (here one run each, and the ensemble) compared pairwise on balanced accuracy, as the
+    # recommendation reads them: the observed difference is the difference of the runs' own scores.
+    configurations = ComparisonRecord.load(art / "pets" / "mcnemar.json").configurations
+    assert configurations["metric"] == "balanced_accuracy" and len(configurations["pairs"]) == 3
+    balanced = {m: MetricsRecord.load(art / "pets" / m / "metrics.json").balanced_accuracy
+                for m in members + ["ensembles/e"]}
+    for pair in configurations["pairs"]:
+        (a,), (b,) = pair["a"], pair["b"]
+        assert pair["difference"] == pytest.approx(balanced[a] - balanced[b])
+        assert pair["low"] <= pair["difference"] <= pair["high"] and pair["n"] == entry["n_common"]
 
 
 def test_val_predictions_says_why_a_run_gets_none_and_refuses_an_incomplete_one(art, capsys):

@@ -441,3 +441,28 @@ def test_mcnemar_and_pairwise_validation():
         pairwise_mcnemar({"a": (["x", "y"], [True]), "b": (["x"], [True])})
     with pytest.raises(ValueError, match="booleans"):
         mcnemar([0, 2], [1, 1])
+
+
+def test_configuration_differences_pair_the_images_and_resample_the_seeds():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], [300, 60, 40])  # imbalanced: balanced accuracy, not accuracy
+    truth = rng.random(labels.size)
+    steady = [truth < p for p in (0.80, 0.81, 0.79)]  # three seeds of one configuration
+    better = [truth < 0.88]  # right on a superset of steady's images: paired, a clear difference
+    lucky = [truth < 0.95, truth < 0.60, truth < 0.62]  # one lucky seed, two poor ones
+    pairs = evaluation.configuration_differences([steady, better, lucky], labels, n_resamples=1000)
+    assert [(p["i"], p["j"]) for p in pairs] == [(0, 1), (0, 2), (1, 2)]
+    by = {(p["i"], p["j"]): p for p in pairs}
+
+    def balanced(right):
+        return balanced_accuracy_score(labels, np.where(right, labels, (labels + 1) % 3))
+
+    assert by[0, 1]["difference"] == pytest.approx(np.mean([balanced(r) for r in steady]) - balanced(better[0]))
+    assert by[0, 1]["high"] < 0  # told apart: the same images, paired
+    seeds_spread = by[1, 2]["high"] - by[1, 2]["low"]
+    assert seeds_spread > 2 * (by[0, 1]["high"] - by[0, 1]["low"])  # the lucky seed widens its interval
+    groups = np.arange(labels.size) // 20  # 20 near-copies per group: fewer independent units, wider interval
+    grouped = evaluation.configuration_differences([steady, better], labels, groups, n_resamples=1000)[0]
+    assert grouped["high"] - grouped["low"] > by[0, 1]["high"] - by[0, 1]["low"]
+    with pytest.raises(ValueError, match="same, non-empty set"):
+        evaluation.configuration_differences([steady, [truth[:10] < 0.5]], labels)

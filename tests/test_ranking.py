@@ -318,3 +318,29 @@ def test_the_seed_spread_says_the_augmented_views_are_the_same_for_every_seed():
     spread = report.seed_spread(runs)
     assert len(spread) == 1 and spread["Seeds"][0] == "0, 1, 2"  # the other split's seed 0 is not pooled in
     assert "identical across seeds" in report.SEED_SPREAD_NOTE
+
+
+def test_the_stored_paired_difference_decides_what_the_recommendation_cannot_be_told_apart_from():
+    # Steady's seed interval and Single's bootstrap interval overlap; the paired comparison on the same images (as
+    # mcnemar.json stores it) tells Single apart, and holds 0 for Close. A pair it lacks falls back to the overlap.
+    runs = pd.DataFrame([_run("Steady", s, 0.85, 0.85, ci=0.005) for s in (0, 1, 2)]
+                        + [_run("Single", 0, 0.80, 0.82, ci=0.04), _run("Close", 0, 0.80, 0.84, ci=0.03),
+                           _run("Unpaired", 0, 0.79, 0.83, ci=0.03)])
+    configs = ranking.configurations(runs)
+    steady = [f"Steady/full-transfer-s{s}" for s in (0, 1, 2)]
+    assert configs.set_index("label").loc["Steady · transfer · full", "runs"] == steady
+    comparison = {"metric": "accuracy", "pairs": [
+        {"a": ["Single/full-transfer-s0"], "b": steady, "difference": -0.03, "low": -0.05, "high": -0.01},
+        {"a": steady, "b": ["Close/full-transfer-s0"], "difference": 0.01, "low": -0.01, "high": 0.03}]}
+    overlap_only = ranking.recommend(configs, metric="accuracy")
+    assert set(overlap_only.not_distinguishable["label"]) == {"Single · transfer · full", "Close · transfer · full",
+                                                             "Unpaired · transfer · full"}
+    assert overlap_only.basis == ranking.OVERLAP
+    rec = ranking.recommend(configs, metric="accuracy", comparison=comparison)
+    assert rec.chosen["label"] == "Steady · transfer · full"
+    assert list(rec.not_distinguishable["label"]) == ["Close · transfer · full", "Unpaired · transfer · full"]
+    assert rec.basis == f"{ranking.PAIRED} and {ranking.OVERLAP}"
+    text = report.not_distinguishable_text(rec)
+    assert "paired difference holds 0" in text and "the intervals overlap" in text and "Single" not in text
+    assert ranking.stored_pair(comparison, steady, ["Single/full-transfer-s0"], "accuracy")["low"] == 0.01
+    assert ranking.recommend(configs, metric="balanced_accuracy", comparison=comparison).basis == ranking.OVERLAP

@@ -184,3 +184,9 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+def settings_key(cfg: dict[str, Any]) -> str:
+    """Identifies a run's settings apart from its seed (and dataset folder): runs sharing it differ only by seed."""
+    rest = identity_settings(cfg, ["seed", "dataset"])
+    return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:12]

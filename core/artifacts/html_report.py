@@ -111,7 +111,7 @@ def _interval_chart(top: pd.DataFrame, metric: str) -> str:
     return svg(chart.properties(width=CHART_WIDTH - 300, height=24 * len(data)))
 
 
-def _results(df: pd.DataFrame) -> list[str]:
+def _results(df: pd.DataFrame, comparison: dict | None) -> list[str]:
     metric = report.DEFAULT_METRIC
     configs = ranking.configurations(df)
     top = ranking.ranked(configs, metric)
@@ -123,7 +123,7 @@ def _results(df: pd.DataFrame) -> list[str]:
     caption = report.leak_free_caption(df)
     if caption:
         parts.append(_p(caption, "note"))
-    rec = ranking.recommend(configs, metric=metric)
+    rec = ranking.recommend(configs, metric=metric, comparison=comparison)
     parts.append(_p("Recommendation: " + report.recommendation_paragraph(rec)))
     parts.append(f"<h3>{_esc(naming.metric_label(metric))} of each configuration with its 95% interval</h3>")
     parts.append(_interval_chart(top, metric))
@@ -271,7 +271,8 @@ def static_html(dataset: str, root: Path | None = None, runs: pd.DataFrame | Non
     if df.empty:
         parts.append(_p("No complete runs: nothing was trained on this dataset yet."))
     else:
-        for section in (_results(df), _per_class(df), _calibration(df), _deployment(df),
+        comparison = (record_view.mcnemar(dataset, root) or {}).get("configurations")
+        for section in (_results(df, comparison), _per_class(df), _calibration(df), _deployment(df),
                         _significance(dataset, df, root), _methods(df, reproduce)):
             parts += section
     parts.append("</body></html>")

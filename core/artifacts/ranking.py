@@ -70,6 +70,7 @@ def configurations(runs: pd.DataFrame) -> pd.DataFrame:
             "seeds": [int(s) for s in group["seed"]], "n_seeds": n, "one_seed": n == 1,
             "interval": INTERVAL_SEEDS if n >= 2 else INTERVAL_BOOTSTRAP,
             "run": f"{first['backbone']}/{first['run_id']}" if "run_id" in group else None,
+            "runs": [f"{b}/{r}" for b, r in zip(group["backbone"], group["run_id"])] if "run_id" in group else [],
             "run_label": first.get("label"), "run_seed": int(first["seed"]),
             "ci_unit": first.get("ci_unit", "image"), "split_grouping": first.get("split_grouping"),
         })
@@ -206,8 +207,10 @@ class Recommendation:
     metric: str
     preset: str | None = None
     chosen: pd.Series | None = None
-    # Fitting configurations whose test interval on ``metric`` overlaps the chosen one's.
+    # Fitting configurations not told apart from the chosen one on test ``metric``: the paired interval of the
+    # difference (mcnemar.json's configurations) holds 0, or, where no pair is stored, the two intervals overlap.
     not_distinguishable: pd.DataFrame = field(default_factory=pd.DataFrame)
+    basis: str = ""  # how they were told apart: PAIRED, OVERLAP, or both (joined by " and ")
     reason: str | None = None  # why nothing was chosen
     notes: list[str] = field(default_factory=list)
     # With a limit: the chosen configuration's variant to deploy, as (name, MB, ms) (see fitting_variant).
@@ -251,14 +254,21 @@ def _fits(df: pd.DataFrame, max_mb: float | None, max_ms: float | None) -> pd.Se
     return df.apply(lambda row: fitting_variant(row, max_mb, max_ms) is not None, axis=1).astype(bool)
 
 
+PAIRED = "paired"  # the stored paired interval of the difference holds 0
+OVERLAP = "overlap"  # no stored pair: the two configurations' intervals overlap
+
+
 def recommend(configs: pd.DataFrame, max_mb: float | None = None, max_ms: float | None = None,
-              metric: str = "balanced_accuracy") -> Recommendation:
+              metric: str = "balanced_accuracy", comparison: dict | None = None) -> Recommendation:
     """Choose a configuration by mean validation score among those with a deployable variant within the limits.
 
     Only configurations of :func:`ranking_pool` compete. Ties on the validation score go to
-    the smaller full-int8 model. Nothing is chosen when validation mostly leaks (:data:`LEAKY_VALIDATION`). The test split is not used to choose: it reports the chosen
-    configuration's ``metric`` with its interval, and which other fitting configurations have
-    overlapping intervals (:attr:`Recommendation.not_distinguishable`).
+    the smaller full-int8 model. Nothing is chosen when validation mostly leaks (:data:`LEAKY_VALIDATION`). The
+    test split is not used to choose: it reports the chosen configuration's ``metric`` with its interval, and
+    which other fitting configurations it cannot be told apart from (:attr:`Recommendation.not_distinguishable`):
+    by the paired interval of the difference that ``comparison`` (mcnemar.json's ``configurations``) stores for
+    the pair, else, for a pair it lacks, by overlapping intervals (a cruder test: a single run's interval is over
+    test images, a configuration's over seeds).
     """
     if configs.empty:
         return Recommendation(metric, reason="No complete run.")
@@ -297,11 +307,36 @@ def recommend(configs: pd.DataFrame, max_mb: float | None = None, max_ms: float 
                          "chosen by, is optimistic; its test interval is not.")
     if max_mb is not None or max_ms is not None:
         rec.variant = fitting_variant(rec.chosen, max_mb, max_ms)
-    low, high = rec.chosen[f"{metric}_low"], rec.chosen[f"{metric}_high"]
     others = fitting.drop(index=order.index[0])
-    overlap = (others[f"{metric}_low"] <= high) & (others[f"{metric}_high"] >= low)
-    rec.not_distinguishable = others[overlap].sort_values(metric, ascending=False)
+    verdicts = [_told_apart(rec.chosen, other, metric, comparison) for _, other in others.iterrows()]
+    together = [not apart for apart, _ in verdicts]
+    rec.not_distinguishable = others[together].sort_values(metric, ascending=False) if others.size else others
+    rec.basis = " and ".join(b for b in (PAIRED, OVERLAP) if any(basis == b for _, basis in verdicts))
     return rec
+
+
+def _told_apart(chosen: pd.Series, other: pd.Series, metric: str, comparison: dict | None) -> tuple[bool, str]:
+    """Whether ``other`` differs from ``chosen`` on test ``metric``, and by which test (:data:`PAIRED` or
+    :data:`OVERLAP`)."""
+    pair = stored_pair(comparison, chosen.get("runs"), other.get("runs"), metric)
+    if pair is not None:
+        return not (pair["low"] <= 0 <= pair["high"]), PAIRED
+    low, high = chosen[f"{metric}_low"], chosen[f"{metric}_high"]
+    return not (other[f"{metric}_low"] <= high and other[f"{metric}_high"] >= low), OVERLAP
+
+
+def stored_pair(comparison: dict | None, runs_a, runs_b, metric: str) -> dict | None:
+    """The stored difference ``a`` minus ``b`` (difference, low, high) of two configurations given by their runs'
+    labels, from mcnemar.json's ``configurations``; None when it holds no such pair or another metric."""
+    if not comparison or comparison.get("metric") != metric or not runs_a or not runs_b:
+        return None
+    a, b = set(runs_a), set(runs_b)
+    for pair in comparison.get("pairs", []):
+        if set(pair["a"]) == a and set(pair["b"]) == b:
+            return pair
+        if set(pair["a"]) == b and set(pair["b"]) == a:
+            return {**pair, "difference": -pair["difference"], "low": -pair["high"], "high": -pair["low"]}
+    return None
 
 
 def _tuned(config: pd.Series) -> bool:

@@ -23,14 +23,15 @@ def _markdown_table(df: pd.DataFrame) -> list[str]:
     return lines + [""]
 
 
-def _configurations_markdown(configs: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
-    """The README's configuration ranking of one dataset, its recommendation and what to read it with."""
+def _configurations_markdown(configs: pd.DataFrame, runs: pd.DataFrame, comparison: dict | None) -> list[str]:
+    """The README's configuration ranking of one dataset, its recommendation and what to read it with;
+    ``comparison``: mcnemar.json's ``configurations`` (the paired differences the recommendation is read with)."""
     metric = report.DEFAULT_METRIC
     top = ranking.ranked(configs, metric)
     lines = [f"Configurations (runs that differ only by seed), ranked by mean {naming.metric_label(metric).lower()}: "
              f"{ranking.interval_caption(top)}.\n"]
     lines += _markdown_table(report.configurations_table(top))
-    rec = ranking.recommend(configs, metric=metric)
+    rec = ranking.recommend(configs, metric=metric, comparison=comparison)
     paragraph = report.recommendation_paragraph(rec)
     lines.append(f"{paragraph}\n" if rec.chosen is None else f"Recommendation: {paragraph}\n")
     lines += [f"{line}\n" for line in report.transfer_gain_text(ranking.transfer_gains(configs, metric))]
@@ -57,7 +58,8 @@ def markdown_results(root: Path | None = None) -> str:
         lines.append(f"### {dataset}\n")
         if not df.empty:
             lines.append(f"{report.test_split_caption(df)}.\n")
-            lines += _configurations_markdown(ranking.configurations(df), df)
+            comparison = (record_view.mcnemar(dataset, root) or {}).get("configurations")
+            lines += _configurations_markdown(ranking.configurations(df), df, comparison)
             lines.append(f"Single runs: value [95% bootstrap CI, {ranking.bootstrap_unit(df)}].\n")
             if report.leak_free_differs(df):
                 lines.append(f"{report.leak_free_caption(df)}\n")

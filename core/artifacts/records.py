@@ -307,6 +307,7 @@ class ComparisonRecord(Record):
     accuracy: dict = field(default_factory=dict)
     grouping: str | None = None  # the groups the paired bootstrap resampled (None: made before it existed)
     ensembles: list | None = None  # each stored ensemble against its best member (None: made before ensembles)
+    configurations: dict | None = None  # pairs of configurations, mean over seeds (None: made before it existed)
     extra: dict = field(default_factory=dict)
 
 

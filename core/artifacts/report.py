@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -144,7 +143,7 @@ def _run_row(dataset: str, run: Path, cfg: dict) -> dict:
         "dataset": dataset, "backbone": cfg["backbone"], "run_id": run.name, "path": str(run),
         "weights": cfg["weights"], "method": cfg.get("method", "finetune"), "preset": cfg["preset"],
         "seed": cfg["seed"], "n_test": metrics.n, "ece": metrics.calibration["ece"],
-        "settings_key": _settings_key(cfg),
+        "settings_key": config_mod.settings_key(cfg),
         "wall_time_s": prov.wall_time_s or sum(prov.timings_s.values()) or None,
         "test_split": _test_split_size(run, prov),
         "git_commit": (prov.code or {}).get("git_commit"),
@@ -367,12 +366,6 @@ def _test_split_size(run: Path, prov: ProvenanceRecord) -> int | None:
 @functools.lru_cache(maxsize=32)
 def _count_test_items(path: str, mtime_ns: int) -> int:
     return SplitRecord.load(path).test_size()
-
-
-def _settings_key(cfg: dict) -> str:
-    """Identifies a run's settings apart from its seed: runs sharing it differ only by seed."""
-    rest = config_mod.identity_settings(cfg, ["seed", "dataset"])
-    return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _deployment_summary(run: Path) -> dict:
@@ -644,15 +637,23 @@ def recommendation_paragraph(rec) -> str:
                                               if text)
 
 
+BASIS_TEXT = {
+    ranking.PAIRED: "the 95% interval of the paired difference holds 0: test images resampled by group, the same "
+                    "draw for both, and each configuration's seeds with replacement (mcnemar.json)",
+    ranking.OVERLAP: "the intervals overlap (no paired comparison stored: `python -m core compare DATASET` makes it)",
+}
+
+
 def not_distinguishable_text(rec: ranking.Recommendation) -> str | None:
-    """The configurations whose test interval overlaps the recommended one's, in one line (None if none)."""
+    """The configurations the recommended one cannot be told apart from, and by which test, in one line (None if
+    none)."""
     if rec.chosen is None or rec.not_distinguishable.empty:
         return None
     metric = rec.metric
     items = [f"{r['label']} {format_pooled(r[metric], r.get(f'{metric}_sd'), r[f'{metric}_low'], r[f'{metric}_high'])}"
              for _, r in rec.not_distinguishable.iterrows()]
-    return (f"Not distinguishable from it on test {metric_label(metric).lower()} (the intervals overlap): "
-            + "; ".join(items) + ".")
+    basis = "; ".join(BASIS_TEXT[b] for b in rec.basis.split(" and ") if b in BASIS_TEXT)
+    return f"Not distinguishable from it on test {metric_label(metric).lower()} ({basis}): " + "; ".join(items) + "."
 
 
 MINOR_VALIDATION_LEAK = 0.05  # below this share of leaking validation images the note says it is minor

@@ -25,6 +25,7 @@ from core.artifacts.layout import (
     dataset_complete_runs,
     ensemble_folders,
 )
+from core.artifacts.config import RunConfig, settings_key
 from core.artifacts.records import AuditRecord, ComparisonRecord, EnsembleRecord, MetricsRecord, Predictions
 from core.data.groups import Grouping, from_audit
 from core.data.splits import SplitAssignment
@@ -103,9 +104,45 @@ def compare_dataset(dataset_dir: str | Path, alpha: float = 0.05) -> dict:
     result["grouping"] = grouping.describe() if grouping else "none: no audit.json, every image its own group"
     result["accuracy"] = {name: record.accuracy for name, record in metrics.items()}
     result["ensembles"] = ensembles_vs_best_member(dataset_dir, tables, metrics, grouping, alpha)
+    result["configurations"] = compare_configurations(dataset_dir, runs, grouping)
     record = ComparisonRecord.from_dict(result, "McNemar comparison")
     record.save(dataset_dir / MCNEMAR_FILE)
     return record.to_dict()
+
+
+CONFIGURATION_RESAMPLING = ("test images by group of near-copies (the same draw for both configurations: paired) "
+                            "and, within each configuration, its seeds with replacement")
+
+
+def compare_configurations(dataset_dir: Path, runs: list[Path], grouping: Grouping | None,
+                           metric: str = "balanced_accuracy") -> dict:
+    """Every pair of configurations (runs that differ only by seed; each ensemble alone) scored on the same test
+    images: the difference of their mean ``metric`` over seeds with its 95% interval
+    (:func:`~core.evaluate.metrics.configuration_differences`). Pairs name each side by its runs' labels."""
+    members: dict[str, list[tuple[str, Predictions]]] = {}
+    for run in runs:
+        key = settings_key(RunConfig.load(run / CONFIG_FILE).to_dict())
+        members.setdefault(key, []).append((run_label(run), Predictions.load(run / PREDICTIONS_FILE)))
+    for folder in ensemble_folders(dataset_dir):
+        members[f"ensemble {folder.name}"] = [(run_label(folder), Predictions.load(folder / PREDICTIONS_FILE))]
+    by_images: dict[tuple[str, ...], list[list[tuple[str, Predictions]]]] = {}
+    for config in members.values():
+        images = {tuple(sorted(table.ids)) for _, table in config}
+        if len(images) == 1:  # seeds scored on other images (a changed split) are not one configuration's
+            by_images.setdefault(images.pop(), []).append(config)
+    pairs = []
+    for ids, configs in by_images.items():
+        if len(configs) < 2:
+            continue
+        order = [[dict(zip(table.ids, zip(table.true, table.correct()))) for _, table in config] for config in configs]
+        labels = [order[0][0][i][0] for i in ids]
+        correct = [[[run[i][1] for i in ids] for run in config] for config in order]
+        groups = grouping.codes(list(ids)) if grouping else None
+        for pair in evaluation.configuration_differences(correct, labels, groups):
+            sides = {side: [label for label, _ in configs[pair[index]]] for side, index in (("a", "i"), ("b", "j"))}
+            pairs.append({**sides, "difference": pair["difference"], "low": pair["low"], "high": pair["high"],
+                          "n": len(ids)})
+    return {"metric": metric, "resampled": CONFIGURATION_RESAMPLING, "n_resamples": 2000, "pairs": pairs}
 
 
 BEST_MEMBER_RULE = "the member with the highest test accuracy (the strongest single model: the comparison leans to it)"

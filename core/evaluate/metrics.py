@@ -662,6 +662,54 @@ def _pair_matrix(names: list[str], pairs: list[dict]) -> list[list[float | None]
     return matrix
 
 
+def configuration_differences(runs: list[list[Any]], labels: Any, groups: Any = None, n_resamples: int = 2000,
+                              seed: int = 0) -> list[dict]:
+    """Balanced-accuracy differences between configurations scored on the same test images, each configuration the
+    mean over its runs (seeds), with a two-level paired bootstrap.
+
+    ``runs[c]`` holds configuration ``c``'s runs as boolean vectors (each test image right or wrong), ``labels``
+    the images' true classes. Each resample draws the test images (with ``groups``, whole groups) once for every
+    configuration, so the comparison is paired, and each configuration's runs with replacement, so one lucky seed
+    cannot decide it (with one run, only the images vary). Balanced accuracy is the mean recall over the classes a
+    resample holds. Returns one dict per pair ``i < j``: ``i``, ``j``, ``difference`` (i minus j, on all images),
+    ``low``, ``high`` (the 95% percentile interval).
+    """
+    labels = np.asarray(labels)
+    n = labels.size
+    correct = [[_as_bool_vector(r, "runs").astype(np.float64) for r in config] for config in runs]
+    if n == 0 or any(not config or any(r.size != n for r in config) for config in correct):
+        raise ValueError("every configuration needs runs scored on the same, non-empty set of test images")
+    onehot = (labels[:, None] == np.unique(labels)[None, :]).astype(np.float64)
+    codes = _group_codes(groups, n)
+    rng = np.random.default_rng(seed)
+
+    def balanced(weights: np.ndarray, right: np.ndarray) -> np.ndarray:
+        support = weights @ onehot
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.nanmean(np.where(support > 0, (weights @ (onehot * right[:, None])) / support, np.nan), axis=1)
+
+    observed = [np.mean([balanced(np.ones((1, n)), r)[0] for r in config]) for config in correct]
+    replicates = []
+    block = max(1, _BOOTSTRAP_BLOCK_ELEMENTS // n)
+    for start in range(0, n_resamples, block):
+        weights = _resample_weights(rng, n, min(block, n_resamples - start), codes)
+        per_config = []
+        for config in correct:
+            scores = np.stack([balanced(weights, r) for r in config], axis=1)  # resamples x runs
+            drawn = rng.integers(0, len(config), size=scores.shape)
+            per_config.append(np.take_along_axis(scores, drawn, axis=1).mean(axis=1))
+        replicates.append(np.stack(per_config, axis=1))
+    draws = np.concatenate(replicates)  # resamples x configurations
+    alpha = (1 - BOOTSTRAP_CONFIDENCE) / 2
+    out = []
+    for i in range(len(correct)):
+        for j in range(i + 1, len(correct)):
+            diff = draws[:, i] - draws[:, j]
+            out.append({"i": i, "j": j, "difference": float(observed[i] - observed[j]),
+                        "low": float(np.quantile(diff, alpha)), "high": float(np.quantile(diff, 1 - alpha))})
+    return out
+
+
 def paired_bootstrap(correct_a: Any, correct_b: Any, groups: Any = None, n_resamples: int = 2000,
                      seed: int = 0) -> dict:
     """Accuracy difference of two runs on the same samples (a minus b), with a paired bootstrap.
