@@ -466,3 +466,8 @@ def test_configuration_differences_pair_the_images_and_resample_the_seeds():
     assert grouped["high"] - grouped["low"] > by[0, 1]["high"] - by[0, 1]["low"]
     with pytest.raises(ValueError, match="same, non-empty set"):
         evaluation.configuration_differences([steady, [truth[:10] < 0.5]], labels)
+    # Each configuration draws its seeds from its own stream: a pair's interval stays when another one joins.
+    alone = evaluation.configuration_differences([steady, lucky], labels, n_resamples=500, streams=[7, 9])[0]
+    joined = evaluation.configuration_differences([steady, better, lucky], labels, n_resamples=500,
+                                                  streams=[7, 8, 9])
+    assert next(p for p in joined if (p["i"], p["j"]) == (0, 2)) == {**alone, "j": 2}

@@ -663,7 +663,7 @@ def _pair_matrix(names: list[str], pairs: list[dict]) -> list[list[float | None]
 
 
 def configuration_differences(runs: list[list[Any]], labels: Any, groups: Any = None, n_resamples: int = 2000,
-                              seed: int = 0) -> list[dict]:
+                              seed: int = 0, streams: Sequence[int] | None = None) -> list[dict]:
     """Balanced-accuracy differences between configurations scored on the same test images, each configuration the
     mean over its runs (seeds), with a two-level paired bootstrap.
 
@@ -673,6 +673,9 @@ def configuration_differences(runs: list[list[Any]], labels: Any, groups: Any = 
     cannot decide it (with one run, only the images vary). Balanced accuracy is the mean recall over the classes a
     resample holds. Returns one dict per pair ``i < j``: ``i``, ``j``, ``difference`` (i minus j, on all images),
     ``low``, ``high`` (the 95% percentile interval).
+
+    The image draws come from ``seed`` alone and each configuration's seed draws from its own stream
+    (``streams[c]``, default its index), so a pair's interval does not change when other configurations join.
     """
     labels = np.asarray(labels)
     n = labels.size
@@ -682,6 +685,7 @@ def configuration_differences(runs: list[list[Any]], labels: Any, groups: Any = 
     onehot = (labels[:, None] == np.unique(labels)[None, :]).astype(np.float64)
     codes = _group_codes(groups, n)
     rng = np.random.default_rng(seed)
+    seed_rngs = [np.random.default_rng([seed, int(s)]) for s in (streams if streams is not None else range(len(runs)))]
 
     def balanced(weights: np.ndarray, right: np.ndarray) -> np.ndarray:
         support = weights @ onehot
@@ -694,9 +698,9 @@ def configuration_differences(runs: list[list[Any]], labels: Any, groups: Any = 
     for start in range(0, n_resamples, block):
         weights = _resample_weights(rng, n, min(block, n_resamples - start), codes)
         per_config = []
-        for config in correct:
+        for config, seed_rng in zip(correct, seed_rngs):
             scores = np.stack([balanced(weights, r) for r in config], axis=1)  # resamples x runs
-            drawn = rng.integers(0, len(config), size=scores.shape)
+            drawn = seed_rng.integers(0, len(config), size=scores.shape)
             per_config.append(np.take_along_axis(scores, drawn, axis=1).mean(axis=1))
         replicates.append(np.stack(per_config, axis=1))
     draws = np.concatenate(replicates)  # resamples x configurations
