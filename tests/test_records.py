@@ -239,3 +239,16 @@ def test_balanced_sampling_caps_each_class_or_lets_classes_take_turns():
     turns = balanced_sample(pairs, seed=1, total=12)
     assert len(turns) == 12 and [sum(1 for _, c in turns if c == k) for k in "abc"] == [5, 3, 4]
     assert len(balanced_sample(pairs, seed=1, total=100)) == len(pairs)
+
+
+def test_probabilities_are_scored_as_predictions_csv_stores_them(tmp_path):
+    """Two classes within 1e-6 (a class-weighted tree leaf) must be ordered the same way by the run and by anyone
+    re-scoring its predictions.csv: the run scores the stored values."""
+    probs = np.array([[0.4999999, 0.5000001, 0.0], [0.2, 0.3, 0.5]])
+    assert Predictions.from_probs(["a", "b"], np.array([0, 2]), probs, ["x", "y", "z"]).pred == ["y", "z"]
+    stored = Predictions.as_stored(probs)
+    assert stored.tolist() == [[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]]
+    table = Predictions.from_probs(["a", "b"], np.array([0, 2]), stored, ["x", "y", "z"])
+    again = Predictions.load(table.save(tmp_path / "predictions.csv"))
+    assert again.pred == table.pred == ["x", "z"]  # a tie goes to the first class, as argmax of what is stored
+    assert [again.classes[i] for i in np.asarray(again.probs).argmax(1)] == again.pred

@@ -374,6 +374,9 @@ class BatchNormDiagnosis(Record):
     extra: dict = field(default_factory=dict)
 
 
+PROBABILITY_FORMAT = ".6g"  # how predictions.csv writes a probability
+
+
 @dataclass
 class Predictions:
     """``predictions.csv``: one row per test image, ``id,true,pred,p_<class>...`` (column layout = schema 1).
@@ -400,13 +403,20 @@ class Predictions:
         """Whether each image was classified correctly."""
         return [t == p for t, p in zip(self.true, self.pred)]
 
+    @staticmethod
+    def as_stored(probs) -> np.ndarray:
+        """Probabilities as ``predictions.csv`` keeps them (6 significant digits). Every score of a run is computed
+        from these, so its stored predictions reproduce it: two classes within 1e-6 of each other (a tree's
+        weighted leaf, say) would otherwise be ordered one way in the run and the other way when re-scored."""
+        return np.vectorize(lambda v: float(f"{v:{PROBABILITY_FORMAT}}"), otypes=[np.float64])(np.asarray(probs))
+
     def to_csv(self) -> str:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["id", "true", "pred"] + [f"p_{c}" for c in self.classes])
         probs = self.probs if self.probs is not None else [[] for _ in self.ids]
         for i, t, p, row in zip(self.ids, self.true, self.pred, probs):
-            writer.writerow([i, t, p] + [f"{v:.6g}" for v in row])
+            writer.writerow([i, t, p] + [f"{v:{PROBABILITY_FORMAT}}" for v in row])
         return buf.getvalue()
 
     def save(self, path: str | os.PathLike) -> Path:

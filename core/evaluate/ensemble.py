@@ -387,6 +387,8 @@ def build_ensemble(dataset_dir: str | Path, names: list[str], method: str = "uni
         emit(f"complete already: {folder}")
         return folder
     test_probs, entries, stacked, val_probs = combine(members, method)
+    test_probs = Predictions.as_stored(test_probs)  # scored as stored: re-scoring its predictions.csv agrees
+    val_probs = None if val_probs is None else Predictions.as_stored(val_probs)
     ids, y, _ = aligned([members[0].test])
     classes = members[0].test.classes
     grouping, split = test_grouping(members, dataset_dir)

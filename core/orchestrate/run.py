@@ -145,7 +145,7 @@ def _store_results(run: RunFolder, config: RunConfig, data: PreparedData, outcom
     """Evaluate on the test split and write the run's results (and its validation probabilities), completion marker
     last; returns the headline."""
     invocations = _invocations(run, started)
-    probs = outcome["test_probs"]
+    probs = Predictions.as_stored(outcome["test_probs"])  # scored as stored, so re-scoring predictions.csv agrees
     codes = data.test_groups()
     metrics = MetricsRecord.from_dict(evaluation.evaluate(data.labels["test"], probs, data.classes, seed=config.seed,
                                                           groups=codes))
@@ -155,7 +155,8 @@ def _store_results(run: RunFolder, config: RunConfig, data: PreparedData, outcom
                         {**grouping.to_dict(), "split_grouping": config.grouping},
                         "the run's own test predictions and groups", seed=config.seed).save(run.file(LEAKAGE_FILE))
     Predictions.from_probs(data.ids["test"], data.labels["test"], probs, data.classes).save(run.file(PREDICTIONS_FILE))
-    Predictions.from_probs(data.ids["val"], data.labels["val"], outcome["val_probs"], data.classes).save(
+    Predictions.from_probs(data.ids["val"], data.labels["val"], Predictions.as_stored(outcome["val_probs"]),
+                           data.classes).save(
         run.file(VAL_PREDICTIONS_FILE))
     ProvenanceRecord(
         **provenance.collect(),
