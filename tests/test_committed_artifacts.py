@@ -12,12 +12,10 @@ from core.artifacts.config import RunConfig
 
 ARTIFACTS = REPO / "artifacts"
 RUN_FILES = ("config.json", "provenance.json", "events.jsonl", "metrics.json", "predictions.csv")
-FIRST_EDITION_RUN = "EfficientNetLite0/full-imagenet-s0-7197d64b"  # the first edition's reference run
 
 
 def reference_run(artifacts: Path, dataset: str) -> Path:
-    """The study's reference run on a dataset: EfficientNet-Lite0 seed 0 as experiments/study.toml plans it, or
-    the first edition's while the second edition's is not committed."""
+    """The study's reference run on a dataset: EfficientNet-Lite0 seed 0 as experiments/study.toml plans it."""
     from core.artifacts.runs import RunFolder
     from core.orchestrate.experiment import load_grid
 
@@ -26,7 +24,8 @@ def reference_run(artifacts: Path, dataset: str) -> Path:
                   and p.config.backbone == "EfficientNetLite0" and p.config.method == "finetune"
                   and p.config.weights == "imagenet"]
     run = RunFolder.for_config(planned, artifacts).path
-    return run if (run / "complete.json").is_file() else artifacts / dataset / FIRST_EDITION_RUN
+    assert (run / "complete.json").is_file(), f"the reference run {run} is not committed"
+    return run
 
 
 def committed_files() -> list[Path]:
@@ -109,12 +108,8 @@ def test_every_page_renders_the_committed_results_without_tensorflow(committed_c
     mri = ranking.configurations(report.runs_table("alzheimer_mri", committed_copy))
     # The leaderboard lists the ranked pool: the split made by group once a second-edition run is there.
     assert len(result["pages"]["overview"]["dataframes"][0]["Configuration"]) == len(ranking.ranked(mri, "accuracy"))
-    if ranking.recommend(mri).chosen is None:  # the first edition's image-level validation mostly leaks
-        assert any("No recommendation: up to 94% of these runs' validation images are near-copies" in i
-                   for i in result["pages"]["overview"]["info"])
-    else:
-        assert any("chosen by validation accuracy" in s for s in result["pages"]["overview"]["success"])
-    # flower_photos' split is made by group: a configuration is chosen on it.
+    # Both datasets' splits are made by group: a configuration is chosen on each.
+    assert any("chosen by validation accuracy" in s for s in result["pages"]["overview"]["success"])
     assert any("chosen by validation accuracy" in s for s in result["switched"]["success"])
     from core.artifacts import record_view
 
@@ -158,9 +153,7 @@ def test_the_committed_recommendations_are_full_configurations_chosen_on_validat
 
 def test_readme_quotes_the_committed_batchnorm_diagnoses():
     readme = (REPO / "README.md").read_text()
-    diagnoses = sorted((REPO / "artifacts").glob("*/diagnostics/batchnorm-*.json"))
-    assert diagnoses, "the from-scratch runs' BatchNorm diagnoses are not committed"
-    for path in diagnoses:
+    for path in sorted((REPO / "artifacts").glob("*/diagnostics/batchnorm-*.json")):
         results = json.loads(path.read_text())["results"]
         for mode in ("inference", "reestimated"):
             assert f"{results[mode]['accuracy']:.3f}" in readme, (path.name, mode)
