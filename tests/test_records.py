@@ -16,7 +16,6 @@ from core.artifacts.config import RunConfig, flatten
 from core.artifacts.records import (
     JSON_RECORDS,
     AuditRecord,
-    BatchNormDiagnosis,
     ComparisonRecord,
     CompleteRecord,
     DeploymentRecord,
@@ -59,7 +58,7 @@ def _committed(pattern: str) -> list[Path]:
     (f"*/*/*/{layout.DEPLOY_DIR}/{layout.DEPLOYMENT_FILE}", DeploymentRecord),
     (f"{layout.ARCHITECTURES_DIR}/*/{layout.DEPLOYMENT_FILE}", DeploymentRecord),
     (f"*/{layout.AUDIT_FILE}", AuditRecord), (f"*/{layout.MCNEMAR_FILE}", ComparisonRecord),
-    (f"*/{layout.UNAVAILABLE_FILE}", UnavailableRecord), (f"*/{layout.DIAGNOSTICS_DIR}/*.json", BatchNormDiagnosis),
+    (f"*/{layout.UNAVAILABLE_FILE}", UnavailableRecord),
     (f"*/*/*/{layout.LEAKAGE_FILE}", LeakageRecord),
 ])
 def test_every_committed_record_loads_and_round_trips_unchanged(pattern, kind):
