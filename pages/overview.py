@@ -75,7 +75,7 @@ if st.toggle("Show single runs", key="single_runs",
 else:
     st.caption(f"Configurations (runs that differ only by seed), ranked by mean {chosen.lower()}: "
                f"{ranking.interval_caption(top)}.")
-    table = report.configurations_table(top)
+    table = report.configurations_table(top, metric)
     shown, optional = findings.leaderboard_columns(list(table.columns), chosen)
     extra = st.multiselect("More columns", optional, key="leaderboard_columns", placeholder="add columns")
     order = [c for c in table.columns if c in shown or c in extra]
@@ -83,7 +83,7 @@ else:
     others = configs.drop(index=ranking.ranking_pool(configs).index)  # other presets and other splits
     if not others.empty:
         st.caption(f"{preset_note} Their configurations, for reference:")
-        st.dataframe(report.configurations_table(others), hide_index=True, width="stretch", column_order=order)
+        st.dataframe(report.configurations_table(others, metric), hide_index=True, width="stretch", column_order=order)
     elif preset_note:
         st.caption(preset_note)
 spread = report.seed_spread(runs)
@@ -93,8 +93,8 @@ if not spread.empty:
 show_waiting()
 
 st.subheader("Recommendation under your constraints")
-st.caption("The configuration with the best mean validation accuracy (ties: the smaller full-int8 model) among those "
-           "with a deployable variant (TFLite float32, float16, int8, pruned, clustered, QAT) within the limits, "
+st.caption(f"The configuration with the best mean validation {chosen.lower()} (ties: the smaller full-int8 model) "
+           "among those with a deployable variant (TFLite float32, float16, int8, pruned, clustered, QAT) within the limits, "
            f"{preset}-preset ones only; the test split is not used to choose, only to report its {chosen.lower()}.")
 c1, c2 = st.columns(2)
 max_mb = c1.number_input("Max model size (MB)", min_value=0.01, value=None, step=0.5, placeholder="no limit",

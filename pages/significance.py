@@ -41,7 +41,8 @@ def planned() -> None:
         st.info("No configuration could be recommended (no validation score), so the family holds only transfer "
                 "against the baselines.")
     else:
-        st.caption(f"Recommended configuration (by mean validation accuracy, no limits): **{recommended['label']}**.")
+        chosen_by = report.metric_label(ranking.validation_score(report.DEFAULT_METRIC)).lower()
+        st.caption(f"Recommended configuration (by mean {chosen_by}, no limits): **{recommended['label']}**.")
     family = ranking.planned_family(runs, result, setup)
     if family.empty:
         st.info("No planned comparison among the selected runs: it needs two configurations of the same preset.")

@@ -261,7 +261,7 @@ def test_a_failed_recommendation_says_why():
     untimed = too_big.assign(int8_latency_ms=[None, None])
     assert "no latency was measured" in ranking.recommend(untimed, 1.0, None, "accuracy").reason
     unscored = too_big.assign(val_accuracy=[None, None])
-    assert "has a validation score" in ranking.recommend(unscored, None, None, "accuracy").reason
+    assert "has a validation accuracy" in ranking.recommend(unscored, None, None, "accuracy").reason
 
 
 def test_split_counts_keep_every_stored_split_apart(tmp_path):

@@ -26,7 +26,7 @@ def test_every_page_renders_real_results_without_tensorflow(tiny_artifacts):
     assert seeds == {"EfficientNetLite0 · transfer · quick": "0, 1",
                      "EfficientNetLite0 · logreg · quick": "0 (one seed)"}
     assert all("[" in cell for cell in leaderboard["Accuracy"])  # value [low, high]
-    assert any("chosen by validation accuracy" in text for text in overview["success"])
+    assert any("chosen by validation balanced accuracy" in text for text in overview["success"])
     # The audit's verdict and the split mapping are stated above the scores.
     assert any(text.startswith("Audit:") for kind in ("warning", "success") for text in overview[kind])
     assert any(text.startswith("Splits: train ← ") for text in overview["caption"])

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -18,7 +19,8 @@ def _run(backbone, seed, val, acc, *, method="finetune", weights="imagenet", pre
     return {"dataset": "d", "backbone": backbone, "weights": weights, "method": method, "preset": preset,
             "settings_key": key or f"{backbone}-{kind}-{preset}", "seed": seed, "run_id": f"{preset}-{kind}-s{seed}",
             "label": f"{configuration} · seed {seed}", "configuration": configuration, "kind": kind,
-            "n_test": 100 if preset == "quick" else 500, "val_accuracy": val, "val_loss": 1 - val,
+            "n_test": 100 if preset == "quick" else 500, "val_accuracy": val, "val_balanced_accuracy": val,
+            "val_loss": 1 - val,
             "accuracy": acc, "accuracy_low": acc - ci, "accuracy_high": acc + ci,
             "balanced_accuracy": acc, "balanced_accuracy_low": acc - ci, "balanced_accuracy_high": acc + ci,
             "ece": 0.05, "deployed": int8_mb is not None, "int8_mb": int8_mb,
@@ -231,14 +233,48 @@ def test_validation_score_comes_from_the_restored_epoch_or_the_chosen_grid_row(t
         "stage1,1,1.0,0.5,0.9,0.55,0.001,1\nstage1,2,0.8,0.6,0.7,0.65,0.001,1\n"
         "stage2,1,0.6,0.7,0.5,0.80,0.0001,1\nstage2,2,0.5,0.8,0.6,0.85,0.0001,1\n")
     details = {"stage1": {"best_epoch": 2}, "stage2": {"best_epoch": 1}}
+    unscored = {"val_balanced_accuracy": None, "val_macro_f1": None, "val_macro_auc": None}
     assert report._validation_score(tmp_path, "finetune", details) == {
-        "val_accuracy": 0.80, "val_loss": 0.5, "val_source": "stage2 epoch 1"}
+        "val_accuracy": 0.80, "val_loss": 0.5, "val_source": "stage2 epoch 1", **unscored}
     grid = {"hyperparameter": "C", "chosen": 0.1, "grid": [{"C": 0.01, "val_accuracy": 0.9, "val_loss": 0.3},
                                                            {"C": 0.1, "val_accuracy": 0.7, "val_loss": 0.2}]}
     assert report._validation_score(tmp_path, "logreg", grid)["val_accuracy"] == 0.7
     empty = tmp_path / "no-history"
     empty.mkdir()
     assert report._validation_score(empty, "finetune", details)["val_accuracy"] is None
+    # Stored validation predictions score every metric, the way predictions.csv scores the test split: three of
+    # class a right, the one b wrong (accuracy 0.75, balanced 0.5); the loss still comes from the history.
+    (tmp_path / "val_predictions.csv").write_text(
+        "id,true,pred,p_a,p_b\n1,a,a,0.9,0.1\n2,a,a,0.8,0.2\n3,a,a,0.6,0.4\n4,b,a,0.7,0.3\n")
+    scored = report._validation_score(tmp_path, "finetune", details)
+    assert scored["val_accuracy"] == 0.75 and scored["val_balanced_accuracy"] == 0.5 and scored["val_loss"] == 0.5
+    # AUC of class b: its image's p_b (0.3) is above two of the three a images' (0.1, 0.2; not 0.4).
+    assert scored["val_macro_auc"] == pytest.approx(2 / 3) and scored["val_source"] == "stage2 epoch 1"
+
+
+def test_the_recommendation_chooses_on_the_validation_score_of_the_metric_it_reports():
+    # Majority: high validation accuracy from the majority class, low validation balanced accuracy.
+    runs = pd.DataFrame([_run("Majority", 0, 0.90, 0.60) | {"val_balanced_accuracy": 0.55},
+                         _run("Balanced", 0, 0.80, 0.70) | {"val_balanced_accuracy": 0.72}])
+    configs = ranking.configurations(runs)
+    assert ranking.recommend(configs, metric="balanced_accuracy").chosen["backbone"] == "Balanced"
+    assert ranking.recommend(configs, metric="accuracy").chosen["backbone"] == "Majority"
+    assert "chosen by validation balanced accuracy 0.720" in report.recommendation_text(ranking.recommend(configs))
+    assert "Validation balanced accuracy (mean)" in report.configurations_table(configs)
+    assert "Validation accuracy (mean)" in report.configurations_table(configs, "accuracy")
+
+
+def test_the_validation_macro_auc_is_the_test_splits_definition():
+    from core.artifacts.scoring import macro_auc
+    from core.evaluate.metrics import evaluate
+
+    rng = np.random.default_rng(0)
+    for k in (2, 4):
+        y = np.r_[np.arange(k), rng.integers(0, k - 1, 60)]  # the last class is rare
+        probs = rng.dirichlet(np.ones(k), size=y.size)
+        assert macro_auc(y, probs) == pytest.approx(evaluate(y, probs, [f"c{i}" for i in range(k)],
+                                                                   n_bootstrap=10)["roc"]["macro_auc"])
+    assert macro_auc(np.zeros(5, int), rng.dirichlet(np.ones(3), size=5)) is None  # no class has both sides
 
 
 def test_the_validation_leak_note_comes_from_the_runs_own_splits():

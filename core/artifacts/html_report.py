@@ -119,7 +119,7 @@ def _results(df: pd.DataFrame, comparison: dict | None) -> list[str]:
     parts = ["<h2>Configurations</h2>",
              _p(f"Runs that differ only by seed, ranked by mean {naming.metric_label(metric).lower()}: "
                 f"{ranking.interval_caption(top)}.{' ' + note if note else ''}"),
-             _table(report.configurations_table(top))]
+             _table(report.configurations_table(top, metric))]
     caption = report.leak_free_caption(df)
     if caption:
         parts.append(_p(caption, "note"))

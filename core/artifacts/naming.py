@@ -10,16 +10,19 @@ import json
 from collections import Counter
 
 from core.artifacts import config as config_mod
-from core.artifacts import ranking
 
 METRIC_LABELS = {"accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro-F1",
-                 "macro_auc": "Macro AUC", ranking.VALIDATION_SCORE: "Validation accuracy",
+                 "macro_auc": "Macro AUC",
                  "leak_free_accuracy": "Leak-free accuracy",
                  "leak_free_balanced_accuracy": "Leak-free balanced accuracy"}
 
 
 def metric_label(metric: str) -> str:
-    """A metric column's name for readers (a column added later reads as its own name)."""
+    """A metric column's name for readers (a column added later reads as its own name); ``val_<metric>`` is
+    'Validation <metric>'."""
+    if metric.startswith("val_") and metric[4:] in METRIC_LABELS:
+        label = METRIC_LABELS[metric[4:]]
+        return f"Validation {label[0].lower()}{label[1:]}"
     return METRIC_LABELS.get(metric) or metric.replace("_", " ").capitalize()
 
 

@@ -20,8 +20,6 @@ from core.artifacts.config import BASELINES
 
 CONFIGURATION_KEYS = ("dataset", "backbone", "weights", "method", "preset", "settings_key", "split")
 CONFIDENCE = 0.95
-# The recommendation chooses on this runs-table column (mean over seeds), never on a test score.
-VALIDATION_SCORE = "val_accuracy"
 # From this share of validation images in a group with training images, validation cannot choose: a 1-NN
 # that finds the near-copy scores 0.91 there and 0.49 on test (alzheimer_mri's image-level split).
 LEAKY_VALIDATION = 0.5
@@ -35,6 +33,13 @@ TRANSFER_VS_BASELINE = "transfer vs baseline"
 ENSEMBLE = "ensemble"  # the kind of a stored ensemble's row (core.artifacts.report)
 # Runs-table columns that identify a run rather than measure it: never averaged over seeds.
 _NOT_AVERAGED = {"seed"}
+
+
+def validation_score(metric: str) -> str:
+    """The runs-table column the recommendation chooses by when it reports test ``metric``: the same metric on the
+    validation split (mean over seeds), never a test score. Choosing on another metric than the one reported (plain
+    accuracy for a balanced-accuracy report, say) would favour the majority class on an imbalanced dataset."""
+    return f"val_{metric}"
 
 
 def interval_metrics(runs: pd.DataFrame) -> list[str]:
@@ -260,7 +265,7 @@ OVERLAP = "overlap"  # no stored pair: the two configurations' intervals overlap
 
 def recommend(configs: pd.DataFrame, max_mb: float | None = None, max_ms: float | None = None,
               metric: str = "balanced_accuracy", comparison: dict | None = None) -> Recommendation:
-    """Choose a configuration by mean validation score among those with a deployable variant within the limits.
+    """Choose a configuration by mean validation ``metric`` among those with a deployable variant within the limits.
 
     Only configurations of :func:`ranking_pool` compete. Ties on the validation score go to
     the smaller full-int8 model. Nothing is chosen when validation mostly leaks (:data:`LEAKY_VALIDATION`). The
@@ -281,25 +286,27 @@ def recommend(configs: pd.DataFrame, max_mb: float | None = None, max_ms: float 
     if fitting.empty:
         rec.reason = no_recommendation_reason(pool)
         return rec
-    scored = fitting[fitting[VALIDATION_SCORE].notna()] if VALIDATION_SCORE in fitting else fitting.iloc[:0]
+    column = validation_score(metric)
+    scored = fitting[fitting[column].notna()] if column in fitting else fitting.iloc[:0]
     if scored.empty:
-        rec.reason = ("No configuration within the limits has a validation score (network runs: history.csv and "
-                      "best_epoch in provenance.json; baselines: their hyperparameter grid).")
+        rec.reason = (f"No configuration within the limits has a validation {metric.replace('_', ' ')} (scored on "
+                      "each run's val_predictions.csv; network runs without it: history.csv and best_epoch in "
+                      "provenance.json, accuracy only; baselines: their hyperparameter grid).")
         return rec
     if len(scored) < len(fitting):
         rec.notes.append(f"{len(fitting) - len(scored)} configuration(s) without a validation score could not "
                          "be chosen.")
     leak = _validation_leak_share(scored)
     if leak is not None and leak >= LEAKY_VALIDATION:
-        leader = scored.loc[scored[VALIDATION_SCORE].idxmax()]
+        leader = scored.loc[scored[column].idxmax()]
         rec.reason = (f"No recommendation: up to {leak:.0%} of these runs' validation images are near-copies of "
                       "training images (validation was carved image by image), so choosing on validation rewards "
-                      f"remembering training images: {leader['label']} leads there ({leader[VALIDATION_SCORE]:.3f}) "
+                      f"remembering training images: {leader['label']} leads there ({leader[column]:.3f}) "
                       f"with test {metric.replace('_', ' ')} {leader[metric]:.3f}. Runs split by group (the default "
                       "now) have a validation split to choose on.")
         return rec
     size = scored["int8_mb"] if "int8_mb" in scored else pd.Series(math.nan, index=scored.index)
-    order = scored.assign(_score=scored[VALIDATION_SCORE].round(9), _size=size).sort_values(
+    order = scored.assign(_score=scored[column].round(9), _size=size).sort_values(
         ["_score", "_size", "label"], ascending=[False, True, True], na_position="last")
     rec.chosen = fitting.loc[order.index[0]]
     if _tuned(rec.chosen):
@@ -387,7 +394,7 @@ def transfer_gains(configs: pd.DataFrame, metric: str = "balanced_accuracy") -> 
         same = pool[(pool["kind"] == TRANSFER) & (pool["backbone"] == scratch["backbone"])]
         if same.empty:
             continue
-        order = same.assign(_val=same.get(VALIDATION_SCORE, pd.Series(math.nan, index=same.index)).fillna(-1))
+        order = same.assign(_val=same.get(validation_score(metric), pd.Series(math.nan, index=same.index)).fillna(-1))
         transfer = order.sort_values(["n_seeds", "_val"], ascending=False).iloc[0]
         gain = transfer[metric] - scratch[metric]
         low = high = math.nan

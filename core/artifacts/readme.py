@@ -30,7 +30,7 @@ def _configurations_markdown(configs: pd.DataFrame, runs: pd.DataFrame, comparis
     top = ranking.ranked(configs, metric)
     lines = [f"Configurations (runs that differ only by seed), ranked by mean {naming.metric_label(metric).lower()}: "
              f"{ranking.interval_caption(top)}.\n"]
-    lines += _markdown_table(report.configurations_table(top))
+    lines += _markdown_table(report.configurations_table(top, metric))
     rec = ranking.recommend(configs, metric=metric, comparison=comparison)
     paragraph = report.recommendation_paragraph(rec)
     lines.append(f"{paragraph}\n" if rec.chosen is None else f"Recommendation: {paragraph}\n")

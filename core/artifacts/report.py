@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.artifacts import config as config_mod
-from core.artifacts import convergence, ranking, record_view
+from core.artifacts import convergence, ranking, record_view, scoring
 from core.artifacts.config import ABSENT_MEANS, RunConfig
 from core.artifacts.layout import (
     ARCHITECTURES_DIR,
@@ -32,6 +32,7 @@ from core.artifacts.layout import (
     PREDICTIONS_FILE,
     PROVENANCE_FILE,
     UNAVAILABLE_FILE,
+    VAL_PREDICTIONS_FILE,
     artifacts_dir,
     complete_runs,
     dataset_of_run,
@@ -193,7 +194,7 @@ def _ensemble_row(dataset: str, folder: Path, record: EnsembleRecord, configs: d
            "split": split_name(prov), "split_grouping": (members[0] or {}).get("grouping", ABSENT_MEANS["grouping"]),
            "git_commit": (prov.code or {}).get("git_commit"), "label": label, "configuration": label,
            "short": f"Ens {record.weights_method} ({len(members)})", "members": ", ".join(record.member_runs()),
-           "val_accuracy": None, "val_loss": None, "val_source": None, "kind": ranking.ENSEMBLE}
+           **{f"val_{m}": None for m in METRICS}, "val_loss": None, "val_source": None, "kind": ranking.ENSEMBLE}
     boot = metrics.bootstrap["metrics"]
     for m in METRICS:
         row[m] = metrics.roc["macro_auc"] if m == "macro_auc" else getattr(metrics, m)
@@ -331,11 +332,13 @@ def leakage_effect(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _validation_score(run: Path, method: str, details: dict) -> dict:
-    """Validation accuracy and loss of the model the run kept (None where its records do not say).
+    """The validation scores and loss of the model the run kept (None where its records do not say).
 
-    A network run (``finetune``) keeps the weights of the best epoch of its last stage
-    (``best_epoch`` in provenance.details, restored by early stopping): its history.csv row.
-    A baseline keeps the hyperparameter it chose on validation: that row of its grid.
+    ``val_<metric>`` for each of :data:`METRICS` is scored on the run's stored validation predictions
+    (``val_predictions.csv``), like its test metrics on ``predictions.csv``. The loss, and the accuracy of a run
+    stored without validation predictions, come from its training records: a network run (``finetune``) keeps the
+    weights of the best epoch of its last stage (``best_epoch`` in provenance.details, restored by early
+    stopping), its history.csv row; a baseline keeps the hyperparameter it chose on validation, that row of its grid.
     """
     if method != "finetune":
         key, chosen = details.get("hyperparameter"), details.get("chosen")
@@ -348,10 +351,14 @@ def _validation_score(run: Path, method: str, details: dict) -> dict:
         rows = curves[(curves["stage"] == stage) & (curves["epoch"] == best)] if best else curves.iloc[:0]
         row = rows.iloc[-1].to_dict() if not rows.empty else None
         source = f"{stage} epoch {best}"
-    if row is None:
-        return {"val_accuracy": None, "val_loss": None, "val_source": None}
-    return {"val_accuracy": finite_number(row.get("val_accuracy")), "val_loss": finite_number(row.get("val_loss")),
-            "val_source": source}
+    out = {f"val_{m}": None for m in METRICS} | {"val_loss": None, "val_source": None}
+    if row is not None:
+        out.update(val_accuracy=finite_number(row.get("val_accuracy")), val_loss=finite_number(row.get("val_loss")),
+                   val_source=source)
+    if (run / VAL_PREDICTIONS_FILE).is_file():
+        out.update({k: finite_number(v) for k, v in scoring.validation_scores(run / VAL_PREDICTIONS_FILE).items()})
+        out["val_source"] = out["val_source"] or VAL_PREDICTIONS_FILE
+    return out
 
 
 def _test_split_size(run: Path, prov: ProvenanceRecord) -> int | None:
@@ -550,8 +557,9 @@ def _with_costs(out: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def configurations_table(configs: pd.DataFrame) -> pd.DataFrame:
-    """The configurations shown to readers, in the order given: each metric as 'mean ± SD [low, high]'.
+def configurations_table(configs: pd.DataFrame, metric: str = DEFAULT_METRIC) -> pd.DataFrame:
+    """The configurations shown to readers, in the order given: each metric as 'mean ± SD [low, high]', after the
+    validation score of ``metric`` (what the recommendation chooses by).
 
     With one seed there is no SD: the cell is the run's 'value [bootstrap CI]' and the Seeds
     column says 'one seed'. :func:`core.artifacts.ranking.interval_caption` says which is which.
@@ -563,7 +571,8 @@ def configurations_table(configs: pd.DataFrame) -> pd.DataFrame:
         "Seeds": [f"{s[0]} (one seed)" if one else ", ".join(map(str, s))
                   for s, one in zip(configs["seeds"], configs["one_seed"])],
         "Test images": configs["n_test"].map(lambda v: "" if v != v else f"{v:.0f}"),
-        f"{metric_label(ranking.VALIDATION_SCORE)} (mean)": configs[ranking.VALIDATION_SCORE].map(
+        f"{metric_label(ranking.validation_score(metric))} (mean)": configs.get(
+            ranking.validation_score(metric), pd.Series(None, index=configs.index, dtype=object)).map(
             lambda v: "" if v is None or v != v else f"{v:.3f}"),
     })
     for m in shown_metrics(configs):
@@ -614,7 +623,8 @@ def recommendation_text(rec: ranking.Recommendation, max_mb: float | None = None
                 "the limits)")
     score = format_pooled(best[metric], best.get(f"{metric}_sd"), best[f"{metric}_low"], best[f"{metric}_high"])
     return (f"**{best['label']}** ({seeds}), chosen by "
-            f"{metric_label(ranking.VALIDATION_SCORE).lower()} {best[ranking.VALIDATION_SCORE]:.3f} (mean over seeds; "
+            f"{metric_label(ranking.validation_score(metric)).lower()} {best[ranking.validation_score(metric)]:.3f} "
+            "(mean over seeds; "
             f"{limits}, {rec.preset} preset): test {metric_label(metric).lower()} {score or 'undefined'} "
             f"({interval}){cost}.")
 

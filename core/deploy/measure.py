@@ -86,13 +86,13 @@ from core.artifacts.layout import DEPLOY_PREDICTIONS_FILE, DEPLOYMENT_FILE, MODE
 from core.artifacts.provenance import library_versions, machine
 from core.artifacts.records import DeploymentRecord, RecordError, VariantPredictions
 from core.artifacts.runs import RunFolder
+from core.artifacts.scoring import headline_metrics
 from core.artifacts.storage import atomic_save, atomic_write_bytes, atomic_write_text, json_default, utc_timestamp
 from core.data.sampling import balanced_sample
 from core.deploy import compression
 from core.deploy import latency as lat
 from core.deploy.source import DeployError, Source, load_images, run_source, synthetic_images
 from core.deploy.variants import DeployOptions, Variant, variant_plan
-from core.evaluate.metrics import headline_metrics
 from core.evaluate.variant_change import CHANGE_FIELD, variant_change
 from core.models import compute
 from core.models.backbones import build_backbone, get_spec

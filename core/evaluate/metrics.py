@@ -34,17 +34,17 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from scipy import stats
 from sklearn.metrics import (
-    accuracy_score,
     average_precision_score,
     confusion_matrix,
     f1_score,
     precision_recall_curve,
     precision_recall_fscore_support,
-    recall_score,
     roc_auc_score,
     roc_curve,
 )
 from statsmodels.stats.multitest import multipletests
+
+from core.artifacts.scoring import headline_metrics
 
 SCHEMA_VERSION = 1
 BOOTSTRAP_CONFIDENCE = 0.95
@@ -291,20 +291,6 @@ def _as_bool_vector(values: Any, name: str) -> np.ndarray:
 
 
 # --- point estimates ---------------------------------------------------------------
-
-def headline_metrics(y: Any, pred: Any) -> dict:
-    """Accuracy, balanced accuracy and macro-F1 of predicted labels (the leaderboard's and every
-    deployment variant's headline)."""
-    y, pred = np.asarray(y), np.asarray(pred)
-    # Macro recall over the classes in y_true is balanced_accuracy_score without its
-    # warnings about single-label or extra predicted classes.
-    balanced = recall_score(y, pred, labels=np.unique(y), average="macro", zero_division=0)
-    return {
-        "accuracy": float(accuracy_score(y, pred)),
-        "balanced_accuracy": float(balanced),
-        "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
-    }
-
 
 def _summary_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
     return {**headline_metrics(y, pred),

@@ -22,8 +22,8 @@ import numpy as np
 from scipy import stats
 
 from core.artifacts.config import RunConfig
+from core.artifacts.scoring import headline_metrics
 from core.data.folds import Folds, inner_validation
-from core.evaluate.metrics import headline_metrics
 from core.train import baselines
 from core.train.features import PooledFeatures
 from core.train.transfer import fit_head

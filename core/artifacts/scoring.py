@@ -1,0 +1,61 @@
+"""Scores of stored predictions that both the evaluation and the report compute (scikit-learn, no TensorFlow).
+
+:mod:`core.evaluate.metrics` scores a run's test split with these when it is made; the report
+scores each run's stored validation predictions with them when it chooses a configuration
+(:func:`validation_scores`), so a validation score and its test counterpart mean the same thing.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score, recall_score, roc_auc_score
+
+from core.artifacts.records import Predictions
+
+
+def headline_metrics(y: Any, pred: Any) -> dict:
+    """Accuracy, balanced accuracy and macro-F1 of predicted labels (the leaderboard's and every
+    deployment variant's headline)."""
+    y, pred = np.asarray(y), np.asarray(pred)
+    # Macro recall over the classes in y_true is balanced_accuracy_score without its
+    # warnings about single-label or extra predicted classes.
+    balanced = recall_score(y, pred, labels=np.unique(y), average="macro", zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(y, pred)),
+        "balanced_accuracy": float(balanced),
+        "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
+    }
+
+
+def macro_auc(y: Any, probs: Any) -> float | None:
+    """One-vs-rest ROC AUC averaged over the classes that have both positives and negatives in ``y`` (integer
+    labels); with two classes the AUC of class 1. None when no class has both (the test split's ``macro_auc``)."""
+    y, probs = np.asarray(y), np.asarray(probs, dtype=float)
+    k = probs.shape[1]
+    classes = [1] if k == 2 else range(k)
+    aucs = [float(roc_auc_score(y == c, probs[:, c])) for c in classes if 0 < np.count_nonzero(y == c) < y.size]
+    return float(np.mean(aucs)) if aucs else None
+
+
+def validation_scores(path: str | os.PathLike) -> dict:
+    """``val_<metric>`` for accuracy, balanced accuracy, macro-F1 and macro AUC, scored on a run's stored
+    validation predictions (``val_predictions.csv``: the model the run kept); raises RecordError when the
+    table cannot be read."""
+    return dict(_scored(os.fspath(path), os.stat(path).st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=512)
+def _scored(path: str, mtime_ns: int) -> tuple:
+    table = Predictions.load(path)
+    scores = headline_metrics(table.true, table.pred)
+    auc = None
+    if table.probs is not None and table.classes:
+        index = {c: i for i, c in enumerate(table.classes)}
+        if all(t in index for t in table.true):
+            auc = macro_auc([index[t] for t in table.true], table.probs)
+    scores["macro_auc"] = auc
+    return tuple((f"val_{name}", value) for name, value in scores.items())
