@@ -249,19 +249,29 @@ def test_validation_score_comes_from_the_restored_epoch_or_the_chosen_grid_row(t
     scored = report._validation_score(tmp_path, "finetune", details)
     assert scored["val_accuracy"] == 0.75 and scored["val_balanced_accuracy"] == 0.5 and scored["val_loss"] == 0.5
     # AUC of class b: its image's p_b (0.3) is above two of the three a images' (0.1, 0.2; not 0.4).
-    assert scored["val_macro_auc"] == pytest.approx(2 / 3) and scored["val_source"] == "stage2 epoch 1"
+    assert scored["val_macro_auc"] == pytest.approx(2 / 3)
+    assert scored["val_source"] == "val_predictions.csv (loss: stage2 epoch 1)"
+    # A table without rows or cut short leaves the validation scores undefined (the run keeps its test results).
+    for text in ("id,true,pred,p_a,p_b\n", "id,true,pred,p_a,p_b\n1,a,a,0.9,0.1\n2,a,a,0.8"):
+        (tmp_path / "val_predictions.csv").write_text(text)
+        broken = report._validation_score(tmp_path, "finetune", details)
+        assert broken["val_balanced_accuracy"] is None and broken["val_accuracy"] == 0.80, text
 
 
 def test_the_recommendation_chooses_on_the_validation_score_of_the_metric_it_reports():
     # Majority: high validation accuracy from the majority class, low validation balanced accuracy.
-    runs = pd.DataFrame([_run("Majority", 0, 0.90, 0.60) | {"val_balanced_accuracy": 0.55},
-                         _run("Balanced", 0, 0.80, 0.70) | {"val_balanced_accuracy": 0.72}])
+    free = {"leak_free_balanced_accuracy": 0.6, "leak_free_balanced_accuracy_low": 0.5,
+            "leak_free_balanced_accuracy_high": 0.7}
+    runs = pd.DataFrame([_run("Majority", 0, 0.90, 0.60) | {"val_balanced_accuracy": 0.55} | free,
+                         _run("Balanced", 0, 0.80, 0.70) | {"val_balanced_accuracy": 0.72} | free])
     configs = ranking.configurations(runs)
     assert ranking.recommend(configs, metric="balanced_accuracy").chosen["backbone"] == "Balanced"
     assert ranking.recommend(configs, metric="accuracy").chosen["backbone"] == "Majority"
     assert "chosen by validation balanced accuracy 0.720" in report.recommendation_text(ranking.recommend(configs))
     assert "Validation balanced accuracy (mean)" in report.configurations_table(configs)
     assert "Validation accuracy (mean)" in report.configurations_table(configs, "accuracy")
+    # Ranked by a leak-free metric: chosen by its validation counterpart (a split by group has no leak to remove).
+    assert ranking.recommend(configs, metric="leak_free_balanced_accuracy").chosen["backbone"] == "Balanced"
 
 
 def test_the_validation_macro_auc_is_the_test_splits_definition():

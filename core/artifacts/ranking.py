@@ -38,8 +38,9 @@ _NOT_AVERAGED = {"seed"}
 def validation_score(metric: str) -> str:
     """The runs-table column the recommendation chooses by when it reports test ``metric``: the same metric on the
     validation split (mean over seeds), never a test score. Choosing on another metric than the one reported (plain
-    accuracy for a balanced-accuracy report, say) would favour the majority class on an imbalanced dataset."""
-    return f"val_{metric}"
+    accuracy for a balanced-accuracy report, say) would favour the majority class on an imbalanced dataset. A
+    leak-free metric chooses by its plain counterpart: validation split by group has no near-copies to leave out."""
+    return f"val_{metric.removeprefix('leak_free_')}"
 
 
 def interval_metrics(runs: pd.DataFrame) -> list[str]:
@@ -294,8 +295,8 @@ def recommend(configs: pd.DataFrame, max_mb: float | None = None, max_ms: float 
                       "provenance.json, accuracy only; baselines: their hyperparameter grid).")
         return rec
     if len(scored) < len(fitting):
-        rec.notes.append(f"{len(fitting) - len(scored)} configuration(s) without a validation score could not "
-                         "be chosen.")
+        rec.notes.append(f"{len(fitting) - len(scored)} configuration(s) without a validation "
+                         f"{metric.replace('_', ' ')} could not be chosen.")
     leak = _validation_leak_share(scored)
     if leak is not None and leak >= LEAKY_VALIDATION:
         leader = scored.loc[scored[column].idxmax()]

@@ -355,9 +355,12 @@ def _validation_score(run: Path, method: str, details: dict) -> dict:
     if row is not None:
         out.update(val_accuracy=finite_number(row.get("val_accuracy")), val_loss=finite_number(row.get("val_loss")),
                    val_source=source)
-    if (run / VAL_PREDICTIONS_FILE).is_file():
-        out.update({k: finite_number(v) for k, v in scoring.validation_scores(run / VAL_PREDICTIONS_FILE).items()})
-        out["val_source"] = out["val_source"] or VAL_PREDICTIONS_FILE
+    try:
+        scores = scoring.validation_scores(run / VAL_PREDICTIONS_FILE)
+    except (RecordError, OSError, ValueError):  # none, or unreadable: the run keeps its test results, unchosen
+        return out
+    out.update({k: finite_number(v) for k, v in scores.items()})
+    out["val_source"] = VAL_PREDICTIONS_FILE + (f" (loss: {source})" if row is not None else "")
     return out
 
 

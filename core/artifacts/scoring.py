@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, recall_score, roc_auc_score
 
-from core.artifacts.records import Predictions
+from core.artifacts.records import Predictions, RecordError
 
 
 def headline_metrics(y: Any, pred: Any) -> dict:
@@ -44,13 +44,16 @@ def macro_auc(y: Any, probs: Any) -> float | None:
 def validation_scores(path: str | os.PathLike) -> dict:
     """``val_<metric>`` for accuracy, balanced accuracy, macro-F1 and macro AUC, scored on a run's stored
     validation predictions (``val_predictions.csv``: the model the run kept); raises RecordError when the
-    table cannot be read."""
-    return dict(_scored(os.fspath(path), os.stat(path).st_mtime_ns))
+    table cannot be read or has no rows, OSError when there is none."""
+    stat = os.stat(path)
+    return dict(_scored(os.fspath(path), stat.st_mtime_ns, stat.st_size, stat.st_ino))
 
 
 @functools.lru_cache(maxsize=512)
-def _scored(path: str, mtime_ns: int) -> tuple:
+def _scored(path: str, mtime_ns: int, size: int, inode: int) -> tuple:
     table = Predictions.load(path)
+    if not table.true:
+        raise RecordError(f"{path}: a {Predictions.KIND} without rows")
     scores = headline_metrics(table.true, table.pred)
     auc = None
     if table.probs is not None and table.classes:
