@@ -94,8 +94,9 @@ show_waiting()
 
 st.subheader("Recommendation under your constraints")
 st.caption(f"The configuration with the best mean validation {chosen.lower()} (ties: the smaller full-int8 model) "
-           "among those with a deployable variant (TFLite float32, float16, int8, pruned, clustered, QAT) within the limits, "
-           f"{preset}-preset ones only; the test split is not used to choose, only to report its {chosen.lower()}.")
+           "among those with a deployable variant (TFLite float32, float16, int8, pruned, clustered, QAT) within the "
+           f"limits, {preset}-preset ones only; the test split is not used to choose, only to report its "
+           f"{chosen.lower()}.")
 c1, c2 = st.columns(2)
 max_mb = c1.number_input("Max model size (MB)", min_value=0.01, value=None, step=0.5, placeholder="no limit",
                          help="The size of the file you ship; leave empty for no limit")
@@ -107,9 +108,14 @@ if rec.chosen is None:
     (st.error if max_mb or max_ms else st.info)(rec.reason)
 else:
     st.success(report.recommendation_text(rec, max_mb, max_ms))
+    for note in rec.notes:  # what the choice rests on: a tuned validation score, a lead of a few images
+        st.warning(note)
     others_close = report.not_distinguishable_text(rec)
     if others_close:
         st.info(others_close)
+    disagreement = report.better_on_test_text(rec)
+    if disagreement:
+        st.warning(disagreement)
 for line in report.transfer_gain_text(ranking.transfer_gains(configs, metric)):
     st.info(line)
 leak = report.validation_leak_note(runs)

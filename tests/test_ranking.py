@@ -233,7 +233,8 @@ def test_validation_score_comes_from_the_restored_epoch_or_the_chosen_grid_row(t
         "stage1,1,1.0,0.5,0.9,0.55,0.001,1\nstage1,2,0.8,0.6,0.7,0.65,0.001,1\n"
         "stage2,1,0.6,0.7,0.5,0.80,0.0001,1\nstage2,2,0.5,0.8,0.6,0.85,0.0001,1\n")
     details = {"stage1": {"best_epoch": 2}, "stage2": {"best_epoch": 1}}
-    unscored = {"val_balanced_accuracy": None, "val_macro_f1": None, "val_macro_auc": None}
+    unscored = {"val_balanced_accuracy": None, "val_macro_f1": None, "val_macro_auc": None, "val_class_count": None,
+                "val_smallest_class_n": None}
     assert report._validation_score(tmp_path, "finetune", details) == {
         "val_accuracy": 0.80, "val_loss": 0.5, "val_source": "stage2 epoch 1", **unscored}
     grid = {"hyperparameter": "C", "chosen": 0.1, "grid": [{"C": 0.01, "val_accuracy": 0.9, "val_loss": 0.3},
@@ -250,6 +251,7 @@ def test_validation_score_comes_from_the_restored_epoch_or_the_chosen_grid_row(t
     assert scored["val_accuracy"] == 0.75 and scored["val_balanced_accuracy"] == 0.5 and scored["val_loss"] == 0.5
     # AUC of class b: its image's p_b (0.3) is above two of the three a images' (0.1, 0.2; not 0.4).
     assert scored["val_macro_auc"] == pytest.approx(2 / 3)
+    assert scored["val_class_count"] == 2 and scored["val_smallest_class_n"] == 1
     assert scored["val_source"] == "val_predictions.csv (loss: stage2 epoch 1)"
     # A table without rows or cut short leaves the validation scores undefined (the run keeps its test results).
     for text in ("id,true,pred,p_a,p_b\n", "id,true,pred,p_a,p_b\n1,a,a,0.9,0.1\n2,a,a,0.8"):
@@ -272,6 +274,33 @@ def test_the_recommendation_chooses_on_the_validation_score_of_the_metric_it_rep
     assert "Validation accuracy (mean)" in report.configurations_table(configs, "accuracy")
     # Ranked by a leak-free metric: chosen by its validation counterpart (a split by group has no leak to remove).
     assert ranking.recommend(configs, metric="leak_free_balanced_accuracy").chosen["backbone"] == "Balanced"
+
+
+def test_a_lead_that_one_validation_image_could_reverse_is_said():
+    def configs(rarest, lead):
+        rows = [_run("Leader", 0, 0.80, 0.60) | {"val_balanced_accuracy": 0.70 + lead},
+                _run("Second", 0, 0.80, 0.70) | {"val_balanced_accuracy": 0.70}]
+        return ranking.configurations(pd.DataFrame([r | {"val_class_count": 4, "val_smallest_class_n": rarest,
+                                                         "val_n": 400} for r in rows]))
+
+    rec = ranking.recommend(configs(rarest=2, lead=0.016))  # one of 2 images: 1 / (4 x 2) = 0.125 > 0.016
+    assert rec.chosen["backbone"] == "Leader"
+    (note,) = rec.notes
+    assert "one image of its rarest class (2 images) moves a validation balanced accuracy by 0.125" in note
+    assert "more than its lead of 0.016 over Second · transfer · full" in note
+    assert note in report.recommendation_paragraph(rec)
+    # Second scores higher on test (0.70 [0.68, 0.72] against 0.60 [0.58, 0.62]): said, not acted on.
+    assert list(rec.better_on_test["backbone"]) == ["Second"]
+    assert report.better_on_test_text(rec).startswith("Higher on test balanced accuracy, and told apart from it: "
+                                                      "Second · transfer · full 0.700 [0.680, 0.720].")
+    assert report.better_on_test_text(rec) in report.recommendation_paragraph(rec)
+    assert ranking.recommend(configs(rarest=100, lead=0.016)).notes == []  # 1 / 400 = 0.0025: the lead stands
+    assert ranking.recommend(configs(rarest=2, lead=0.2)).notes == []
+    # Chosen by accuracy: one image of all 400 moves it by 0.0025.
+    close = ranking.configurations(pd.DataFrame([_run("A", 0, 0.801, 0.6) | {"val_n": 400},
+                                                 _run("B", 0, 0.800, 0.6) | {"val_n": 400}]))
+    (note,) = ranking.recommend(close, metric="accuracy").notes
+    assert "one image (of 400) moves a validation accuracy by 0.003" in note
 
 
 def test_the_validation_macro_auc_is_the_test_splits_definition():

@@ -217,6 +217,9 @@ class Recommendation:
     # difference (mcnemar.json's configurations) holds 0, or, where no pair is stored, the two intervals overlap.
     not_distinguishable: pd.DataFrame = field(default_factory=pd.DataFrame)
     basis: str = ""  # how they were told apart: PAIRED, OVERLAP, or both (joined by " and ")
+    # Fitting configurations told apart from the chosen one on test ``metric`` and higher there: validation chose
+    # otherwise. Reported, never acted on (choosing on test would bias the chosen one's test score).
+    better_on_test: pd.DataFrame = field(default_factory=pd.DataFrame)
     reason: str | None = None  # why nothing was chosen
     notes: list[str] = field(default_factory=list)
     # With a limit: the chosen configuration's variant to deploy, as (name, MB, ms) (see fitting_variant).
@@ -313,14 +316,45 @@ def recommend(configs: pd.DataFrame, max_mb: float | None = None, max_ms: float 
     if _tuned(rec.chosen):
         rec.notes.append("Its settings were tuned on this validation split, so its validation score, the one it was "
                          "chosen by, is optimistic; its test interval is not.")
+    fragile = fragile_choice_note(order, column)
+    if fragile:
+        rec.notes.append(fragile)
     if max_mb is not None or max_ms is not None:
         rec.variant = fitting_variant(rec.chosen, max_mb, max_ms)
     others = fitting.drop(index=order.index[0])
     verdicts = [_told_apart(rec.chosen, other, metric, comparison) for _, other in others.iterrows()]
     together = [not apart for apart, _ in verdicts]
     rec.not_distinguishable = others[together].sort_values(metric, ascending=False) if others.size else others
+    higher = [apart and other[metric] > rec.chosen[metric]
+              for (apart, _), (_, other) in zip(verdicts, others.iterrows())]
+    rec.better_on_test = others[higher].sort_values(metric, ascending=False) if others.size else others
     rec.basis = " and ".join(b for b in (PAIRED, OVERLAP) if any(basis == b for _, basis in verdicts))
     return rec
+
+
+def fragile_choice_note(order: pd.DataFrame, column: str) -> str | None:
+    """A sentence when one validation image could reverse the choice: the leader (``order``'s first row) leads the
+    runner-up on ``column`` by less than one image moves that score (accuracy: 1/images; balanced accuracy: 1/(classes
+    × images of the rarest class)). None when it leads by more, or the step is not known."""
+    if len(order) < 2:
+        return None
+    leader, runner_up = order.iloc[0], order.iloc[1]
+    if column == "val_balanced_accuracy":
+        classes, rarest = leader.get("val_class_count"), leader.get("val_smallest_class_n")
+        step = 1 / (classes * rarest) if classes == classes and rarest == rarest and classes and rarest else None
+        unit = f"one image of its rarest class ({rarest:.0f} images)" if step else ""
+    elif column == "val_accuracy":
+        images = leader.get("val_n")
+        step = 1 / images if images == images and images else None
+        unit = f"one image (of {images:.0f})" if step else ""
+    else:
+        return None
+    lead = leader[column] - runner_up[column]
+    if step is None or lead > step:
+        return None
+    return (f"This choice rests on a few validation images: {unit} moves a validation "
+            f"{column.removeprefix('val_').replace('_', ' ')} by {step:.3f}, more than its lead of {lead:.3f} over "
+            f"{runner_up['label']}. Read its test interval and the configurations it cannot be told apart from.")
 
 
 def _told_apart(chosen: pd.Series, other: pd.Series, metric: str, comparison: dict | None) -> tuple[bool, str]:

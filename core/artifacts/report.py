@@ -351,7 +351,8 @@ def _validation_score(run: Path, method: str, details: dict) -> dict:
         rows = curves[(curves["stage"] == stage) & (curves["epoch"] == best)] if best else curves.iloc[:0]
         row = rows.iloc[-1].to_dict() if not rows.empty else None
         source = f"{stage} epoch {best}"
-    out = {f"val_{m}": None for m in METRICS} | {"val_loss": None, "val_source": None}
+    out = {f"val_{m}": None for m in METRICS} | {"val_loss": None, "val_source": None, "val_class_count": None,
+                                                  "val_smallest_class_n": None}
     if row is not None:
         out.update(val_accuracy=finite_number(row.get("val_accuracy")), val_loss=finite_number(row.get("val_loss")),
                    val_source=source)
@@ -646,8 +647,8 @@ def transfer_gain_text(gains: pd.DataFrame) -> list[str]:
 
 def recommendation_paragraph(rec) -> str:
     """The recommendation with what it cannot be told apart from and its notes, as one paragraph (README, HTML)."""
-    return recommendation_text(rec) + "".join(f" {text}" for text in (not_distinguishable_text(rec), *rec.notes)
-                                              if text)
+    return recommendation_text(rec) + "".join(f" {text}" for text in (not_distinguishable_text(rec),
+                                                                       better_on_test_text(rec), *rec.notes) if text)
 
 
 BASIS_TEXT = {
@@ -667,6 +668,19 @@ def not_distinguishable_text(rec: ranking.Recommendation) -> str | None:
              for _, r in rec.not_distinguishable.iterrows()]
     basis = "; ".join(BASIS_TEXT[b] for b in rec.basis.split(" and ") if b in BASIS_TEXT)
     return f"Not distinguishable from it on test {metric_label(metric).lower()} ({basis}): " + "; ".join(items) + "."
+
+
+def better_on_test_text(rec: ranking.Recommendation) -> str | None:
+    """The configurations the test split tells apart from the recommended one and ranks higher, in one line (None
+    if none): validation chose otherwise, and the report says so without choosing on test."""
+    if rec.chosen is None or rec.better_on_test.empty:
+        return None
+    metric = rec.metric
+    items = [f"{r['label']} {format_pooled(r[metric], r.get(f'{metric}_sd'), r[f'{metric}_low'], r[f'{metric}_high'])}"
+             for _, r in rec.better_on_test.iterrows()]
+    return (f"Higher on test {metric_label(metric).lower()}, and told apart from it: " + "; ".join(items) + ". "
+            "Validation chose otherwise; choosing on the test split instead would make the chosen test score a biased "
+            "estimate, so the choice stands and this is the disagreement to read it with.")
 
 
 MINOR_VALIDATION_LEAK = 0.05  # below this share of leaking validation images the note says it is minor

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,8 @@ def macro_auc(y: Any, probs: Any) -> float | None:
 def validation_scores(path: str | os.PathLike) -> dict:
     """``val_<metric>`` for accuracy, balanced accuracy, macro-F1 and macro AUC, scored on a run's stored
     validation predictions (``val_predictions.csv``: the model the run kept); raises RecordError when the
-    table cannot be read or has no rows, OSError when there is none."""
+    table cannot be read or has no rows, OSError when there is none. Also ``val_class_count`` and
+    ``val_smallest_class_n``: the classes among its images and the images of the rarest one."""
     stat = os.stat(path)
     return dict(_scored(os.fspath(path), stat.st_mtime_ns, stat.st_size, stat.st_ino))
 
@@ -61,4 +63,7 @@ def _scored(path: str, mtime_ns: int, size: int, inode: int) -> tuple:
         if all(t in index for t in table.true):
             auc = macro_auc([index[t] for t in table.true], table.probs)
     scores["macro_auc"] = auc
+    supports = Counter(table.true)
+    # How far one image can move a class-averaged score: the recommendation says when that exceeds its lead.
+    scores["class_count"], scores["smallest_class_n"] = len(supports), min(supports.values())
     return tuple((f"val_{name}", value) for name, value in scores.items())
