@@ -204,6 +204,19 @@ def test_a_class_without_training_images_is_refused_and_data_notes_are_shown(tmp
     assert any(line.startswith("data: note:") and "bird" in line for line in lines)
 
 
+def test_a_class_with_few_validation_images_is_warned_about(tmp_path):
+    from core.data.prepare import prepare_data, sparse_validation_message
+
+    message = sparse_validation_message(np.array([0] * 40 + [1] * 2 + [2] * 9 + [3] * 30), ["a", "b", "c", "d"])
+    assert message.startswith("the validation split holds few images of some classes (b 2, c 9): one image of b moves "
+                              "a validation balanced accuracy by 0.125")
+    assert sparse_validation_message(np.array([0] * 10 + [1] * 10), ["a", "b", "never"]) is None
+    root = make_image_dataset(tmp_path / "few", per_class=12)  # 15% of 12 per class: about 2 validation images each
+    lines = []
+    prepare_data(config_mod.resolve(str(root), "EfficientNetLite0", "quick"), lines.append)
+    assert any(line.startswith("data: WARNING: the validation split holds few images") for line in lines)
+
+
 def test_class_weights_balance_the_classes():
     from core.train.stages import class_weights
 
