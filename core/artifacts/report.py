@@ -664,10 +664,16 @@ def not_distinguishable_text(rec: ranking.Recommendation) -> str | None:
     if rec.chosen is None or rec.not_distinguishable.empty:
         return None
     metric = rec.metric
-    items = [f"{r['label']} {format_pooled(r[metric], r.get(f'{metric}_sd'), r[f'{metric}_low'], r[f'{metric}_high'])}"
-             for _, r in rec.not_distinguishable.iterrows()]
     basis = "; ".join(BASIS_TEXT[b] for b in rec.basis.split(" and ") if b in BASIS_TEXT)
-    return f"Not distinguishable from it on test {metric_label(metric).lower()} ({basis}): " + "; ".join(items) + "."
+    return (f"Not distinguishable from it on test {metric_label(metric).lower()} ({basis}): "
+            f"{_scored_labels(rec.not_distinguishable, metric)}.")
+
+
+def _scored_labels(configs: pd.DataFrame, metric: str) -> str:
+    """'label 0.637 ± 0.018 [0.592, 0.682]; ...': each configuration with its pooled test ``metric``."""
+    cells = (format_pooled(r[metric], r.get(f"{metric}_sd"), r[f"{metric}_low"], r[f"{metric}_high"])
+             for _, r in configs.iterrows())
+    return "; ".join(f"{label} {cell}" for label, cell in zip(configs["label"], cells))
 
 
 def better_on_test_text(rec: ranking.Recommendation) -> str | None:
@@ -676,9 +682,8 @@ def better_on_test_text(rec: ranking.Recommendation) -> str | None:
     if rec.chosen is None or rec.better_on_test.empty:
         return None
     metric = rec.metric
-    items = [f"{r['label']} {format_pooled(r[metric], r.get(f'{metric}_sd'), r[f'{metric}_low'], r[f'{metric}_high'])}"
-             for _, r in rec.better_on_test.iterrows()]
-    return (f"Higher on test {metric_label(metric).lower()}, and told apart from it: " + "; ".join(items) + ". "
+    return (f"Higher on test {metric_label(metric).lower()}, and told apart from it: "
+            f"{_scored_labels(rec.better_on_test, metric)}. "
             "Validation chose otherwise; choosing on the test split instead would make the chosen test score a biased "
             "estimate, so the choice stands and this is the disagreement to read it with.")
 
