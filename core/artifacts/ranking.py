@@ -17,6 +17,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from core.artifacts.config import BASELINES
+from core.artifacts.scoring import balanced_accuracy_step
 
 CONFIGURATION_KEYS = ("dataset", "backbone", "weights", "method", "preset", "settings_key", "split")
 CONFIDENCE = 0.95
@@ -340,12 +341,12 @@ def fragile_choice_note(order: pd.DataFrame, column: str) -> str | None:
         return None
     leader, runner_up = order.iloc[0], order.iloc[1]
     if column == "val_balanced_accuracy":
-        classes, rarest = leader.get("val_class_count"), leader.get("val_smallest_class_n")
-        step = 1 / (classes * rarest) if classes == classes and rarest == rarest and classes and rarest else None
+        rarest = leader.get("val_smallest_class_n")
+        step = balanced_accuracy_step(leader.get("val_class_count"), rarest)
         unit = f"one image of its rarest class ({rarest:.0f} images)" if step else ""
     elif column == "val_accuracy":
         images = leader.get("val_n")
-        step = 1 / images if images == images and images else None
+        step = 1 / images if pd.notna(images) and images else None
         unit = f"one image (of {images:.0f})" if step else ""
     else:
         return None

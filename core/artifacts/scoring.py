@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score, recall_score, roc_auc_score
 
 from core.artifacts.records import Predictions, RecordError
@@ -30,6 +31,14 @@ def headline_metrics(y: Any, pred: Any) -> dict:
         "balanced_accuracy": float(balanced),
         "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
     }
+
+
+def balanced_accuracy_step(class_count, smallest_class_n) -> float | None:
+    """How far one image of the rarest class moves a balanced accuracy: 1/(classes × its images); None when
+    either count is unknown (missing, NaN) or zero."""
+    if pd.isna(class_count) or pd.isna(smallest_class_n) or not class_count or not smallest_class_n:
+        return None
+    return 1 / (class_count * smallest_class_n)
 
 
 def macro_auc(y: Any, probs: Any) -> float | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from core.artifacts.config import RunConfig
+from core.artifacts.scoring import balanced_accuracy_step
 from core.data import groups
 from core.data.dataset import DatasetIndex, discover, fingerprint
 from core.data.duplicates import find_duplicates
@@ -99,7 +100,7 @@ def sparse_validation_message(val_labels: np.ndarray, classes: list[str]) -> str
     n, name = sparse[0]
     listed = ", ".join(f"{c} {k}" for k, c in sparse)
     return (f"the validation split holds few images of some classes ({listed}): one image of {name} moves a "
-            f"validation balanced accuracy by {1 / (len(present) * n):.3f}, and early stopping, the baselines' "
+            f"validation balanced accuracy by {balanced_accuracy_step(len(present), n):.3f}, and early stopping, the baselines' "
             "hyperparameters and the recommendation choose on validation; a larger --set val_fraction=... (or "
             "more images of the class) gives them more to go on")
 
