@@ -134,6 +134,7 @@ def _page_text(page) -> str:
     return page.locator('[data-testid="stMain"]').inner_text()
 
 
+@pytest.mark.slow
 def test_a_many_class_dataset_trained_from_the_train_page_gets_the_whole_report(fresh_app, tmp_path):
     from playwright.sync_api import sync_playwright
 

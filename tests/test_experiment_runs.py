@@ -107,6 +107,7 @@ def test_experiment_records_runs_waiting_for_weights_and_measures_their_architec
     assert [r["run_dir"] for r in json.loads(kept[0].read_text())["runs"]] == [waiting[0]["run_dir"]]
 
 
+@pytest.mark.slow
 def test_a_second_dataset_reuses_the_architecture_measured_for_the_first(
         lite0_home, dataset, tmp_path, capsys, monkeypatch):
     from core.deploy import measure as deploy

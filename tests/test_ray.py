@@ -79,6 +79,7 @@ def test_a_grid_on_ray_writes_the_same_runs_as_a_local_sitting(ray_session, data
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_a_task_whose_worker_is_killed_is_retried_and_the_run_written_once(ray_session, dataset, tmp_path, capsys):
     grid, art = write_grid(tmp_path, [dataset], methods=["logreg"], seeds=[3])
     marker = tmp_path / "crashed"
@@ -103,6 +104,7 @@ def test_a_dataset_the_workers_cannot_read_fails_its_runs_and_the_others_finish(
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_ctrl_c_while_a_run_comes_home_leaves_no_partial_run(ray_session, dataset, tmp_path, monkeypatch):
     grid, art = write_grid(tmp_path, [dataset], methods=["logreg", "knn"], seeds=[5])
 
@@ -165,6 +167,7 @@ def test_a_run_started_here_travels_to_its_worker_and_resumes_there(ray_session,
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_a_grid_can_reserve_more_cpus_per_run_and_tensorflow_uses_that_many(ray_session, dataset, tmp_path):
     grid, art = write_grid(tmp_path, [dataset], methods=("logreg",), seeds=(0,), name="wide")
     grid.write_text(grid.read_text() + "cpus_per_run = 2\n")
