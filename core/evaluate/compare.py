@@ -17,6 +17,7 @@ from pathlib import Path
 
 from statsmodels.stats.multitest import multipletests
 
+from core.artifacts.config import RunConfig, settings_key
 from core.artifacts.layout import (
     AUDIT_FILE,
     CONFIG_FILE,
@@ -26,7 +27,6 @@ from core.artifacts.layout import (
     dataset_complete_runs,
     ensemble_folders,
 )
-from core.artifacts.config import RunConfig, settings_key
 from core.artifacts.records import AuditRecord, ComparisonRecord, EnsembleRecord, MetricsRecord, Predictions
 from core.data.groups import Grouping, from_audit
 from core.data.splits import SplitAssignment
