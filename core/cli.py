@@ -301,15 +301,17 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
 def _cmd_experiment(args: argparse.Namespace) -> int:
     if args.yes and not args.retire:
         raise UserError("--yes confirms --retire: add --retire, or leave --yes out")
-    if args.retire and (args.dry_run or args.deploy or args.ray is not None):
-        raise UserError("--retire runs nothing (it lists, and with --yes removes): leave out --dry-run, --deploy "
-                        "and --ray")
+    if args.retire and (args.dry_run or args.deploy or args.ray is not None or args.analyses_only):
+        raise UserError("--retire runs nothing (it lists, and with --yes removes): leave out --dry-run, --deploy, "
+                        "--analyses-only and --ray")
     if args.retire:
         from core.orchestrate.retire import retire_study
 
         retire_study(args.file, args.artifacts, _emit, delete=args.yes, data_root=args.data_root,
                      datasets=args.dataset)
         return 0
+    if args.analyses_only and (args.dry_run or args.deploy or args.ray is not None):
+        raise UserError("--analyses-only trains and deploys nothing, here: leave out --dry-run, --deploy and --ray")
     if args.ray is not None and not args.dry_run:
         from core.orchestrate import distributed
 
@@ -321,7 +323,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     from core.orchestrate.experiment import run_experiment
 
     return run_experiment(args.file, artifacts=args.artifacts, dry_run=args.dry_run, emit=_emit, deploy=args.deploy,
-                          data_root=args.data_root, datasets=args.dataset)
+                          data_root=args.data_root, datasets=args.dataset, analyses_only=args.analyses_only)
 
 
 def _positive(kind: type, zero: bool = False):
@@ -350,6 +352,9 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", action="append", metavar="NAME",
                    help="only the runs and analyses on this dataset (its artifacts folder's name, e.g. flower_photos; "
                         "repeatable): one dataset's part of a study in one sitting")
+    p.add_argument("--analyses-only", action="store_true",
+                   help="train no run: carry out the file's analyses whose runs are complete (e.g. cross-validation "
+                        "and tuning on cached features before a long grid); the others wait")
     p.add_argument("--retire", action="store_true",
                    help="list what the study's dataset folders hold that the file does not plan: every run no grid "
                         "of it names (an earlier edition's, hand-made ones, other files' grids), and the ensembles, "

@@ -224,20 +224,14 @@ def test_a_mistake_in_a_cv_or_tune_table_is_one_line(change, message):
         parse_grid(CV_STUDY.replace(*change), "study.toml")
 
 
-def test_cv_and_tuning_run_after_the_grids_once_and_not_again(tmp_path, monkeypatch):
-    """Their work is the CLI's (core.orchestrate.crossval, tune): stand-ins record the calls and write the records'
-    files, so a second sitting finds them done."""
+@pytest.fixture
+def model_selection_calls(tmp_path, monkeypatch):
+    """Stand-ins for the CV and tuning work (the CLI's: core.orchestrate.crossval, tune) under ``tmp_path/art``:
+    they record their calls and write the records' files, so a second sitting finds them done."""
     from core.artifacts.layout import cv_file, fold_study_file, tuning_file
     from core.artifacts.records import CrossValidationRecord, FoldStudyRecord, TuningRecord
     from core.orchestrate import crossval, tune
 
-    study = parse_grid(CV_STUDY)
-    cv = [a for a in study.analyses if a.kind in ("cv", "tune")]
-    assert [a.describe() for a in cv] == [
-        "mri: 5-fold CV (and ungrouped) of finetune-head on EfficientNetLite0",
-        "mri: 5-fold CV (and ungrouped) of knn on EfficientNetLite0",
-        "mri: fold-count study (3 repeats) of knn on EfficientNetLite0",
-        "mri: tuning of the head on EfficientNetLite0, 4 trials of balanced_accuracy"]
     root, calls = tmp_path / "art", []
     folder = root / "mri"
 
@@ -271,9 +265,24 @@ def test_cv_and_tuning_run_after_the_grids_once_and_not_again(tmp_path, monkeypa
     monkeypatch.setattr(crossval, "fold_study", fake_study)
     monkeypatch.setattr(tune, "tune", lambda p, trials, metric, cv, artifacts, emit: fake_tune(p, trials, metric, cv,
                                                                                               artifacts, emit))
+    return root, calls
+
+
+ALL_MODEL_SELECTION = [("cv", "finetune", 5, True), ("cv", "finetune", 5, False), ("cv", "knn", 5, True),
+                       ("cv", "knn", 5, False), ("fold_study", "knn", 3), ("tune", 4)]
+
+
+def test_cv_and_tuning_run_after_the_grids_once_and_not_again(tmp_path, model_selection_calls):
+    study = parse_grid(CV_STUDY)
+    cv = [a for a in study.analyses if a.kind in ("cv", "tune")]
+    assert [a.describe() for a in cv] == [
+        "mri: 5-fold CV (and ungrouped) of finetune-head on EfficientNetLite0",
+        "mri: 5-fold CV (and ungrouped) of knn on EfficientNetLite0",
+        "mri: fold-count study (3 repeats) of knn on EfficientNetLite0",
+        "mri: tuning of the head on EfficientNetLite0, 4 trials of balanced_accuracy"]
+    root, calls = model_selection_calls
     assert run_analyses(cv, root, print) == ([], [])  # no run changed: the comparisons stand
-    assert calls == [("cv", "finetune", 5, True), ("cv", "finetune", 5, False), ("cv", "knn", 5, True),
-                     ("cv", "knn", 5, False), ("fold_study", "knn", 3), ("tune", 4)]
+    assert calls == ALL_MODEL_SELECTION
     calls.clear()
     assert run_analyses(cv, root, print) == ([], []) and calls == []  # all stored: nothing redone
     more = parse_grid(CV_STUDY.replace("trials = 4", "trials = 6"))
@@ -287,3 +296,27 @@ def test_cv_and_tuning_run_after_the_grids_once_and_not_again(tmp_path, monkeypa
     calls.clear()
     moved = parse_grid(CV_STUDY, data_root=str(tmp_path / "moved"))  # the same settings under another data root
     assert [is_done(a, root) for a in moved.analyses if a.kind == "tune"] == [True]
+
+
+def test_analyses_only_carries_out_what_is_ready_and_trains_no_run(tmp_path, monkeypatch, model_selection_calls):
+    """`experiment --analyses-only`: CV and tuning on cached features before a long grid; the ensembles and the
+    operating point wait for their runs, and no run folder is made."""
+    from core.cli import main as cli_main
+    from core.orchestrate import experiment
+
+    root, calls = model_selection_calls
+    path = tmp_path / "study.toml"
+    path.write_text(f'artifacts = "{root}"\n' + CV_STUDY)
+    monkeypatch.setattr(experiment, "execute", lambda *a, **k: pytest.fail("a run was trained"))
+    monkeypatch.setattr(experiment, "audit_if_needed", lambda *a, **k: False)
+    monkeypatch.setattr(experiment, "compare_if_needed", lambda *a, **k: False)
+    lines = []
+    assert experiment.run_experiment(path, emit=lines.append, analyses_only=True) == 0
+    assert calls == ALL_MODEL_SELECTION
+    text = "\n".join(lines)
+    assert "analyses only: no run is trained" in text and "waits for 2 run(s)" in text
+    assert not any(RunFolder.for_config(p.config, root).path.exists() for p in parse_grid(CV_STUDY).runs)
+    calls.clear()
+    assert experiment.run_experiment(path, emit=lines.append, analyses_only=True) == 0 and calls == []
+    for other in ("--deploy", "--dry-run", "--retire"):
+        assert cli_main(["experiment", str(path), "--analyses-only", other]) == 2

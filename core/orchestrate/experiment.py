@@ -334,14 +334,17 @@ def _toml_value(value) -> str:
 
 
 def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool = False, emit: Emit = print,
-                   deploy: bool = False, data_root: str | None = None, datasets: list[str] | None = None) -> int:
+                   deploy: bool = False, data_root: str | None = None, datasets: list[str] | None = None,
+                   analyses_only: bool = False) -> int:
     """Run every run of the grid; returns 0 unless a run failed.
 
     ``deploy`` measures the deployment variants of every network run, on top of the
     grids that ask for it. Runs waiting for ImageNet weights are not failures: they are
     recorded (see the module docstring) and listed at the end. ``data_root`` overrides
     the data root (module docstring). ``datasets`` (folder names) runs only the runs and
-    analyses on those datasets, in the file's order.
+    analyses on those datasets, in the file's order. ``analyses_only`` trains no run: it
+    carries out the analyses whose runs are complete (cross-validation and tuning on cached
+    features, say, before a long grid) and leaves the others waiting.
     """
     study = load_grid(path, data_root).only(datasets)
     if deploy:
@@ -401,8 +404,10 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
     try:
         for dataset in dataset_paths:
             audit_if_needed(dataset, root, emit, fingerprints)
+        if analyses_only:
+            emit("analyses only: no run is trained or deployed in this sitting")
         for i, (cfg, wants_deploy, folder) in enumerate(states, 1):
-            if folder.is_complete() and not wants_deploy:
+            if analyses_only or (folder.is_complete() and not wants_deploy):
                 continue
             emit(f"[{i}/{len(states)}] {cfg.dataset} {cfg.backbone} weights={cfg.weights} method={cfg.method} seed={cfg.seed}")
             if not folder.is_complete():
