@@ -211,6 +211,9 @@ def test_a_class_with_few_validation_images_is_warned_about(tmp_path):
     assert message.startswith("the validation split holds few images of some classes (b 2, c 9): one image of b moves "
                               "a validation balanced accuracy by 0.125")
     assert sparse_validation_message(np.array([0] * 10 + [1] * 10), ["a", "b", "never"]) is None
+    grouped = sparse_validation_message(np.array([0] * 40 + [1] * 3), ["a", "b"], ["g1"] * 40 + ["x", "x", "y"])
+    assert "(b 3 in 2 groups): one image of b moves a validation balanced accuracy by 0.167" in grouped
+    assert "scripts/validation_carve.py" in grouped
     root = make_image_dataset(tmp_path / "few", per_class=12)  # 15% of 12 per class: about 2 validation images each
     lines = []
     prepare_data(config_mod.resolve(str(root), "EfficientNetLite0", "quick"), lines.append)

@@ -78,7 +78,8 @@ def prepare_data(config: RunConfig, emit: Emit) -> PreparedData:
         raise DatasetError(f"class(es) {', '.join(untrained)} of {config.dataset} have no training images (only in "
                            "val/test): a model cannot learn them; add training images or remove the class")
     emit("data: " + ", ".join(f"{k} {len(v)}" for k, v in ids.items()) + f" images, {len(index.classes)} classes")
-    sparse = sparse_validation_message(labels["val"], list(index.classes))
+    val_groups = [split.groups.get(p, p) for p in ids["val"]] if split.groups else None
+    sparse = sparse_validation_message(labels["val"], list(index.classes), val_groups)
     if sparse:
         emit(f"data: WARNING: {sparse}")
     return PreparedData(index.root, list(index.classes), digest, split, ids, labels, list(index.skipped), grouping)
@@ -89,20 +90,32 @@ def prepare_data(config: RunConfig, emit: Emit) -> PreparedData:
 SPARSE_VALIDATION_CLASS = 10
 
 
-def sparse_validation_message(val_labels: np.ndarray, classes: list[str]) -> str | None:
+def sparse_validation_message(val_labels: np.ndarray, classes: list[str],
+                              val_groups: list[str] | None = None) -> str | None:
     """A sentence when a class has fewer than :data:`SPARSE_VALIDATION_CLASS` validation images (None otherwise):
-    early stopping, the baselines' hyperparameters and the recommendation choose on a score that one image moves."""
-    counts = np.bincount(np.asarray(val_labels, dtype=np.int64), minlength=len(classes))
+    early stopping, the baselines' hyperparameters and the recommendation choose on a score that one image moves.
+    ``val_groups`` (each validation image's group of near-copies) adds each such class's group count."""
+    labels = np.asarray(val_labels, dtype=np.int64)
+    counts = np.bincount(labels, minlength=len(classes))
     present = [(int(n), c) for n, c in zip(counts, classes) if n]
     sparse = sorted((n, c) for n, c in present if n < SPARSE_VALIDATION_CLASS)
     if not sparse:
         return None
+
+    def groups(name: str) -> str:
+        if val_groups is None:
+            return ""
+        k = len({g for g, lab in zip(val_groups, labels) if classes[lab] == name})
+        return f" in {k} group{'s' if k != 1 else ''}"
+
     n, name = sparse[0]
-    listed = ", ".join(f"{c} {k}" for k, c in sparse)
+    listed = ", ".join(f"{c} {k}{groups(c)}" for k, c in sparse)
     return (f"the validation split holds few images of some classes ({listed}): one image of {name} moves a "
-            f"validation balanced accuracy by {balanced_accuracy_step(len(present), n):.3f}, and early stopping, the baselines' "
-            "hyperparameters and the recommendation choose on validation; a larger --set val_fraction=... (or "
-            "more images of the class) gives them more to go on")
+            f"validation balanced accuracy by {balanced_accuracy_step(len(present), n):.3f}, and early stopping, the "
+            "baselines' hyperparameters and the recommendation choose on validation. Validation takes whole groups of "
+            "near-copies, so a class with few groups cannot get many independent images: `python "
+            "scripts/validation_carve.py DATASET` shows what other --set val_fraction=... or split_seed values would "
+            "give; more images of the class (other subjects) help most")
 
 
 def run_pairs(split: SplitAssignment, name: str, config: RunConfig) -> list[tuple[str, str]]:
