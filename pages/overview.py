@@ -116,7 +116,7 @@ else:
     disagreement = report.better_on_test_text(rec)
     if disagreement:
         st.warning(disagreement)
-for line in report.transfer_gain_text(ranking.transfer_gains(configs, metric)):
+for line in report.transfer_gain_text(ranking.transfer_gains(configs, metric, comparison)):
     st.info(line)
 leak = report.validation_leak_note(runs)
 if leak:

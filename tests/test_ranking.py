@@ -358,6 +358,7 @@ def test_the_transfer_gain_over_scratch_is_a_welch_interval_over_seeds():
     welch = stats.ttest_ind(t, sc, equal_var=False).confidence_interval(0.95)  # scipy's own Welch interval
     assert (row["gain_low"], row["gain_high"]) == (pytest.approx(welch.low), pytest.approx(welch.high))
     assert row["interval"].startswith("Welch t over seeds (3 transfer, 2 scratch): training randomness only")
+    assert row["interval"].endswith("no paired comparison stored")
     # A seed without the metric is not counted: 3 scratch seeds, one without accuracy, give Welch's interval of 2.
     three = scratch + [_run("Net", 2, 0.5, 0.55, weights="none")]
     gappy = [dict(r, accuracy=float("nan")) if r["seed"] == 1 and r["weights"] == "none" else r
@@ -374,6 +375,32 @@ def test_the_transfer_gain_over_scratch_is_a_welch_interval_over_seeds():
     assert ranking.transfer_gains(ranking.configurations(pd.DataFrame(transfer)), "accuracy").empty
 
 
+def test_the_transfer_gain_takes_the_stored_paired_interval_over_test_groups_and_seeds():
+    transfer = [_run("Net", s, 0.8, a) for s, a in enumerate((0.80, 0.84, 0.82))]
+    scratch = [_run("Net", s, 0.5, a, weights="none") for s, a in enumerate((0.50, 0.60))]
+    configs = ranking.configurations(pd.DataFrame(transfer + scratch))
+    runs = configs.set_index("label")["runs"]
+    t_runs, s_runs = runs["Net · transfer · full"], runs["Net · scratch · full"]
+    # Stored as scratch minus transfer: read the other way round.
+    comparison = {"metric": "accuracy", "pairs": [{"a": s_runs, "b": t_runs, "difference": -0.27, "low": -0.33,
+                                                  "high": -0.2}]}
+    (row,) = ranking.transfer_gains(configs, "accuracy", comparison).to_dict("records")
+    assert (row["gain"], row["gain_low"], row["gain_high"]) == (pytest.approx(0.27), 0.2, 0.33)
+    assert row["interval"] == ("paired bootstrap (3 transfer, 2 scratch seeds): test images resampled by group, the "
+                               "same draw for both, and each configuration's seeds with replacement")
+    # One scratch seed: the stored pair still gives an interval, and says only the test images vary for one side.
+    one = ranking.configurations(pd.DataFrame(transfer + scratch[:1]))
+    s_one = one.set_index("label")["runs"]["Net · scratch · full"]
+    stored = {"metric": "accuracy", "pairs": [{"a": t_runs, "b": s_one, "difference": 0.32, "low": 0.28,
+                                              "high": 0.36}]}
+    (row,) = ranking.transfer_gains(one, "accuracy", stored).to_dict("records")
+    assert (row["gain_low"], row["gain_high"]) == (0.28, 0.36)
+    assert row["interval"].endswith("one of them has one seed, so for it only the test images vary")
+    # Another metric's record, or one without the pair: Welch over seeds as before.
+    (row,) = ranking.transfer_gains(configs, "balanced_accuracy", comparison).to_dict("records")
+    assert row["interval"].startswith("Welch t over seeds")
+
+
 def test_the_gain_sentence_gives_the_interval_or_says_why_there_is_none():
     transfer = [_run("Net", s, 0.8, a) for s, a in enumerate((0.80, 0.84, 0.82))]
     scratch = [_run("Net", s, 0.5, a, weights="none") for s, a in enumerate((0.50, 0.60))]
@@ -383,8 +410,8 @@ def test_the_gain_sentence_gives_the_interval_or_says_why_there_is_none():
                            "against 0.550 (Net · scratch · full), a gain of +0.270 [95% interval ")
     (line,) = report.transfer_gain_text(ranking.transfer_gains(ranking.configurations(pd.DataFrame(
         transfer + scratch[:1])), "accuracy"))
-    assert line.endswith("(no interval: 3 transfer and 1 scratch seed(s); two of each are needed (the single runs' "
-                         "paired bootstrap is in the planned comparisons)).")
+    assert line.endswith("(no interval: 3 transfer and 1 scratch seed(s), no paired comparison stored (`python -m "
+                         "core compare DATASET` makes it), and a t-interval over seeds needs two of each).")
 
 
 def test_the_seed_spread_says_the_augmented_views_are_the_same_for_every_seed():

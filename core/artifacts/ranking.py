@@ -414,13 +414,16 @@ def no_recommendation_reason(df: pd.DataFrame) -> str:
             f"({smallest[2]}){speed}.")
 
 
-def transfer_gains(configs: pd.DataFrame, metric: str = "balanced_accuracy") -> pd.DataFrame:
+def transfer_gains(configs: pd.DataFrame, metric: str = "balanced_accuracy",
+                   comparison: dict | None = None) -> pd.DataFrame:
     """What transfer learning buys over training from scratch, per backbone of the ranking pool (:func:`ranking_pool`).
 
     Each from-scratch configuration is set against the transfer configuration of the same backbone with the most
-    seeds (then the best validation score). ``gain`` is the difference of their means over seeds; its interval is
-    Welch's t-interval over the seeds of both (training randomness) when both have two or more seeds, else
-    undefined (``interval`` says why: a single run's difference is in the planned comparisons instead).
+    seeds (then the best validation score). ``gain`` is the difference of their means over seeds. Its interval is
+    the paired two-level bootstrap that ``comparison`` (mcnemar.json's ``configurations``) stores for the pair: test
+    images resampled by group of near-copies, the same draw for both, and each configuration's seeds with
+    replacement. Without a stored pair it is Welch's t-interval over the seeds of both (training randomness only)
+    when both have two or more seeds, else undefined (``interval`` says why).
     """
     pool = ranking_pool(configs)
     if pool.empty or "kind" not in pool:
@@ -437,9 +440,16 @@ def transfer_gains(configs: pd.DataFrame, metric: str = "balanced_accuracy") -> 
         # Seeds that have the metric (the SD is taken over those): a seed without it is not a seed here.
         n_t, n_s = (int(c.get(f"{metric}_n", c["n_seeds"])) for c in (transfer, scratch))
         sd_t, sd_s = transfer.get(f"{metric}_sd"), scratch.get(f"{metric}_sd")
-        if n_t < 2 or n_s < 2:
-            interval = (f"none: {n_t} transfer and {n_s} scratch seed(s); two of each are needed (the single runs' "
-                        "paired bootstrap is in the planned comparisons)")
+        pair = stored_pair(comparison, transfer.get("runs"), scratch.get("runs"), metric)
+        if pair is not None:
+            gain, low, high = pair["difference"], pair["low"], pair["high"]
+            seeds = ("" if min(n_t, n_s) > 1 else "; one seed each, so only the test images vary"
+                     if max(n_t, n_s) == 1 else "; one of them has one seed, so for it only the test images vary")
+            interval = (f"paired bootstrap ({n_t} transfer, {n_s} scratch seeds): test images resampled by group, "
+                        f"the same draw for both, and each configuration's seeds with replacement{seeds}")
+        elif n_t < 2 or n_s < 2:
+            interval = (f"none: {n_t} transfer and {n_s} scratch seed(s), no paired comparison stored (`python -m "
+                        "core compare DATASET` makes it), and a t-interval over seeds needs two of each")
         elif not (sd_t == sd_t and sd_s == sd_s) or sd_t + sd_s <= 1e-12:  # NaN: no metric; ~0: no spread at all
             interval = "none: the seed SD is undefined or zero (a seed without this metric, or identical scores)"
         else:
@@ -448,7 +458,7 @@ def transfer_gains(configs: pd.DataFrame, metric: str = "balanced_accuracy") -> 
             half = stats.t.ppf((1 + CONFIDENCE) / 2, dof) * math.sqrt(var_t + var_s)
             low, high = gain - half, gain + half
             interval = (f"Welch t over seeds ({n_t} transfer, {n_s} scratch): training randomness only, both scored "
-                        "on the same test images")
+                        "on the same test images; no paired comparison stored")
         rows.append({"backbone": scratch["backbone"], "transfer": transfer["label"], "scratch": scratch["label"],
                      "metric": metric, "transfer_mean": transfer[metric], "scratch_mean": scratch[metric],
                      "gain": gain, "gain_low": low, "gain_high": high, "interval": interval})

@@ -34,7 +34,7 @@ def _configurations_markdown(configs: pd.DataFrame, runs: pd.DataFrame, comparis
     rec = ranking.recommend(configs, metric=metric, comparison=comparison)
     paragraph = report.recommendation_paragraph(rec)
     lines.append(f"{paragraph}\n" if rec.chosen is None else f"Recommendation: {paragraph}\n")
-    lines += [f"{line}\n" for line in report.transfer_gain_text(ranking.transfer_gains(configs, metric))]
+    lines += [f"{line}\n" for line in report.transfer_gain_text(ranking.transfer_gains(configs, metric, comparison))]
     scratch = report.convergence_table(runs[runs["kind"] == "scratch"]) if "kind" in runs else pd.DataFrame()
     if not scratch.empty:
         lines.append("From-scratch runs, read from their history and predictions (converged: every stage stopped "
