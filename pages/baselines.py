@@ -30,10 +30,10 @@ def section(title: str, caption: str, methods: dict, what: str) -> None:
     st.dataframe(classical.display_table(rows, what), hide_index=True, width="stretch")
     base = alt.Chart(rows.dropna(subset=["fit_seconds"])).encode(
         x=alt.X("fit_seconds:Q", title="fit time of the chosen model (s, log scale)", scale=alt.Scale(type="log")),
-        color=alt.Color("base model:N", legend=alt.Legend(orient="bottom")))
+        color=alt.Color("base model:N", legend=alt.Legend(orient="right")))
     dots = base.mark_point(filled=True, size=90).encode(
         y=alt.Y("balanced_accuracy:Q", title="balanced accuracy (test, 95% CI)", scale=alt.Scale(zero=False)),
-        shape=alt.Shape("strategy:N", title=what, legend=alt.Legend(orient="bottom", columns=2, labelLimit=0)),
+        shape=alt.Shape("strategy:N", title=what, legend=alt.Legend(orient="right", labelLimit=260)),
         tooltip=["label", "strategy", "base model", "chosen", alt.Tooltip("fit_seconds:Q", format=".2f"),
                  alt.Tooltip("balanced_accuracy:Q", format=".3f")])
     bars = base.mark_rule().encode(y="balanced_accuracy_low:Q", y2="balanced_accuracy_high:Q")
