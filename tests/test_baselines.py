@@ -180,10 +180,46 @@ def test_the_hyperparameter_is_chosen_with_every_class_counting_alike():
 
     (x_train, y_train), (x_val, y_val) = draw(600), draw(400)
     data = SimpleNamespace(classes=["a", "b", "c"], labels={"train": y_train, "val": y_val},
-                           ids={"train": [str(i) for i in range(len(y_train))]})
+                           ids={"train": [str(i) for i in range(len(y_train))]}, split=SimpleNamespace(groups=None))
     config = SimpleNamespace(method="logreg", seed=0)
     best, grid, _ = baselines._choose_and_fit(config, data, {"train": x_train, "val": x_val}, lambda line: None)
     assert best == min(grid, key=lambda row: (row["val_loss_balanced"], -row["val_balanced_accuracy"]))
     plain = min(grid, key=lambda row: (row["val_loss"], -row["val_accuracy"]))
     assert plain["C"] == 0.1 and best["C"] == 0.01  # the two rules disagree here: the balanced one decides
     assert best["val_balanced_accuracy"] > plain["val_balanced_accuracy"]
+
+
+def test_a_calibrated_baseline_cuts_its_calibration_folds_by_group(monkeypatch):
+    """The sigmoid of a calibrated baseline is fitted on held-out training images; cut image by image, those held
+    out have near-copies in the model being calibrated, and their scores look surer than a new image's."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(3)
+    y = np.repeat(rng.choice(3, 60, p=[0.6, 0.3, 0.1]), 4)  # 60 images, each with 3 near-copies: 240 rows
+    groups = np.repeat([f"g{i}" for i in range(60)], 4)
+    grouped = SimpleNamespace(method="ovr_svm", seed=0, calibration_folds="groups")
+    folds = baselines.calibration_folds(grouped, y, groups)
+    assert len(folds) == baselines.CALIBRATION_K
+    assert sorted(np.concatenate([held for _, held in folds]).tolist()) == list(range(len(y)))  # each row once
+    for fit, held in folds:
+        assert not set(groups[fit]) & set(groups[held]) and set(y[held]) == {0, 1, 2}
+    # The first runs' behaviour, and the methods that calibrate nothing: scikit-learn's own stratified folds.
+    for config in (SimpleNamespace(method="ovr_svm", seed=0, calibration_folds="images"),
+                   SimpleNamespace(method="logreg", seed=0, calibration_folds="groups")):
+        assert baselines.calibration_folds(config, y, groups) == baselines.CALIBRATION_K
+    alone = baselines.calibration_folds(grouped, y, None)  # no groups known: every image its own
+    assert sorted(np.concatenate([held for _, held in alone]).tolist()) == list(range(len(y)))
+
+    # A run hands the folds of its training images' groups to every fit of its grid.
+    x = rng.normal(size=(len(y), 8)) + y[:, None]
+    seen = []
+    real = baselines.make_model
+    monkeypatch.setattr(baselines, "make_model", lambda method, value, seed, cv=3: seen.append(cv) or real(
+        method, value, seed, cv))
+    paths = [f"img{i}" for i in range(len(y))]
+    data = SimpleNamespace(classes=["a", "b", "c"], labels={"train": y, "val": y}, ids={"train": paths},
+                           split=SimpleNamespace(groups=dict(zip(paths, groups))))
+    baselines._choose_and_fit(grouped, data, {"train": x, "val": x}, lambda line: None)
+    assert len(seen) == len(GRIDS["ovr_svm"][1]) + 1 and all(isinstance(cv, list) for cv in seen)
+    for fit, held in seen[0]:
+        assert not set(groups[fit]) & set(groups[held])

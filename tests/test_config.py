@@ -248,3 +248,29 @@ def test_the_methods_page_settings_table_marks_what_differs_from_the_preset():
     assert rows["stage1.epochs"]["origin"] == "changed (default 10)" and rows["stage1.epochs"]["value"] == "7"
     assert rows["stage2.epochs"]["origin"] == "default" and rows["input_size"]["value"] == "none"
     assert config_mod.settings_rows(cfg)[0]["origin"] == "names the run" and "schema_version" not in rows
+
+
+def test_new_calibrated_baselines_cut_calibration_folds_by_group_while_stored_runs_keep_their_ids(tmp_path):
+    from core.artifacts.config import RunConfig, identity_settings
+    from core.errors import UserError
+
+    data = str(make_image_dataset(tmp_path / "d", per_class=4))
+    new = config_mod.resolve(data, "EfficientNetLite0", "full", {"method": "ovr_svm"})
+    assert new.calibration_folds == "groups"
+    for method in ("finetune", "logreg", "knn"):  # nothing to calibrate: the setting stays out of their ids
+        settings = {} if method == "finetune" else {"method": method}
+        other = config_mod.resolve(data, "EfficientNetLite0", "full", settings)
+        assert other.calibration_folds == "images" and "calibration_folds" not in identity_settings(other.to_dict())
+    # A run made before the setting (no key in its config.json) calibrated image by image, and keeps its id.
+    old = config_mod.resolve(data, "EfficientNetLite0", "full", {"method": "ovr_svm", "calibration_folds": "images"})
+    stored = {k: v for k, v in old.to_dict().items() if k != "calibration_folds"}
+    assert RunConfig.from_dict(stored).calibration_folds == "images"
+    assert RunConfig.from_dict(stored).run_id() == old.run_id() != new.run_id()
+    # Its command says so, and running it gives that run again.
+    command = config_mod.reproduce_command(stored)
+    assert "--set 'calibration_folds=\"images\"'" in command
+    assert "calibration_folds" not in config_mod.reproduce_command(new.to_dict())
+    with pytest.raises(UserError, match="applies only to the calibrated baselines"):
+        config_mod.resolve(data, "EfficientNetLite0", "full", {"method": "logreg", "calibration_folds": "groups"})
+    with pytest.raises(UserError, match="'calibration_folds' is 'folds'"):
+        config_mod.resolve(data, "EfficientNetLite0", "full", {"method": "ovr_svm", "calibration_folds": "folds"})

@@ -28,6 +28,15 @@ BASELINES = ("logreg", "linear_svm", "knn", "knn_uniform", "knn_nearest", "knn_r
              "ovr_logreg", "ovo_logreg", "ecoc_logreg", "ovr_svm", "ovo_svm", "ecoc_svm",
              "tree_gini", "tree_entropy", "tree_log_loss", "forest")
 METHODS = ("finetune", *BASELINES)
+# How a calibrated baseline's inner calibration folds are cut: image by image (the first runs) or by group of
+# near-copies (new runs), so no calibration image has a copy in the model it calibrates.
+CALIBRATION_FOLD_CHOICES = ("images", "groups")
+
+
+def is_prior_corrected(method: str) -> bool:
+    """Whether a baseline's probabilities are sigmoid-calibrated on inner folds and moved to a uniform prior
+    (core.train.baselines.PriorCorrected): the linear SVM and every reduction (one-vs-rest, one-vs-one, codes)."""
+    return method == "linear_svm" or method.startswith(("ovr_", "ovo_", "ecoc_"))
 STAGE2_VIEWS = ("one", "all")
 # How an ensemble of stored runs weighs its members (core.evaluate.ensemble).
 ENSEMBLE_WEIGHTS = ("uniform", "val_loss", "stacked")
@@ -103,6 +112,9 @@ class RunConfig:
     # What a stage-2 epoch shows: "one" view of each training image (drawn per epoch; as many samples
     # as images, like a pipeline augmenting on the fly) or "all" its cached views (the first runs).
     stage2_views: str = "all"
+    # A calibrated baseline's inner calibration folds (CALIBRATION_FOLD_CHOICES): new runs of those methods
+    # cut them by "groups" (core.train.config.resolve); "images" for every other method, where it means nothing.
+    calibration_folds: str = "images"
     # from scratch (weights="none"): one stage, every layer trainable
     scratch: StageConfig = field(default_factory=lambda: StageConfig(epochs=20, learning_rate=1e-3, patience=5))
     # BatchNorm momentum while training from scratch (None: the backbone's own, 0.99 for most).
@@ -170,7 +182,7 @@ def identity_settings(cfg: dict[str, Any], leave_out: Sequence[str] = ()) -> dic
 ADDED_SETTINGS: dict[str, Any] = {"bn_momentum": None, "grouping": "none", "duplicate_threshold": 24,
                                   "split_policy": "keep", "val_folder": "validation", "stage2_views": "all",
                                   "head_l1": 0.0, "head_l2": 0.0, "unfrozen_l2": 0.0, "label_smoothing": 0.0,
-                                  "tuned_from": ""}
+                                  "tuned_from": "", "calibration_folds": "images"}
 # What a stored config without the key meant: runs made before groups existed split image by image.
 ABSENT_MEANS: dict[str, Any] = {"grouping": "none"}
 

@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.multiclass import OutputCodeClassifier
 
-from core.artifacts.config import RunConfig
+from core.artifacts.config import RunConfig, is_prior_corrected
 from core.models.backbones import BackboneSpec
 from core.train import features as feat
 
@@ -53,6 +53,7 @@ SELECTION = ("lowest class-balanced validation log loss (each image weighted by 
              "balanced accuracy")
 # The binary model's regularisation inside the output-code reductions, whose grid is the code size.
 ECOC_C = {"logreg": 1.0, "svm": 0.01}
+CALIBRATION_K = 3  # a calibrated baseline's inner folds
 FOREST_TREES = 200
 # Added to the tie-break winner's vote share (then renormalised) so that the argmax picks it: far below
 # the gap between two vote shares (1/k, k at most 21), and still there in predictions.csv's 6 digits.
@@ -144,20 +145,32 @@ class PriorCorrected(ClassifierMixin, BaseEstimator):
         return self.classes_[self.predict_proba(x).argmax(1)]
 
 
-def is_prior_corrected(method: str) -> bool:
-    """Whether the method's probabilities go through :class:`PriorCorrected` (its calibrated ones)."""
-    return method == "linear_svm" or method.startswith(("ovr_", "ovo_", "ecoc_"))
-
-
-def make_model(method: str, value, seed: int):
-    """An unfitted scikit-learn pipeline for ``method`` with its hyperparameter set."""
+def make_model(method: str, value, seed: int, calibration_cv=CALIBRATION_K):
+    """An unfitted scikit-learn pipeline for ``method`` with its hyperparameter set. ``calibration_cv``: a calibrated
+    method's inner folds, a count or the (train, held-out) index pairs of :func:`calibration_folds`."""
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    return make_pipeline(StandardScaler(), _estimator(method, value, seed))
+    return make_pipeline(StandardScaler(), _estimator(method, value, seed, calibration_cv))
 
 
-def _estimator(method: str, value, seed: int):
+def calibration_folds(config: RunConfig, labels: np.ndarray, groups: np.ndarray | None):
+    """The inner calibration folds of ``config``'s method on training images with ``labels``: stratified and, with
+    ``calibration_folds = "groups"``, never cutting a group of near-copies (``groups``, one id per image; None:
+    each image its own), so the sigmoid is not fitted on scores of images whose copies trained the model. Image by
+    image (:data:`CALIBRATION_K`, as the first runs) otherwise."""
+    if not is_prior_corrected(config.method) or config.calibration_folds != "groups":
+        return CALIBRATION_K
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels = np.asarray(labels)
+    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
+    folds = StratifiedGroupKFold(n_splits=min(CALIBRATION_K, len(np.unique(groups))), shuffle=True,
+                                 random_state=config.seed)
+    return list(folds.split(np.zeros(len(labels)), labels, groups))
+
+
+def _estimator(method: str, value, seed: int, calibration_cv=None):
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
@@ -173,7 +186,9 @@ def _estimator(method: str, value, seed: int):
 
     if method in ("logreg", "linear_svm"):
         model = binary("logreg" if method == "logreg" else "svm", value)
-        return model if not is_prior_corrected(method) else PriorCorrected(CalibratedClassifierCV(model, cv=3))
+        if not is_prior_corrected(method):
+            return model
+        return PriorCorrected(CalibratedClassifierCV(model, cv=calibration_cv))
     if method in ("knn", "knn_uniform", "nn1"):
         return KNeighborsClassifier(n_neighbors=value, weights="distance" if method == "knn" else "uniform")
     if method in ("knn_nearest", "knn_random"):
@@ -186,9 +201,9 @@ def _estimator(method: str, value, seed: int):
             reduction = OneVsOneClassifier(binary(kind, value))
         else:
             reduction = ScoredOutputCode(binary(kind, ECOC_C[kind]), code_size=value, random_state=seed)
-        # Every strategy's class scores calibrated the same way (sigmoid, 3 folds) into probabilities, so
+        # Every strategy's class scores calibrated the same way (sigmoid, inner folds) into probabilities, so
         # they compare on log loss too (OvO and ECOC have none of their own); the fit time includes this.
-        return PriorCorrected(CalibratedClassifierCV(reduction, cv=3))  # is_prior_corrected(method)
+        return PriorCorrected(CalibratedClassifierCV(reduction, cv=calibration_cv))  # is_prior_corrected(method)
     if method.startswith("tree_"):
         return DecisionTreeClassifier(criterion=method.removeprefix("tree_"), max_depth=value,
                                       class_weight="balanced", random_state=seed)
@@ -219,6 +234,8 @@ def train_and_predict(config: RunConfig, spec: BackboneSpec, data, run, emit) ->
     return {"test_probs": full_probs(model, x["test"], k), "val_probs": full_probs(model, x["val"], k),
             "details": {"method": config.method, "hyperparameter": name, "grid": scores, "chosen": best[name],
                         "chosen_by": SELECTION, "prior_corrected": is_prior_corrected(config.method),
+                        "calibration_folds": (f"{CALIBRATION_K}, stratified, cut by {config.calibration_folds}"
+                                              if is_prior_corrected(config.method) else None),
                         "fit_seconds": best["fit_seconds"],
                         "inputs": "pooled ImageNet backbone outputs of the original training images, standardised"}}
 
@@ -238,13 +255,16 @@ def _choose_and_fit(config: RunConfig, data, x: dict, emit) -> tuple[dict, list[
 
     name, values = GRIDS[config.method]
     k = len(data.classes)
+    groups = data.split.groups
+    calibration = calibration_folds(config, data.labels["train"],
+                                    None if not groups else [groups.get(p, p) for p in data.ids["train"]])
     y_val = data.labels["val"]
     balanced = compute_sample_weight("balanced", y_val)
     scores = []
     for value in values:
         if name == "n_neighbors" and value > len(data.ids["train"]):
             continue
-        model, seconds = _timed_fit(config, value, x["train"], data.labels["train"])
+        model, seconds = _timed_fit(config, value, x["train"], data.labels["train"], calibration)
         probs = np.clip(full_probs(model, x["val"], k), 1e-7, 1.0)
         probs /= probs.sum(1, keepdims=True)
         loss = log_loss(y_val, probs, labels=list(range(k)))
@@ -258,12 +278,12 @@ def _choose_and_fit(config: RunConfig, data, x: dict, emit) -> tuple[dict, list[
     # Chosen for the question the report ranks by: every class counts alike (the log loss with each image weighted
     # by 1/its class's share), so an imbalanced validation split cannot favour the majority class.
     best = min(scores, key=lambda s: (s["val_loss_balanced"], -s["val_balanced_accuracy"]))
-    model, _ = _timed_fit(config, best[name], x["train"], data.labels["train"])
+    model, _ = _timed_fit(config, best[name], x["train"], data.labels["train"], calibration)
     return best, scores, model
 
 
-def _timed_fit(config: RunConfig, value, x: np.ndarray, y: np.ndarray):
+def _timed_fit(config: RunConfig, value, x: np.ndarray, y: np.ndarray, calibration_cv=CALIBRATION_K):
     """The fitted model and its fit's wall-clock seconds."""
     started = time.perf_counter()
-    model = make_model(config.method, value, config.seed).fit(x, y)
+    model = make_model(config.method, value, config.seed, calibration_cv).fit(x, y)
     return model, round(time.perf_counter() - started, 4)

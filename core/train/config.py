@@ -12,7 +12,17 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from core.artifacts.config import METHODS, SEED_LIMIT, STAGE2_VIEWS, RunConfig, flatten
+from core.artifacts.config import (
+    ABSENT_MEANS,
+    ADDED_SETTINGS,
+    CALIBRATION_FOLD_CHOICES,
+    METHODS,
+    SEED_LIMIT,
+    STAGE2_VIEWS,
+    RunConfig,
+    flatten,
+    is_prior_corrected,
+)
 from core.data.dataset import VAL_FOLDER_CHOICES, default_val_folder, split_folders
 from core.data.groups import parse_grouping
 from core.data.splits import POLICIES
@@ -44,6 +54,8 @@ def resolve(dataset: str, backbone: str, preset: str = "full", overrides: dict[s
     data["val_folder"] = default_val_folder(split_folders(dataset))
     for layer in (PRESETS[preset], overrides or {}):
         _merge(data, layer)
+    if is_prior_corrected(data["method"]) and "calibration_folds" not in (overrides or {}):
+        data["calibration_folds"] = "groups"  # new calibrated baselines: no calibration image copies a trained one
     _check_values(data)
     config = RunConfig.from_dict(data)
     _check_input_size(config)
@@ -63,7 +75,8 @@ PENALTIES = ("head_l1", "head_l2", "unfrozen_l2", "label_smoothing")
 WEIGHTS = ("imagenet", "none")
 OPTIMIZERS = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop"}  # name -> keras.optimizers class
 CHOICES = {"weights": WEIGHTS, "method": METHODS, "split_policy": POLICIES, "val_folder": VAL_FOLDER_CHOICES,
-           "stage2_views": STAGE2_VIEWS, **{f"{g}.optimizer": OPTIMIZERS for g in GROUPS[1:]}}
+           "stage2_views": STAGE2_VIEWS, "calibration_folds": CALIBRATION_FOLD_CHOICES,
+           **{f"{g}.optimizer": OPTIMIZERS for g in GROUPS[1:]}}
 
 
 @dataclass(frozen=True)
@@ -145,6 +158,9 @@ def _check_values(data: dict[str, Any]) -> None:
         if data[key] and data["method"] != "finetune":
             raise UserError(f"setting '{key}' applies only to the network (--method finetune); "
                             "the baselines have their own regularisation grid")
+    if data.get("calibration_folds", "images") != "images" and not is_prior_corrected(data["method"]):
+        raise UserError("setting 'calibration_folds' applies only to the calibrated baselines (linear_svm and the "
+                        "ovr_, ovo_ and ecoc_ reductions)")
     if data["val_fraction"] + data["test_fraction"] >= 1:
         raise UserError("val_fraction + test_fraction must leave some images for training (sum below 1)")
 
@@ -253,10 +269,23 @@ def _merge(target: dict[str, Any], layer: dict[str, Any], prefix: str = "") -> N
             target[key] = value
 
 
+def _with_absent(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A stored config with the settings added after it was written filled in as it ran (ABSENT_MEANS, else
+    the value that reproduces earlier runs), so they are compared with today's defaults too."""
+    return {**{key: ABSENT_MEANS.get(key, value) for key, value in ADDED_SETTINGS.items()}, **cfg}
+
+
+def _defaults(cfg: dict[str, Any]) -> dict[str, Any]:
+    """What ``resolve`` gives a run of ``cfg``'s dataset, backbone, preset and method (some defaults follow the
+    method), flattened."""
+    method = {"method": cfg["method"]} if cfg.get("method", "finetune") != "finetune" else {}
+    return flatten(resolve(cfg["dataset"], cfg["backbone"], cfg["preset"], method).to_dict())
+
+
 def settings_rows(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     """A stored config as readable rows: setting, value, and whether it is the preset's default for its dataset
     (what ``--set`` would have to change); identity settings first."""
-    default = flatten(resolve(cfg["dataset"], cfg["backbone"], cfg["preset"]).to_dict())
+    default, cfg = _defaults(cfg), _with_absent(cfg)
     rows = []
     for key, value in flatten(cfg).items():
         if key == "schema_version":
@@ -270,7 +299,7 @@ def settings_rows(cfg: dict[str, Any]) -> list[dict[str, Any]]:
 
 def reproduce_command(cfg: dict[str, Any], deploy: bool = False, artifacts: str | None = None) -> str:
     """The shell command that recreates a run from its config dict (preset defaults left out)."""
-    default = flatten(resolve(cfg["dataset"], cfg["backbone"], cfg["preset"]).to_dict())
+    default, cfg = _defaults(cfg), _with_absent(cfg)
     q = shlex.quote
     parts = ["python -m core run", f"--data {q(cfg['dataset'])}", f"--backbone {q(cfg['backbone'])}",
              f"--preset {q(cfg['preset'])}", f"--weights {q(cfg['weights'])}", f"--seed {cfg['seed']}"]

@@ -39,7 +39,9 @@ def fit_procedure(config: RunConfig, feats: PooledFeatures, groups: np.ndarray, 
     ``hyper``: a baseline's hyperparameter value; ``on_epoch``: the head's per-epoch hook."""
     rows = np.asarray(rows)
     if config.method != "finetune":
-        model = baselines.make_model(config.method, hyper, config.seed).fit(feats.originals[rows], feats.labels[rows])
+        calibration = baselines.calibration_folds(config, feats.labels[rows], groups[rows])
+        model = baselines.make_model(config.method, hyper, config.seed, calibration).fit(feats.originals[rows],
+                                                                                        feats.labels[rows])
         return lambda x: baselines.full_probs(model, x, num_classes)
     train, val = inner_validation(feats.labels, groups, rows, config.val_fraction, config.seed)
     head, _ = fit_head(config, num_classes, feats.training_rows(train), (feats.originals[val], feats.labels[val]),
