@@ -26,11 +26,12 @@ if not any(records.values()):
 for study in records["fold_study"]:
     st.subheader(f"How many folds? {study.backbone} · {'network head' if study.method == 'finetune' else study.method}")
     points = ms.fold_study_points(study)
+    scored = metric_label(study.metric).lower()
     x = alt.X("folds:N", sort=alt.SortField("order"), title="folds", axis=alt.Axis(labelAngle=0, labelLimit=200))
     color = alt.Color("folds are:N", legend=alt.Legend(orient="bottom"))
     base = alt.Chart(points).encode(x=x, color=color, xOffset="folds are:N")
     bars = base.mark_rule(strokeWidth=2).encode(y=alt.Y("low:Q", scale=alt.Scale(zero=False),
-                                                        title=f"CV {metric_label(study.metric).lower()}"), y2="high:Q")
+                                                        title=f"CV {scored}"), y2="high:Q")
     dots = base.mark_point(filled=True, size=70).encode(
         y="estimate:Q", tooltip=["folds", "folds are", alt.Tooltip("estimate:Q", format=".4f"),
                                  alt.Tooltip("spread_sd:Q", format=".4f", title="SD across repeats"),
@@ -39,7 +40,7 @@ for study in records["fold_study"]:
         .encode(y="test:Q")
     st.altair_chart((bars + dots + test).properties(height=340), width="stretch")
     st.caption(f"Points: the CV estimate (mean over repeated fold assignments); bars: ± one SD across them; dashed "
-               f"line: the test {metric_label(study.metric).lower()} of the method refitted on all non-test images. {study.procedure}.")
+               f"line: the test {scored} of the method refitted on all non-test images. {study.procedure}.")
     st.dataframe(points.drop(columns=["order", "low", "high"]).round(4), hide_index=True, width="stretch")
 
 if records["cv"]:

@@ -44,11 +44,12 @@ def carve_table(dataset: str, fractions: list[float], seeds: list[int], override
             for label in sorted({lab for _, lab, _ in split.items}):
                 mine = {s: [p for p, lab, where in split.items if lab == label and where == s]
                         for s in ("train", "val")}
+                groups = {s: split.groups_of(paths) for s, paths in mine.items()}
                 rows.append({"val_fraction": fraction, "split_seed": seed, "class": label,
                              "val_images": len(mine["val"]),
-                             "val_groups": len({split.groups[p] for p in mine["val"]}) if split.groups else None,
+                             "val_groups": None if groups["val"] is None else len(set(groups["val"])),
                              "train_images": len(mine["train"]),
-                             "train_groups": len({split.groups[p] for p in mine["train"]}) if split.groups else None})
+                             "train_groups": None if groups["train"] is None else len(set(groups["train"]))})
     return rows
 
 

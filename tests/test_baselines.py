@@ -180,7 +180,8 @@ def test_the_hyperparameter_is_chosen_with_every_class_counting_alike():
 
     (x_train, y_train), (x_val, y_val) = draw(600), draw(400)
     data = SimpleNamespace(classes=["a", "b", "c"], labels={"train": y_train, "val": y_val},
-                           ids={"train": [str(i) for i in range(len(y_train))]}, split=SimpleNamespace(groups=None))
+                           ids={"train": [str(i) for i in range(len(y_train))]},
+                           split=SimpleNamespace(groups_of=lambda paths: None))
     config = SimpleNamespace(method="logreg", seed=0)
     best, grid, _ = baselines._choose_and_fit(config, data, {"train": x_train, "val": x_val}, lambda line: None)
     assert best == min(grid, key=lambda row: (row["val_loss_balanced"], -row["val_balanced_accuracy"]))
@@ -218,7 +219,7 @@ def test_a_calibrated_baseline_cuts_its_calibration_folds_by_group(monkeypatch):
         method, value, seed, cv))
     paths = [f"img{i}" for i in range(len(y))]
     data = SimpleNamespace(classes=["a", "b", "c"], labels={"train": y, "val": y}, ids={"train": paths},
-                           split=SimpleNamespace(groups=dict(zip(paths, groups))))
+                           split=SimpleNamespace(groups_of=lambda ps: [dict(zip(paths, groups))[p] for p in ps]))
     baselines._choose_and_fit(grouped, data, {"train": x, "val": x}, lambda line: None)
     assert len(seen) == len(GRIDS["ovr_svm"][1]) + 1 and all(isinstance(cv, list) for cv in seen)
     for fit, held in seen[0]:

@@ -78,8 +78,7 @@ def prepare_data(config: RunConfig, emit: Emit) -> PreparedData:
         raise DatasetError(f"class(es) {', '.join(untrained)} of {config.dataset} have no training images (only in "
                            "val/test): a model cannot learn them; add training images or remove the class")
     emit("data: " + ", ".join(f"{k} {len(v)}" for k, v in ids.items()) + f" images, {len(index.classes)} classes")
-    val_groups = [split.groups.get(p, p) for p in ids["val"]] if split.groups else None
-    sparse = sparse_validation_message(labels["val"], list(index.classes), val_groups)
+    sparse = sparse_validation_message(labels["val"], list(index.classes), split.groups_of(ids["val"]))
     if sparse:
         emit(f"data: WARNING: {sparse}")
     return PreparedData(index.root, list(index.classes), digest, split, ids, labels, list(index.skipped), grouping)

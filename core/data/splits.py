@@ -60,6 +60,11 @@ class SplitAssignment:
         """The split of one relative path."""
         return self._by_path()[path]
 
+    def groups_of(self, paths: Sequence[str]) -> list[str] | None:
+        """The group of each of ``paths`` (an image outside every group is its own); None for a split made image by
+        image."""
+        return [self.groups.get(p, p) for p in paths] if self.groups else None
+
     def paths(self, split: str) -> list[str]:
         """Relative paths in ``split``, sorted."""
         return [p for p, _, s in self.items if s == split]

@@ -170,7 +170,7 @@ def calibration_folds(config: RunConfig, labels: np.ndarray, groups: np.ndarray 
     return list(folds.split(np.zeros(len(labels)), labels, groups))
 
 
-def _estimator(method: str, value, seed: int, calibration_cv=None):
+def _estimator(method: str, value, seed: int, calibration_cv=CALIBRATION_K):
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
@@ -255,9 +255,7 @@ def _choose_and_fit(config: RunConfig, data, x: dict, emit) -> tuple[dict, list[
 
     name, values = GRIDS[config.method]
     k = len(data.classes)
-    groups = data.split.groups
-    calibration = calibration_folds(config, data.labels["train"],
-                                    None if not groups else [groups.get(p, p) for p in data.ids["train"]])
+    calibration = calibration_folds(config, data.labels["train"], data.split.groups_of(data.ids["train"]))
     y_val = data.labels["val"]
     balanced = compute_sample_weight("balanced", y_val)
     scores = []
