@@ -107,6 +107,34 @@ def test_experiment_records_runs_waiting_for_weights_and_measures_their_architec
     assert [r["run_dir"] for r in json.loads(kept[0].read_text())["runs"]] == [waiting[0]["run_dir"]]
 
 
+def test_a_fresh_clone_keeps_the_committed_deployments(lite0_home, dataset, tmp_path, capsys, monkeypatch):
+    """Model and variant files are not committed: a study re-run on a clone neither fails for want of a run's
+    model.keras nor measures an architecture again (which would replace the committed numbers)."""
+    from core.deploy import measure
+    from core.deploy.variants import Variant
+    from core.orchestrate import experiment
+
+    def two(options=None):  # two real variants instead of the full plan (minutes)
+        return [Variant("keras", "keras"), Variant("tflite_float32", "tflite", "float32")]
+
+    monkeypatch.setattr(measure, "variant_plan", two)
+    monkeypatch.setattr(experiment, "variant_plan", two)
+    grid, art = write_grid(tmp_path, [dataset], ["EfficientNetLite0", "MobileNetV3Small"], deploy="true",
+                           seeds="[0]", set='{ "input_size" = 64, "stage1.epochs" = 1, "stage2.epochs" = 1 }')
+    assert cli_main(["experiment", str(grid)]) == 0
+    assert "deploying" in capsys.readouterr().out
+    stored = sorted(art.rglob("deployment.json"))
+    assert len(stored) == 2  # the run's and the architecture's
+    before = [p.read_bytes() for p in stored]
+    for built in [*art.rglob("model.keras"), *art.rglob("*.tflite")]:  # what a clone of the repository lacks
+        built.unlink()
+    assert cli_main(["experiment", str(grid)]) == 0
+    out = capsys.readouterr().out
+    assert "[1/2]" not in out and "deploying" not in out and "building" not in out
+    assert "architecture measured already" in out
+    assert [p.read_bytes() for p in stored] == before
+
+
 @pytest.mark.slow
 def test_a_second_dataset_reuses_the_architecture_measured_for_the_first(
         lite0_home, dataset, tmp_path, capsys, monkeypatch):

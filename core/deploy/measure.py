@@ -583,6 +583,24 @@ def _summary_line(r: dict) -> str:
 
 # --- public API ---------------------------------------------------------------------------
 
+def is_measured(out_dir: str | os.PathLike, names: Sequence[str] | None = None) -> bool:
+    """Whether ``out_dir``'s deployment.json stores a measurement ("ok") of every variant in ``names`` (default:
+    the whole plan), whether or not the variant's file is still there.
+
+    A study does not measure such a run or architecture again: the artifact budget drops variant files and model
+    files are not committed, so on a fresh clone measuring again would fail for want of the model, or replace
+    committed numbers with new ones. ``python -m core deploy`` still makes a missing file again when asked.
+    """
+    path = Path(out_dir) / DEPLOYMENT_FILE
+    if not path.is_file():
+        return False
+    try:
+        stored = {v.get("name"): v.get("status") for v in DeploymentRecord.load(path).variants}
+    except RecordError:
+        return False  # unreadable: measured afresh, as _load_doc does
+    return all(stored.get(name) == "ok" for name in (names or [v.name for v in variant_plan()]))
+
+
 def deploy_run(run_dir: str | os.PathLike, emit: Emit = print, threads: int | None = None, runs: int | None = None,
                only: Sequence[str] | None = None, options: DeployOptions | None = None) -> dict:
     """Measure every variant of a complete run's classifier; returns deployment.json's content.

@@ -33,8 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.artifacts.config import RunConfig
-from core.artifacts.layout import COMPLETE_MARKER, SPLITS_DIR, artifacts_dir, dataset_slug
+from core.artifacts.layout import COMPLETE_MARKER, SPLITS_DIR, artifacts_dir, dataset_slug, deploy_dir
 from core.artifacts.runs import RunFolder
+from core.deploy.measure import is_measured
 from core.errors import UserError, WeightsUnavailableError
 from core.orchestrate import experiment
 from core.orchestrate.analyses import run_analyses
@@ -94,7 +95,8 @@ def run_experiment_on_ray(path: str | Path, artifacts: str | None = None, emit: 
     states = [(p.config, p.deploy, RunFolder.for_config(p.config, root)) for p in planned]
     reserve = {id(p.config): (p.cpus or options.cpus_per_run, options.gpus_per_run if p.gpus is None else p.gpus)
                for p in planned}
-    todo = [(cfg, wants, folder) for cfg, wants, folder in states if wants or not folder.is_complete()]
+    todo = [(cfg, wants, folder) for cfg, wants, folder in states
+            if not folder.is_complete() or (wants and not is_measured(deploy_dir(folder.path)))]
     emit(f"{len(states)} runs in {path}: {len(states) - len(todo)} complete, {len(todo)} to do "
          f"(Ray: {options.address}, {options.cpus_per_run:g} CPU and {options.gpus_per_run:g} GPU per run)")
     ray = _import_ray()

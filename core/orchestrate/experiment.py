@@ -68,6 +68,7 @@ from core.artifacts.layout import (
     artifacts_dir,
     dataset_complete_runs,
     dataset_slug,
+    deploy_dir,
 )
 from core.artifacts.provenance import machine
 from core.artifacts.records import (
@@ -81,7 +82,7 @@ from core.artifacts.runs import RunFolder
 from core.artifacts.storage import utc_timestamp
 from core.data import audit as audit_mod
 from core.data import dataset as data_mod
-from core.deploy.measure import deploy_architecture
+from core.deploy.measure import deploy_architecture, is_measured
 from core.deploy.variants import variant_plan
 from core.errors import UserError, WeightsUnavailableError
 from core.evaluate.compare import compare_dataset
@@ -339,7 +340,8 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
     """Run every run of the grid; returns 0 unless a run failed.
 
     ``deploy`` measures the deployment variants of every network run, on top of the
-    grids that ask for it. Runs waiting for ImageNet weights are not failures: they are
+    grids that ask for it; a run (or architecture) whose deployment.json measures every
+    variant is kept as stored (:func:`~core.deploy.measure.is_measured`). Runs waiting for ImageNet weights are not failures: they are
     recorded (see the module docstring) and listed at the end. ``data_root`` overrides
     the data root (module docstring). ``datasets`` (folder names) runs only the runs and
     analyses on those datasets, in the file's order. ``analyses_only`` trains no run: it
@@ -407,13 +409,14 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
         if analyses_only:
             emit("analyses only: no run is trained or deployed in this sitting")
         for i, (cfg, wants_deploy, folder) in enumerate(states, 1):
-            if analyses_only or (folder.is_complete() and not wants_deploy):
+            needs_deploy = wants_deploy and not is_measured(deploy_dir(folder.path))
+            if analyses_only or (folder.is_complete() and not needs_deploy):
                 continue
             emit(f"[{i}/{len(states)}] {cfg.dataset} {cfg.backbone} weights={cfg.weights} method={cfg.method} seed={cfg.seed}")
             if not folder.is_complete():
                 trained.add(cfg.dataset)
             try:
-                execute(cfg, root, emit, deploy=wants_deploy, fingerprints=fingerprints)
+                execute(cfg, root, emit, deploy=needs_deploy, fingerprints=fingerprints)
                 _forget_unavailable(root, cfg, folder)
             except WeightsUnavailableError as exc:
                 waiting.append((cfg, str(exc)))
@@ -542,12 +545,15 @@ def _measure_architecture(cfg: RunConfig, root: Path, emit: Emit) -> str | None:
             stored = DeploymentRecord.load(out / DEPLOYMENT_FILE) if (out / DEPLOYMENT_FILE).is_file() else None
         except RecordError:
             stored = None  # unreadable: measured afresh
+        conversions = [v.name for v in variant_plan() if v.family in ("keras", "tflite")]
+        if stored is not None and stored.input_size == size and is_measured(out, conversions):
+            emit(f"  architecture measured already: {out / DEPLOYMENT_FILE}")
+            return None
         if stored is not None and stored.input_size == size and stored.classes:
             classes = len(stored.classes)
         else:
             classes = len(data_mod.discover(cfg.dataset, validate=False).classes)
-        deploy_architecture(cfg.backbone, max(classes, 2), out, emit=emit, input_size=size,
-                            only=[v.name for v in variant_plan() if v.family in ("keras", "tflite")])
+        deploy_architecture(cfg.backbone, max(classes, 2), out, emit=emit, input_size=size, only=conversions)
     except Exception as exc:  # noqa: BLE001 - one backbone's measurement must not stop the study
         emit(f"  architecture measurement failed: {type(exc).__name__}: {exc}")
         return f"{type(exc).__name__}: {exc}"
