@@ -63,6 +63,10 @@ class StageConfig:
     learning_rate: float
     optimizer: str = "adam"
     patience: int = 5  # early stopping on validation loss, best weights restored
+    # The learning rate times ``reduce_lr_factor`` after this many epochs without a validation-loss improvement,
+    # never below 1% of ``learning_rate`` (core.train.stages; 0: a constant rate, as every run before this setting).
+    reduce_lr_patience: int = 0
+    reduce_lr_factor: float = 0.3
 
 
 @dataclass
@@ -172,17 +176,24 @@ def identity_settings(cfg: dict[str, Any], leave_out: Sequence[str] = ()) -> dic
     so an old config.json and a new one with the same settings compare equal."""
     out = {k: v for k, v in cfg.items() if k not in leave_out}
     for key, default in ADDED_SETTINGS.items():
-        if out.get(key, default) == default:
-            out.pop(key, None)
+        group, _, name = key.rpartition(".")
+        if not group:
+            if out.get(key, default) == default:
+                out.pop(key, None)
+        elif isinstance(out.get(group), dict) and out[group].get(name, default) == default:
+            out[group] = {k: v for k, v in out[group].items() if k != name}  # a copy: cfg stays as it was
     return out
 
 
 # Settings added after runs were committed, with the default that reproduces those runs:
-# left out of the run id while at that default, so existing run folders keep their names.
+# left out of the run id while at that default, so existing run folders keep their names
+# (a dotted key is a field of a group: "scratch.reduce_lr_patience").
 ADDED_SETTINGS: dict[str, Any] = {"bn_momentum": None, "grouping": "none", "duplicate_threshold": 24,
                                   "split_policy": "keep", "val_folder": "validation", "stage2_views": "all",
                                   "head_l1": 0.0, "head_l2": 0.0, "unfrozen_l2": 0.0, "label_smoothing": 0.0,
-                                  "tuned_from": "", "calibration_folds": "images"}
+                                  "tuned_from": "", "calibration_folds": "images",
+                                  **{f"{stage}.{key}": value for stage in ("stage1", "stage2", "scratch")
+                                     for key, value in (("reduce_lr_patience", 0), ("reduce_lr_factor", 0.3))}}
 # What a stored config without the key meant: runs made before groups existed split image by image.
 ABSENT_MEANS: dict[str, Any] = {"grouping": "none"}
 

@@ -107,7 +107,8 @@ class Range:
 
 _SEED = Range(0, SEED_LIMIT, high_open=True)
 _FRACTION = Range(0, 1, high_open=True)
-_STAGE = {"epochs": Range(0, 1000), "learning_rate": Range(0, 1, low_open=True), "patience": Range(0, 1000)}
+_STAGE = {"epochs": Range(0, 1000), "learning_rate": Range(0, 1, low_open=True), "patience": Range(0, 1000),
+          "reduce_lr_patience": Range(0, 1000), "reduce_lr_factor": Range(0, 1, low_open=True, high_open=True)}
 # Every numeric setting's allowed values (docs/ARTIFACTS.md, config.json): checked before any work.
 RANGES: dict[str, Range] = {
     "seed": _SEED, "split_seed": _SEED, "augment.seed": _SEED,
@@ -272,7 +273,12 @@ def _merge(target: dict[str, Any], layer: dict[str, Any], prefix: str = "") -> N
 def _with_absent(cfg: dict[str, Any]) -> dict[str, Any]:
     """A stored config with the settings added after it was written filled in as it ran (ABSENT_MEANS, else
     the value that reproduces earlier runs), so they are compared with today's defaults too."""
-    return {**{key: ABSENT_MEANS.get(key, value) for key, value in ADDED_SETTINGS.items()}, **cfg}
+    out = {**{key: ABSENT_MEANS.get(key, value) for key, value in ADDED_SETTINGS.items() if "." not in key}, **cfg}
+    for key, value in ADDED_SETTINGS.items():
+        group, _, name = key.rpartition(".")
+        if group and isinstance(out.get(group), dict) and name not in out[group]:
+            out[group] = {**out[group], name: value}
+    return out
 
 
 def _defaults(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -112,6 +112,8 @@ def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
 
 # --- the resumable epoch loop ----------------------------------------------------
 
+MIN_LR_FRACTION = 0.01  # a reduced learning rate stops at 1% of the stage's
+
 @dataclass
 class StageResult:
     """What a finished stage leaves behind."""
@@ -138,7 +140,7 @@ class _Checkpoints:
         if self.run is not None and self.state_file.is_file():
             return read_json(self.state_file)
         return {"epoch": 0, "best_val_loss": None, "best_epoch": 0, "wait": 0, "rows": [], "done": False,
-                "seconds": 0.0}
+                "seconds": 0.0, "learning_rate": None, "lr_wait": 0}
 
     def save_state(self, state: dict) -> None:
         if self.run is not None:
@@ -185,6 +187,8 @@ def train_stage(model, stage_name: str, stage: StageConfig, train: Callable[[int
     stopped_early = False
     for epoch in range(state["epoch"], stage.epochs):
         keras.utils.set_random_seed(config.seed * 100_003 + epoch)
+        rate = state.get("learning_rate") or stage.learning_rate
+        model.optimizer.learning_rate = rate  # the schedule's rate, also after a resume
         started = time.monotonic()
         x = train(epoch)
         fit_args: dict[str, Any] = dict(epochs=1, verbose=0, class_weight=class_weight)
@@ -201,7 +205,7 @@ def train_stage(model, stage_name: str, stage: StageConfig, train: Callable[[int
             "stage": stage_name, "epoch": epoch + 1,
             "loss": float(hist["loss"][-1]), "accuracy": float(hist["accuracy"][-1]),
             "val_loss": float(hist["val_loss"][-1]), "val_accuracy": float(hist["val_accuracy"][-1]),
-            "learning_rate": float(stage.learning_rate), "seconds": round(seconds, 3),
+            "learning_rate": float(rate), "seconds": round(seconds, 3),
         }
         if run is not None:
             store.save_weights(model, "last")
@@ -211,6 +215,10 @@ def train_stage(model, stage_name: str, stage: StageConfig, train: Callable[[int
             state.update(best_val_loss=row["val_loss"], best_epoch=epoch + 1, wait=0)
         else:
             state["wait"] += 1
+        state.update(reduced_learning_rate(stage, rate, improved, state.get("lr_wait", 0)))
+        if state["learning_rate"] < rate and run is not None:
+            emit(f"{stage_name}: no val_loss improvement for {stage.reduce_lr_patience} epochs, learning rate "
+                 f"{rate:.2g} -> {state['learning_rate']:.2g}")
         state["rows"].append(row)
         state["epoch"] = epoch + 1
         state["seconds"] += seconds
@@ -237,6 +245,22 @@ def train_stage(model, stage_name: str, stage: StageConfig, train: Callable[[int
     state.update(done=True, stopped_early=stopped_early)
     store.save_state(state)
     return StageResult(state["rows"], state["best_epoch"], state["best_val_loss"], stopped_early, state["seconds"])
+
+
+def reduced_learning_rate(stage: StageConfig, rate: float, improved: bool, lr_wait: int) -> dict:
+    """The next epoch's ``learning_rate`` and ``lr_wait`` (epochs since an improvement or a reduction).
+
+    As Keras' ReduceLROnPlateau (no cooldown, no min_delta): after ``stage.reduce_lr_patience`` epochs without
+    a validation-loss improvement the rate is multiplied by ``stage.reduce_lr_factor``, never below
+    :data:`MIN_LR_FRACTION` of the stage's rate; ``reduce_lr_patience`` 0 keeps it constant. Kept in the stage's
+    resume state, so a resumed run follows the same schedule.
+    """
+    lr_wait = 0 if improved else lr_wait + 1
+    if stage.reduce_lr_patience and lr_wait >= stage.reduce_lr_patience:
+        floor = stage.learning_rate * MIN_LR_FRACTION
+        if rate > floor:
+            return {"learning_rate": max(rate * stage.reduce_lr_factor, floor), "lr_wait": 0}
+    return {"learning_rate": rate, "lr_wait": lr_wait}
 
 
 def stage_rows_for_resume(run: RunFolder, stage_names: list[str]) -> list[dict]:
