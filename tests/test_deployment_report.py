@@ -106,6 +106,20 @@ def _run_copy(tmp_path: Path) -> Path:
     return run
 
 
+def test_a_deployment_counts_as_measured_without_its_files_but_not_with_a_variant_left_to_retry(tmp_path):
+    from core.deploy.measure import is_measured
+
+    deploy = _run_copy(tmp_path) / "deploy"
+    assert not list(deploy.glob("*.tflite")) and is_measured(deploy)  # a clone: measurements, no files
+    doc = json.loads((deploy / "deployment.json").read_text())
+    doc["variants"][-1].update(status="failed", reason="killed")
+    (deploy / "deployment.json").write_text(json.dumps(doc))
+    assert not is_measured(deploy)  # a study tries the failed variant again
+    assert is_measured(deploy, [v["name"] for v in doc["variants"][:-1]])
+    (deploy / "deployment.json").write_text("{")
+    assert not is_measured(deploy) and not is_measured(tmp_path / "nowhere")
+
+
 def test_the_committed_intervals_are_recomputed_from_the_stored_predictions(tmp_path, capsys):
     run = _run_copy(tmp_path)
     path = run / "deploy" / "deployment.json"
