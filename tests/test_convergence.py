@@ -34,6 +34,18 @@ def test_early_stopping_a_run_out_of_epochs_and_one_still_improving_are_told_apa
                                                 "of 15 epochs (best 15, still improving)")
 
 
+def test_learning_rate_cuts_on_a_plateau_are_read_from_the_history():
+    history = _history("scratch", [1.0, 0.8, 0.85, 0.9, 0.7] + [0.75] * 10)
+    history["learning_rate"] = [1e-3] * 4 + [3e-4] * 4 + [9e-5] * 7
+    (stage,) = convergence.stage_checks(history, CONFIG)
+    assert (stage["learning_rate_cuts"], stage["last_learning_rate"]) == (2, 9e-5)
+    assert convergence.describe([stage], None) == ("scratch stopped early after 15 of 40 epochs (best 5; learning "
+                                                   "rate cut 2 times, to 9e-05)")
+    history["learning_rate"] = 1e-3  # a constant rate says nothing about it
+    (stage,) = convergence.stage_checks(history, CONFIG)
+    assert stage["learning_rate_cuts"] == 0 and "learning rate" not in convergence.describe([stage], None)
+
+
 def test_a_run_predicting_one_class_for_most_images_is_collapsed_whatever_its_history(tmp_path):
     classes = ["daisy", "roses", "tulips"]
     true = np.repeat([0, 1, 2], 20)

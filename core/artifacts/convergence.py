@@ -3,7 +3,7 @@
 For every network stage of a run (``stage1``, ``stage2``, ``scratch``): the epochs run against the
 schedule's limit, the epoch with the lowest validation loss, and what ended it: early stopping (no
 improvement for ``patience`` epochs), or the epoch limit while validation loss was still improving in the
-last ``patience`` epochs (longer training may help). From the test predictions: whether the network
+last ``patience`` epochs (longer training may help), and how often the learning rate was cut on a plateau. From the test predictions: whether the network
 collapsed onto one class (it predicts one class for every test image, or for at least :data:`COLLAPSE_SHARE`
 of them, :data:`COLLAPSE_EXCESS` more than that class's true share), as the first edition's from-scratch run
 on flower_photos did. A stage without a schedule on record or with a missing validation loss, or a history
@@ -45,9 +45,12 @@ def stage_checks(history: pd.DataFrame, config: dict) -> list[dict]:
         else:
             ended_by = "epoch limit" if run >= int(limit) else "early stopping"
             improving = ended_by == "epoch limit" and best > run - int(patience)
+        rates = rows["learning_rate"].astype(float).tolist() if "learning_rate" in rows else []
+        cuts = sum(later < earlier for earlier, later in zip(rates, rates[1:]))
         out.append({"stage": stage, "epochs_run": run, "epoch_limit": limit, "best_epoch": best,
                     "best_val_loss": None if best is None else float(losses.min()),
-                    "ended_by": ended_by, "still_improving": bool(improving)})
+                    "ended_by": ended_by, "still_improving": bool(improving),
+                    "learning_rate_cuts": cuts, "last_learning_rate": rates[-1] if cuts else None})
     return out
 
 
@@ -84,14 +87,18 @@ def describe(stages: list[dict], collapsed: dict | None) -> str:
     parts = []
     for s in stages:
         limit = f" of {s['epoch_limit']}" if s["epoch_limit"] is not None else ""
+        cuts = s.get("learning_rate_cuts", 0)
+        rate = (f"; learning rate cut {cuts} time{'s' if cuts > 1 else ''}, to {s['last_learning_rate']:.2g}"
+                if cuts else "")
         if s["ended_by"] == "unknown":
             parts.append(f"{s['stage']} ran {s['epochs_run']} epochs (no schedule or a validation loss missing: "
                          "not judged)")
         elif s["ended_by"] == "early stopping":
-            parts.append(f"{s['stage']} stopped early after {s['epochs_run']}{limit} epochs (best {s['best_epoch']})")
+            parts.append(f"{s['stage']} stopped early after {s['epochs_run']}{limit} epochs (best {s['best_epoch']}"
+                         f"{rate})")
         else:
             tail = ", still improving" if s["still_improving"] else ""
-            parts.append(f"{s['stage']} ran all {s['epochs_run']}{limit} epochs (best {s['best_epoch']}{tail})")
+            parts.append(f"{s['stage']} ran all {s['epochs_run']}{limit} epochs (best {s['best_epoch']}{tail}{rate})")
     if collapsed:
         parts.append(f"{'COLLAPSED: ' if collapsed['collapsed'] else ''}predicts {collapsed['class']} for "
                      f"{collapsed['predicted_share']:.0%} of test images (true share {collapsed['true_share']:.0%})")
