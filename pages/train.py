@@ -205,7 +205,7 @@ if data_mod.default_val_folder(split_folders) == "test":  # train/ and val/ only
                      "validation": "the validation split (a test split is carved from train/)"}.get)
 deploy = st.checkbox("Then measure deployment variants (TFLite float/int8, pruning, clustering, QAT; adds minutes)",
                      value=kept("deploy", True), help="Needed for the Try page's LiteRT predictions and the Deployment "
-                     "page")
+                     "page; a run measured already keeps its measurements")
 
 if folder and chosen:
     try:  # the folder is checked (allowed roots, scan limit) before anything else reads it

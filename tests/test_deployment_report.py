@@ -112,6 +112,9 @@ def test_a_deployment_counts_as_measured_without_its_files_but_not_with_a_varian
     deploy = _run_copy(tmp_path) / "deploy"
     assert not list(deploy.glob("*.tflite")) and is_measured(deploy)  # a clone: measurements, no files
     doc = json.loads((deploy / "deployment.json").read_text())
+    doc["variants"][-1].update(status="unsupported", reason="tfmot cannot quantise this layer")
+    (deploy / "deployment.json").write_text(json.dumps(doc))
+    assert is_measured(deploy)  # trying again would not change that
     doc["variants"][-1].update(status="failed", reason="killed")
     (deploy / "deployment.json").write_text(json.dumps(doc))
     assert not is_measured(deploy)  # a study tries the failed variant again

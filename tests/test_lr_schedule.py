@@ -101,3 +101,5 @@ def test_training_follows_the_schedule_and_a_resumed_stage_keeps_it(tmp_path):
     resumed, used = _train(run)  # a fresh process would build the model and call the stage again
     assert [row["learning_rate"] for row in resumed.rows] == pytest.approx(rates)
     assert used == pytest.approx(rates[3:])
+    finished = json.loads((run.state_dir / "stage1.json").read_text())
+    assert finished["learning_rate"] == pytest.approx(0.00625)  # the last epoch's rate: no unused cut after it

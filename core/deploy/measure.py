@@ -584,8 +584,9 @@ def _summary_line(r: dict) -> str:
 # --- public API ---------------------------------------------------------------------------
 
 def is_measured(out_dir: str | os.PathLike, names: Sequence[str] | None = None) -> bool:
-    """Whether ``out_dir``'s deployment.json stores a measurement ("ok") of every variant in ``names`` (default:
-    the whole plan), whether or not the variant's file is still there.
+    """Whether ``out_dir``'s deployment.json stores a measurement ("ok", or "unsupported": that does not change)
+    of every variant in ``names`` (default: the whole plan), whether or not the variant's file is still there.
+    A "failed" one is tried again.
 
     A study does not measure such a run or architecture again: the artifact budget drops variant files and model
     files are not committed, so on a fresh clone measuring again would fail for want of the model, or replace
@@ -598,7 +599,7 @@ def is_measured(out_dir: str | os.PathLike, names: Sequence[str] | None = None) 
         stored = {v.get("name"): v.get("status") for v in DeploymentRecord.load(path).variants}
     except RecordError:
         return False  # unreadable: measured afresh, as _load_doc does
-    return all(stored.get(name) == "ok" for name in (names or [v.name for v in variant_plan()]))
+    return all(stored.get(name) in ("ok", "unsupported") for name in (names or [v.name for v in variant_plan()]))
 
 
 def deploy_run(run_dir: str | os.PathLike, emit: Emit = print, threads: int | None = None, runs: int | None = None,

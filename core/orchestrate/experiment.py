@@ -409,7 +409,11 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
         if analyses_only:
             emit("analyses only: no run is trained or deployed in this sitting")
         for i, (cfg, wants_deploy, folder) in enumerate(states, 1):
-            needs_deploy = wants_deploy and not is_measured(deploy_dir(folder.path))
+            measured = folder.is_complete() and is_measured(deploy_dir(folder.path))
+            needs_deploy = wants_deploy and not measured
+            if wants_deploy and measured and not analyses_only:
+                emit(f"[{i}/{len(states)}] deployment measured already: {folder.path} (python -m core deploy RUN_DIR "
+                     "makes a missing TFLite file again)")
             if analyses_only or (folder.is_complete() and not needs_deploy):
                 continue
             emit(f"[{i}/{len(states)}] {cfg.dataset} {cfg.backbone} weights={cfg.weights} method={cfg.method} seed={cfg.seed}")

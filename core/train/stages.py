@@ -215,8 +215,9 @@ def train_stage(model, stage_name: str, stage: StageConfig, train: Callable[[int
             state.update(best_val_loss=row["val_loss"], best_epoch=epoch + 1, wait=0)
         else:
             state["wait"] += 1
-        state.update(reduced_learning_rate(stage, rate, improved, state.get("lr_wait", 0)))
-        if state["learning_rate"] < rate and run is not None:
+        if epoch + 1 < stage.epochs and state["wait"] < stage.patience:  # a cut only where an epoch will use it
+            state.update(reduced_learning_rate(stage, rate, improved, state.get("lr_wait", 0)))
+        if (state.get("learning_rate") or rate) < rate and run is not None:
             emit(f"{stage_name}: no val_loss improvement for {stage.reduce_lr_patience} epochs, learning rate "
                  f"{rate:.2g} -> {state['learning_rate']:.2g}")
         state["rows"].append(row)
