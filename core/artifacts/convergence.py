@@ -3,10 +3,10 @@
 For every network stage of a run (``stage1``, ``stage2``, ``scratch``): the epochs run against the
 schedule's limit, the epoch with the lowest validation loss, and what ended it: early stopping (no
 improvement for ``patience`` epochs), or the epoch limit while validation loss was still improving in the
-last ``patience`` epochs (longer training may help), and how often the learning rate was cut on a plateau. From the test predictions: whether the network
-collapsed onto one class (it predicts one class for every test image, or for at least :data:`COLLAPSE_SHARE`
-of them, :data:`COLLAPSE_EXCESS` more than that class's true share), as the first edition's from-scratch run
-on flower_photos did. A stage without a schedule on record or with a missing validation loss, or a history
+last ``patience`` epochs (longer training may help), and how often the learning rate was cut on a plateau.
+From the test predictions: whether the network collapsed onto one class (it predicts one class for every
+test image, or for at least :data:`COLLAPSE_SHARE` of them, :data:`COLLAPSE_EXCESS` more than that class's
+true share), as the first edition's from-scratch run on flower_photos did. A stage without a schedule on record or with a missing validation loss, or a history
 with lines missing, is not judged (:data:`UNKNOWN`).
 """
 

@@ -341,8 +341,9 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
 
     ``deploy`` measures the deployment variants of every network run, on top of the
     grids that ask for it; a run (or architecture) whose deployment.json measures every
-    variant is kept as stored (:func:`~core.deploy.measure.is_measured`). Runs waiting for ImageNet weights are not failures: they are
-    recorded (see the module docstring) and listed at the end. ``data_root`` overrides
+    variant is kept as stored (:func:`~core.deploy.measure.is_measured`). Runs waiting for
+    ImageNet weights are not failures: they are recorded (see the module docstring) and
+    listed at the end. ``data_root`` overrides
     the data root (module docstring). ``datasets`` (folder names) runs only the runs and
     analyses on those datasets, in the file's order. ``analyses_only`` trains no run: it
     carries out the analyses whose runs are complete (cross-validation and tuning on cached

@@ -114,6 +114,7 @@ def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
 
 MIN_LR_FRACTION = 0.01  # a reduced learning rate stops at 1% of the stage's
 
+
 @dataclass
 class StageResult:
     """What a finished stage leaves behind."""
