@@ -6,8 +6,8 @@ improvement for ``patience`` epochs), or the epoch limit while validation loss w
 last ``patience`` epochs (longer training may help), and how often the learning rate was cut on a plateau.
 From the test predictions: whether the network collapsed onto one class (it predicts one class for every
 test image, or for at least :data:`COLLAPSE_SHARE` of them, :data:`COLLAPSE_EXCESS` more than that class's
-true share), as the first edition's from-scratch run on flower_photos did. A stage without a schedule on record or with a missing validation loss, or a history
-with lines missing, is not judged (:data:`UNKNOWN`).
+true share), as the first edition's from-scratch run on flower_photos did. A stage without a schedule on
+record or with a missing validation loss, or a history with lines missing, is not judged (:data:`UNKNOWN`).
 """
 
 from __future__ import annotations
