@@ -296,3 +296,36 @@ def test_a_sitting_logs_its_datasets_only_when_restricted_to_them(tmp_path, monk
     assert experiment.run_experiment(grid, emit=lambda line: None, datasets=only) == 0
     (entry,) = read_experiment_log(root / "experiment_log.jsonl")
     assert entry.get("datasets") == only
+
+
+def test_a_complete_run_with_a_measured_deployment_is_not_deployed_again(tmp_path, monkeypatch, capsys):
+    """What a clone of the repository holds: a complete run and its deployment.json, but no model.keras and no TFLite
+    files. A sitting keeps the measurements (before, it failed for want of the model, or measured again)."""
+    import shutil
+
+    from core.artifacts.config import RunConfig
+    from core.artifacts.runs import RunFolder
+    from core.orchestrate import run as run_mod
+    from core.orchestrate.experiment import load_grid, run_experiment
+
+    committed = Path(__file__).resolve().parents[1] / "artifacts" / "alzheimer_mri" / "EfficientNetLite0"
+    data = make_image_dataset(tmp_path / "colours", per_class=2)
+    art = tmp_path / "art"
+    grid = tmp_path / "grid.toml"
+    grid.write_text(f'artifacts = "{art}"\n[[grid]]\ndatasets = ["{data}"]\nbackbones = ["EfficientNetLite0"]\n'
+                    'preset = "quick"\ndeploy = true\n')
+    (planned,) = load_grid(grid).runs
+    folder = RunFolder.for_config(planned.config, art)
+    shutil.copytree(committed / "full-imagenet-s0-a9f4b40e", folder.path,
+                    ignore=shutil.ignore_patterns("*.tflite", "*.keras", ".lock"))
+    planned.config.save(folder.path / "config.json")
+    assert RunConfig.load(folder.path / "config.json").run_id() == folder.path.name and folder.is_complete()
+    stored = (folder.path / "deploy" / "deployment.json").read_bytes()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a measured deployment was deployed again")
+
+    monkeypatch.setattr(run_mod, "deploy_run", refuse)
+    assert run_experiment(grid) == 0
+    assert "[1/1] deployment measured already" in capsys.readouterr().out
+    assert (folder.path / "deploy" / "deployment.json").read_bytes() == stored

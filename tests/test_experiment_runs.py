@@ -107,6 +107,7 @@ def test_experiment_records_runs_waiting_for_weights_and_measures_their_architec
     assert [r["run_dir"] for r in json.loads(kept[0].read_text())["runs"]] == [waiting[0]["run_dir"]]
 
 
+@pytest.mark.slow
 def test_a_fresh_clone_keeps_the_committed_deployments(lite0_home, dataset, tmp_path, capsys, monkeypatch):
     """Model and variant files are not committed: a study re-run on a clone neither fails for want of a run's
     model.keras nor measures an architecture again (which would replace the committed numbers)."""
