@@ -410,15 +410,16 @@ def run_experiment(path: str | Path, artifacts: str | None = None, dry_run: bool
         if analyses_only:
             emit("analyses only: no run is trained or deployed in this sitting")
         for i, (cfg, wants_deploy, folder) in enumerate(states, 1):
-            measured = folder.is_complete() and is_measured(deploy_dir(folder.path))
+            complete = folder.is_complete()
+            measured = wants_deploy and complete and is_measured(deploy_dir(folder.path))  # read only when asked
             needs_deploy = wants_deploy and not measured
-            if wants_deploy and measured and not analyses_only:
+            if measured and not analyses_only:
                 emit(f"[{i}/{len(states)}] deployment measured already: {folder.path} (python -m core deploy RUN_DIR "
                      "makes a missing TFLite file again)")
-            if analyses_only or (folder.is_complete() and not needs_deploy):
+            if analyses_only or (complete and not needs_deploy):
                 continue
             emit(f"[{i}/{len(states)}] {cfg.dataset} {cfg.backbone} weights={cfg.weights} method={cfg.method} seed={cfg.seed}")
-            if not folder.is_complete():
+            if not complete:
                 trained.add(cfg.dataset)
             try:
                 execute(cfg, root, emit, deploy=needs_deploy, fingerprints=fingerprints)
