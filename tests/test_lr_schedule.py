@@ -44,6 +44,12 @@ def test_the_setting_names_a_run_only_when_set_and_is_checked(tmp_path):
     assert "--set scratch.reduce_lr_patience=3" in config_mod.reproduce_command(scheduled.to_dict())
     with pytest.raises(UserError, match="reduce_lr_factor"):
         config_mod.resolve(data, "EfficientNetLite0", "full", {"scratch": {"reduce_lr_factor": 1.0}})
+    # The factor without a patience would train exactly as the plain run under another run id.
+    with pytest.raises(UserError, match="'scratch.reduce_lr_factor' takes effect only with"):
+        config_mod.resolve(data, "EfficientNetLite0", "full", {"weights": "none", "scratch": {"reduce_lr_factor": 0.5}})
+    halved = config_mod.resolve(data, "EfficientNetLite0", "full",
+                                {"weights": "none", "scratch": {"reduce_lr_patience": 3, "reduce_lr_factor": 0.5}})
+    assert halved.run_id() not in (plain.run_id(), scheduled.run_id())
 
 
 def _contradicting_data(seed: int = 0):

@@ -149,6 +149,12 @@ def _check_values(data: dict[str, Any]) -> None:
     if data["method"] != "finetune" and data["weights"] != "imagenet":
         raise UserError("baselines on frozen embeddings need ImageNet weights (--weights imagenet)")
     _check_epochs(data)
+    for stage in GROUPS[1:]:
+        settings, default = data.get(stage, {}), ADDED_SETTINGS[f"{stage}.reduce_lr_factor"]
+        if not settings.get("reduce_lr_patience", 0) and settings.get("reduce_lr_factor", default) != default:
+            # The factor alone changes nothing, but it would give the same training a second run id.
+            raise UserError(f"setting '{stage}.reduce_lr_factor' takes effect only with '{stage}.reduce_lr_patience' "
+                            "above 0 (the epochs without a validation-loss improvement before the rate falls)")
     if data.get("bn_momentum") is not None:
         if data.get("weights") != "none" or data.get("method", "finetune") != "finetune":
             raise UserError("setting 'bn_momentum' applies only to training from scratch (--weights none, "
