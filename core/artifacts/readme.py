@@ -97,7 +97,8 @@ def markdown_results(root: Path | None = None) -> str:
     lines.append(f"Machine time on record: training {t['training_s'] / 3600:.1f} h (stage timings of the complete "
                  f"runs), deployment measurements {t['deployment_s'] / 3600:.1f} h (per-variant timings); the experiment "
                  "sittings logged "
-                 f"in experiment_log.jsonl ({t['sittings']}) add up to {t['experiment_sittings_s'] / 3600:.1f} h (each "
+                 f"in experiment_log.jsonl ({t['sittings']}, of any grid, including those whose runs were since retired) "
+                 f"add up to {t['experiment_sittings_s'] / 3600:.1f} h (each "
                  "sitting logs after every run; time after a sitting's last logged run is missing).\n")
     return "\n".join(lines)
 
