@@ -86,6 +86,8 @@ def test_readme_results_are_generated_from_the_runs(tiny_artifacts, tmp_path, ca
     assert "| EfficientNetLite0 · transfer · quick | 0, 1 |" in text and "logreg" in text  # a configuration
     assert "| EfficientNetLite0 · transfer · quick · seed 1 |" in text  # and its single runs
     assert text.count("Recommendation: **") == 2
+    # The edge-device line says why it chooses nothing: the tiny study measured no deployment.
+    assert text.count("On a small edge device") == 2 and "No run has deployment measurements yet" in text
     assert "SD across seeds" in text and "not measured: ImageNet weights were not available" in text
     assert main(["report", "--readme", str(readme), "--artifacts", str(tiny_artifacts)]) == 0
     assert "already current" in capsys.readouterr().out

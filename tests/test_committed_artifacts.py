@@ -132,6 +132,7 @@ def test_every_page_renders_the_committed_results_without_tensorflow(committed_c
 
 def test_the_committed_recommendations_are_full_configurations_chosen_on_validation(committed_copy):
     from core.artifacts import ranking, report
+    from core.artifacts.readme import EDGE_BUDGET
 
     for dataset in ("flower_photos", "alzheimer_mri"):
         configs = ranking.configurations(report.runs_table(dataset, committed_copy))
@@ -150,6 +151,14 @@ def test_the_committed_recommendations_are_full_configurations_chosen_on_validat
         assert rec.preset == "full" and rec.chosen["preset"] == "full", dataset  # never the quick run
         chosen_by = ranking.validation_score(rec.metric)  # the reported metric, scored on validation
         assert rec.chosen[chosen_by] == pool[chosen_by].max(), dataset
+        # The README's edge-device recommendation: the best on validation among configurations with a variant
+        # within the budget, shipped as a variant within it.
+        max_mb, max_ms = EDGE_BUDGET
+        edge = ranking.recommend(configs, max_mb, max_ms)
+        fitting = pool[[ranking.fitting_variant(row, max_mb, max_ms) is not None for _, row in pool.iterrows()]]
+        assert len(fitting) < len(pool) and edge.chosen[chosen_by] == fitting[chosen_by].max(), dataset
+        _, mb, ms = edge.variant
+        assert mb <= max_mb and ms <= max_ms, (dataset, edge.variant)
 
 
 def test_readme_quotes_the_committed_batchnorm_diagnoses():

@@ -16,6 +16,11 @@ from core.artifacts.records import OperatingPointsRecord
 from core.errors import UserError
 
 
+# The README's example of a deployment budget, a microcontroller-class device: a model file of at most
+# 1 MB (the smallest deployable variant within the limits counts) running in at most 5 ms on one thread.
+EDGE_BUDGET = (1.0, 5.0)
+
+
 def _markdown_table(df: pd.DataFrame) -> list[str]:
     lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
     for _, row in df.iterrows():
@@ -34,6 +39,10 @@ def _configurations_markdown(configs: pd.DataFrame, runs: pd.DataFrame, comparis
     rec = ranking.recommend(configs, metric=metric, comparison=comparison)
     paragraph = report.recommendation_paragraph(rec)
     lines.append(f"{paragraph}\n" if rec.chosen is None else f"Recommendation: {paragraph}\n")
+    max_mb, max_ms = EDGE_BUDGET
+    edge = ranking.recommend(configs, max_mb, max_ms, metric=metric, comparison=comparison)
+    lines.append(f"On a small edge device (the README's example budget; the Overview page takes any limits): "
+                 f"{report.recommendation_paragraph(edge, max_mb, max_ms)}\n")
     lines += [f"{line}\n" for line in report.transfer_gain_text(ranking.transfer_gains(configs, metric, comparison))]
     scratch = report.convergence_table(runs[runs["kind"] == "scratch"]) if "kind" in runs else pd.DataFrame()
     if not scratch.empty:
