@@ -15,8 +15,8 @@ from core.artifacts.layout import OPERATING_POINTS_FILE, artifacts_dir
 from core.artifacts.records import OperatingPointsRecord
 from core.errors import UserError
 
-# The README's example of a deployment budget, a microcontroller-class device: a model file of at most
-# 1 MB (the smallest deployable variant within the limits counts) running in at most 5 ms on one thread.
+# The README's example of a deployment budget, a small edge device: a model file of at most 1 MB running in at most
+# 5 ms on one thread (a configuration fits when one of its deployable variants does; the largest that fits ships).
 EDGE_BUDGET = (1.0, 5.0)
 
 

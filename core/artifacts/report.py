@@ -648,8 +648,8 @@ def transfer_gain_text(gains: pd.DataFrame) -> list[str]:
 def recommendation_paragraph(rec, max_mb: float | None = None, max_ms: float | None = None) -> str:
     """The recommendation with what it cannot be told apart from and its notes, as one paragraph (README, HTML);
     ``max_mb``/``max_ms``: the limits it was made under (:func:`core.artifacts.ranking.recommend`)."""
-    return recommendation_text(rec, max_mb, max_ms) + "".join(f" {text}" for text in (not_distinguishable_text(rec),
-                                                                       better_on_test_text(rec), *rec.notes) if text)
+    notes = (not_distinguishable_text(rec), better_on_test_text(rec), *rec.notes)
+    return recommendation_text(rec, max_mb, max_ms) + "".join(f" {text}" for text in notes if text)
 
 
 BASIS_TEXT = {
