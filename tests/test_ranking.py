@@ -395,6 +395,7 @@ def test_the_transfer_gain_takes_the_stored_paired_interval_over_test_groups_and
                                               "high": 0.36}]}
     (row,) = ranking.transfer_gains(one, "accuracy", stored).to_dict("records")
     assert (row["gain_low"], row["gain_high"]) == (0.28, 0.36)
+    assert row["interval"].startswith("paired bootstrap (3 transfer, 1 scratch seed): test images")
     assert row["interval"].endswith("one of them has one seed, so for it only the test images vary")
     # Another metric's record, or one without the pair: Welch over seeds as before.
     (row,) = ranking.transfer_gains(configs, "balanced_accuracy", comparison).to_dict("records")
@@ -410,7 +411,7 @@ def test_the_gain_sentence_gives_the_interval_or_says_why_there_is_none():
                            "against 0.550 (Net · scratch · full), a gain of +0.270 [95% interval ")
     (line,) = report.transfer_gain_text(ranking.transfer_gains(ranking.configurations(pd.DataFrame(
         transfer + scratch[:1])), "accuracy"))
-    assert line.endswith("(no interval: 3 transfer and 1 scratch seed(s), no paired comparison stored (`python -m "
+    assert line.endswith("(no interval: 3 transfer and 1 scratch seed, no paired comparison stored (`python -m "
                          "core compare DATASET` makes it), and a t-interval over seeds needs two of each).")
 
 

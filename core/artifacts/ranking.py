@@ -17,6 +17,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from core.artifacts.config import BASELINES
+from core.artifacts.findings import plural
 from core.artifacts.scoring import balanced_accuracy_step
 
 CONFIGURATION_KEYS = ("dataset", "backbone", "weights", "method", "preset", "settings_key", "split")
@@ -445,11 +446,11 @@ def transfer_gains(configs: pd.DataFrame, metric: str = "balanced_accuracy",
             gain, low, high = pair["difference"], pair["low"], pair["high"]
             seeds = ("" if min(n_t, n_s) > 1 else "; one seed each, so only the test images vary"
                      if max(n_t, n_s) == 1 else "; one of them has one seed, so for it only the test images vary")
-            interval = (f"paired bootstrap ({n_t} transfer, {n_s} scratch seeds): test images resampled by group, "
-                        f"the same draw for both, and each configuration's seeds with replacement{seeds}")
+            interval = (f"paired bootstrap ({n_t} transfer, {plural(n_s, 'scratch seed')}): test images resampled by "
+                        f"group, the same draw for both, and each configuration's seeds with replacement{seeds}")
         elif n_t < 2 or n_s < 2:
-            interval = (f"none: {n_t} transfer and {n_s} scratch seed(s), no paired comparison stored (`python -m "
-                        "core compare DATASET` makes it), and a t-interval over seeds needs two of each")
+            interval = (f"none: {n_t} transfer and {plural(n_s, 'scratch seed')}, no paired comparison stored "
+                        "(`python -m core compare DATASET` makes it), and a t-interval over seeds needs two of each")
         elif not (sd_t == sd_t and sd_s == sd_s) or sd_t + sd_s <= 1e-12:  # NaN: no metric; ~0: no spread at all
             interval = "none: the seed SD is undefined or zero (a seed without this metric, or identical scores)"
         else:
